@@ -1,0 +1,287 @@
+"""The ``ttpkit`` command line. Heavy libraries are imported inside commands so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from ttpkit.errors import TtpkitError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Test-time personalization: sample N personalized candidates, score them, pick the best.",
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Report ttpkit errors as one red line and exit code 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TtpkitError as e:
+            console.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+    import bm25s  # noqa: F401  (imported first: it configures its logger on import)
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise TtpkitError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise TtpkitError(f"{what} must be positive integers, got {text!r}")
+    return values
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# sample / label / curves
+# ---------------------------------------------------------------------------------------------
+
+
+def run_sample(
+    data: Path,
+    split: str,
+    n: int,
+    out_path: Path,
+    limit: Optional[int] = None,
+    backend: str = "embedded",
+    model: Optional[str] = None,
+    base_url: Optional[str] = None,
+    task: Optional[str] = None,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    max_new_tokens: int = 32,
+    k: int = 4,
+    seed: int = 0,
+    policy: Any = None,
+) -> Any:
+    """Sample ``n`` candidates per query into a resumable pool; returns the policy used."""
+    from ttpkit.data import load_split
+    from ttpkit.policy import SamplingConfig, make_policy
+    from ttpkit.pool import PoolWriter, complete_queries
+
+    _quiet_libraries()
+    ds = load_split(data, split, task)
+    queries = list(ds.queries[:limit] if limit else ds.queries)
+    writer = PoolWriter(out_path)
+    done = complete_queries(writer.existing(), n)
+    todo = [q for q in queries if q.id not in done]
+    if not todo:
+        console.print(f"[green]{out_path}: all {len(queries)} queries already have {n} candidates[/]")
+        return policy
+    if done:
+        console.print(f"resuming: {len(queries) - len(todo)} of {len(queries)} queries already done")
+    if policy is None:
+        with console.status(f"loading policy ({backend}) ..."):
+            try:
+                cfg = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, k=k)
+            except ValueError as e:
+                raise TtpkitError(str(e)) from None
+            policy = make_policy(backend, ds.task, cfg, model=model, base_url=base_url)
+    with _progress() as bar:
+        job = bar.add_task(f"sampling N={n}", total=len(todo))
+        for q in todo:
+            (cands,) = policy.sample([q], n)
+            writer.add(cands)
+            bar.advance(job)
+    writer.fold()
+    return policy
+
+
+@app.command()
+@_friendly
+def sample(
+    data: Annotated[Path, typer.Option(help="LaMP-layout data directory.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Pool file to write (Parquet); resumed if it exists.")],
+    split: Annotated[str, typer.Option(help="Split to sample.")] = "test",
+    n: Annotated[int, typer.Option(help="Candidates per query.", min=1)] = 16,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first Q queries.", min=1)] = None,
+    backend: Annotated[str, typer.Option(help="embedded | gguf | hf | openai.")] = "embedded",
+    model: Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf) or served name (openai).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Task name; default from the data.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 0.95,
+    max_new_tokens: Annotated[int, typer.Option(help="Token limit per candidate.")] = 32,
+    k: Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)] = 4,
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+) -> None:
+    """Sample N candidates per query from a personalized policy into a pool file."""
+    t0 = time.time()
+    run_sample(data, split, n, out_path, limit, backend, model, base_url, task, temperature, top_p, max_new_tokens, k, seed)
+    console.print(f"wrote {out_path} in {time.time() - t0:.0f} s")
+
+
+def run_label(pool_path: Path, data: Path, split: str, task: Optional[str] = None) -> Any:
+    """Add ``rouge1``, ``rougeL`` and ``score_style`` to a pool file in place; returns the frame."""
+    from ttpkit.data import load_split
+    from ttpkit.pool import PoolWriter, read_pool, write_pool
+    from ttpkit.reward.style import style_scores
+    from ttpkit.utility import label_pool
+
+    ds = load_split(data, split, task)
+    PoolWriter(pool_path).fold()
+    pool = read_pool(pool_path)
+    queries = ds.by_id()
+    with console.status(f"labelling {len(pool)} candidates ..."):
+        pool = label_pool(pool, queries)
+        pool["score_style"] = style_scores(pool, queries)
+    write_pool(pool, pool_path)
+    return pool
+
+
+@app.command()
+@_friendly
+def label(
+    pool: Annotated[Path, typer.Option(help="Pool file to label in place.")],
+    data: Annotated[Path, typer.Option(help="LaMP-layout data directory (with outputs).")],
+    split: Annotated[str, typer.Option(help="Split the pool was sampled from.")] = "test",
+    task: Annotated[Optional[str], typer.Option(help="Task name; default from the data.")] = None,
+) -> None:
+    """Label candidates with ROUGE-1/ROUGE-L F1 against the reference (and add the style baseline)."""
+    df = run_label(pool, data, split, task)
+    console.print(
+        f"labelled {len(df)} candidates of {df['query_id'].nunique()} queries: "
+        f"mean rougeL {df['rougeL'].mean():.3f}, rouge1 {df['rouge1'].mean():.3f}"
+    )
+
+
+@app.command()
+@_friendly
+def curves(
+    pool: Annotated[Path, typer.Option(help="Labelled pool file.")],
+    utility: Annotated[str, typer.Option(help="rougeL | rouge1.")] = "rougeL",
+    scorers: Annotated[str, typer.Option(help="Comma-separated: oracle, random, or any score_<name> column.")] = "oracle,random,style",
+    n: Annotated[str, typer.Option(help="Comma-separated N values.")] = "1,2,4,8",
+    fmt: Annotated[str, typer.Option("--format", help="table | json | markdown.")] = "table",
+    plot: Annotated[Optional[Path], typer.Option(help="PNG to write (default: <pool>.curves.png for tables).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random scorer and the bootstrap.")] = 0,
+) -> None:
+    """Exact expected utility of best-of-N for each scorer, with bootstrap intervals."""
+    import json
+
+    from ttpkit.pool import read_pool
+    from ttpkit.report import curves_json, curves_markdown, curves_table, plot_curves
+    from ttpkit.scaling import curves as compute
+
+    if fmt not in ("table", "json", "markdown"):
+        raise TtpkitError(f"--format must be table, json or markdown, got {fmt!r}")
+    df = read_pool(pool)
+    names = [s.strip() for s in scorers.split(",") if s.strip()]
+    result = compute(df, names, utility, _ints(n, "--n"), seed=seed)
+    if fmt == "json":
+        print(json.dumps(curves_json(result), indent=2))
+    elif fmt == "markdown":
+        print(curves_markdown(result))
+    else:
+        out.print(curves_table(result, utility))
+        png = plot or pool.with_suffix(".curves.png")
+        plot_curves(result, png, utility)
+        console.print(f"plot: {png}")
+    if plot is not None and fmt != "table":
+        plot_curves(result, plot, utility)
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_friendly
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("ttpkit-demo"),
+    n: Annotated[int, typer.Option(help="Candidates per query.", min=1)] = 8,
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+) -> None:
+    """Run the whole loop on the bundled sample with the embedded Gemma 3 270M.
+
+    Samples N candidates for each of the 16 bundled git-commits queries, labels
+    them with ROUGE, and prints best-of-N for random / style / oracle selection.
+    """
+    from ttpkit.data import bundled_sample_dir
+    from ttpkit.report import curves_json, curves_table, plot_curves, write_json
+    from ttpkit.scaling import curves as compute
+
+    t0 = time.time()
+    data = bundled_sample_dir()
+    pool_path = out_dir / "pool.parquet"
+    console.print(f"[bold]ttpkit demo[/]: Gemma 3 270M, N={n}, bundled git-commits sample ({data})")
+    run_sample(data, "dev", n, pool_path, seed=seed)
+    df = run_label(pool_path, data, "dev")
+    ns = [x for x in (1, 2, 4, 8, 16, 32, 64) if x <= n]
+    result = compute(df, ["random", "style", "oracle"], "rougeL", ns, seed=seed)
+    out.print(curves_table(result, "rougeL"))
+    write_json(curves_json(result), out_dir / "curves.json")
+    plot_curves(result, out_dir / "curves.png", "rougeL", title=f"ttpkit demo: best-of-N, {result['oracle'].n_queries} queries")
+    best = df.loc[df.groupby("query_id")["rougeL"].idxmax()].head(3)
+    for _, row in best.iterrows():
+        console.print(f"  best candidate for {row['query_id']}: [italic]{row['text']}[/] (rougeL {row['rougeL']:.2f})")
+    console.print(f"wrote {out_dir}/pool.parquet, curves.json, curves.png in {time.time() - t0:.0f} s")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Errors that ttpkit reports to users (the CLI prints them and exits with code 2)."""
+
+from __future__ import annotations
+
+__all__ = ["DataError", "TtpkitError"]
+
+
+class TtpkitError(Exception):
+    """A problem with the user's input or configuration, reported without a traceback."""
+
+
+class DataError(TtpkitError, ValueError):
+    """A data file is missing or malformed; the message names the file, record and field."""

@@ -1,0 +1,70 @@
+"""The policy interface: queries in, ``n`` candidates per query out."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from ttpkit.data import Query
+
+__all__ = ["Candidate", "Policy", "SamplingConfig", "query_seed"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled answer; the fields are the pool file's columns."""
+
+    query_id: str
+    user_id: str
+    idx: int
+    text: str
+    policy: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Decoding settings shared by every backend.
+
+    Attributes:
+        temperature: Softmax temperature (> 0).
+        top_p: Nucleus mass kept (0 < top_p <= 1).
+        max_new_tokens: Upper bound on generated tokens per candidate; a
+            subject line or synopsis rarely needs more than 32.
+        seed: Run seed; each query's generator is seeded from (seed, query id),
+            so a query's samples do not depend on batching or on resuming.
+        k: Retrieved profile items per prompt.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 32
+    seed: int = 0
+    k: int = 4
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+def query_seed(seed: int, query_id: str) -> int:
+    """A 63-bit seed for one query, stable across processes and Python versions."""
+    digest = hashlib.sha256(f"{seed}:{query_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A generator of candidates. ``name`` goes into the pool's ``policy`` column."""
+
+    name: str
+
+    def sample(self, queries: list[Query], n: int) -> list[list[Candidate]]:
+        """Return ``n`` candidates for each query, in query order."""
+        ...

@@ -1,0 +1,49 @@
+"""``style``: the naive personalized scorer (no training).
+
+A candidate's score is its mean ROUGE-L F1 against the user's past targets, so
+it favours candidates that look like what the user wrote before, whatever the
+query asks. It is the baseline the learned reward models must beat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ttpkit.data import Query
+from ttpkit.errors import DataError
+
+__all__ = ["style_scores"]
+
+
+def style_scores(pool: pd.DataFrame, queries: dict[str, Query], max_targets: int = 60) -> np.ndarray:
+    """Score every pool row by mean ROUGE-L against its user's past targets.
+
+    Args:
+        pool: Candidate pool (``query_id``, ``text`` columns).
+        queries: Query id to query (for the user's profile). References are not read.
+        max_targets: Use the user's newest ``max_targets`` profile targets.
+
+    Returns:
+        (len(pool),) scores in [0, 1].
+    """
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    tokenize = scorer._tokenizer.tokenize  # the same tokens ROUGE-L itself uses
+    from rouge_score.rouge_scorer import _score_lcs
+
+    out = np.zeros(len(pool))
+    cache: dict[str, list] = {}
+    for i, (qid, text) in enumerate(zip(pool["query_id"], pool["text"].fillna(""))):
+        q = queries.get(qid)
+        if q is None:
+            raise DataError(f"pool query {qid!r} is not in the data split")
+        if qid not in cache:
+            cache[qid] = [tokenize(p.target) for p in q.profile[-max_targets:]]
+        targets = cache[qid]
+        if not targets:
+            continue
+        toks = tokenize(text)
+        out[i] = float(np.mean([_score_lcs(t, toks).fmeasure for t in targets]))
+    return out
