@@ -278,6 +278,29 @@ def demo(
     console.print(f"wrote {out_dir}/pool.parquet, curves.json, curves.png in {time.time() - t0:.0f} s")
 
 
+@app.command()
+@_friendly
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    backend: Annotated[str, typer.Option(help="embedded | gguf | hf.")] = "embedded",
+    model: Annotated[Optional[str], typer.Option(help="GGUF file (gguf) or model dir (hf).")] = None,
+    task: Annotated[str, typer.Option(help="Task whose labels prompts use (raw prompts ignore it).")] = "git-commits",
+) -> None:
+    """Serve a local policy as an OpenAI-compatible completions endpoint."""
+    import uvicorn
+
+    from ttpkit.data import get_task
+    from ttpkit.policy import make_policy
+    from ttpkit.serve import create_app
+
+    _quiet_libraries()
+    if backend == "openai":
+        raise TtpkitError("serve needs a local backend: embedded, gguf or hf")
+    policy = make_policy(backend, get_task(task), model=model)
+    uvicorn.run(create_app(policy, model_name=policy.name), host=host, port=port)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -10,6 +10,7 @@ which re-encodes the prompt N times, this removes (N-1) prefills per query.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -139,6 +140,9 @@ class LocalPolicy:
         self.name = name
         self.prompt = PromptBuilder(task, k=config.k)
         self._stop_mask = self._make_stop_mask()
+        # transformers 5.x renamed past_key_values to cache (the old name is deprecated)
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -215,7 +219,20 @@ class LocalPolicy:
         last = inside.sum(-1, keepdim=True) - 1
         return top.gather(1, last)
 
-    def _sample_one(self, prompt: str, n: int, seed: int) -> list[str]:
+    def complete(self, prompt: str, n: int, seed: int) -> list[str]:
+        """Sample ``n`` one-line completions of a raw prompt with one shared prefill.
+
+        Args:
+            prompt: The full prompt text.
+            n: Number of completions.
+            seed: Seed of this prompt's generator.
+        """
+        import torch
+
+        with torch.inference_mode():
+            return self._complete(prompt, n, seed)
+
+    def _complete(self, prompt: str, n: int, seed: int) -> list[str]:
         import torch
         from transformers import DynamicCache
 
@@ -223,8 +240,8 @@ class LocalPolicy:
         gen = torch.Generator().manual_seed(seed)
         ids = self.tokenizer(prompt, return_tensors="pt").input_ids  # (1, T)
         cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        cache = getattr(out, self._cache_kw)
         cache.batch_repeat_interleave(n)  # one prefill, n rows
         logits = out.logits[:, -1, :].expand(n, -1)  # (n, V)
         tokens: list[list[int]] = [[] for _ in range(n)]
@@ -240,8 +257,8 @@ class LocalPolicy:
                 keep = (~done).nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
                 active, nxt = active[keep], nxt[keep]
-            out = self.model(input_ids=nxt.unsqueeze(1), past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            out = self.model(input_ids=nxt.unsqueeze(1), use_cache=True, **{self._cache_kw: cache})
+            cache = getattr(out, self._cache_kw)
             logits = out.logits[:, -1, :]
         texts = []
         for toks in tokens:
@@ -262,20 +279,12 @@ class LocalPolicy:
             n: Samples per query.
             progress: Called with 1 after each query (for progress bars).
         """
-        import torch
-
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         results = []
-        with torch.inference_mode():
-            for q in queries:
-                texts = self._sample_one(self.prompt(q), n, query_seed(self.config.seed, q.id))
-                results.append(
-                    [
-                        Candidate(q.id, q.user_id, i, t, self.name, self.config.seed)
-                        for i, t in enumerate(texts)
-                    ]
-                )
-                if progress is not None:
-                    progress(1)
+        for q in queries:
+            texts = self.complete(self.prompt(q), n, query_seed(self.config.seed, q.id))
+            results.append([Candidate(q.id, q.user_id, i, t, self.name, self.config.seed) for i, t in enumerate(texts)])
+            if progress is not None:
+                progress(1)
         return results

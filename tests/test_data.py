@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import write_split
+
+from ttpkit.data import Query, get_task, load_split
+from ttpkit.errors import DataError
+
+Q = [{"id": "q1", "input": "Generate a title for the following abstract of a paper: We study cats.",
+      "profile": [{"id": "p1", "abstract": "dogs bark", "title": "On dogs"}]}]
+O = {"task": "LaMP-5", "golds": [{"id": "q1", "output": "Cats"}]}
+
+
+def test_bundled_sample_is_real_and_small(sample):
+    assert sample.task.name == "git-commits"
+    assert len(sample.queries) == 16
+    assert len({q.user_id for q in sample.queries}) == 8
+    assert all(1 <= len(q.profile) <= 20 and q.reference for q in sample.queries)
+    assert all(not q.source.lower().startswith("generate") for q in sample.queries)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_plain_and_gzip(tmp_path, gz):
+    ds = load_split(write_split(tmp_path / "d", Q, O, gz=gz), "test")
+    (q,) = ds.queries
+    assert isinstance(q, Query)
+    assert q.source == "We study cats."
+    assert q.reference == "Cats"
+    assert q.profile[0].source == "dogs bark" and q.profile[0].target == "On dogs"
+    with pytest.raises(AttributeError):
+        q.id = "other"  # records are frozen
+
+
+def test_user_id_derived_stably_from_profile(tmp_path):
+    two = [Q[0], {**Q[0], "id": "q2"}, {**Q[0], "id": "q3", "profile": []}]
+    ds = load_split(write_split(tmp_path, two), "test", task="LaMP-5")
+    a, b, c = ds.queries
+    assert a.user_id == b.user_id != c.user_id
+    assert a.reference is None  # no outputs file: fine for generation
+    assert load_split(tmp_path, "test", task="LaMP-5").queries[0].user_id == a.user_id
+
+
+@pytest.mark.parametrize(
+    "questions, needle",
+    [
+        ([{"input": "x", "profile": []}], "record #0 has no field 'id'"),
+        ([{"id": "a", "profile": []}], "record #0 (id 'a') has no field 'input'"),
+        ([{"id": "a", "input": "x", "profile": "no"}], "field 'profile' must be a list"),
+        ([{"id": "a", "input": "x", "profile": [{"abstract": "s"}]}], "profile item #0 has no field 'title'"),
+        ([{"id": "a", "input": "x", "profile": []}, {"id": "a", "input": "y", "profile": []}], "repeats an id"),
+        ({"not": "a list"}, "expected a JSON list"),
+    ],
+)
+def test_malformed_records_name_file_record_and_field(tmp_path, questions, needle):
+    write_split(tmp_path, questions, O)
+    with pytest.raises(DataError) as e:
+        load_split(tmp_path, "test")
+    assert needle in str(e.value)
+    assert "test_questions.json" in str(e.value)
+
+
+def test_missing_files_and_unknown_task(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_split(tmp_path / "nope", "test")
+    write_split(tmp_path, Q, O)
+    with pytest.raises(DataError, match="no dev_questions"):
+        load_split(tmp_path, "dev")
+    with pytest.raises(DataError, match="known tasks: .*LaMP-4"):
+        get_task("LaMP-99")
+    (tmp_path / "test_questions.json").write_text("[{broken")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_split(tmp_path, "test")
+
+
+def test_bad_gold_is_reported(tmp_path):
+    write_split(tmp_path, Q, {"task": "LaMP-5", "golds": [{"id": "q1"}]})
+    with pytest.raises(DataError, match=r"test_outputs.json: gold #0 \(id 'q1'\) has no field 'output'"):
+        load_split(tmp_path, "test")
+
+
+def test_task_specs_cover_lamp_and_longlamp():
+    assert (get_task("LaMP-4").source_field, get_task("LaMP-4").target_field) == ("text", "title")
+    assert get_task("LongLaMP-review").target_field == "reviewText"
+    assert get_task("debian-synopsis").source_field == "abstract"
+    assert json.dumps(get_task("git-commits").__dict__)

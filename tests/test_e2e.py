@@ -1,0 +1,41 @@
+"""The real path: embedded Gemma 3 270M -> pool -> ROUGE labels -> curves (2 queries, N=2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ttpkit.cli import run_label, run_sample
+from ttpkit.data import bundled_sample_dir
+from ttpkit.scaling import curves
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def policy(sample):
+    from ttpkit.policy import SamplingConfig
+    from ttpkit.policy.local import LocalPolicy
+
+    return LocalPolicy.embedded(sample.task, SamplingConfig(seed=0))
+
+
+def test_embedded_model_end_to_end(tmp_path, policy, sample):
+    out = tmp_path / "pool.parquet"
+    run_sample(bundled_sample_dir(), "dev", 2, out, limit=2, policy=policy)
+    pool = run_label(out, bundled_sample_dir(), "dev")
+    assert len(pool) == 4 and set(pool["query_id"]) == {q.id for q in sample.queries[:2]}
+    assert (pool["policy"] == "gemma3-270m").all()
+    assert all(t and "\n" not in t for t in pool["text"])  # one non-empty line each
+    assert pool["rougeL"].between(0, 1).all() and pool["score_style"].between(0, 1).all()
+    res = curves(pool, ["oracle", "random", "style"], "rougeL", [1, 2])
+    assert res["oracle"].mean[1] >= res["oracle"].mean[0] == pytest.approx(pool["rougeL"].mean())
+
+
+def test_same_seed_same_samples_and_n_rows_share_one_prefill(policy, sample):
+    q = sample.queries[3]
+    a = policy.complete(policy.prompt(q), 3, seed=11)
+    b = policy.complete(policy.prompt(q), 3, seed=11)
+    assert a == b and len(a) == 3
+    prompt = policy.prompt(q)
+    assert prompt.count("Subject line:") == 5  # 4 retrieved shots + the query
+    assert prompt.rstrip().endswith("Subject line:")

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ttpkit.scaling import best_of_n, bon_weights, bootstrap_ci, curves
+
+
+def brute_force(scores, utils, n):
+    """Enumerate every n-subset; ties broken uniformly (mean utility of the tied maxima)."""
+    vals = []
+    for sub in itertools.combinations(range(len(scores)), n):
+        top = max(scores[i] for i in sub)
+        vals.append(np.mean([utils[i] for i in sub if scores[i] == top]))
+    return float(np.mean(vals))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_brute_force_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(2, 9))
+    scores = rng.integers(0, 3, size=(3, m)).astype(float)  # many ties
+    utils = rng.random((3, m))
+    ns = list(range(1, m + 1))
+    got = best_of_n(scores, utils, ns)
+    for q in range(3):
+        for k, n in enumerate(ns):
+            assert got[q, k] == pytest.approx(brute_force(scores[q], utils[q], n), abs=1e-12)
+
+
+def test_weights_are_probabilities_for_large_pools():
+    w = bon_weights(5000, [1, 7, 64, 5000])
+    assert np.allclose(w.sum(axis=1), 1.0)
+    assert w[0].max() == pytest.approx(1 / 5000)
+    assert w[3, -1] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        bon_weights(4, [5])
+
+
+def test_constant_scorer_gives_pool_mean_and_oracle_never_decreases():
+    rng = np.random.default_rng(0)
+    utils = rng.random((50, 16))
+    ns = [1, 2, 3, 4, 8, 16]
+    const = best_of_n(np.zeros_like(utils), utils, ns)
+    assert np.allclose(const, utils.mean(axis=1, keepdims=True))
+    oracle = best_of_n(utils, utils, ns)
+    assert np.all(np.diff(oracle, axis=1) >= -1e-12)
+    assert np.allclose(oracle[:, -1], utils.max(axis=1))
+    assert np.allclose(oracle[:, 0], utils.mean(axis=1))
+
+
+def test_bootstrap_interval_contains_mean():
+    x = np.random.default_rng(1).random((200, 2))
+    lo, hi = bootstrap_ci(x, seed=3)
+    assert np.all(lo < x.mean(0)) and np.all(x.mean(0) < hi)
+    assert np.array_equal(bootstrap_ci(x, seed=3)[0], lo)
+
+
+def test_curves_on_a_pool_frame():
+    rng = np.random.default_rng(2)
+    rows = [
+        {"query_id": f"q{q}", "idx": i, "rougeL": float(u), "score_style": float(-u)}
+        for q in range(20)
+        for i, u in enumerate(rng.random(8))
+    ]
+    pool = pd.DataFrame(rows)
+    res = curves(pool, ["oracle", "random", "style"], "rougeL", [1, 2, 4, 8])
+    mean = pool["rougeL"].mean()
+    assert res["oracle"].mean[0] == pytest.approx(mean)
+    assert res["oracle"].mean[-1] > res["random"].mean[-1] > res["style"].mean[-1]  # style anti-correlated here
+    assert res["style"].mean[-1] == pytest.approx(pool.groupby("query_id")["rougeL"].min().mean())
+    assert set(res["oracle"].as_dict()) == {"1", "2", "4", "8"}
