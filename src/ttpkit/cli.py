@@ -241,6 +241,105 @@ def curves(
 
 
 # ---------------------------------------------------------------------------------------------
+# reward models
+# ---------------------------------------------------------------------------------------------
+
+
+def _dataset_for_pool(data: Path, pool: Any, split: Optional[str], task: Optional[str] = None) -> Any:
+    """Load the split that holds the pool's queries (``split``, or the first of train/dev/test that does)."""
+    from ttpkit.data import load_split
+
+    ids = set(pool["query_id"])
+    for name in [split] if split else ["train", "dev", "test"]:
+        try:
+            ds = load_split(data, name, task)
+        except TtpkitError:
+            if split:
+                raise
+            continue
+        if ids <= set(ds.by_id()):
+            return ds
+        if split:
+            raise TtpkitError(f"{data}: split {split!r} lacks {len(ids - set(ds.by_id()))} of the pool's queries")
+    raise TtpkitError(f"{data}: no split holds all of the pool's queries; pass --split")
+
+
+def _encoder() -> Any:
+    from ttpkit.policy.local import cache_dir
+    from ttpkit.reward.features import Encoder
+
+    return Encoder(cache_file=cache_dir() / "embeddings" / "all-MiniLM-L6-v2.safetensors")
+
+
+@app.command("train-rm")
+@_friendly
+def train_rm(
+    pool: Annotated[Path, typer.Option(help="Labelled training pool.")],
+    data: Annotated[Path, typer.Option(help="LaMP-layout data directory (profiles and inputs).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the model.")],
+    dev_pool: Annotated[Optional[Path], typer.Option(help="Labelled dev pool for early stopping (default: hold out 20% of users).")] = None,
+    variant: Annotated[str, typer.Option(help="global-mse | user-mse | user-pairwise | user-prob.")] = "user-prob",
+    utility: Annotated[str, typer.Option(help="Utility column to learn.")] = "rougeL",
+    beta: Annotated[float, typer.Option(help="β of β-NLL for user-prob (0 = plain NLL).")] = 0.0,
+    hidden: Annotated[int, typer.Option(help="Hidden width.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    split: Annotated[Optional[str], typer.Option(help="Split of --pool (default: detected).")] = None,
+    dev_split: Annotated[Optional[str], typer.Option(help="Split of --dev-pool (default: detected).")] = None,
+) -> None:
+    """Train a personalized reward model on a labelled pool (CPU, minutes)."""
+    from ttpkit.pool import read_pool
+    from ttpkit.report import plot_training
+    from ttpkit.reward.models import RewardModel, RMConfig
+
+    _quiet_libraries()
+    t0 = time.time()
+    cfg = RMConfig(variant=variant, beta=beta, hidden=hidden, seed=seed)
+    train = read_pool(pool)
+    ds = _dataset_for_pool(data, train, split)
+    dev = dev_ds = None
+    if dev_pool is not None:
+        dev = read_pool(dev_pool)
+        dev_ds = _dataset_for_pool(data, dev, dev_split)
+    enc = _encoder()
+    with console.status(f"training {variant} on {len(train)} candidates ..."):
+        rm = RewardModel(cfg).fit(train, ds.by_id(), dev, dev_ds.by_id() if dev_ds else None, encoder=enc, utility=utility)
+    enc.save_cache()
+    rm.save(out_dir)
+    plot_training(rm.history_, out_dir / "training.png", title=variant)
+    last = rm.history_[-1] if rm.history_ else {}
+    console.print(f"saved {variant} to {out_dir} ({len(rm.history_)} logged steps, dev loss {last.get('dev_loss', float('nan')):.4f}) in {time.time() - t0:.0f} s")
+
+
+@app.command()
+@_friendly
+def score(
+    rm_dir: Annotated[Path, typer.Option("--rm", help="Reward model directory.")],
+    pool: Annotated[Path, typer.Option(help="Pool to score in place.")],
+    data: Annotated[Path, typer.Option(help="LaMP-layout data directory.")],
+    name: Annotated[Optional[str], typer.Option(help="Column suffix (default: the variant).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split of the pool (default: detected).")] = None,
+) -> None:
+    """Add score_<name> (and std_<name> for user-prob) to a pool."""
+    from ttpkit.pool import read_pool, write_pool
+    from ttpkit.reward.models import RewardModel
+
+    _quiet_libraries()
+    rm = RewardModel.load(rm_dir)
+    df = read_pool(pool)
+    ds = _dataset_for_pool(data, df, split)
+    enc = _encoder()
+    with console.status(f"scoring {len(df)} candidates ..."):
+        scores = rm.score(df, ds.by_id(), encoder=enc)
+    enc.save_cache()
+    col = name or rm.config.variant
+    df[f"score_{col}"] = scores.mean
+    if rm.config.probabilistic:
+        df[f"std_{col}"] = scores.std
+    write_pool(df, pool)
+    console.print(f"added score_{col} to {pool} ({len(df)} candidates)")
+
+
+# ---------------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ttpkit.scaling import Curve
 
-__all__ = ["curves_json", "curves_markdown", "curves_table", "plot_curves"]
+__all__ = ["curves_json", "curves_markdown", "curves_table", "plot_curves", "plot_training", "write_json"]
 
 
 def curves_json(curves: Mapping[str, Curve]) -> dict[str, dict[str, float]]:
@@ -55,6 +55,30 @@ def plot_curves(curves: Mapping[str, Curve], path: str | Path, utility: str = "r
     ax.set_ylabel(f"expected {utility}")
     first = next(iter(curves.values()))
     ax.set_title(title or f"best-of-N, {first.n_queries} queries")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_training(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """Plot a reward model's train and dev loss against the step; write a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=110)
+    steps = [h["epoch"] for h in history]
+    ax.plot(steps, [h["train_loss"] for h in history], label="train")
+    ax.plot(steps, [h["dev_loss"] for h in history], label="dev")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title or "training")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

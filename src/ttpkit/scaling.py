@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.special import gammaln
 
 from ttpkit.errors import DataError
+from ttpkit.selection import apply_rule
 
 __all__ = [
     "BUILTIN_SCORERS",
@@ -132,7 +133,8 @@ def scorer_values(pool: pd.DataFrame, scorer: str, utility: str, seed: int = 0) 
     """Scores of each pool row under a scorer name.
 
     ``oracle`` is the utility itself, ``random`` is seeded uniform noise, and any
-    other name reads the ``score_<name>`` column.
+    other name reads the ``score_<name>`` column. ``<name>@<rule>`` applies a
+    selection rule (``user-prob@lcb:1``) to ``score_<name>`` and ``std_<name>``.
 
     Raises:
         DataError: If the pool lacks the needed column; the message lists the
@@ -142,11 +144,17 @@ def scorer_values(pool: pd.DataFrame, scorer: str, utility: str, seed: int = 0) 
         return pool[utility].to_numpy(dtype=np.float64)
     if scorer == "random":
         return np.random.default_rng(seed).random(len(pool))
-    col = f"score_{scorer}"
+    name, _, rule = scorer.partition("@")
+    col = f"score_{name}"
     if col not in pool.columns:
         have = list(BUILTIN_SCORERS) + [c[len("score_") :] for c in pool.columns if c.startswith("score_")]
         raise DataError(f"pool has no column {col!r}; scorers available: {', '.join(have)}")
-    return pool[col].to_numpy(dtype=np.float64)
+    mean = pool[col].to_numpy(dtype=np.float64)
+    if not rule:
+        return mean
+    std_col = f"std_{name}"
+    std = pool[std_col].to_numpy(dtype=np.float64) if std_col in pool.columns else None
+    return apply_rule(mean, std, rule, seed)
 
 
 def pool_matrix(pool: pd.DataFrame, values: np.ndarray) -> tuple[list[str], np.ndarray]:

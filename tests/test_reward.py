@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ttpkit.data import ProfileItem, Query
+from ttpkit.errors import TtpkitError
+from ttpkit.reward import models as M
+from ttpkit.reward.models import RewardModel, RMConfig, gaussian_nll, pairwise_loss
+
+
+def _fit(params, loss_fn, steps=1500, lr=0.05):
+    opt = torch.optim.Adam(params, lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+
+
+def test_nll_recovers_heteroscedastic_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4000, generator=g)
+    noise_sd = 0.05 + 0.3 * x  # known noise level, growing with x
+    y = 2 * x + noise_sd * torch.randn(4000, generator=g)
+    w = torch.zeros(4, requires_grad=True)  # mean = w0 + w1 x ; log var = w2 + w3 x (+ log-linear approx)
+    feats = torch.stack([torch.ones_like(x), x, x.pow(2)], 1)
+    a = torch.zeros(3, requires_grad=True)
+
+    def loss():
+        return gaussian_nll(w[0] + w[1] * x, feats @ a, y, var_floor=1e-6)
+
+    _fit([w, a], loss)
+    assert w[1].item() == pytest.approx(2.0, abs=0.05)
+    pred_sd = torch.sqrt(torch.exp(feats @ a)).detach()
+    for q in (0.1, 0.5, 0.9):
+        i = int(q * 3999)
+        order = torch.argsort(x)
+        assert pred_sd[order[i]].item() == pytest.approx(noise_sd[order[i]].item(), rel=0.15)
+
+
+def test_beta_nll_same_optimum_and_floor():
+    y = torch.randn(2000, generator=torch.Generator().manual_seed(1)) * 0.5 + 1.0
+    for beta in (0.0, 0.5):
+        p = torch.zeros(2, requires_grad=True)
+        _fit([p], lambda: gaussian_nll(p[0].expand(2000), p[1].expand(2000), y, 1e-6, beta), steps=800)
+        assert p[0].item() == pytest.approx(1.0, abs=0.05)
+        assert np.exp(p[1].item()) == pytest.approx(0.25, rel=0.15)
+    # the floor keeps the loss finite when the predicted variance collapses
+    val = gaussian_nll(torch.zeros(3), torch.full((3,), -100.0), torch.zeros(3), var_floor=1e-4)
+    assert torch.isfinite(val)
+
+
+def test_pairwise_loss_recovers_ranking_within_groups_only():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(600, generator=g)
+    group = torch.arange(600) // 6
+    offset = torch.randn(100, generator=g)[group] * 10  # huge per-group offsets: irrelevant to pairs
+    y = x + offset
+    w = torch.zeros(1, requires_grad=True)
+    _fit([w], lambda: pairwise_loss(w * x, y, group), steps=300)
+    assert w.item() > 1.0  # learned the within-group order
+    # cross-group pairs are ignored: a perfect within-group scorer has low loss despite offsets
+    assert pairwise_loss(50 * x, y, group) < 0.05
+
+
+class FakeEncoder:
+    """Deterministic bag-of-words hashing encoder (no model download, same interface)."""
+
+    dim = 384
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, hash(w) % self.dim] += 1.0
+            n = np.linalg.norm(out[i])
+            out[i] /= n or 1.0
+        return out
+
+
+def _synthetic(n_users=12, per_user=3, m=6, seed=0):
+    """Utility = overlap of candidate with the (hidden) reference, which shares words with the input."""
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(60)]
+    queries, rows = {}, []
+    for u in range(n_users):
+        prof = tuple(ProfileItem(f"p{u}{j}", " ".join(rng.choice(vocab, 8)), " ".join(rng.choice(vocab, 3))) for j in range(5))
+        for k in range(per_user):
+            ref = list(rng.choice(vocab, 4))
+            src = " ".join(ref + list(rng.choice(vocab, 6)))
+            qid = f"u{u}q{k}"
+            queries[qid] = Query(qid, f"u{u}", src, src, prof, reference=" ".join(ref))
+            for i in range(m):
+                n_good = int(rng.integers(0, 5))
+                words = ref[:n_good] + list(rng.choice(vocab, 4 - n_good))
+                rows.append({"query_id": qid, "user_id": f"u{u}", "idx": i, "text": " ".join(words),
+                             "policy": "x", "seed": 0, "rougeL": n_good / 4})
+    return pd.DataFrame(rows), queries
+
+
+@pytest.mark.parametrize("variant", M.VARIANTS)
+def test_every_variant_learns_and_round_trips(tmp_path, variant):
+    pool, queries = _synthetic()
+    enc = FakeEncoder()
+    cfg = RMConfig(variant=variant, max_epochs=300, patience=300, seed=0)
+    rm = RewardModel(cfg).fit(pool, queries, encoder=enc)
+    torch.manual_seed(cfg.seed)
+    init = M._net(len(cfg.features), cfg.hidden, 2 if cfg.probabilistic else 1)  # the weights fit() started from
+    assert all(not torch.equal(a, b) for a, b in zip(init.parameters(), rm.net_.parameters()))
+    scores = rm.score(pool, queries, encoder=enc)
+    corr = M.within_query_corr(scores.mean, pool["rougeL"].to_numpy(), pool["query_id"].to_numpy())
+    assert corr > 0.5, corr  # input overlap predicts utility
+    assert (scores.std > 0).all() if variant == "user-prob" else (scores.std == 0).all()
+    rm.save(tmp_path / variant)
+    assert {p.name for p in (tmp_path / variant).iterdir()} >= {"config.json", "model.safetensors", "training.json"}
+    back = RewardModel.load(tmp_path / variant)
+    again = back.score(pool, queries, encoder=enc)
+    assert np.allclose(again.mean, scores.mean) and np.allclose(again.std, scores.std)
+    assert back.config == cfg
+
+
+def test_scoring_never_reads_the_reference():
+    pool, queries = _synthetic(n_users=6)
+    enc = FakeEncoder()
+    rm = RewardModel(RMConfig(variant="user-prob", max_epochs=50)).fit(pool, queries, encoder=enc)
+    blind = {k: Query(q.id, q.user_id, q.input, q.source, q.profile, reference=None) for k, q in queries.items()}
+    wrong = {k: Query(q.id, q.user_id, q.input, q.source, q.profile, reference="zzz") for k, q in queries.items()}
+    a = rm.score(pool.drop(columns=["rougeL"]), blind, encoder=enc)
+    b = rm.score(pool, wrong, encoder=enc)
+    assert np.array_equal(a.mean, b.mean) and np.array_equal(a.std, b.std)
+
+
+def test_unfitted_and_bad_config_errors(tmp_path):
+    with pytest.raises(TtpkitError, match="not fitted"):
+        RewardModel().score(pd.DataFrame(), {})
+    with pytest.raises(TtpkitError, match="known variants"):
+        RMConfig(variant="user-magic")
+    with pytest.raises(TtpkitError, match="not a ttpkit reward model"):
+        RewardModel.load(tmp_path)
