@@ -339,6 +339,47 @@ def score(
     console.print(f"added score_{col} to {pool} ({len(df)} candidates)")
 
 
+@app.command()
+@_friendly
+def diagnose(
+    pool: Annotated[Path, typer.Option(help="Labelled (and scored) pool.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")],
+    scorers: Annotated[str, typer.Option(help="Comma-separated scorers (oracle, random, style, RM columns, name@rule).")] = "oracle,random,style",
+    utility: Annotated[str, typer.Option(help="Utility column.")] = "rougeL",
+    m_fit: Annotated[int, typer.Option(help="Candidates per query the law is measured on.", min=2)] = 4,
+    n_max: Annotated[int, typer.Option(help="Predict the curve up to this N.", min=2)] = 32,
+    tau: Annotated[float, typer.Option(help="Collapse threshold (fraction of the global score spread).")] = 0.05,
+    cost: Annotated[float, typer.Option(help="Cost of one sample (any unit).")] = 1.0,
+    min_gain: Annotated[float, typer.Option(help="Stop doubling N when the gain per unit of cost falls below this.")] = 1e-3,
+    data: Annotated[Optional[Path], typer.Option(help="Data directory, to show references of hacked queries.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split of the pool (default: detected).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Fit the four-quantity law per scorer; find collapsed users and hacked queries; recommend N."""
+    from ttpkit.pool import read_pool
+    from ttpkit.report import write_diagnosis
+
+    df = read_pool(pool)
+    refs = None
+    if data is not None:
+        ds = _dataset_for_pool(data, df, split)
+        refs = {q.id: q.reference or "" for q in ds.queries}
+    names = [x.strip() for x in scorers.split(",") if x.strip()]
+    law = write_diagnosis(df, names, out_dir, utility, m_fit, n_max, tau, refs, cost, min_gain, seed)
+    from rich.table import Table
+
+    table = Table(title=f"law fit on M_fit={m_fit} ({law['settings']['queries']} queries)")
+    for col in ("scorer", "μ̄", "c", "σ̄", "ρ̄", "ρ_eff", "R² tail", "max err tail", "N*"):
+        table.add_column(col, justify="right")
+    for name, e in law["scorers"].items():
+        q = e["quantities"]
+        r2 = e["r2"]["tail"]
+        table.add_row(name, f"{q['mu']:.3f}", f"{q['c']:.2f}", f"{q['sigma']:.3f}", f"{q['rho']:.3f}", f"{q['rho_eff']:.3f}",
+                      "n/a" if r2 != r2 else f"{r2:.2f}", f"{e['max_error_frac_of_oracle_gain']['tail']:.0%}", str(e["compute"]["recommended_n"]))
+    out.print(table)
+    console.print(f"wrote {out_dir}/report.md, law.json and plots")
+
+
 # ---------------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------------

@@ -207,13 +207,24 @@ class LocalPolicy:
         return torch.searchsorted(cdf, u).clamp_max(probs.shape[-1] - 1).squeeze(1)
 
     def _nucleus_threshold(self, probs):
-        """(B, 1) smallest probability inside each row's top-p nucleus."""
+        """(B, 1) smallest probability inside each row's top-p nucleus.
+
+        The nucleus is searched in each row's top 512 tokens; only the rare flat
+        rows whose top 512 hold less than top_p are sorted in full.
+        """
         import torch
 
         top_p = self.config.top_p
         top, _ = probs.topk(min(_TOPK_FAST, probs.shape[-1]), dim=-1)  # sorted descending
-        if bool((top.sum(-1) < top_p).any()):  # a flat row: its nucleus is wider than the fast top-k
-            top, _ = probs.sort(dim=-1, descending=True)
+        thr = self._threshold_from_sorted(top, top_p)
+        short = (top.sum(-1) < top_p).nonzero().squeeze(1)
+        if len(short):
+            full, _ = probs[short].sort(dim=-1, descending=True)
+            thr[short] = self._threshold_from_sorted(full, top_p)
+        return thr
+
+    @staticmethod
+    def _threshold_from_sorted(top, top_p: float):
         cum = top.cumsum(-1)
         inside = (cum - top) < top_p  # smallest prefix whose mass reaches top_p
         last = inside.sum(-1, keepdim=True) - 1

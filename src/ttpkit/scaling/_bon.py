@@ -1,4 +1,4 @@
-"""Best-of-N curves from candidate pools, computed exactly.
+"""Best-of-N curves from candidate pools, computed exactly (re-exported by :mod:`ttpkit.scaling`).
 
 For a pool of M candidates with scores r and utilities u, best-of-N draws N of
 them without replacement and keeps the highest-scored one. Sorting by score

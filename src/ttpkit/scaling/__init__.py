@@ -1,0 +1,58 @@
+"""Best-of-N curves and the four-quantity scaling law.
+
+- :mod:`ttpkit.scaling._bon`: the exact best-of-N estimator, bootstrap
+  intervals and curves of any scorer on a labelled pool.
+- :mod:`ttpkit.scaling._law`: e_N, the oracle ceiling, the law
+  E_N = mu + (1 - c) * rho * sigma * e_N, its tail-aware form, the collapse and
+  hacking detectors, and compute-aware N.
+"""
+
+from __future__ import annotations
+
+from ttpkit.scaling._bon import (
+    BUILTIN_SCORERS,
+    Curve,
+    best_of_n,
+    bon_weights,
+    bootstrap_ci,
+    curves,
+    per_query_curve,
+    pool_matrix,
+    scorer_values,
+)
+from ttpkit.scaling._law import (
+    FORMS,
+    LawFit,
+    QueryStats,
+    collapsed_users,
+    expected_max_normal,
+    fit_law,
+    fit_log_curve,
+    hacked_queries,
+    predict,
+    query_stats,
+    recommend_n,
+)
+
+__all__ = [
+    "BUILTIN_SCORERS",
+    "FORMS",
+    "Curve",
+    "LawFit",
+    "QueryStats",
+    "best_of_n",
+    "bon_weights",
+    "bootstrap_ci",
+    "collapsed_users",
+    "curves",
+    "expected_max_normal",
+    "fit_law",
+    "fit_log_curve",
+    "hacked_queries",
+    "per_query_curve",
+    "pool_matrix",
+    "predict",
+    "query_stats",
+    "recommend_n",
+    "scorer_values",
+]

@@ -1,0 +1,311 @@
+"""The four-quantity law of best-of-N and its failure modes (re-exported by :mod:`ttpkit.scaling`).
+
+For query q with utilities u and scores r over its pool: mu_q = mean(u),
+s_q = std(u), rho_q = corr(r, u). If (u, r) were bivariate normal, best-of-N by
+r would give mu_q + rho_q * s_q * e_N with e_N = E[max of N iid N(0, 1)].
+Averaging over queries and splitting off the collapsed ones:
+
+    E_N = mu + (1 - c) * rho * sigma * e_N,      ceiling: mu + sigma * e_N
+
+- mu: mean utility; c: fraction of queries whose user is collapsed (score spread
+  below tau times the global spread); sigma: mean s_q over the other queries;
+  rho: their s-weighted mean rho_q.
+
+Pearson rho over the whole pool misses the tail that best-of-N selects from, so
+:class:`LawFit` also carries *effective* quantities fitted to the exact small-N
+curves of the same candidates (N <= M_fit): sigma_eff from the oracle curve and
+rho_eff from the scorer's curve. The ``tail`` form uses them with e_N; the
+``log`` form replaces sigma * e_N by the fitted logarithmic ceiling b * ln N.
+All forms keep the law's meaning: rho < 0 means more compute hurts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from ttpkit.scaling._bon import best_of_n, pool_matrix, scorer_values
+
+__all__ = [
+    "FORMS",
+    "LawFit",
+    "QueryStats",
+    "collapsed_users",
+    "expected_max_normal",
+    "fit_law",
+    "fit_log_curve",
+    "hacked_queries",
+    "predict",
+    "query_stats",
+    "r_squared",
+    "recommend_n",
+]
+
+FORMS = ("plain", "tail", "log")
+HACK_THRESHOLD = -0.1
+
+
+@lru_cache(maxsize=None)
+def expected_max_normal(n: int) -> float:
+    """e_N = E[max of N iid standard normals] = ∫ x N φ(x) Φ(x)^(N-1) dx, by quadrature."""
+    from scipy import integrate, special
+
+    if n < 1:
+        raise ValueError(f"N must be >= 1, got {n}")
+    if n == 1:
+        return 0.0
+    log_n = np.log(n) - 0.5 * np.log(2 * np.pi)
+
+    def f(x: float) -> float:  # x * N * phi(x) * Phi(x)^(N-1), in logs for large N
+        return x * np.exp(log_n - 0.5 * x * x + (n - 1) * special.log_ndtr(x))
+
+    value, _ = integrate.quad(f, -12, 12, limit=200, epsabs=1e-12, epsrel=1e-12)
+    return float(value)
+
+
+def _e(ns: Sequence[int]) -> np.ndarray:
+    return np.array([expected_max_normal(int(n)) for n in ns])
+
+
+@dataclass(frozen=True)
+class QueryStats:
+    """Per-query quantities of one scorer on a pool (arrays of length Q)."""
+
+    query_id: np.ndarray
+    user_id: np.ndarray
+    mu: np.ndarray
+    s: np.ndarray
+    rho: np.ndarray
+    collapsed: np.ndarray
+    scores: np.ndarray  # (Q, M), for small-N curves
+    utils: np.ndarray  # (Q, M)
+
+
+def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-12, (a * b).sum(1) / np.where(den > 0, den, 1), 0.0)
+
+
+def query_stats(
+    pool: pd.DataFrame, scorer: str, utility: str = "rougeL", tau: float = 0.05, seed: int = 0, m: int | None = None
+) -> QueryStats:
+    """mu_q, s_q, rho_q and the collapse flag of every query.
+
+    Args:
+        pool: Labelled (and scored) pool.
+        scorer: Scorer name (see :func:`ttpkit.scaling.scorer_values`).
+        utility: Utility column.
+        tau: A user is collapsed when the std of its scores is below tau times
+            the std of all scores.
+        seed: Seed of the ``random`` scorer.
+        m: Use the first ``m`` candidates (by idx) of each query.
+    """
+    if m is not None:
+        pool = pool[pool["idx"] < m]
+    r_all = scorer_values(pool, scorer, utility, seed)
+    qids, u = pool_matrix(pool, pool[utility].to_numpy(dtype=np.float64))
+    _, r = pool_matrix(pool, r_all)
+    users = pool.groupby("query_id")["user_id"].first().reindex(qids).to_numpy()
+    spread = pd.Series(r_all).groupby(pool["user_id"].to_numpy()).std(ddof=0)
+    global_sd = float(np.std(r_all))
+    collapsed_user = spread <= tau * global_sd if global_sd > 0 else spread >= 0
+    collapsed = collapsed_user.reindex(users).to_numpy(dtype=bool)
+    rho = _row_corr(r, u)
+    rho[collapsed] = 0.0
+    return QueryStats(np.asarray(qids), users, u.mean(1), u.std(1), rho, collapsed, r, u)
+
+
+def fit_log_curve(ns: Sequence[int], values: Sequence[float]) -> tuple[float, float, float]:
+    """Least-squares a + b ln N; returns (a, b, R²)."""
+    x = np.log(np.asarray(ns, dtype=np.float64))
+    y = np.asarray(values, dtype=np.float64)
+    b, a = np.polyfit(x, y, 1) if len(set(ns)) > 1 else (0.0, float(y.mean()))
+    return float(a), float(b), r_squared(y, a + b * x)
+
+
+def r_squared(observed: Sequence[float], predicted: Sequence[float]) -> float:
+    """1 - SS_res / SS_tot (NaN when the observed values are constant)."""
+    o, p = np.asarray(observed, float), np.asarray(predicted, float)
+    ss_tot = float(((o - o.mean()) ** 2).sum())
+    return float("nan") if ss_tot < 1e-15 else 1.0 - float(((o - p) ** 2).sum()) / ss_tot
+
+
+@dataclass(frozen=True)
+class LawFit:
+    """The law's quantities for one scorer, measured on ``m_fit`` candidates per query.
+
+    Attributes:
+        scorer: Scorer name.
+        mu: Mean utility.
+        c: Fraction of queries whose user is collapsed.
+        sigma: Mean utility std over non-collapsed queries.
+        rho: s-weighted mean Pearson rho_q over non-collapsed queries.
+        sigma_eff: sigma fitted to the exact oracle curve at N <= m_fit.
+        rho_eff: rho fitted to the scorer's exact curve at N <= m_fit.
+        log_b: Slope of the oracle's a + b ln N fitted at N <= m_fit.
+        n_queries: Queries measured.
+        m_fit: Candidates per query used.
+        hacked: Fraction of queries with rho_q < -0.1.
+    """
+
+    scorer: str
+    mu: float
+    c: float
+    sigma: float
+    rho: float
+    sigma_eff: float
+    rho_eff: float
+    log_b: float
+    n_queries: int
+    m_fit: int
+    hacked: float
+
+    def predict(self, ns: Sequence[int], form: str = "plain") -> np.ndarray:
+        """Predicted E_N for each N under a form of :data:`FORMS`."""
+        return predict(self, ns, form)
+
+    def ceiling(self, ns: Sequence[int], form: str = "plain") -> np.ndarray:
+        """Oracle ceiling for each N under a form."""
+        if form == "log":
+            return self.mu + self.log_b * np.log(np.asarray(ns, float))
+        return self.mu + (self.sigma_eff if form == "tail" else self.sigma) * _e(ns)
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """The quantities as a JSON-ready dict."""
+        return asdict(self)
+
+
+def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
+    """E_N = mu + (1 - c) * rho * sigma * e_N (plain), with effective rho and sigma (tail), or with b ln N (log)."""
+    if form not in FORMS:
+        raise ValueError(f"unknown law form {form!r}; known forms: {', '.join(FORMS)}")
+    if form == "plain":
+        return fit.mu + (1 - fit.c) * fit.rho * fit.sigma * _e(ns)
+    if form == "tail":
+        return fit.mu + (1 - fit.c) * fit.rho_eff * fit.sigma_eff * _e(ns)
+    return fit.mu + (1 - fit.c) * fit.rho_eff * fit.log_b * np.log(np.asarray(ns, float))
+
+
+def fit_law(
+    pool: pd.DataFrame,
+    scorer: str,
+    utility: str = "rougeL",
+    m_fit: int | None = None,
+    tau: float = 0.05,
+    seed: int = 0,
+) -> LawFit:
+    """Measure the law's quantities for one scorer.
+
+    Args:
+        pool: Labelled pool (with the scorer's column).
+        scorer: Scorer name.
+        utility: Utility column.
+        m_fit: Candidates per query to measure on (the first by idx); all by default.
+        tau: Collapse threshold.
+        seed: Seed of the ``random`` scorer.
+    """
+    qs = query_stats(pool, scorer, utility, tau, seed, m_fit)
+    m = qs.utils.shape[1]
+    keep = ~qs.collapsed
+    c = float(qs.collapsed.mean())
+    sigma = float(qs.s[keep].mean()) if keep.any() else 0.0
+    ssum = float(qs.s[keep].sum())
+    rho = float((qs.s[keep] * qs.rho[keep]).sum() / ssum) if ssum > 0 else 0.0
+    mu = float(qs.mu.mean())
+    ns = list(range(1, m + 1))
+    e = _e(ns)
+    live = qs.utils[keep] if keep.any() else qs.utils
+    oracle = best_of_n(live, live, ns).mean(0)  # sigma_eff, like sigma, is measured on non-collapsed queries
+    # collapsed users' scores are treated as ties (selection is random for them), as in the plain law
+    r = np.where(qs.collapsed[:, None], 0.0, qs.scores)
+    observed = best_of_n(r, qs.utils, ns).mean(0)
+    ee = float((e * e).sum())
+    sigma_eff = float((e * (oracle - live.mean())).sum() / ee) if ee > 0 else 0.0
+    slope = float((e * (observed - mu)).sum() / ee) if ee > 0 else 0.0
+    denom = (1 - c) * sigma_eff
+    rho_eff = slope / denom if abs(denom) > 1e-12 else 0.0
+    _, log_b, _ = fit_log_curve(ns, oracle)
+    return LawFit(
+        scorer=scorer,
+        mu=mu,
+        c=c,
+        sigma=sigma,
+        rho=rho,
+        sigma_eff=sigma_eff,
+        rho_eff=float(rho_eff),
+        log_b=log_b,
+        n_queries=len(qs.mu),
+        m_fit=m,
+        hacked=float((qs.rho < HACK_THRESHOLD).mean()),
+    )
+
+
+def collapsed_users(pool: pd.DataFrame, scorer: str, utility: str = "rougeL", tau: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Users whose score spread is below tau times the global spread, with that spread."""
+    r = scorer_values(pool, scorer, utility, seed)
+    global_sd = float(np.std(r))
+    df = pd.DataFrame({"user_id": pool["user_id"].to_numpy(), "score": r, "query_id": pool["query_id"].to_numpy()})
+    g = df.groupby("user_id").agg(score_std=("score", lambda x: float(np.std(x))), queries=("query_id", "nunique"))
+    g["ratio_to_global"] = g["score_std"] / global_sd if global_sd > 0 else 0.0
+    return g[g["ratio_to_global"] <= tau].sort_values("score_std").reset_index()
+
+
+def hacked_queries(
+    pool: pd.DataFrame,
+    scorer: str,
+    utility: str = "rougeL",
+    threshold: float = HACK_THRESHOLD,
+    references: dict[str, str] | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Queries whose score-utility correlation is below ``threshold``.
+
+    Each row has rho_q, the top-scored candidate, the best candidate and (if
+    ``references`` is given) the reference.
+    """
+    qs = query_stats(pool, scorer, utility, tau=0.0, seed=seed)
+    r = scorer_values(pool, scorer, utility, seed)
+    texts = pool.assign(_r=r).sort_values(["query_id", "idx"])
+    rows = []
+    for i in np.where(qs.rho < threshold)[0]:
+        qid = qs.query_id[i]
+        d = texts[texts["query_id"] == qid]
+        top = d.loc[d["_r"].idxmax()]
+        best = d.loc[d[utility].idxmax()]
+        rows.append(
+            {
+                "query_id": qid,
+                "user_id": qs.user_id[i],
+                "rho": float(qs.rho[i]),
+                "top_scored": top["text"],
+                "top_scored_utility": float(top[utility]),
+                "best": best["text"],
+                "best_utility": float(best[utility]),
+                "reference": (references or {}).get(qid, ""),
+            }
+        )
+    cols = ["query_id", "user_id", "rho", "top_scored", "top_scored_utility", "best", "best_utility", "reference"]
+    return pd.DataFrame(rows, columns=cols).sort_values("rho").reset_index(drop=True)
+
+
+def recommend_n(
+    curve: Sequence[float], ns: Sequence[int], cost_per_sample: float = 1.0, min_gain_per_cost: float = 1e-3
+) -> int:
+    """Smallest N in ``ns`` beyond which doubling gains less than the threshold per unit of cost.
+
+    Going from N to the next N' in ``ns`` costs (N' - N) * cost_per_sample; it
+    is worth it while (E_N' - E_N) / that cost >= ``min_gain_per_cost``.
+    """
+    ns = list(ns)
+    for k in range(len(ns) - 1):
+        extra = (ns[k + 1] - ns[k]) * cost_per_sample
+        if (curve[k + 1] - curve[k]) / extra < min_gain_per_cost:
+            return int(ns[k])
+    return int(ns[-1])

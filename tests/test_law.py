@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ttpkit.scaling import (
+    collapsed_users,
+    curves,
+    expected_max_normal,
+    fit_law,
+    fit_log_curve,
+    hacked_queries,
+    recommend_n,
+)
+
+
+def test_expected_max_of_normals():
+    want = {1: 0.0, 2: 0.5642, 4: 1.0294, 8: 1.4236, 16: 1.7660, 32: 2.0697}
+    for n, v in want.items():
+        assert expected_max_normal(n) == pytest.approx(v, abs=1e-4)
+    assert expected_max_normal(2) == pytest.approx(1 / np.sqrt(np.pi), abs=1e-10)
+
+
+def _population(n_users=60, per_user=2, m=1500, seed=0):
+    """Bivariate-normal pools; users 0-9 collapsed (constant scores), query rho ~ U(-0.4, 0.9)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for u in range(n_users):
+        for k in range(per_user):
+            mu, s, rho = rng.uniform(0.1, 0.4), rng.uniform(0.05, 0.2), rng.uniform(-0.4, 0.9)
+            z1, z2 = rng.standard_normal((2, m))
+            util = mu + s * z1
+            score = rho * z1 + np.sqrt(1 - rho**2) * z2
+            if u < 10:
+                score = np.full(m, 0.5)
+            frames.append(pd.DataFrame({"query_id": f"u{u}q{k}", "user_id": f"u{u}", "idx": np.arange(m),
+                                        "text": "", "rougeL": util, "score_rm": score}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_law_reproduces_bivariate_normal_population_with_collapse_and_hacking():
+    pool = _population()
+    ns = [1, 2, 4, 8, 16, 32]
+    fit = fit_law(pool, "rm")
+    assert fit.c == pytest.approx(10 / 60)
+    assert 0 < fit.hacked < 0.4
+    observed = np.array(curves(pool, ["rm"], "rougeL", ns, n_boot=10)["rm"].mean)
+    predicted = fit.predict(ns, "plain")
+    oracle = np.array(curves(pool, ["oracle"], "rougeL", ns, n_boot=10)["oracle"].mean)
+    gain = oracle[-1] - oracle[0]
+    assert np.abs(predicted - observed).max() < 0.02 * gain  # the law is exact for this population
+    assert np.abs(fit.ceiling(ns) - oracle).max() < 0.02 * gain
+    # the effective (tail) form agrees when the data really are normal
+    assert fit.rho_eff == pytest.approx(fit.rho, abs=0.03)
+
+
+def test_negative_rho_means_more_compute_hurts():
+    pool = _population(n_users=12, m=2000, seed=3)
+    pool["score_anti"] = -pool["rougeL"]
+    fit = fit_law(pool, "anti")
+    assert fit.rho < -0.9 and fit.hacked == 1.0
+    assert np.all(np.diff(fit.predict([1, 2, 4, 8], "plain")) < 0)
+
+
+def test_detectors_on_constructed_cases():
+    rows = []
+    for u in range(4):
+        for q in range(2):
+            for i in range(6):
+                util = i / 10
+                score = 0.3 if u == 0 else (-util if (u, q) == (1, 1) else util + 0.01 * q)
+                rows.append({"query_id": f"u{u}q{q}", "user_id": f"u{u}", "idx": i, "text": f"cand {i}",
+                             "rougeL": util, "score_rm": score})
+    pool = pd.DataFrame(rows)
+    col = collapsed_users(pool, "rm")
+    assert list(col["user_id"]) == ["u0"] and col["score_std"].iloc[0] == pytest.approx(0.0, abs=1e-12)
+    hacked = hacked_queries(pool, "rm", references={"u1q1": "the ref"})
+    assert list(hacked["query_id"]) == ["u1q1"]
+    row = hacked.iloc[0]
+    assert row["rho"] == pytest.approx(-1.0) and row["top_scored"] == "cand 0" and row["best"] == "cand 5"
+    assert row["reference"] == "the ref"
+
+
+def test_log_fit_and_compute_aware_n():
+    ns = [1, 2, 4, 8, 16]
+    a, b, r2 = fit_log_curve(ns, [0.1 + 0.05 * np.log(n) for n in ns])
+    assert (a, b, r2) == pytest.approx((0.1, 0.05, 1.0))
+    curve = [0.10, 0.15, 0.18, 0.19, 0.195]
+    assert recommend_n(curve, ns, cost_per_sample=1.0, min_gain_per_cost=0.01) == 4
+    assert recommend_n(curve, ns, cost_per_sample=1.0, min_gain_per_cost=0.0) == 16
+    assert recommend_n([0.1] * 5, ns) == 1  # flat (collapsed) curve: N=1
+
+
+def test_diagnose_writes_the_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app
+    from ttpkit.pool import write_pool
+
+    pool = _population(n_users=8, m=32, seed=5)
+    pool["policy"], pool["seed"] = "p", 0
+    write_pool(pool, tmp_path / "pool.parquet")
+    res = CliRunner().invoke(app, ["diagnose", "--pool", str(tmp_path / "pool.parquet"), "--scorers", "oracle,random,rm",
+                                   "--out", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "report"
+    for name in ("report.md", "law.json", "rho_hist.png", "law_rm.png", "law_oracle.png", "collapsed_rm.csv", "hacked_rm.csv"):
+        assert (out / name).exists(), name
+    import json
+
+    law = json.loads((out / "law.json").read_text())
+    rm = law["scorers"]["rm"]
+    assert set(rm["quantities"]) >= {"mu", "c", "sigma", "rho"} and rm["quantities"]["m_fit"] == 4
+    assert set(rm["predicted"]["plain"]) == {"1", "2", "4", "8", "16", "32"}
+    assert {r["user_id"] for r in rm["collapsed_users"]} == {f"u{u}" for u in range(8)}  # users 0-9 are collapsed
+    assert rm["compute"]["recommended_n"] == 1  # nothing to gain: every user is collapsed
+    assert "Collapsed users (8)" in (out / "report.md").read_text()
