@@ -38,6 +38,8 @@ GLOBAL_FEATURES = (
     "input_recall",  # fraction of input words (first 60) covered by the candidate
     "log_len",  # log(1 + words in candidate)
     "empty",  # candidate has no words
+    "input_lcs",  # ROUGE-L-style LCS F1 of candidate and the input's first 60 words
+    "prefix_in_input",  # the candidate's "area:" prefix names a word of the input
 )
 USER_FEATURES = GLOBAL_FEATURES + (
     "cos_retrieved_max",  # max cosine to the targets of the k retrieved profile items
@@ -47,6 +49,8 @@ USER_FEATURES = GLOBAL_FEATURES + (
     "exact_copy",  # candidate equals a past target (case and space folded)
     "len_z",  # (words - user's mean target words) / user's std
     "retrieved_precision",  # fraction of candidate words found in retrieved targets
+    "abs_len_z",  # |len_z|: distance from the user's usual length
+    "prefix_user",  # the candidate's "area:" prefix is one the user has used before
 )
 
 
@@ -123,6 +127,28 @@ def _words(text: str) -> list[str]:
     return [w for w in "".join(c.lower() if c.isalnum() else " " for c in text).split() if w]
 
 
+def _prefix(text: str) -> str:
+    """The ``area`` of ``area: rest`` (first 30 characters), lowercased; '' if none."""
+    head, sep, _ = text[:40].partition(":")
+    return head.strip().lower() if sep and 0 < len(head.strip()) <= 30 else ""
+
+
+def _lcs_f1(a: list[str], b: list[str]) -> float:
+    if not a or not b:
+        return 0.0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(a), lcs / len(b)
+    return 2 * p * r / (p + r)
+
+
 def build_features(
     pool: pd.DataFrame, queries: dict[str, Query], encoder: Encoder, names: Sequence[str] = USER_FEATURES, k: int = 4
 ) -> np.ndarray:
@@ -165,6 +191,7 @@ def build_features(
             "in_words": set(_words(q.source)),
             "in_head": _words(q.source)[:60],
             "ret_words": set(w for p in ret for w in _words(p.target)),
+            "prefixes": {_prefix(t) for t in targets} - {""},
         }
     rows = np.zeros((len(pool), len(names)), dtype=np.float32)
     for i, (qid, text) in enumerate(zip(qids, texts)):
@@ -179,6 +206,8 @@ def build_features(
             "input_recall": (sum(w in wset for w in f["in_head"]) / len(f["in_head"])) if f["in_head"] else 0.0,
             "log_len": float(np.log1p(len(words))),
             "empty": float(not words),
+            "input_lcs": _lcs_f1(words, f["in_head"]),
+            "prefix_in_input": float(bool(_prefix(text)) and bool(set(_words(_prefix(text))) & f["in_words"])),
         }
         if len(names) > len(GLOBAL_FEATURES) or any(n not in GLOBAL_FEATURES for n in names):
             r = f["r_emb"] @ e if len(f["r_emb"]) else np.zeros(1)
@@ -191,6 +220,8 @@ def build_features(
                 exact_copy=float(" ".join(text.lower().split()) in f["targets"]),
                 len_z=float((len(words) - f["len_mu"]) / f["len_sd"]),
                 retrieved_precision=sum(w in f["ret_words"] for w in words) / nw,
+                abs_len_z=abs(float((len(words) - f["len_mu"]) / f["len_sd"])),
+                prefix_user=float(_prefix(text) in f["prefixes"]),
             )
         rows[i] = [values[n] for n in names]
     return rows
