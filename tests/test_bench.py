@@ -43,3 +43,40 @@ def test_quick_study_separates_train_and_test_users():
     train_users = {q.user_id for q in qs[ds.train.offset :][: ds.train.limit]}
     test_users = {q.user_id for q in qs[ds.test.offset :][: ds.test.limit]}
     assert train_users and test_users and not train_users & test_users
+
+
+@pytest.mark.slow
+def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
+    """`ttpkit bench --quick` with the real embedded model; a rerun loads every stage from its cache."""
+    from typer.testing import CliRunner
+
+    import ttpkit.policy
+    from ttpkit.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["bench", "--quick", "--out", str(tmp_path / "q")])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "q" / "results.csv")
+    assert {"random", "style", "user-mse", "user-prob", "user-prob@lcb:1", "oracle"} <= set(table["scorer"])
+    oracle = table.set_index("scorer").loc["oracle"]
+    assert oracle["N=4"] >= oracle["N=1"] and oracle["frac_oracle_gain"] == pytest.approx(1.0)
+    assert (tmp_path / "q" / "curves_sample_gemma3-270m.png").exists()
+
+    def no_sampling(*a, **k):
+        raise AssertionError("a finished stage was recomputed")
+
+    monkeypatch.setattr(ttpkit.policy, "make_policy", no_sampling)
+    again = runner.invoke(app, ["bench", "--quick", "--out", str(tmp_path / "q")])
+    assert again.exit_code == 0, again.output
+    assert pd.read_csv(tmp_path / "q" / "results.csv").equals(table)
+
+
+def test_bench_needs_exactly_one_source():
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app
+
+    res = CliRunner().invoke(app, ["bench"])
+    assert res.exit_code == 2 and "--quick" in res.output
