@@ -164,28 +164,31 @@ def _pool(ctx: _Ctx, ds: DatasetSpec, spec: SplitSpec, pol: PolicySpec, progress
     """Sample (resuming) and label one pool; returns its path."""
     from ttpkit.data import load_split
     from ttpkit.policy import SamplingConfig, make_policy
-    from ttpkit.pool import PoolWriter, complete_queries, read_pool, write_pool
+    from ttpkit.pool import fill_pool, read_pool, write_pool
     from ttpkit.reward.style import style_scores
     from ttpkit.utility import label_pool
 
     path = ctx.out / "cache" / f"pool-{_hash(ds.path, spec, pol, ctx.seed)}.parquet"
     data = load_split(ds.path, spec.split)
     queries = list(data.queries[spec.offset :])[: spec.limit]
-    writer = PoolWriter(path)
-    done = complete_queries(writer.existing(), spec.n)
-    todo = [q for q in queries if q.id not in done]
-    if todo:
-        key = _hash(pol, data.task.name)
+    key = _hash(pol, data.task.name)
+
+    def build() -> Any:  # one policy object per setting, loaded only when a pool needs sampling
         if key not in ctx.policies:
             cfg = SamplingConfig(pol.temperature, pol.top_p, pol.max_new_tokens, ctx.seed, pol.k)
             ctx.policies[key] = make_policy(pol.backend, data.task, cfg, model=pol.model)
-        policy = ctx.policies[key]
-        task = progress.add_task(f"{ds.name}/{spec.split} {pol.name} N={spec.n}", total=len(todo)) if progress else None
-        for q in todo:
-            writer.add(policy.sample([q], spec.n)[0])
-            if progress:
-                progress.advance(task)
-        writer.fold()
+        return ctx.policies[key]
+
+    task: list[Any] = []
+    label = f"{ds.name}/{spec.split} {pol.name} N={spec.n}"
+    fill_pool(
+        path,
+        queries,
+        spec.n,
+        build,
+        on_start=lambda left: task.append(progress.add_task(label, total=left)) if progress and left else None,
+        on_query=lambda: progress.advance(task[0]) if progress else None,
+    )
     df = read_pool(path)
     if "rougeL" not in df.columns:
         by_id = data.by_id()

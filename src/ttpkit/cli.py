@@ -116,34 +116,32 @@ def run_sample(
     """Sample ``n`` candidates per query into a resumable pool; returns the policy used."""
     from ttpkit.data import load_split
     from ttpkit.policy import SamplingConfig, make_policy
-    from ttpkit.pool import PoolWriter, complete_queries
+    from ttpkit.pool import fill_pool
 
     _quiet_libraries()
     ds = load_split(data, split, task)
     queries = list(ds.queries[:limit] if limit else ds.queries)
-    writer = PoolWriter(out_path)
-    done = complete_queries(writer.existing(), n)
-    todo = [q for q in queries if q.id not in done]
-    if not todo:
-        console.print(f"[green]{out_path}: all {len(queries)} queries already have {n} candidates[/]")
-        return policy
-    if done:
-        console.print(f"resuming: {len(queries) - len(todo)} of {len(queries)} queries already done")
-    if policy is None:
+    try:
+        cfg = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, k=k)
+    except ValueError as e:
+        raise TtpkitError(str(e)) from None
+    built: list[Any] = [policy]
+
+    def build() -> Any:
         with console.status(f"loading policy ({backend}) ..."):
-            try:
-                cfg = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, k=k)
-            except ValueError as e:
-                raise TtpkitError(str(e)) from None
-            policy = make_policy(backend, ds.task, cfg, model=model, base_url=base_url)
+            built[0] = make_policy(backend, ds.task, cfg, model=model, base_url=base_url)
+        return built[0]
+
     with _progress() as bar:
-        job = bar.add_task(f"sampling N={n}", total=len(todo))
-        for q in todo:
-            (cands,) = policy.sample([q], n)
-            writer.add(cands)
-            bar.advance(job)
-    writer.fold()
-    return policy
+        job = bar.add_task(f"sampling N={n}", total=len(queries))
+
+        def start(left: int) -> None:
+            bar.update(job, completed=len(queries) - left)
+            if 0 < left < len(queries):
+                console.print(f"resuming: {len(queries) - left} of {len(queries)} queries already done")
+
+        fill_pool(out_path, queries, n, policy or build, on_start=start, on_query=lambda: bar.advance(job))
+    return built[0]
 
 
 @app.command()

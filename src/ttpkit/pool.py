@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from ttpkit.errors import DataError
-from ttpkit.policy.base import Candidate
+from ttpkit.data import Query
+from ttpkit.policy.base import Candidate, Policy
 
-__all__ = ["POOL_COLUMNS", "PoolWriter", "complete_queries", "read_pool", "write_pool"]
+__all__ = ["POOL_COLUMNS", "PoolWriter", "complete_queries", "fill_pool", "read_pool", "write_pool"]
 
 POOL_COLUMNS = ["query_id", "user_id", "idx", "text", "policy", "seed"]
 
@@ -117,3 +118,41 @@ class PoolWriter:
         write_pool(df, self.path)
         journal.unlink()
         self._pending = 0
+
+
+def fill_pool(
+    path: str | Path,
+    queries: Sequence[Query],
+    n: int,
+    policy: Policy | Callable[[], Policy],
+    on_start: Callable[[int], None] | None = None,
+    on_query: Callable[[], None] | None = None,
+) -> int:
+    """Sample ``n`` candidates for each query the pool at ``path`` does not have yet.
+
+    Args:
+        path: Pool file (created, or resumed).
+        queries: Queries the pool should cover.
+        n: Candidates per query.
+        policy: A policy, or a function that builds one (called only if work remains).
+        on_start: Called with the number of queries left before sampling starts.
+        on_query: Called after each query is journaled (for progress bars).
+
+    Returns:
+        How many queries were sampled.
+    """
+    writer = PoolWriter(path)
+    done = complete_queries(writer.existing(), n)
+    todo = [q for q in queries if q.id not in done]
+    if on_start is not None:
+        on_start(len(todo))
+    if not todo:
+        return 0
+    if not hasattr(policy, "sample"):
+        policy = policy()
+    for q in todo:
+        writer.add(policy.sample([q], n)[0])
+        if on_query is not None:
+            on_query()
+    writer.fold()
+    return len(todo)

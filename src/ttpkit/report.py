@@ -55,8 +55,15 @@ def plot_curves(curves: Mapping[str, Curve], path: str | Path, utility: str = "r
     ax.set_ylabel(f"expected {utility}")
     first = next(iter(curves.values()))
     ax.set_title(title or f"best-of-N, {first.n_queries} queries")
+    return _finish(fig, ax, path)
+
+
+def _finish(fig, ax, path: str | Path) -> Path:
+    """Grid, legend, tight layout; save the figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,14 +86,7 @@ def plot_training(history: list[dict[str, float]], path: str | Path, title: str 
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title or "training")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def write_json(obj: object, path: str | Path) -> Path:
@@ -100,6 +100,11 @@ def write_json(obj: object, path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # diagnosis: the law, collapsed users, hacked queries, compute-aware N
 # ---------------------------------------------------------------------------------------------
+
+
+def _slug(scorer: str) -> str:
+    """File-name form of a scorer (``user-prob@lcb:1`` -> ``user-prob_lcb1``)."""
+    return scorer.replace("@", "_").replace(":", "")
 
 
 def _powers(limit: int) -> list[int]:
@@ -223,34 +228,27 @@ def write_diagnosis(
         ax.set_xlabel("N")
         ax.set_ylabel(f"expected {utility}")
         ax.set_title(f"{scorer}: observed vs law (fit on M_fit={fit.m_fit})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / f"law_{scorer.replace('@', '_').replace(':', '')}.png")
-        plt.close(fig)
+        _finish(fig, ax, out / f"law_{_slug(scorer)}.png")
         if scorer != "oracle":
             from ttpkit.scaling import query_stats
 
             ax_h.hist(query_stats(pool, scorer, utility, tau, seed).rho, bins=20, alpha=0.4, label=scorer)
         col = find_collapsed(pool, scorer, utility, tau, seed)
-        col.to_csv(out / f"collapsed_{scorer.replace('@', '_').replace(':', '')}.csv", index=False)
+        col.to_csv(out / f"collapsed_{_slug(scorer)}.csv", index=False)
         hk = hacked_queries(pool, scorer, utility, references=references, seed=seed)
-        hk.to_csv(out / f"hacked_{scorer.replace('@', '_').replace(':', '')}.csv", index=False)
+        hk.to_csv(out / f"hacked_{_slug(scorer)}.csv", index=False)
         entry["collapsed_users"] = col.to_dict(orient="records")
         entry["hacked_queries"] = hk[["query_id", "user_id", "rho"]].to_dict(orient="records")
     ax_h.axvline(-0.1, color="r", lw=1, label="hacking threshold")
     ax_h.set_xlabel("within-query correlation ρ_q")
     ax_h.set_ylabel("queries")
-    ax_h.legend(fontsize=7)
-    fig_h.tight_layout()
-    fig_h.savefig(out / "rho_hist.png")
-    plt.close(fig_h)
+    _finish(fig_h, ax_h, out / "rho_hist.png")
     lines += ["", "R² is over the observed N = " + ", ".join(map(str, ns_obs)) + "; 'n/a' when the observed curve spans < 2% of the oracle gain. "
               "Max error is a fraction of the oracle gain. N* is the compute-aware N of the tail form.", ""]
     for scorer in scorers:
         e = law["scorers"][scorer]
         lines.append(f"## {scorer}\n")
-        lines.append(f"![{scorer}](law_{scorer.replace('@', '_').replace(':', '')}.png)\n")
+        lines.append(f"![{scorer}](law_{_slug(scorer)}.png)\n")
         cu = e["collapsed_users"]
         lines.append(f"Collapsed users ({len(cu)}): " + (", ".join(f"{r['user_id']} (score std {r['score_std']:.2g})" for r in cu) or "none") + "\n")
         hk_df = hacked_queries(pool, scorer, utility, references=references, seed=seed)
