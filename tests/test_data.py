@@ -85,3 +85,15 @@ def test_task_specs_cover_lamp_and_longlamp():
     assert get_task("LongLaMP-review").target_field == "reviewText"
     assert get_task("debian-synopsis").source_field == "abstract"
     assert json.dumps(get_task("git-commits").__dict__)
+
+
+def test_package_model_paths():
+    from ttpkit.errors import TtpkitError
+    from ttpkit.policy import resolve_model
+
+    assert resolve_model("pkg://ttpkit/_sample/README.md").exists()
+    assert str(resolve_model("some/file.gguf")) == "some/file.gguf"
+    with pytest.raises(TtpkitError, match="not installed"):
+        resolve_model("pkg://no_such_package_xyz/model.gguf")
+    with pytest.raises(TtpkitError, match="no file"):
+        resolve_model("pkg://ttpkit/missing.gguf")

@@ -39,3 +39,13 @@ def test_same_seed_same_samples_and_n_rows_share_one_prefill(policy, sample):
     prompt = policy.prompt(q)
     assert prompt.count("Subject line:") == 5  # 4 retrieved shots + the query
     assert prompt.rstrip().endswith("Subject line:")
+
+
+def test_hf_backend_reads_the_converted_directory(policy, sample):
+    """The safetensors cache of the GGUF is a plain HF model dir: the `hf` backend gives the same samples."""
+    from ttpkit.policy import SamplingConfig, make_policy
+    from ttpkit.policy.local import converted_dir, embedded_gguf_path
+
+    hf = make_policy("hf", sample.task, SamplingConfig(seed=0), model=converted_dir(embedded_gguf_path()))
+    q = sample.queries[5]
+    assert hf.complete(hf.prompt(q), 2, seed=3) == policy.complete(policy.prompt(q), 2, seed=3)

@@ -23,7 +23,7 @@ from ttpkit.errors import TtpkitError
 from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
 from ttpkit.policy.prompt import PromptBuilder
 
-__all__ = ["LocalPolicy", "cache_dir", "embedded_gguf_path", "load_gguf_model", "load_hf_model"]
+__all__ = ["LocalPolicy", "cache_dir", "converted_dir", "embedded_gguf_path", "load_gguf_model", "load_hf_model"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,12 @@ def _gguf_key(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def converted_dir(gguf: str | Path) -> Path:
+    """Where the dequantized safetensors copy of a GGUF file is cached (a plain HF model directory)."""
+    gguf = Path(gguf)
+    return cache_dir() / "models" / f"{gguf.stem}-{_gguf_key(gguf)}"
+
+
 def load_gguf_model(path: str | Path) -> tuple[Any, Any]:
     """Load a GGUF file through ``transformers``, caching the dequantized weights.
 
@@ -95,7 +101,7 @@ def load_gguf_model(path: str | Path) -> tuple[Any, Any]:
     gguf = Path(path)
     if not gguf.is_file():
         raise TtpkitError(f"{gguf}: GGUF file not found")
-    target = cache_dir() / "models" / f"{gguf.stem}-{_gguf_key(gguf)}"
+    target = converted_dir(gguf)
     if (target / "DONE").exists():
         return load_hf_model(target)
     log.info("converting %s (first load; cached at %s)", gguf, target)
