@@ -51,9 +51,6 @@ def _quiet_libraries() -> None:
         transformers.logging.disable_progress_bar()
     except ImportError:  # pragma: no cover
         pass
-    import bm25s  # noqa: F401  (imported first: it configures its logger on import)
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 def _progress():
@@ -367,13 +364,14 @@ def diagnose(
     from rich.table import Table
 
     table = Table(title=f"law fit on M_fit={m_fit} ({law['settings']['queries']} queries)")
-    for col in ("scorer", "μ̄", "c", "σ̄", "ρ̄", "ρ_eff", "R² tail", "max err tail", "N*"):
+    for col in ("scorer", "μ̄", "c", "σ̄", "ρ̄", "ρ_eff", "R² plain", "R² tail", "err plain", "err tail", "N*"):
         table.add_column(col, justify="right")
     for name, e in law["scorers"].items():
         q = e["quantities"]
-        r2 = e["r2"]["tail"]
+        r2 = lambda f: "n/a" if e["r2"][f] != e["r2"][f] else f"{e['r2'][f]:.2f}"  # noqa: E731
+        err = lambda f: f"{e['max_error_frac_of_oracle_gain'][f]:.0%}"  # noqa: E731
         table.add_row(name, f"{q['mu']:.3f}", f"{q['c']:.2f}", f"{q['sigma']:.3f}", f"{q['rho']:.3f}", f"{q['rho_eff']:.3f}",
-                      "n/a" if r2 != r2 else f"{r2:.2f}", f"{e['max_error_frac_of_oracle_gain']['tail']:.0%}", str(e["compute"]["recommended_n"]))
+                      r2("plain"), r2("tail"), err("plain"), err("tail"), str(e["compute"]["recommended_n"]))
     out.print(table)
     console.print(f"wrote {out_dir}/report.md, law.json and plots")
 

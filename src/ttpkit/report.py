@@ -202,8 +202,8 @@ def write_diagnosis(
             entry["r2"][form] = float("nan") if flat else r_squared(obs, at_obs)
             entry["max_error_frac_of_oracle_gain"][form] = float(np.abs(at_obs - obs).max() / gain) if gain > 0 else float("nan")
         entry["ceiling"] = {str(n): float(v) for n, v in zip(ns_pred, fit.ceiling(ns_pred))}
-        best_pred = fit.predict(ns_pred, "tail")
-        n_star = recommend_n(best_pred, ns_pred, cost_per_sample, min_gain_per_cost) if fit.rho_eff > 0 else 1
+        plain = fit.predict(ns_pred, "plain")
+        n_star = recommend_n(plain, ns_pred, cost_per_sample, min_gain_per_cost) if fit.rho > 0 else 1
         users = per_user_n(pool, scorer, utility, ns_pred, tau, cost_per_sample, min_gain_per_cost, seed)
         spent = float((users["n"] * users["queries"]).sum())
         entry["compute"] = {"recommended_n": n_star, "per_user_n": dict(zip(users["user_id"], map(int, users["n"]))),
@@ -244,7 +244,7 @@ def write_diagnosis(
     ax_h.set_ylabel("queries")
     _finish(fig_h, ax_h, out / "rho_hist.png")
     lines += ["", "R² is over the observed N = " + ", ".join(map(str, ns_obs)) + "; 'n/a' when the observed curve spans < 2% of the oracle gain. "
-              "Max error is a fraction of the oracle gain. N* is the compute-aware N of the tail form.", ""]
+              "Max error is a fraction of the oracle gain. N* is the compute-aware N of the plain law.", ""]
     for scorer in scorers:
         e = law["scorers"][scorer]
         lines.append(f"## {scorer}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
 import numpy as np
@@ -11,9 +12,16 @@ from ttpkit.data import ProfileItem, Query
 __all__ = ["retrieve", "retrieve_many"]
 
 
+def _bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+    return bm25s
+
+
 @lru_cache(maxsize=512)
 def _index(sources: tuple[str, ...]):  # -> bm25s.BM25
-    import bm25s
+    bm25s = _bm25s()
 
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(list(sources), stopwords="en", show_progress=False), show_progress=False)
@@ -30,8 +38,7 @@ def retrieve(query: Query, k: int = 4) -> list[ProfileItem]:
         query: The query; its ``profile`` is the candidate set.
         k: Number of items to return (fewer if the profile is shorter).
     """
-    import bm25s
-
+    bm25s = _bm25s()
     items = query.profile
     if k <= 0 or not items:
         return []

@@ -149,7 +149,8 @@ class LawFit:
         rho: s-weighted mean Pearson rho_q over non-collapsed queries.
         sigma_eff: sigma fitted to the exact oracle curve at N <= m_fit.
         rho_eff: rho fitted to the scorer's exact curve at N <= m_fit.
-        log_b: Slope of the oracle's a + b ln N fitted at N <= m_fit.
+        log_b: Slope b of the oracle's a + b ln N fitted at N <= m_fit.
+        rho_log: rho fitted to the scorer's curve on (1 - c) * rho * b ln N at N <= m_fit.
         n_queries: Queries measured.
         m_fit: Candidates per query used.
         hacked: Fraction of queries with rho_q < -0.1.
@@ -163,6 +164,7 @@ class LawFit:
     sigma_eff: float
     rho_eff: float
     log_b: float
+    rho_log: float
     n_queries: int
     m_fit: int
     hacked: float
@@ -190,7 +192,7 @@ def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
         return fit.mu + (1 - fit.c) * fit.rho * fit.sigma * _e(ns)
     if form == "tail":
         return fit.mu + (1 - fit.c) * fit.rho_eff * fit.sigma_eff * _e(ns)
-    return fit.mu + (1 - fit.c) * fit.rho_eff * fit.log_b * np.log(np.asarray(ns, float))
+    return fit.mu + (1 - fit.c) * fit.rho_log * fit.log_b * np.log(np.asarray(ns, float))
 
 
 def fit_law(
@@ -231,7 +233,12 @@ def fit_law(
     slope = float((e * (observed - mu)).sum() / ee) if ee > 0 else 0.0
     denom = (1 - c) * sigma_eff
     rho_eff = slope / denom if abs(denom) > 1e-12 else 0.0
-    _, log_b, _ = fit_log_curve(ns, oracle)
+    ln = np.log(np.asarray(ns, float))
+    ll = float((ln * ln).sum())
+    log_b = float((ln * (oracle - live.mean())).sum() / ll) if ll > 0 else 0.0  # b of mu + b ln N (N=1 is the mean)
+    slope_log = float((ln * (observed - mu)).sum() / ll) if ll > 0 else 0.0
+    denom_log = (1 - c) * log_b
+    rho_log = slope_log / denom_log if abs(denom_log) > 1e-12 else 0.0
     return LawFit(
         scorer=scorer,
         mu=mu,
@@ -241,6 +248,7 @@ def fit_law(
         sigma_eff=sigma_eff,
         rho_eff=float(rho_eff),
         log_b=log_b,
+        rho_log=float(rho_log),
         n_queries=len(qs.mu),
         m_fit=m,
         hacked=float((qs.rho < HACK_THRESHOLD).mean()),
