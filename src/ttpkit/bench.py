@@ -64,6 +64,7 @@ class PolicySpec:
     top_p: float = 0.95
     max_new_tokens: int = 32
     k: int = 4
+    int8: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def _pool(ctx: _Ctx, ds: DatasetSpec, spec: SplitSpec, pol: PolicySpec, progress
     def build() -> Any:  # one policy object per setting, loaded only when a pool needs sampling
         if key not in ctx.policies:
             cfg = SamplingConfig(pol.temperature, pol.top_p, pol.max_new_tokens, ctx.seed, pol.k)
-            ctx.policies[key] = make_policy(pol.backend, data.task, cfg, model=pol.model)
+            ctx.policies[key] = make_policy(pol.backend, data.task, cfg, model=pol.model, int8=pol.int8)
         return ctx.policies[key]
 
     task: list[Any] = []

@@ -109,6 +109,7 @@ def run_sample(
     k: int = 4,
     seed: int = 0,
     policy: Any = None,
+    int8: bool = False,
 ) -> Any:
     """Sample ``n`` candidates per query into a resumable pool; returns the policy used."""
     from ttpkit.data import load_split
@@ -126,7 +127,7 @@ def run_sample(
 
     def build() -> Any:
         with console.status(f"loading policy ({backend}) ..."):
-            built[0] = make_policy(backend, ds.task, cfg, model=model, base_url=base_url)
+            built[0] = make_policy(backend, ds.task, cfg, model=model, base_url=base_url, int8=int8)
         return built[0]
 
     with _progress() as bar:
@@ -158,10 +159,11 @@ def sample(
     max_new_tokens: Annotated[int, typer.Option(help="Token limit per candidate.")] = 32,
     k: Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)] = 4,
     seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
 ) -> None:
     """Sample N candidates per query from a personalized policy into a pool file."""
     t0 = time.time()
-    run_sample(data, split, n, out_path, limit, backend, model, base_url, task, temperature, top_p, max_new_tokens, k, seed)
+    run_sample(data, split, n, out_path, limit, backend, model, base_url, task, temperature, top_p, max_new_tokens, k, seed, int8=int8)
     console.print(f"wrote {out_path} in {time.time() - t0:.0f} s")
 
 

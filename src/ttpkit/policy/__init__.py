@@ -45,6 +45,7 @@ def make_policy(
     config: SamplingConfig | None = None,
     model: str | Path | None = None,
     base_url: str | None = None,
+    int8: bool = False,
 ) -> Policy:
     """Build a policy by backend name.
 
@@ -55,20 +56,26 @@ def make_policy(
         model: GGUF path (``gguf``), model directory (``hf``) or served model
             name (``openai``); unused for ``embedded``.
         base_url: Server URL for ``openai`` (e.g. ``http://127.0.0.1:8000/v1``).
+        int8: Local backends only: int8 dynamic quantization of the linear
+            layers (faster on CPU; changes the samples).
     """
     config = config or SamplingConfig()
     if backend == "embedded":
         from ttpkit.policy.local import LocalPolicy
 
-        return LocalPolicy.embedded(task, config)
+        policy = LocalPolicy.embedded(task, config)
+        return policy.quantize_int8() if int8 else policy
     if backend in ("gguf", "hf"):
         if model is None:
             raise TtpkitError(f"backend {backend!r} needs a model path (--model)")
         from ttpkit.policy.local import LocalPolicy
 
         path = resolve_model(model)
-        return LocalPolicy.from_gguf(path, task, config) if backend == "gguf" else LocalPolicy.from_hf(path, task, config)
+        policy = LocalPolicy.from_gguf(path, task, config) if backend == "gguf" else LocalPolicy.from_hf(path, task, config)
+        return policy.quantize_int8() if int8 else policy
     if backend == "openai":
+        if int8:
+            raise TtpkitError("--int8 applies to local backends (embedded, gguf, hf), not to a server")
         if base_url is None:
             raise TtpkitError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         from ttpkit.policy.openai import OpenAIPolicy

@@ -146,6 +146,7 @@ class LocalPolicy:
         self.name = name
         self.prompt = PromptBuilder(task, k=config.k)
         self._stop_mask = self._make_stop_mask()
+        self.int8 = False
         # transformers 5.x renamed past_key_values to cache (the old name is deprecated)
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -168,6 +169,23 @@ class LocalPolicy:
         """Any local Hugging Face causal LM directory."""
         model, tok = load_hf_model(path)
         return cls(model, tok, task, config or SamplingConfig(), name=Path(path).name)
+
+    def quantize_int8(self) -> LocalPolicy:
+        """Opt-in: int8 dynamic quantization of every linear layer, the 262k-row output layer included.
+
+        Changes the sampled tokens (logits move slightly), so pools record the
+        policy name with an ``+int8`` suffix. Returns ``self``.
+        """
+        import warnings
+
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao's deprecation notice points at torchao, not needed here
+            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.int8 = True
+        self.name = f"{self.name}+int8"
+        return self
 
     # -- sampling -----------------------------------------------------------------
     def _make_stop_mask(self):
