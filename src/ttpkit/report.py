@@ -188,6 +188,7 @@ def write_diagnosis(
              "| scorer | μ̄ | c | σ̄ | ρ̄ | ρ_eff | hacked | R² plain | R² tail | R² log | max err plain | max err tail | max err log | N* |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     fig_h, ax_h = plt.subplots(figsize=(6, 4), dpi=110)
+    hacked_lists: dict = {}
     for scorer in scorers:
         fit = fit_law(pool, scorer, utility, m_fit=min(m_fit, m), tau=tau, seed=seed)
         full = fit_law(pool, scorer, utility, tau=tau, seed=seed)
@@ -236,6 +237,7 @@ def write_diagnosis(
         col = find_collapsed(pool, scorer, utility, tau, seed)
         col.to_csv(out / f"collapsed_{_slug(scorer)}.csv", index=False)
         hk = hacked_queries(pool, scorer, utility, references=references, seed=seed)
+        hacked_lists[scorer] = hk
         hk.to_csv(out / f"hacked_{_slug(scorer)}.csv", index=False)
         entry["collapsed_users"] = col.to_dict(orient="records")
         entry["hacked_queries"] = hk[["query_id", "user_id", "rho"]].to_dict(orient="records")
@@ -251,7 +253,7 @@ def write_diagnosis(
         lines.append(f"![{scorer}](law_{_slug(scorer)}.png)\n")
         cu = e["collapsed_users"]
         lines.append(f"Collapsed users ({len(cu)}): " + (", ".join(f"{r['user_id']} (score std {r['score_std']:.2g})" for r in cu) or "none") + "\n")
-        hk_df = hacked_queries(pool, scorer, utility, references=references, seed=seed)
+        hk_df = hacked_lists[scorer]
         lines.append(f"Hacked queries (ρ_q < -0.1): {len(hk_df)} of {oracle.n_queries}.\n")
         if len(hk_df):
             lines.append("| query | ρ_q | top-scored | best | reference |\n|---|---:|---|---|---|")
