@@ -146,7 +146,6 @@ class LocalPolicy:
         self.name = name
         self.prompt = PromptBuilder(task, k=config.k)
         self._stop_mask = self._make_stop_mask()
-        self.int8 = False
         # transformers 5.x renamed past_key_values to cache (the old name is deprecated)
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -183,7 +182,6 @@ class LocalPolicy:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao's deprecation notice points at torchao, not needed here
             self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.int8 = True
         self.name = f"{self.name}+int8"
         return self
 
