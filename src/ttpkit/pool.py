@@ -150,9 +150,11 @@ def fill_pool(
         return 0
     if not hasattr(policy, "sample"):
         policy = policy()
-    for q in todo:
-        writer.add(policy.sample([q], n)[0])
-        if on_query is not None:
-            on_query()
+    step = max(1, int(getattr(policy, "batch_queries", 1)))  # queries the policy decodes in one batch
+    for i in range(0, len(todo), step):
+        for cands in policy.sample(todo[i : i + step], n):
+            writer.add(cands)
+            if on_query is not None:
+                on_query()
     writer.fold()
     return len(todo)

@@ -20,16 +20,14 @@ from typing import Any
 
 from ttpkit.data import Query, TaskSpec
 from ttpkit.errors import TtpkitError
+from ttpkit.policy import _cache
+from ttpkit.policy._sampling import draw_tokens
 from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
 from ttpkit.policy.prompt import PromptBuilder
 
 __all__ = ["LocalPolicy", "cache_dir", "converted_dir", "embedded_gguf_path", "load_gguf_model", "load_hf_model"]
 
 log = logging.getLogger(__name__)
-
-# Candidates in the top-p nucleus are searched among this many top tokens first;
-# when their mass falls short of top_p, the full vocabulary is sorted instead.
-_TOPK_FAST = 512
 
 
 def cache_dir() -> Path:
@@ -137,10 +135,16 @@ class LocalPolicy:
         task: Task spec used to build prompts.
         config: Decoding settings.
         name: Value of the pool's ``policy`` column.
+        batch_queries: Queries decoded together in one batch (their ``n`` rows
+            each); more queries per batch read the weights fewer times per sample.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, task: TaskSpec, config: SamplingConfig, name: str) -> None:
+    def __init__(self, model: Any, tokenizer: Any, task: TaskSpec, config: SamplingConfig, name: str,
+                 batch_queries: int = 4) -> None:
+        if batch_queries < 1:
+            raise ValueError(f"batch_queries must be >= 1, got {batch_queries}")
         self.model = model
+        self.batch_queries = batch_queries
         self.tokenizer = tokenizer
         self.config = config
         self.name = name
@@ -149,6 +153,7 @@ class LocalPolicy:
         # transformers 5.x renamed past_key_values to cache (the old name is deprecated)
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._shared_prefix = _cache.enable(model)  # decode attends to one copy of the prompt
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -208,50 +213,6 @@ class LocalPolicy:
                 mask[i] = True
         return mask
 
-    def _draw(self, logits, generator, first: bool):
-        """Sample one token per row from (B, V) logits with temperature and top-p.
-
-        Sampling is by inverse CDF on the (nucleus-masked) distribution, which
-        costs one cumsum; ``torch.multinomial`` over a 262k vocabulary costs
-        far more per step.
-        """
-        import torch
-
-        cfg = self.config
-        logits = logits.float() / cfg.temperature
-        if first:  # at least one token before the line may end
-            logits = logits.masked_fill(self._stop_mask, float("-inf"))
-        probs = torch.softmax(logits, dim=-1)  # (B, V)
-        if cfg.top_p < 1.0:
-            probs = probs * (probs >= self._nucleus_threshold(probs))
-        cdf = probs.cumsum(dim=-1)
-        u = torch.rand(probs.shape[0], 1, generator=generator) * cdf[:, -1:]
-        return torch.searchsorted(cdf, u).clamp_max(probs.shape[-1] - 1).squeeze(1)
-
-    def _nucleus_threshold(self, probs):
-        """(B, 1) smallest probability inside each row's top-p nucleus.
-
-        The nucleus is searched in each row's top 512 tokens; only the rare flat
-        rows whose top 512 hold less than top_p are sorted in full.
-        """
-        import torch
-
-        top_p = self.config.top_p
-        top, _ = probs.topk(min(_TOPK_FAST, probs.shape[-1]), dim=-1)  # sorted descending
-        thr = self._threshold_from_sorted(top, top_p)
-        short = (top.sum(-1) < top_p).nonzero().squeeze(1)
-        if len(short):
-            full, _ = probs[short].sort(dim=-1, descending=True)
-            thr[short] = self._threshold_from_sorted(full, top_p)
-        return thr
-
-    @staticmethod
-    def _threshold_from_sorted(top, top_p: float):
-        cum = top.cumsum(-1)
-        inside = (cum - top) < top_p  # smallest prefix whose mass reaches top_p
-        last = inside.sum(-1, keepdim=True) - 1
-        return top.gather(1, last)
-
     def complete(self, prompt: str, n: int, seed: int) -> list[str]:
         """Sample ``n`` one-line completions of a raw prompt with one shared prefill.
 
@@ -260,44 +221,91 @@ class LocalPolicy:
             n: Number of completions.
             seed: Seed of this prompt's generator.
         """
+        return self.complete_many([prompt], n, [seed])[0]
+
+    def complete_many(self, prompts: list[str], n: int, seeds: list[int]) -> list[list[str]]:
+        """Sample ``n`` one-line completions of each prompt, decoding all prompts in one batch.
+
+        Each prompt is prefilled once; its ``n`` rows attend to that one copy.
+        Prompt g's draws come from its own generator seeded with ``seeds[g]``,
+        so its samples do not depend on which prompts share its batch (up to
+        float rounding of the batched matrix products).
+
+        Args:
+            prompts: Full prompt texts.
+            n: Completions per prompt.
+            seeds: One generator seed per prompt.
+        """
         import torch
 
+        if len(seeds) != len(prompts):
+            raise ValueError("complete_many: one seed per prompt")
+        if not prompts:
+            return []
         with torch.inference_mode():
-            return self._complete(prompt, n, seed)
+            if self._shared_prefix:
+                out = self._decode(prompts, n, seeds, shared=True)
+                if out is not None:
+                    return out
+            return [self._decode([p], n, [s], shared=False)[0] for p, s in zip(prompts, seeds)]  # type: ignore[index]
 
-    def _complete(self, prompt: str, n: int, seed: int) -> list[str]:
+    def _decode(self, prompts: list[str], n: int, seeds: list[int], shared: bool) -> list[list[str]] | None:
         import torch
         from transformers import DynamicCache
 
         cfg = self.config
-        gen = torch.Generator().manual_seed(seed)
-        ids = self.tokenizer(prompt, return_tensors="pt").input_ids  # (1, T)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
-        cache = getattr(out, self._cache_kw)
-        cache.batch_repeat_interleave(n)  # one prefill, n rows
-        logits = out.logits[:, -1, :].expand(n, -1)  # (n, V)
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        active = torch.arange(n)  # rows of the original n still decoding
+        kw = self._cache_kw
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        caches, first, lengths = [], [], []
+        for prompt in prompts:  # prefill each prompt once, unpadded
+            ids = self.tokenizer(prompt, return_tensors="pt").input_ids  # (1, T)
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: DynamicCache(config=self.model.config)})
+            caches.append(getattr(out, kw))
+            first.append(out.logits[:, -1, :])
+            lengths.append(ids.shape[1])
+        g_count = len(prompts)
+        if shared:
+            layers = _cache.share_prefix(caches, [n] * g_count, max(cfg.max_new_tokens - 1, 1))
+            if layers is None:  # a cache layout share_prefix does not handle
+                return None
+        else:
+            caches[0].batch_repeat_interleave(n)
+        cache = caches[0]
+        rows = g_count * n
+        logits = torch.cat(first).repeat_interleave(n, dim=0)  # (rows, V)
+        group = torch.arange(g_count).repeat_interleave(n)  # row -> prompt
+        base = torch.tensor(lengths).repeat_interleave(n)  # row -> position of its first generated token
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        origin = torch.arange(rows)  # cache row -> sample index
+        alive = torch.ones(rows, dtype=torch.bool)  # cache rows still writing their line
         for step in range(cfg.max_new_tokens):
-            nxt = self._draw(logits, gen, first=step == 0)  # (B,)
-            for row, t in zip(active.tolist(), nxt.tolist()):
+            nxt = torch.zeros(len(alive), dtype=torch.long)  # finished rows decode a dummy token, ignored
+            for g in range(g_count):  # each prompt draws from its own generator
+                live = (alive & (group == g)).nonzero().squeeze(1)
+                if len(live):
+                    nxt[live] = draw_tokens(logits[live], gens[g], cfg.temperature, cfg.top_p,
+                                            ban=self._stop_mask if step == 0 else None)  # >= 1 token per line
+            live = alive.nonzero().squeeze(1)
+            for row, t in zip(origin[live].tolist(), nxt[live].tolist()):
                 tokens[row].append(t)
-            done = self._stop_mask[nxt]
-            if step == cfg.max_new_tokens - 1 or bool(done.all()):
+            alive[live[self._stop_mask[nxt[live]]]] = False
+            if step == cfg.max_new_tokens - 1 or not bool(alive.any()):
                 break
-            if bool(done.any()):
-                keep = (~done).nonzero().squeeze(1)
+            if 2 * int(alive.sum()) <= len(alive):  # compact once half the rows have finished
+                keep = alive.nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
-                active, nxt = active[keep], nxt[keep]
-            out = self.model(input_ids=nxt.unsqueeze(1), use_cache=True, **{self._cache_kw: cache})
-            cache = getattr(out, self._cache_kw)
+                origin, alive, nxt, group, base = origin[keep], alive[keep], nxt[keep], group[keep], base[keep]
+            pos = (base + step).unsqueeze(1)  # prompts differ in length
+            out = self.model(input_ids=nxt.unsqueeze(1), position_ids=pos, use_cache=True, **{kw: cache})
+            cache = getattr(out, kw)
             logits = out.logits[:, -1, :]
+            if step == 0 and shared and not all(layer.calls for layer in layers):
+                raise TtpkitError(f"{self.name}: the model bypassed ttpkit's shared-prefix attention")
         texts = []
         for toks in tokens:
             text = self.tokenizer.decode(toks, skip_special_tokens=True)
             texts.append(text.split("\n")[0].strip())
-        return texts
+        return [texts[g * n : (g + 1) * n] for g in range(g_count)]
 
     def sample(
         self,
@@ -315,9 +323,12 @@ class LocalPolicy:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         results = []
-        for q in queries:
-            texts = self.complete(self.prompt(q), n, query_seed(self.config.seed, q.id))
-            results.append([Candidate(q.id, q.user_id, i, t, self.name, self.config.seed) for i, t in enumerate(texts)])
-            if progress is not None:
-                progress(1)
+        step = self.batch_queries
+        for i in range(0, len(queries), step):
+            chunk = queries[i : i + step]
+            seeds = [query_seed(self.config.seed, q.id) for q in chunk]
+            for q, texts in zip(chunk, self.complete_many([self.prompt(q) for q in chunk], n, seeds)):
+                results.append([Candidate(q.id, q.user_id, j, t, self.name, self.config.seed) for j, t in enumerate(texts)])
+                if progress is not None:
+                    progress(1)
         return results
