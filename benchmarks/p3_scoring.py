@@ -1,17 +1,23 @@
 """P3: reward-model scoring throughput (candidates/s) with cached profile embeddings.
 
 Profile items and query inputs are embedded first (as a long-running service has
-them cached); the timed part embeds the candidates (batch size --batch) and runs
-features + the RM, so it is the cost of scoring new candidates.
+them cached); the timed part embeds the candidates and runs features + the RM, so
+it is the cost of scoring new candidates. Runs the float32 encoder and the
+opt-in bfloat16 one at each batch size, and reports how far bf16 moves the
+scores (Spearman correlation with the float32 scores, share of queries whose
+best-of-N pick changes).
 
-    python benchmarks/p3_scoring.py --rm runs/git-commits/rm/user-prob --pool runs/git-commits/test.parquet \
-        --data ../shared/data/git-commits --split test
+    python benchmarks/p3_scoring.py --rm results/git-commits/rm/user-prob \
+        --pool results/git-commits/test.parquet --data ../shared/data/git-commits --split test
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+
+import numpy as np
+from scipy.stats import spearmanr
 
 from ttpkit.data import load_split
 from ttpkit.pool import read_pool
@@ -25,19 +31,30 @@ def main() -> None:
     ap.add_argument("--pool", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batch", default="16,64,128", help="comma-separated encoder batch sizes")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
     args = ap.parse_args()
     rm = RewardModel.load(args.rm)
     pool = read_pool(args.pool)
     queries = load_split(args.data, args.split).by_id()
-    enc = Encoder(batch_size=args.batch)
     used = {queries[q] for q in pool["query_id"].unique()}
-    enc.encode([q.source for q in used] + [p.target for q in used for p in q.profile])  # the cached part
-    t0 = time.perf_counter()
-    rm.score(pool, queries, encoder=enc)
-    dt = time.perf_counter() - t0
-    print(f"{len(pool)} candidates of {len(used)} queries in {dt:.2f} s: {len(pool) / dt:.0f} candidates/s "
-          f"(encoder batch {args.batch}, {rm.config.variant})")
+    cached = [q.source for q in used] + [p.target for q in used for p in q.profile]
+    scores = {}
+    for dtype in args.dtypes.split(","):
+        for batch in (int(b) for b in args.batch.split(",")):
+            enc = Encoder(batch_size=batch, dtype=dtype)
+            enc.encode(cached)  # the cached part
+            enc.encode(["warm-up"])
+            t0 = time.perf_counter()
+            scores[dtype] = rm.score(pool, queries, encoder=enc).mean
+            dt = time.perf_counter() - t0
+            print(f"{dtype:>8}, encoder batch {batch:>3}: {len(pool)} candidates of {len(used)} queries in {dt:.2f} s: "
+                  f"{len(pool) / dt:.0f} candidates/s ({rm.config.variant})")
+    if {"float32", "bfloat16"} <= set(scores):
+        a, b = scores["float32"], scores["bfloat16"]
+        pick = pool.assign(a=a, b=b).groupby("query_id").agg(a=("a", "idxmax"), b=("b", "idxmax"))
+        print(f"bf16 vs float32 scores: Spearman {spearmanr(a, b).statistic:.5f}, max |diff| {np.abs(a - b).max():.2e}, "
+              f"best-of-{pool.groupby('query_id').size().max()} pick changed on {(pick.a != pick.b).mean():.1%} of queries")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
+#!/usr/bin/env bash
+# Every performance benchmark, back to back (run nothing else meanwhile). About 15 minutes on 2 cores.
+set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== P2"; python benchmarks/p2_curves.py
-echo "== P3"; python benchmarks/p3_scoring.py --rm runs/git-commits/rm/user-prob --pool runs/git-commits/test.parquet --data ../shared/data/git-commits --split test --batch 128
-echo "== P4"; rm -rf /tmp/demo_out; /usr/bin/time -v ttpkit demo --out /tmp/demo_out > /tmp/demo_stdout.txt 2> /tmp/demo_time.txt; grep -E "Elapsed|Maximum resident" /tmp/demo_time.txt; cat /tmp/demo_stdout.txt
 echo "== P1"; python benchmarks/p1_sampling.py --queries 4 --n 16
+echo "== P2"; python benchmarks/p2_curves.py
+echo "== P3"; python benchmarks/p3_scoring.py --rm results/git-commits/rm/user-prob --pool results/git-commits/test.parquet \
+    --data ../shared/data/git-commits --split test
+echo "== P4"; bash benchmarks/p4_demo.sh
 echo "== end"

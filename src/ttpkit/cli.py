@@ -261,11 +261,11 @@ def _dataset_for_pool(data: Path, pool: Any, split: Optional[str], task: Optiona
     raise TtpkitError(f"{data}: no split holds all of the pool's queries; pass --split")
 
 
-def _encoder() -> Any:
+def _encoder(dtype: str = "float32") -> Any:
     from ttpkit.policy.local import cache_dir
     from ttpkit.reward.features import Encoder
 
-    return Encoder(cache_file=cache_dir() / "embeddings" / "all-MiniLM-L6-v2.safetensors")
+    return Encoder(cache_file=cache_dir() / "embeddings" / "all-MiniLM-L6-v2.safetensors", dtype=dtype)
 
 
 @app.command("train-rm")
@@ -315,6 +315,7 @@ def score(
     data: Annotated[Path, typer.Option(help="LaMP-layout data directory.")],
     name: Annotated[Optional[str], typer.Option(help="Column suffix (default: the variant).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of the pool (default: detected).")] = None,
+    encoder_dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (opt-in: ~2x faster encoder on CPUs with native bf16; embeddings differ by ~1e-5 cosine).")] = "float32",
 ) -> None:
     """Add score_<name> (and std_<name> for user-prob) to a pool."""
     from ttpkit.pool import read_pool, write_pool
@@ -324,7 +325,7 @@ def score(
     rm = RewardModel.load(rm_dir)
     df = read_pool(pool)
     ds = _dataset_for_pool(data, df, split)
-    enc = _encoder()
+    enc = _encoder(encoder_dtype)
     with console.status(f"scoring {len(df)} candidates ..."):
         scores = rm.score(df, ds.by_id(), encoder=enc)
     enc.save_cache()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DataError", "TtpkitError"]
+__all__ = ["ConfigError", "DataError", "TtpkitError"]
 
 
 class TtpkitError(Exception):
@@ -11,3 +11,7 @@ class TtpkitError(Exception):
 
 class DataError(TtpkitError, ValueError):
     """A data file is missing or malformed; the message names the file, record and field."""
+
+
+class ConfigError(TtpkitError, ValueError):
+    """A setting is out of range or unknown; the message names it and what is allowed."""

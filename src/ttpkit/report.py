@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ttpkit.scaling import Curve
 
-__all__ = ["curves_json", "curves_markdown", "curves_table", "plot_curves", "plot_training", "write_json"]
+__all__ = [
+    "curves_json", "curves_markdown", "curves_table", "plot_curves", "plot_law_scatter", "plot_training", "write_json",
+]
 
 
 def curves_json(curves: Mapping[str, Curve]) -> dict[str, dict[str, float]]:
@@ -70,6 +73,33 @@ def _finish(fig, ax, path: str | Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_law_scatter(points: Any, path: str | Path, utility: str = "rougeL", title: str = "") -> Path:
+    """Law-predicted against observed best-of-N values, one marker per (policy, scorer, N); write a PNG.
+
+    Args:
+        points: DataFrame with columns ``policy``, ``scorer``, ``n``, ``observed``, ``predicted``.
+        path: PNG to write.
+        utility: Utility name for the axis labels.
+        title: Figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    markers = "osD^v<>ph*"
+    for i, (policy, part) in enumerate(points.groupby("policy", sort=False)):
+        ax.scatter(part["observed"], part["predicted"], s=14, alpha=0.7, marker=markers[i % len(markers)], label=policy)
+    lo = float(min(points["observed"].min(), points["predicted"].min()))
+    hi = float(max(points["observed"].max(), points["predicted"].max()))
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="predicted = observed")
+    ax.set_xlabel(f"observed expected {utility}")
+    ax.set_ylabel(f"law-predicted expected {utility}")
+    ax.set_title(title or "law vs observed")
+    return _finish(fig, ax, path)
 
 
 def plot_training(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:

@@ -32,7 +32,8 @@ def resolve_model(model: str | Path) -> Path:
 
     spec = util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise TtpkitError(f"{text}: package {package!r} is not installed")
+        hint = package.replace("_", "-")
+        raise TtpkitError(f"{text}: package {package!r} is not installed (for {hint}: pip install --no-deps {hint})")
     path = Path(next(iter(spec.submodule_search_locations))) / rel
     if not path.exists():
         raise TtpkitError(f"{text}: no file {rel!r} in package {package!r}")
