@@ -160,3 +160,14 @@ def test_real_encoder_bf16_is_close_to_float32_and_cached_apart(tmp_path):
     assert (a[0] @ a[1]) == pytest.approx(b[0] @ b[1], abs=0.01)
     with pytest.raises(ConfigError, match="bfloat16"):
         Encoder(dtype="float16")
+
+
+def test_a_feature_constant_in_training_cannot_blow_up_a_score():
+    from ttpkit.reward.models import feature_scaling
+
+    x = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]], dtype=np.float32)  # feature 0 never varies
+    mu, sd = feature_scaling(x)
+    test = np.array([[1.0, 2.0]], dtype=np.float32)  # ... but does at test time
+    z = (test - mu) / sd
+    assert z[0, 0] == 0.0 and np.isfinite(z).all()
+    assert sd[1] == pytest.approx(x[:, 1].std())

@@ -27,11 +27,26 @@ from ttpkit.data import Query
 from ttpkit.errors import TtpkitError
 from ttpkit.reward.features import GLOBAL_FEATURES, USER_FEATURES, Encoder, build_features
 
-__all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "gaussian_nll", "pairwise_loss"]
+__all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "feature_scaling", "gaussian_nll", "pairwise_loss"]
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("global-mse", "user-mse", "user-pairwise", "user-prob")
+
+
+_MIN_STD = 1e-5  # a training std at or below this marks a constant feature
+
+
+def feature_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and scale for standardizing an (R, F) feature matrix.
+
+    A feature that is constant in the training rows (say ``exact_copy`` when no
+    training candidate copies a past title) gets an infinite scale, so it
+    standardizes to 0 everywhere: the network never learned a weight for it,
+    and dividing by a tiny std would blow a test row that differs up to ~1e5.
+    """
+    sd = x.std(0)
+    return x.mean(0), np.where(sd > _MIN_STD, sd, np.inf).astype(sd.dtype)
 
 
 @dataclass(frozen=True)
@@ -204,7 +219,7 @@ class RewardModel:
             dev_queries = queries
         x, y, g = self._xy(pool, queries, encoder, utility)
         xd, yd, gd = self._xy(dev_pool, dev_queries or queries, encoder, utility)
-        self.mu_, self.sd_ = x.mean(0), x.std(0) + 1e-6
+        self.mu_, self.sd_ = feature_scaling(x)
         torch.manual_seed(cfg.seed)
         net = _net(x.shape[1], cfg.hidden, 2 if cfg.probabilistic else 1)
         if cfg.probabilistic:  # start the variance at the data's variance
@@ -304,7 +319,8 @@ class RewardModel:
         rm = cls(config)
         tensors = load_file(str(d / "model.safetensors"))
         rm.mu_ = tensors.pop("feature_mean").numpy()
-        rm.sd_ = tensors.pop("feature_std").numpy()
+        sd = tensors.pop("feature_std").numpy()
+        rm.sd_ = np.where(sd > _MIN_STD, sd, np.inf).astype(sd.dtype)  # files from before feature_scaling stored std + 1e-6
         net = _net(len(config.features), config.hidden, 2 if config.probabilistic else 1)
         net.load_state_dict({k[len("net.") :]: v for k, v in tensors.items()})
         net.eval()
