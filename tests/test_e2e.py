@@ -49,3 +49,12 @@ def test_hf_backend_reads_the_converted_directory(policy, sample):
     hf = make_policy("hf", sample.task, SamplingConfig(seed=0), model=converted_dir(embedded_gguf_path()))
     q = sample.queries[5]
     assert hf.complete(hf.prompt(q), 2, seed=3) == policy.complete(policy.prompt(q), 2, seed=3)
+
+
+def test_a_querys_samples_do_not_depend_on_its_batch_mates(policy, sample):
+    """Several prompts decode in one batch over the shared-prefix cache; each keeps its own seeded draws."""
+    prompts = [policy.prompt(q) for q in sample.queries[6:9]]  # different lengths
+    batched = policy.complete_many(prompts, 3, seeds=[1, 2, 3])
+    assert [len(b) for b in batched] == [3, 3, 3]
+    assert batched[1] == policy.complete(prompts[1], 3, seed=2)
+    assert batched[0] != batched[2]
