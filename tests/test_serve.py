@@ -38,3 +38,27 @@ def test_server_validates_and_client_reports_errors(sample):
     bad = OpenAIPolicy("http://testserver/nope", "m", sample.task, client=client)
     with pytest.raises(TtpkitError, match="answered 404"):
         bad.sample([sample.queries[0]], 2)
+
+
+class FakeBatched(FakeLocal):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = []
+
+    def complete_many(self, prompts, n, seeds):
+        self.batches.append(len(prompts))
+        return [self.complete(p, n, s) for p, s in zip(prompts, seeds)]
+
+
+@pytest.mark.parametrize("fake", [FakeLocal, FakeBatched])
+def test_a_list_of_prompts_answers_prompt_major_as_openai_does(fake):
+    policy = fake()
+    client = TestClient(create_app(policy))
+    body = client.post("/v1/completions", json={"prompt": ["aaaaa", "bbbbb"], "n": 3, "seed": 7}).json()
+    texts = [c["text"] for c in sorted(body["choices"], key=lambda c: c["index"])]
+    assert [t.split("|")[0] for t in texts] == ["aaaaa"] * 3 + ["bbbbb"] * 3
+    assert [t.split("|")[2] for t in texts] == ["0", "1", "2"] * 2
+    if fake is FakeBatched:
+        assert policy.batches == [2]  # one decode batch
+    assert client.post("/v1/completions", json={"prompt": [], "n": 1}).status_code == 422
+    assert client.post("/v1/completions", json={"prompt": ["x"] * 65, "n": 1}).status_code == 422

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import BaseModel, Field
 
-__all__ = ["CompletionRequest", "create_app"]
+__all__ = ["MAX_PROMPTS", "CompletionRequest", "create_app"]
+
+MAX_PROMPTS = 64  # prompts per request
 
 
 class CompletionRequest(BaseModel):
     """The subset of the OpenAI completions request that ttpkit honours."""
 
     model: str = "default"
-    prompt: str
+    prompt: Union[str, list[str]] = Field(..., description="One prompt, or up to 64 decoded in one batch.")
     n: int = Field(1, ge=1, le=256)
     temperature: Optional[float] = Field(None, gt=0)
     top_p: Optional[float] = Field(None, gt=0, le=1)
@@ -34,7 +36,9 @@ def create_app(policy: Any, model_name: str = "ttpkit") -> Any:
     Args:
         policy: An object with ``complete(prompt, n, seed) -> list[str]`` and a
             ``config`` (:class:`ttpkit.policy.SamplingConfig`), such as
-            :class:`ttpkit.policy.local.LocalPolicy`.
+            :class:`ttpkit.policy.local.LocalPolicy`; if it also has
+            ``complete_many(prompts, n, seeds)``, a request with a list of
+            prompts decodes them in one batch (each seeded with ``seed``).
         model_name: Name reported by ``/v1/models``.
     """
     import dataclasses
@@ -65,10 +69,16 @@ def create_app(policy: Any, model_name: str = "ttpkit") -> Any:
             )
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
+        prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
+        if not 1 <= len(prompts) <= MAX_PROMPTS:
+            raise HTTPException(status_code=422, detail=f"prompt: give 1 to {MAX_PROMPTS} prompts, got {len(prompts)}")
         with lock:
             saved, policy.config = policy.config, cfg
             try:
-                texts = policy.complete(req.prompt, req.n, req.seed)
+                if len(prompts) > 1 and hasattr(policy, "complete_many"):  # one decode batch for all prompts
+                    texts = [t for ts in policy.complete_many(prompts, req.n, [req.seed] * len(prompts)) for t in ts]
+                else:
+                    texts = [t for p in prompts for t in policy.complete(p, req.n, req.seed)]
             finally:
                 policy.config = saved
         return {
@@ -76,6 +86,7 @@ def create_app(policy: Any, model_name: str = "ttpkit") -> Any:
             "object": "text_completion",
             "created": int(time.time()),
             "model": model_name,
+            # as in the OpenAI API: choice k is completion k % n of prompt k // n
             "choices": [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)],
         }
 
