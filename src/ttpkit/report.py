@@ -98,7 +98,7 @@ def plot_law_scatter(points: Any, path: str | Path, utility: str = "rougeL", tit
     ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="predicted = observed")
     ax.set_xlabel(f"observed expected {utility}")
     ax.set_ylabel(f"law-predicted expected {utility}")
-    ax.set_title(title or "law vs observed")
+    ax.set_title(title or "law vs observed", fontsize=10)
     return _finish(fig, ax, path)
 
 
