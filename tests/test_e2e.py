@@ -58,3 +58,15 @@ def test_a_querys_samples_do_not_depend_on_its_batch_mates(policy, sample):
     assert [len(b) for b in batched] == [3, 3, 3]
     assert batched[1] == policy.complete(prompts[1], 3, seed=2)
     assert batched[0] != batched[2]
+
+
+def test_plain_cache_fallback_gives_the_same_samples(policy, sample):
+    """Models whose cache share_prefix cannot take decode each prompt from a repeated plain cache: same draws."""
+    prompts = [policy.prompt(q) for q in sample.queries[9:11]]
+    shared = policy.complete_many(prompts, 2, seeds=[4, 5])
+    policy._shared_prefix = False
+    try:
+        plain = policy.complete_many(prompts, 2, seeds=[4, 5])
+    finally:
+        policy._shared_prefix = True
+    assert plain == shared

@@ -243,34 +243,40 @@ class LocalPolicy:
         if not prompts:
             return []
         with torch.inference_mode():
-            if self._shared_prefix:
-                out = self._decode(prompts, n, seeds, shared=True)
-                if out is not None:
-                    return out
-            return [self._decode([p], n, [s], shared=False)[0] for p, s in zip(prompts, seeds)]  # type: ignore[index]
+            caches, first, lengths = self._prefill(prompts)
+            gens = [torch.Generator().manual_seed(s) for s in seeds]
+            capacity = max(self.config.max_new_tokens - 1, 1)
+            layers = _cache.share_prefix(caches, [n] * len(prompts), capacity) if self._shared_prefix else None
+            if layers is not None:  # all prompts in one decode batch
+                return self._decode(caches[0], first, lengths, n, gens, layers)
+            out = []  # a cache layout share_prefix does not handle: each prompt's cache repeated n times
+            for g, cache in enumerate(caches):
+                cache.batch_repeat_interleave(n)
+                out += self._decode(cache, first[g : g + 1], lengths[g : g + 1], n, gens[g : g + 1], None)
+            return out
 
-    def _decode(self, prompts: list[str], n: int, seeds: list[int], shared: bool) -> list[list[str]] | None:
-        import torch
+    def _prefill(self, prompts: list[str]) -> tuple[list[Any], list[Any], list[int]]:
+        """Each prompt's KV cache (batch 1, unpadded), last-position logits and length."""
         from transformers import DynamicCache
 
-        cfg = self.config
         kw = self._cache_kw
-        gens = [torch.Generator().manual_seed(s) for s in seeds]
         caches, first, lengths = [], [], []
-        for prompt in prompts:  # prefill each prompt once, unpadded
+        for prompt in prompts:
             ids = self.tokenizer(prompt, return_tensors="pt").input_ids  # (1, T)
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: DynamicCache(config=self.model.config)})
             caches.append(getattr(out, kw))
             first.append(out.logits[:, -1, :])
             lengths.append(ids.shape[1])
-        g_count = len(prompts)
-        if shared:
-            layers = _cache.share_prefix(caches, [n] * g_count, max(cfg.max_new_tokens - 1, 1))
-            if layers is None:  # a cache layout share_prefix does not handle
-                return None
-        else:
-            caches[0].batch_repeat_interleave(n)
-        cache = caches[0]
+        return caches, first, lengths
+
+    def _decode(self, cache: Any, first: list[Any], lengths: list[int], n: int, gens: list[Any],
+                layers: list[Any] | None) -> list[list[str]]:
+        """Decode ``n`` rows per prompt from a prefilled cache; ``layers`` are its shared-prefix layers, if any."""
+        import torch
+
+        cfg = self.config
+        kw = self._cache_kw
+        g_count = len(first)
         rows = g_count * n
         logits = torch.cat(first).repeat_interleave(n, dim=0)  # (rows, V)
         group = torch.arange(g_count).repeat_interleave(n)  # row -> prompt
@@ -299,7 +305,7 @@ class LocalPolicy:
             out = self.model(input_ids=nxt.unsqueeze(1), position_ids=pos, use_cache=True, **{kw: cache})
             cache = getattr(out, kw)
             logits = out.logits[:, -1, :]
-            if step == 0 and shared and not all(layer.calls for layer in layers):
+            if step == 0 and layers is not None and not all(layer.calls for layer in layers):
                 raise TtpkitError(f"{self.name}: the model bypassed ttpkit's shared-prefix attention")
         texts = []
         for toks in tokens:

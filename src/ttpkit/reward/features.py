@@ -18,6 +18,7 @@ Feature groups (names are stable; configs record them):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Sequence
@@ -104,8 +105,6 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm embeddings, (len(texts), 384); only unseen texts are encoded."""
-        import contextlib
-
         keys = [self._cache_key(t) for t in texts]
         todo = {k: t for k, t in zip(keys, texts) if k not in self.cache}
         if todo:
