@@ -315,7 +315,7 @@ def score(
     data: Annotated[Path, typer.Option(help="LaMP-layout data directory.")],
     name: Annotated[Optional[str], typer.Option(help="Column suffix (default: the variant).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of the pool (default: detected).")] = None,
-    encoder_dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (opt-in: 1.5-1.9x faster scoring on CPUs with native bf16; embeddings within 3e-5 cosine of float32).")] = "float32",
+    encoder_dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (opt-in: 1.3-1.9x faster scoring on CPUs with native bf16; embeddings at cosine >= 0.9999 to float32).")] = "float32",
 ) -> None:
     """Add score_<name> (and std_<name> for user-prob) to a pool."""
     from ttpkit.pool import read_pool, write_pool

@@ -10,8 +10,8 @@ one cache whose layers keep each prompt's keys and values once, ``(H, T, D)``,
 plus a preallocated ``(rows, H, capacity, D)`` buffer for the generated tokens,
 written in place. Decoding the samples of several prompts in one batch makes
 each step's matrix products wider, which CPUs run far more efficiently per row:
-on 2 cores the 262k x 640 output layer takes ~10 ms per row at 16 rows and
-~5 ms per row at 64.
+on 2 cores the 262k x 640 output layer takes 7-8 ms per row at 16 rows and
+4-6 ms per row at 64 (``benchmarks/p1_profile.py``).
 
 The model must run with :data:`ATTENTION`, an attention function that attends
 each row to its prompt (one matrix product for all rows of that prompt) and to

@@ -67,9 +67,9 @@ class Encoder:
             by length first, so batches pad little); 16 and 64 were within
             run-to-run noise of each other, 128 slower (``benchmarks/p3_scoring.py``).
         cache_file: Optional safetensors file to persist the cache across runs.
-        dtype: ``"float32"`` (default) or ``"bfloat16"`` (opt-in: 1.5-1.9x
+        dtype: ``"float32"`` (default) or ``"bfloat16"`` (opt-in: 1.3-1.9x
             as fast on CPUs with native bf16 such as AVX512-BF16 or AMX;
-            embeddings stay within a cosine of 3e-5 of float32 ones and are
+            embeddings keep a cosine of >= 0.9999 to float32 ones and are
             cached under their own keys).
     """
 
