@@ -4,7 +4,11 @@ Times ``RewardModel.score`` with profile and input embeddings cached (the P3
 setting), then again with the candidates' embeddings cached too (features + RM
 only), so the difference is the encoder. Then the encoder alone on the
 candidates in float32, bf16 autocast, bf16 weights and int8 dynamic
-quantization (per-tensor, per-channel), with each one's cosine to float32.
+quantization (per-tensor, per-channel), with each one's cosine to float32
+(``--compile`` adds ``torch.compile`` of float32 and bf16 weights, about a
+minute of compiling). Last, the ceiling: the rate of bare matrix products of
+the encoder's shapes on this machine, and the candidates/s it would allow if
+the linear layers were all the encoder did.
 
     python benchmarks/p3_encoder.py --rm results/git-commits/rm/user-prob \
         --pool results/git-commits/test.parquet --data ../shared/data/git-commits --split test
@@ -34,13 +38,14 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile variants")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     rm = RewardModel.load(args.rm)
     pool = read_pool(args.pool)
     queries = load_split(args.data, args.split).by_id()
     used = {queries[q] for q in pool["query_id"].unique()}
-    enc = Encoder(batch_size=args.batch)
+    enc = Encoder(batch_size=args.batch, layers=rm.config.encoder_layers)
     enc.encode([q.source for q in used] + [p.target for q in used for p in q.profile])
     t0 = time.perf_counter()
     rm.score(pool, queries, encoder=enc)
@@ -63,6 +68,15 @@ def main() -> None:
         ("int8 per-channel", torch.ao.quantization.quantize_dynamic(
             model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8), None),
     ]
+    if args.compile:
+        import torch._inductor.config as inductor
+
+        inductor.freezing = True  # fold the weights into the graph, as for inference
+        for name, dtype in (("compiled float32", None), ("compiled bf16 weights", torch.bfloat16)):
+            m = copy.deepcopy(model).to(dtype) if dtype else copy.deepcopy(model)
+            bert = m[0].auto_model
+            bert.forward = torch.compile(bert.forward, dynamic=True)
+            variants.append((name, m, None))
     for name, m, autocast in variants:
         ctx = torch.autocast("cpu", dtype=autocast) if autocast else contextlib.nullcontext()
         with ctx:
@@ -74,6 +88,24 @@ def main() -> None:
         ref = v if ref is None else ref
         cos = (v * ref).sum(1)
         print(f"encoder alone, {name:>16}: {len(texts) / dt:.0f} texts/s; cosine to float32 mean {cos.mean():.5f}, min {cos.min():.5f}")
+    cfg = model[0].auto_model.config
+    h, f = cfg.hidden_size, cfg.intermediate_size
+    flop_per_token = 2 * cfg.num_hidden_layers * (4 * h * h + 2 * h * f)  # Q, K, V, output; FFN in and out
+    rows = args.batch * int(round(lens.mean()))
+    for dtype in (torch.float32, torch.bfloat16):
+        rates = []
+        for k, n in ((h, h), (h, f), (f, h)):
+            x, w, b = torch.randn(rows, k, dtype=dtype), torch.randn(n, k, dtype=dtype), torch.randn(n, dtype=dtype)
+            for _ in range(3):
+                torch.nn.functional.linear(x, w, b)
+            t0 = time.perf_counter()
+            for _ in range(20):
+                torch.nn.functional.linear(x, w, b)
+            rates.append(2 * rows * k * n * 20 / (time.perf_counter() - t0))
+        rate = min(rates), max(rates)
+        print(f"ceiling, {str(dtype)[6:]:>8}: products of ({rows} x {h}/{f}) run at {rate[0] / 1e9:.0f}-{rate[1] / 1e9:.0f} GFLOP/s; "
+              f"{flop_per_token / 1e6:.1f} MFLOP per token x {lens.mean():.1f} tokens allow at most "
+              f"{rate[0] / flop_per_token / lens.mean():.0f}-{rate[1] / flop_per_token / lens.mean():.0f} candidates/s")
 
 
 if __name__ == "__main__":

@@ -42,14 +42,14 @@ def main() -> None:
     scores = {}
     for dtype in args.dtypes.split(","):
         for batch in (int(b) for b in args.batch.split(",")):
-            enc = Encoder(batch_size=batch, dtype=dtype)
+            enc = Encoder(batch_size=batch, dtype=dtype, layers=rm.config.encoder_layers)
             enc.encode(cached)  # the cached part
             enc.encode(["warm-up"])
             t0 = time.perf_counter()
             scores[dtype] = rm.score(pool, queries, encoder=enc).mean
             dt = time.perf_counter() - t0
             print(f"{dtype:>8}, encoder batch {batch:>3}: {len(pool)} candidates of {len(used)} queries in {dt:.2f} s: "
-                  f"{len(pool) / dt:.0f} candidates/s ({rm.config.variant})")
+                  f"{len(pool) / dt:.0f} candidates/s ({rm.config.variant}, encoder layers: {rm.config.encoder_layers or 'all'})")
     if {"float32", "bfloat16"} <= set(scores):
         a, b = scores["float32"], scores["bfloat16"]
         pick = pool.assign(a=a, b=b).groupby("query_id").agg(a=("a", "idxmax"), b=("b", "idxmax"))

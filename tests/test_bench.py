@@ -27,6 +27,8 @@ def test_paper_study_parses_and_resolves_paths():
           "policies": [{"name": "p"}]}, "unknown keys ['colour']"),
         ({"name": "x", "datasets": [{"name": "d", "path": "p", "train": {"split": "train", "m": 3}, "test": {"split": "t"}}],
           "policies": [{"name": "p"}]}, "datasets[0].train: unknown keys ['m']"),
+        ({"name": "x", "encoder_layers": 9, "datasets": [{"name": "d", "path": "p", "train": {"split": "train"}, "test": {"split": "t"}}],
+          "policies": [{"name": "p"}]}, "study top level: encoder layers must be an integer in 1..6"),
     ],
 )
 def test_bad_study_files_are_named(raw, needle):

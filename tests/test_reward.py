@@ -71,6 +71,9 @@ class FakeEncoder:
 
     dim = 384
 
+    def __init__(self, layers=None):
+        self.layers = layers
+
     def encode(self, texts):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
@@ -171,3 +174,71 @@ def test_a_feature_constant_in_training_cannot_blow_up_a_score():
     z = (test - mu) / sd
     assert z[0, 0] == 0.0 and np.isfinite(z).all()
     assert sd[1] == pytest.approx(x[:, 1].std())
+
+
+def test_an_rm_is_scored_with_the_encoder_layers_it_was_trained_on(tmp_path):
+    import json
+
+    from ttpkit.errors import ConfigError
+
+    pool, queries = _synthetic(n_users=6)
+    cfg = RMConfig(variant="user-mse", max_epochs=30, encoder_layers=2)
+    rm = RewardModel(cfg).fit(pool, queries, encoder=FakeEncoder(layers=2))
+    with pytest.raises(ConfigError, match="uses 2 encoder layers, the encoder passed has all"):
+        rm.score(pool, queries, encoder=FakeEncoder())
+    rm.save(tmp_path / "rm")
+    back = RewardModel.load(tmp_path / "rm")
+    assert back.config.encoder_layers == 2
+    assert np.array_equal(back.score(pool, queries, encoder=FakeEncoder(layers=2)).mean, rm.score(pool, queries, encoder=FakeEncoder(layers=2)).mean)
+    with pytest.raises(ConfigError, match="uses all encoder layers, the encoder passed has 2"):
+        RewardModel(RMConfig(variant="user-mse", max_epochs=5)).fit(pool, queries, encoder=FakeEncoder(layers=2))
+    # files written before the option existed load as full-encoder models
+    meta = json.loads((tmp_path / "rm" / "config.json").read_text())
+    del meta["config"]["encoder_layers"]
+    (tmp_path / "rm" / "config.json").write_text(json.dumps(meta))
+    assert RewardModel.load(tmp_path / "rm").config.encoder_layers is None
+    assert RMConfig(encoder_layers=6).encoder_layers is None  # 6 of 6 is the full encoder
+    for bad in (0, 7, 2.5, True):
+        with pytest.raises(TtpkitError, match="encoder layers must be an integer in 1..6"):
+            RMConfig(encoder_layers=bad)
+
+
+@pytest.mark.slow
+def test_real_encoder_truncated_to_two_layers(tmp_path):
+    from ttpkit.reward.features import Encoder
+
+    texts = ["refs: fix a leak in ref iteration", "refs: plug a leak when iterating refs", "Debian package of a small PDF viewer"]
+    full = Encoder(cache_file=tmp_path / "emb.safetensors")
+    a = full.encode(texts)
+    full.save_cache()
+    two = Encoder(cache_file=tmp_path / "emb.safetensors", layers=2)  # same file, its own keys
+    b = two.encode(texts)
+    assert len(two.model[0].auto_model.encoder.layer) == 2 and len(full.model[0].auto_model.encoder.layer) == 6
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(1).max() < 0.999  # a different encoder, not the full one read from the cache
+    assert b[0] @ b[1] > b[0] @ b[2]  # still puts the two ref-leak subjects closer than the Debian synopsis
+
+
+def test_bit_parallel_lcs_equals_the_table():
+    import random
+
+    from ttpkit.reward.features import _lcs_f1, _lcs_f1_bits, _match_masks
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        vocab = [f"w{i}" for i in range(rng.randint(1, 8))]
+        a = [rng.choice(vocab) for _ in range(rng.randint(0, 15))]
+        b = [rng.choice(vocab) for _ in range(rng.randint(0, 70))]  # > 64 words: more than one machine word of bits
+        assert _lcs_f1_bits(a, _match_masks(b), len(b)) == _lcs_f1(a, b)
+    assert _lcs_f1_bits("fix the leak".split(), _match_masks("fix a memory leak".split()), 4) == pytest.approx(2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4))
+
+
+def test_words_are_lowercased_alphanumeric_runs():
+    from ttpkit.reward.features import _words
+
+    def per_char(text):  # the definition: every non-alphanumeric character separates words
+        return "".join(c.lower() if c.isalnum() else " " for c in text).split()
+
+    for text in ["refs: fix a leak (v2)", "snake_case 3.14 ½ ²", "ΟΔΟΣ café—naïve İx", "", "___"]:
+        assert _words(text) == per_char(text)
+    assert _words("ΟΔΟΣ") == ["οδοσ"]  # character by character: no final-sigma rule

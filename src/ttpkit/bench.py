@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttpkit.errors import TtpkitError
+from ttpkit.errors import ConfigError, TtpkitError
 
 __all__ = ["DatasetSpec", "PolicySpec", "SplitSpec", "StudyConfig", "quick_study", "run_study"]
 
@@ -81,6 +81,12 @@ class StudyConfig:
     ns: tuple[int, ...] = (1, 2, 4, 8, 16)
     m_fit: int = 4
     seed: int = 0
+    encoder_layers: int | None = None  # MiniLM layers behind the RMs' embedding features (None: all 6)
+
+    def __post_init__(self) -> None:
+        from ttpkit.reward.features import check_layers
+
+        object.__setattr__(self, "encoder_layers", check_layers(self.encoder_layers))
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base: Path | None = None) -> StudyConfig:
@@ -95,7 +101,7 @@ class StudyConfig:
                 raise TtpkitError(f"study {where}: unknown keys {sorted(extra)}; allowed: {sorted(names)}")
             try:
                 return kind(**obj)
-            except TypeError as e:
+            except (TypeError, ConfigError) as e:
                 raise TtpkitError(f"study {where}: {e}") from None
 
         raw = dict(raw)
@@ -230,7 +236,8 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
     ctx = _Ctx(out=out, seed=config.seed)
     from ttpkit.policy.local import cache_dir
 
-    ctx.encoder = Encoder(cache_file=cache_dir() / "embeddings" / "all-MiniLM-L6-v2.safetensors")
+    ctx.encoder = Encoder(cache_file=cache_dir() / "embeddings" / "all-MiniLM-L6-v2.safetensors", layers=config.encoder_layers)
+    layers = [config.encoder_layers] if config.encoder_layers else []  # in the RM hashes only when set: old caches stay valid
     (out / "cache").mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     rows, law_points = [], []
@@ -247,17 +254,17 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
             q_train = load_split(ds.path, ds.train.split).by_id()
             q_test = load_split(ds.path, ds.test.split).by_id()
             q_dev = load_split(ds.path, ds.dev.split).by_id() if ds.dev else None
-            scored_path = out / "cache" / f"scored-{_hash(test_p.name, train_p.name, dev_p and dev_p.name, config.variants, config.seed)}.parquet"
+            scored_path = out / "cache" / f"scored-{_hash(test_p.name, train_p.name, dev_p and dev_p.name, config.variants, config.seed, *layers)}.parquet"
             scored = read_pool(scored_path) if scored_path.exists() else test
             say(f"{ds.name} / {pol.name}: reward models {', '.join(config.variants)}")
             for variant in config.variants:
                 if f"score_{variant}" in scored.columns:
                     continue
-                rm_dir = out / "cache" / f"rm-{_hash(train_p.name, dev_p and dev_p.name, variant, config.seed)}"
+                rm_dir = out / "cache" / f"rm-{_hash(train_p.name, dev_p and dev_p.name, variant, config.seed, *layers)}"
                 if (rm_dir / "model.safetensors").exists():
                     rm = RewardModel.load(rm_dir)
                 else:
-                    rm = RewardModel(RMConfig(variant=variant, seed=config.seed)).fit(
+                    rm = RewardModel(RMConfig(variant=variant, seed=config.seed, encoder_layers=config.encoder_layers)).fit(
                         train, q_train, dev, q_dev, encoder=ctx.encoder
                     )
                     rm.save(rm_dir)

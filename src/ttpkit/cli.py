@@ -261,11 +261,11 @@ def _dataset_for_pool(data: Path, pool: Any, split: Optional[str], task: Optiona
     raise TtpkitError(f"{data}: no split holds all of the pool's queries; pass --split")
 
 
-def _encoder(dtype: str = "float32") -> Any:
+def _encoder(dtype: str = "float32", layers: int | None = None) -> Any:
     from ttpkit.policy.local import cache_dir
     from ttpkit.reward.features import Encoder
 
-    return Encoder(cache_file=cache_dir() / "embeddings" / "all-MiniLM-L6-v2.safetensors", dtype=dtype)
+    return Encoder(cache_file=cache_dir() / "embeddings" / "all-MiniLM-L6-v2.safetensors", dtype=dtype, layers=layers)
 
 
 @app.command("train-rm")
@@ -282,6 +282,7 @@ def train_rm(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     split: Annotated[Optional[str], typer.Option(help="Split of --pool (default: detected).")] = None,
     dev_split: Annotated[Optional[str], typer.Option(help="Split of --dev-pool (default: detected).")] = None,
+    encoder_layers: Annotated[Optional[int], typer.Option(help="Use the first L of MiniLM's 6 layers for the embedding features (default: all); 2 scores ~3x faster, and `ttpkit score` then uses 2 too.")] = None,
 ) -> None:
     """Train a personalized reward model on a labelled pool (CPU, minutes)."""
     from ttpkit.pool import read_pool
@@ -290,14 +291,14 @@ def train_rm(
 
     _quiet_libraries()
     t0 = time.time()
-    cfg = RMConfig(variant=variant, beta=beta, hidden=hidden, seed=seed)
+    cfg = RMConfig(variant=variant, beta=beta, hidden=hidden, seed=seed, encoder_layers=encoder_layers)
     train = read_pool(pool)
     ds = _dataset_for_pool(data, train, split)
     dev = dev_ds = None
     if dev_pool is not None:
         dev = read_pool(dev_pool)
         dev_ds = _dataset_for_pool(data, dev, dev_split)
-    enc = _encoder()
+    enc = _encoder(layers=cfg.encoder_layers)
     with console.status(f"training {variant} on {len(train)} candidates ..."):
         rm = RewardModel(cfg).fit(train, ds.by_id(), dev, dev_ds.by_id() if dev_ds else None, encoder=enc, utility=utility)
     enc.save_cache()
@@ -325,7 +326,7 @@ def score(
     rm = RewardModel.load(rm_dir)
     df = read_pool(pool)
     ds = _dataset_for_pool(data, df, split)
-    enc = _encoder(encoder_dtype)
+    enc = _encoder(encoder_dtype, rm.config.encoder_layers)  # the layers the RM was trained with
     with console.status(f"scoring {len(df)} candidates ..."):
         scores = rm.score(df, ds.by_id(), encoder=enc)
     enc.save_cache()

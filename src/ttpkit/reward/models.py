@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.data import Query
-from ttpkit.errors import TtpkitError
-from ttpkit.reward.features import GLOBAL_FEATURES, USER_FEATURES, Encoder, build_features
+from ttpkit.errors import ConfigError, TtpkitError
+from ttpkit.reward.features import GLOBAL_FEATURES, USER_FEATURES, Encoder, build_features, check_layers
 
 __all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "feature_scaling", "gaussian_nll", "pairwise_loss"]
 
@@ -73,6 +73,9 @@ class RMConfig:
         beta: β of β-NLL (Seitzer et al. 2022); 0 is the plain Gaussian NLL.
         k: Retrieved profile items used by the features.
         seed: Seed of initialization and the dev split.
+        encoder_layers: MiniLM layers behind the embedding features (see
+            :class:`~ttpkit.reward.features.Encoder`); ``None``: all 6. The
+            model is scored with the same setting it was trained with.
     """
 
     variant: str = "user-prob"
@@ -85,8 +88,13 @@ class RMConfig:
     beta: float = 0.0
     k: int = 4
     seed: int = 0
+    encoder_layers: int | None = None
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "encoder_layers", check_layers(self.encoder_layers))
+        except ConfigError as e:
+            raise TtpkitError(str(e)) from None
         if self.variant not in VARIANTS:
             raise TtpkitError(f"unknown RM variant {self.variant!r}; known variants: {', '.join(VARIANTS)}")
         if not 0.0 <= self.beta <= 1.0:
@@ -172,6 +180,20 @@ class RewardModel:
         self.sd_: np.ndarray | None = None
         self.history_: list[dict[str, float]] = []
 
+    def _encoder(self, encoder: Encoder | None) -> Encoder:
+        """The given encoder after checking it matches the config, or a new one that does."""
+        want = self.config.encoder_layers
+        if encoder is None:
+            return Encoder(layers=want)
+        have = getattr(encoder, "layers", want)  # test doubles without the attribute are taken as matching
+        if have != want:
+            show = lambda n: "all" if n is None else str(n)  # noqa: E731
+            raise ConfigError(
+                f"this reward model uses {show(want)} encoder layers, the encoder passed has {show(have)}; "
+                f"pass Encoder(layers={want})"
+            )
+        return encoder
+
     # -- training --------------------------------------------------------------------------
     def _xy(self, pool: pd.DataFrame, queries: dict[str, Query], encoder: Encoder, utility: str):
         x = build_features(pool, queries, encoder, self.config.features, k=self.config.k)
@@ -209,7 +231,7 @@ class RewardModel:
         import torch
 
         cfg = self.config
-        encoder = encoder or Encoder()
+        encoder = self._encoder(encoder)
         if dev_pool is None:
             users = np.array(sorted(pool["user_id"].unique()))
             rng = np.random.default_rng(cfg.seed)
@@ -273,7 +295,7 @@ class RewardModel:
         import torch
 
         self._check()
-        x = build_features(pool, queries, encoder or Encoder(), self.config.features, k=self.config.k)
+        x = build_features(pool, queries, self._encoder(encoder), self.config.features, k=self.config.k)
         with torch.no_grad():
             out = self.net_(torch.from_numpy((x - self.mu_) / self.sd_)).numpy().astype(np.float64)
         mean = out[:, 0]
