@@ -51,6 +51,8 @@ def test_errors_exit_2_without_traceback(tmp_path):
     write_split(tmp_path / "bad", [{"id": "a", "profile": []}], {"task": "LaMP-4", "golds": []})
     res = runner.invoke(app, ["sample", "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "x.parquet")])
     assert res.exit_code == 2 and "has no field 'input'" in res.output
+    res = runner.invoke(app, ["train-rm", "--pool", str(path), "--data", str(tmp_path), "--out", str(tmp_path / "rm"), "--encoder-layers", "7"])
+    assert res.exit_code == 2 and "encoder layers must be an integer in 1..6" in res.output and "Traceback" not in res.output
 
 
 def test_help_is_fast_and_lists_commands():

@@ -282,7 +282,7 @@ def train_rm(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     split: Annotated[Optional[str], typer.Option(help="Split of --pool (default: detected).")] = None,
     dev_split: Annotated[Optional[str], typer.Option(help="Split of --dev-pool (default: detected).")] = None,
-    encoder_layers: Annotated[Optional[int], typer.Option(help="Use the first L of MiniLM's 6 layers for the embedding features (default: all); 2 scores ~3x faster, and `ttpkit score` then uses 2 too.")] = None,
+    encoder_layers: Annotated[Optional[int], typer.Option(help="Use the first L of MiniLM's 6 layers for the embedding features (default: all); 2 encodes 2-2.5x as fast with no measurable loss on the two real data sets; `ttpkit score` then uses 2 too.")] = None,
 ) -> None:
     """Train a personalized reward model on a labelled pool (CPU, minutes)."""
     from ttpkit.pool import read_pool
