@@ -146,23 +146,36 @@ def test_unfitted_and_bad_config_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_encoder_bf16_is_close_to_float32_and_cached_apart(tmp_path):
+@pytest.mark.parametrize("variant", [{"dtype": "bfloat16"}, {"layers": 2}], ids=["bf16", "2-layers"])
+def test_real_encoder_variants_share_the_cache_file_not_the_vectors(tmp_path, variant):
+    from ttpkit.reward.features import Encoder
+
+    texts = ["refs: fix a leak in ref iteration", "refs: plug a leak when iterating refs", "Debian package of a small PDF viewer"]
+    full = Encoder(cache_file=tmp_path / "emb.safetensors")
+    a = full.encode(texts)
+    full.save_cache()
+    other = Encoder(cache_file=tmp_path / "emb.safetensors", **variant)
+    b = other.encode(texts)
+    assert a.shape == b.shape == (3, 384) and b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert not np.array_equal(a, b)  # computed by the variant, not read from the full encoder's cache entries
+    assert b[0] @ b[1] > b[0] @ b[2]  # the two ref-leak subjects stay closer than the Debian synopsis
+    cos = (a * b).sum(1)
+    if "dtype" in variant:  # the same encoder in bf16: close to float32
+        assert cos.min() > 0.999 and (a[0] @ a[1]) == pytest.approx(b[0] @ b[1], abs=0.01)
+    else:  # a shallower encoder: a different one
+        assert cos.max() < 0.999 and len(other.model[0].auto_model.encoder.layer) == 2
+
+
+def test_encoder_settings_are_checked_before_loading():
     from ttpkit.errors import ConfigError
     from ttpkit.reward.features import Encoder
 
-    texts = ["refs: fix a leak in ref iteration", "Debian package of a small PDF viewer", "t"]
-    f32 = Encoder(cache_file=tmp_path / "emb.safetensors")
-    a = f32.encode(texts)
-    f32.save_cache()
-    bf16 = Encoder(cache_file=tmp_path / "emb.safetensors", dtype="bfloat16")  # shares the file, not the vectors
-    b = bf16.encode(texts)
-    assert a.shape == b.shape == (3, 384) and b.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
-    cos = (a * b).sum(1)
-    assert cos.min() > 0.999 and not np.array_equal(a, b)  # close, but computed in bf16, not read from the cache
-    assert (a[0] @ a[1]) == pytest.approx(b[0] @ b[1], abs=0.01)
     with pytest.raises(ConfigError, match="bfloat16"):
         Encoder(dtype="float16")
+    with pytest.raises(ConfigError, match="1..6"):
+        Encoder(layers=0)
+    assert Encoder(layers=6).layers is None and Encoder(layers=6)._model is None  # 6 of 6: the full encoder
 
 
 def test_a_feature_constant_in_training_cannot_blow_up_a_score():
@@ -201,22 +214,6 @@ def test_an_rm_is_scored_with_the_encoder_layers_it_was_trained_on(tmp_path):
     for bad in (0, 7, 2.5, True):
         with pytest.raises(TtpkitError, match="encoder layers must be an integer in 1..6"):
             RMConfig(encoder_layers=bad)
-
-
-@pytest.mark.slow
-def test_real_encoder_truncated_to_two_layers(tmp_path):
-    from ttpkit.reward.features import Encoder
-
-    texts = ["refs: fix a leak in ref iteration", "refs: plug a leak when iterating refs", "Debian package of a small PDF viewer"]
-    full = Encoder(cache_file=tmp_path / "emb.safetensors")
-    a = full.encode(texts)
-    full.save_cache()
-    two = Encoder(cache_file=tmp_path / "emb.safetensors", layers=2)  # same file, its own keys
-    b = two.encode(texts)
-    assert len(two.model[0].auto_model.encoder.layer) == 2 and len(full.model[0].auto_model.encoder.layer) == 6
-    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
-    assert (a * b).sum(1).max() < 0.999  # a different encoder, not the full one read from the cache
-    assert b[0] @ b[1] > b[0] @ b[2]  # still puts the two ref-leak subjects closer than the Debian synopsis
 
 
 def test_bit_parallel_lcs_equals_the_table():
