@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ttpkit.bench import StudyConfig, quick_study
@@ -78,6 +80,15 @@ def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     again = runner.invoke(app, ["bench", "--quick", "--out", str(tmp_path / "q")])
     assert again.exit_code == 0, again.output
     assert pd.read_csv(tmp_path / "q" / "results.csv").equals(table)
+
+    # RMs on a 2-layer encoder: new RMs (their own cache entries), the same pools (still no sampling)
+    from ttpkit.bench import quick_study, run_study
+
+    shallow = run_study(dataclasses.replace(quick_study(), encoder_layers=2), tmp_path / "q")
+    configs = [json.loads(p.read_text())["config"] for p in (tmp_path / "q" / "cache").glob("rm-*/config.json")]
+    assert sorted(c["encoder_layers"] or 6 for c in configs) == [2, 2, 6, 6]
+    curve = lambda t, scorer: t.set_index("scorer").loc[scorer, ["N=1", "N=2", "N=4"]].to_numpy(float)  # noqa: E731
+    assert np.allclose(curve(shallow, "oracle"), curve(table, "oracle")) and set(shallow["scorer"]) == set(table["scorer"])
 
 
 def test_bench_needs_exactly_one_source():
