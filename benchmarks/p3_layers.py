@@ -11,7 +11,7 @@ queries (scores averaged over seeds).
 
     python benchmarks/p3_layers.py --results results --data ../shared/data
 
-(the pools are the ones behind docs/results.md; about 25 minutes on 2 cores).
+(the pools are the ones behind docs/results.md; 7 min on 2 cores).
 """
 
 from __future__ import annotations
