@@ -5,9 +5,11 @@ them cached); the timed part embeds the candidates and runs features + the RM, s
 it is the cost of scoring new candidates. Runs the float32 encoder and the
 opt-in bfloat16 one at each batch size, and reports how far bf16 moves the
 scores (Spearman correlation with the float32 scores, share of queries whose
-best-of-N pick changes).
+best-of-N pick changes). The encoder has the depth the RM was trained on:
+``user-prob-L2`` (2 of MiniLM's 6 layers) is the RM behind P3's figure,
+``user-prob`` the full-encoder one.
 
-    python benchmarks/p3_scoring.py --rm results/git-commits/rm/user-prob \
+    python benchmarks/p3_scoring.py --rm results/git-commits/rm/user-prob-L2 \
         --pool results/git-commits/test.parquet --data ../shared/data/git-commits --split test
 """
 
