@@ -5,8 +5,8 @@ setting), then again with the candidates' embeddings cached too (features + RM
 only), so the difference is the encoder. Then the encoder alone on the
 candidates in float32, bf16 autocast, bf16 weights and int8 dynamic
 quantization (per-tensor, per-channel), with each one's cosine to float32
-(``--compile`` adds ``torch.compile`` of float32 and bf16 weights, about a
-minute of compiling). Last, the ceiling: the rate of bare matrix products of
+(``--compile`` adds ``torch.compile`` of float32 and bf16 weights; the
+compiling happens in the untimed warm-up call). Last, the ceiling: the rate of bare matrix products of
 the encoder's shapes on this machine, and the candidates/s it would allow if
 the linear layers were all the encoder did.
 
