@@ -16,7 +16,6 @@ the linear layers were all the encoder did.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import time
@@ -25,28 +24,19 @@ import warnings
 import numpy as np
 import torch
 
-from ttpkit.data import load_split
-from ttpkit.pool import read_pool
+from _p3 import load, parser  # benchmarks/_p3.py
 from ttpkit.reward.features import Encoder
-from ttpkit.reward.models import RewardModel
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rm", required=True)
-    ap.add_argument("--pool", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="test")
+    ap = parser(__doc__)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile variants")
-    args = ap.parse_args()
+    setup = load(ap)
+    args, rm, pool, queries = setup.args, setup.rm, setup.pool, setup.queries
     warnings.filterwarnings("ignore")
-    rm = RewardModel.load(args.rm)
-    pool = read_pool(args.pool)
-    queries = load_split(args.data, args.split).by_id()
-    used = {queries[q] for q in pool["query_id"].unique()}
     enc = Encoder(batch_size=args.batch, layers=rm.config.encoder_layers)
-    enc.encode([q.source for q in used] + [p.target for q in used for p in q.profile])
+    enc.encode(setup.cached)
     t0 = time.perf_counter()
     rm.score(pool, queries, encoder=enc)
     total = time.perf_counter() - t0

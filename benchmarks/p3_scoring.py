@@ -15,32 +15,21 @@ best-of-N pick changes). The encoder has the depth the RM was trained on:
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from ttpkit.data import load_split
-from ttpkit.pool import read_pool
+from _p3 import load, parser  # benchmarks/_p3.py
 from ttpkit.reward.features import Encoder
-from ttpkit.reward.models import RewardModel
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rm", required=True)
-    ap.add_argument("--pool", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="test")
+    ap = parser(__doc__)
     ap.add_argument("--batch", default="16,64,128", help="comma-separated encoder batch sizes")
     ap.add_argument("--dtypes", default="float32,bfloat16")
-    args = ap.parse_args()
-    rm = RewardModel.load(args.rm)
-    pool = read_pool(args.pool)
-    queries = load_split(args.data, args.split).by_id()
-    used = {queries[q] for q in pool["query_id"].unique()}
-    cached = [q.source for q in used] + [p.target for q in used for p in q.profile]
+    setup = load(ap)
+    args, rm, pool, queries, cached = setup.args, setup.rm, setup.pool, setup.queries, setup.cached
     scores = {}
     for dtype in args.dtypes.split(","):
         for batch in (int(b) for b in args.batch.split(",")):
@@ -50,7 +39,7 @@ def main() -> None:
             t0 = time.perf_counter()
             scores[dtype] = rm.score(pool, queries, encoder=enc).mean
             dt = time.perf_counter() - t0
-            print(f"{dtype:>8}, encoder batch {batch:>3}: {len(pool)} candidates of {len(used)} queries in {dt:.2f} s: "
+            print(f"{dtype:>8}, encoder batch {batch:>3}: {len(pool)} candidates of {pool['query_id'].nunique()} queries in {dt:.2f} s: "
                   f"{len(pool) / dt:.0f} candidates/s ({rm.config.variant}, encoder layers: {rm.config.encoder_layers or 'all'})")
     if {"float32", "bfloat16"} <= set(scores):
         a, b = scores["float32"], scores["bfloat16"]

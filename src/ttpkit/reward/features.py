@@ -289,6 +289,7 @@ def build_features(
         ret = retrieve(q, k)
         lens = np.array([len(_words(t)) for t in targets], dtype=np.float64)
         user_vec = t_emb.mean(0) if len(t_emb) else np.zeros(Encoder.dim, np.float32)
+        src_words = _words(q.source)
         per_query[qid] = {
             "t_emb": t_emb,
             "r_emb": encoder.encode([p.target for p in ret]) if ret else np.zeros((0, Encoder.dim), np.float32),
@@ -296,9 +297,9 @@ def build_features(
             "targets": {" ".join(t.lower().split()) for t in targets},
             "len_mu": lens.mean() if len(lens) else 0.0,
             "len_sd": max(lens.std(), 1.0) if len(lens) else 1.0,
-            "in_words": set(_words(q.source)),
-            "in_head": _words(q.source)[:60],
-            "in_masks": _match_masks(_words(q.source)[:60]),
+            "in_words": set(src_words),
+            "in_head": src_words[:60],
+            "in_masks": _match_masks(src_words[:60]),
             "ret_words": set(w for p in ret for w in _words(p.target)),
             "prefixes": {_prefix(t) for t in targets} - {""},
         }
@@ -310,6 +311,7 @@ def build_features(
         words = _words(text)
         wset = set(words)
         nw = max(len(words), 1)
+        prefix = _prefix(text)
         values = {
             "cos_input": cos["cos_input"][i],
             "input_precision": sum(w in f["in_words"] for w in words) / nw,
@@ -317,7 +319,7 @@ def build_features(
             "log_len": float(np.log1p(len(words))),
             "empty": float(not words),
             "input_lcs": _lcs_f1_bits(words, f["in_masks"], len(f["in_head"])),
-            "prefix_in_input": float(bool(_prefix(text)) and bool(set(_words(_prefix(text))) & f["in_words"])),
+            "prefix_in_input": float(bool(prefix) and bool(set(_words(prefix)) & f["in_words"])),
         }
         if personal:
             values.update(
@@ -329,7 +331,7 @@ def build_features(
                 len_z=float((len(words) - f["len_mu"]) / f["len_sd"]),
                 retrieved_precision=sum(w in f["ret_words"] for w in words) / nw,
                 abs_len_z=abs(float((len(words) - f["len_mu"]) / f["len_sd"])),
-                prefix_user=float(_prefix(text) in f["prefixes"]),
+                prefix_user=float(prefix in f["prefixes"]),
             )
         rows[i] = [values[n] for n in names]
     return rows
