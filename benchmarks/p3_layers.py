@@ -26,8 +26,9 @@ import numpy as np
 from ttpkit.data import load_split
 from ttpkit.pool import read_pool
 from ttpkit.reward.features import Encoder
-from ttpkit.reward.models import RewardModel, RMConfig, within_query_corr
+from ttpkit.reward.models import RewardModel, RMConfig
 from ttpkit.scaling import best_of_n, bootstrap_ci, pool_matrix
+from ttpkit.utility import within_query_corr
 
 
 def main() -> None:

@@ -4,9 +4,9 @@
 set -euo pipefail
 data=${1:-../shared/data}
 out=${2:-runs}
-pool() {  # dataset split n [limit]
-  local ds=$1 split=$2 n=$3 limit=${4:-}
-  ttpkit sample --data "$data/$ds" --split "$split" --n "$n" --out "$out/$ds/$split.parquet" ${limit:+--limit $limit}
+pool() {  # dataset split m [limit]
+  local ds=$1 split=$2 m=$3 limit=${4:-}
+  ttpkit sample --data "$data/$ds" --split "$split" --m "$m" --out "$out/$ds/$split.parquet" ${limit:+--limit $limit}
   ttpkit label --pool "$out/$ds/$split.parquet" --data "$data/$ds" --split "$split"
 }
 pool git-commits test 16

@@ -8,35 +8,25 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
-
-from ttpkit.pool import read_pool
-from ttpkit.reward.models import within_query_corr
-from ttpkit.scaling import curves
+from ttpkit.pool import IDX, QUERY_ID, ROUGEL, n_grid, read_pool
+from ttpkit.scaling import curves, scorer_values
+from ttpkit.utility import within_query_corr
 
 
 def main(pool_path: str, law_path: str, scorers: list[str]) -> None:
     pool = read_pool(pool_path)
-    m = int(pool.groupby("query_id")["idx"].nunique().min())
-    ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= m]
-    res = curves(pool, scorers, "rougeL", ns)
+    m = int(pool.groupby(QUERY_ID)[IDX].nunique().min())
+    ns = n_grid(m)
+    res = curves(pool, scorers, ROUGEL, ns)
     oracle = res["oracle"].mean
     mean, gain = oracle[0], oracle[-1] - oracle[0]
     print(f"{res['oracle'].n_queries} test queries, pools of {m}; expected ROUGE-L of best-of-N (95% CI half-width at N={ns[-1]})\n")
     print("| scorer | " + " | ".join(f"N={n}" for n in ns) + f" | ±CI N={ns[-1]} | frac. oracle gain N={ns[-1]} | within-query corr | monotone |")
     print("|---|" + "---:|" * (len(ns) + 4))
-    u = pool["rougeL"].to_numpy()
-    g = pool["query_id"].to_numpy()
+    u = pool[ROUGEL].to_numpy()
+    g = pool[QUERY_ID].to_numpy()
     for name, c in res.items():
-        base = name.split("@")[0]
-        if name == "oracle":
-            corr = 1.0
-        elif name == "random":
-            corr = within_query_corr(np.random.default_rng(0).random(len(pool)), u, g)
-        else:
-            from ttpkit.scaling import scorer_values
-
-            corr = within_query_corr(scorer_values(pool, name, "rougeL"), u, g)
+        corr = 1.0 if name == "oracle" else within_query_corr(scorer_values(pool, name, ROUGEL), u, g)
         mono = all(b >= a - 1e-9 for a, b in zip(c.mean, c.mean[1:]))
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in c.mean)
               + f" | {(c.hi[-1] - c.lo[-1]) / 2:.3f} | {(c.mean[-1] - mean) / gain:.0%} | {corr:.3f} | {'yes' if mono else 'no'} |")

@@ -4,6 +4,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ttpkit.data import bundled_sample_dir, load_split
@@ -32,6 +33,7 @@ class EchoPolicy:
     """A fake policy: candidate i of a query is word i of its source (deterministic)."""
 
     name = "echo"
+    batch_queries = 1
 
     def __init__(self, fail_after: int | None = None) -> None:
         self.calls = 0
@@ -46,3 +48,24 @@ class EchoPolicy:
             words = q.source.split() or ["x"]
             out.append([Candidate(q.id, q.user_id, i, " ".join(words[i : i + 4]), self.name, 0) for i in range(n)])
         return out
+
+
+class FakeEncoder:
+    """Deterministic bag-of-words hashing encoder (no model download, same interface)."""
+
+    dim = 384
+
+    def __init__(self, layers=None):
+        self.layers = layers
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, hash(w) % self.dim] += 1.0
+            n = np.linalg.norm(out[i])
+            out[i] /= n or 1.0
+        return out
+
+    def save_cache(self):
+        """Nothing to persist."""

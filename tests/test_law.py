@@ -98,11 +98,11 @@ def test_diagnose_writes_the_report(tmp_path):
     from ttpkit.cli import app
     from ttpkit.pool import write_pool
 
-    pool = _population(n_users=8, m=32, seed=5)
+    pool = _population(n_users=16, m=32, seed=5)  # users 0-9 collapsed, 10-15 not
     pool["policy"], pool["seed"] = "p", 0
     write_pool(pool, tmp_path / "pool.parquet")
     res = CliRunner().invoke(app, ["diagnose", "--pool", str(tmp_path / "pool.parquet"), "--scorers", "oracle,random,rm",
-                                   "--out", str(tmp_path / "report")])
+                                   "--out", str(tmp_path / "report")], env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output
     out = tmp_path / "report"
     for name in ("report.md", "law.json", "rho_hist.png", "law_rm.png", "law_oracle.png", "collapsed_rm.csv", "hacked_rm.csv"):
@@ -113,6 +113,54 @@ def test_diagnose_writes_the_report(tmp_path):
     rm = law["scorers"]["rm"]
     assert set(rm["quantities"]) >= {"mu", "c", "sigma", "rho"} and rm["quantities"]["m_fit"] == 4
     assert set(rm["predicted"]["plain"]) == {"1", "2", "4", "8", "16", "32"}
-    assert {r["user_id"] for r in rm["collapsed_users"]} == {f"u{u}" for u in range(8)}  # users 0-9 are collapsed
-    assert rm["compute"]["recommended_n"] == 1  # nothing to gain: every user is collapsed
-    assert "Collapsed users (8)" in (out / "report.md").read_text()
+    assert {r["user_id"] for r in rm["collapsed_users"]} == {f"u{u}" for u in range(10)}
+    assert rm["quantities"]["c"] == pytest.approx(10 / 16)
+    per_user = rm["compute"]["per_user_n"]
+    assert {per_user[f"u{u}"] for u in range(10)} == {1}  # collapsed users get N=1 ...
+    assert max(per_user[f"u{u}"] for u in range(10, 16)) > 1  # ... users whose scores track utility get more
+    hacked = {h["query_id"] for h in rm["hacked_queries"]}
+    assert all(int(q[1:].split("q")[0]) >= 10 for q in hacked)  # ... and no collapsed user's query counts as hacked
+    report = (out / "report.md").read_text()
+    assert "Collapsed users (10)" in report and f"Hacked queries (ρ_q < -0.1): {len(hacked)} of 32" in report
+    assert law["scorers"]["random"]["observed"]["32"] == pytest.approx(law["scorers"]["random"]["observed"]["1"])
+    assert all(len(line) <= 80 for line in res.stdout.splitlines())
+    assert " oracle " in res.stdout and " random " in res.stdout
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_diagnosis_of_a_committed_pool_matches_the_recorded_output():
+    """`ttpkit diagnose` on results/git-commits/test.parquet gives what it gave before the stage layer
+    (tests/data/diagnose_git-commits_before.json); `random` changed on purpose (exact expectation)."""
+    import json
+
+    from ttpkit.scaling import diagnose
+
+    before = json.loads((ROOT / "tests" / "data" / "diagnose_git-commits_before.json").read_text())
+    pool = pd.read_parquet(ROOT / "results" / "git-commits" / "test.parquet")
+    diag = diagnose(pool, ["oracle", "random", *[s for s in before["scorers"] if s != "oracle"]])
+    law = diag.as_dict()
+    assert law["settings"] == before["settings"]
+    for name, want in before["scorers"].items():
+        got, d = law["scorers"][name], diag.scorers[name]
+        assert got["quantities"] == pytest.approx(want["quantities"], abs=1e-12), name
+        for key in ("r2", "max_error_frac_of_oracle_gain", "observed"):
+            assert got[key] == pytest.approx(want[key], abs=1e-12, nan_ok=True), (name, key)
+        assert d.recommended_n == want["recommended_n"]
+        assert sorted(d.hacked_queries["query_id"]) == want["hacked"] and sorted(d.collapsed_users["user_id"]) == want["collapsed"]
+    rnd = diag.scorers["random"]
+    assert np.allclose(rnd.observed.mean, pool["rougeL"].mean()) and rnd.recommended_n == 1
+    assert diag.frac_oracle_gain("oracle") == pytest.approx(1.0) and diag.frac_oracle_gain("random") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_diagnose_refuses_settings_the_pool_cannot_support():
+    from ttpkit.errors import ConfigError
+    from ttpkit.scaling import diagnose
+
+    pool = _population(n_users=4, m=8, seed=1)
+    with pytest.raises(ConfigError, match=r"m_fit must be in \[2, 8\].*got 16"):
+        diagnose(pool, ["rm"], m_fit=16)
+    with pytest.raises(ConfigError, match="N=16 is larger than the pools"):
+        diagnose(pool, ["rm"], ns=[1, 16])
+    assert list(diagnose(pool, ["rm"]).scorers) == ["oracle", "rm"]  # the oracle is always there: it is the unit of error

@@ -3,27 +3,26 @@ from __future__ import annotations
 import pytest
 from conftest import EchoPolicy
 
-from ttpkit.cli import run_sample
 from ttpkit.pool import PoolWriter, complete_queries, read_pool
+from ttpkit.stages import sample_pool
 
 
 def test_resume_after_interrupted_sample(tmp_path, sample):
-    from ttpkit.data import bundled_sample_dir
-
     out = tmp_path / "pool.parquet"
+    queries = sample.queries[:6]
     with pytest.raises(KeyboardInterrupt):
-        run_sample(bundled_sample_dir(), "dev", 3, out, limit=6, policy=EchoPolicy(fail_after=4))
+        sample_pool(queries, out, 3, EchoPolicy(fail_after=4))
     part = read_pool(out)  # the journal of the interrupted run is readable
     assert complete_queries(part, 3) == {q.id for q in sample.queries[:4]}
     resumed = EchoPolicy()
-    run_sample(bundled_sample_dir(), "dev", 3, out, limit=6, policy=resumed)
+    sample_pool(queries, out, 3, resumed)
     assert resumed.calls == 2  # only the two missing queries were sampled
     full = read_pool(out)
     assert len(full) == 18 and not out.with_name(out.name + ".journal.jsonl").exists()
     assert list(full.columns[:6]) == ["query_id", "user_id", "idx", "text", "policy", "seed"]
     # a rerun with everything done samples nothing
     again = EchoPolicy()
-    run_sample(bundled_sample_dir(), "dev", 3, out, limit=6, policy=again)
+    sample_pool(queries, out, 3, again)
     assert again.calls == 0
 
 
@@ -36,3 +35,61 @@ def test_cut_journal_line_is_ignored(tmp_path):
     with out.with_name(out.name + ".journal.jsonl").open("a") as f:
         f.write('{"query_id": "b", "us')  # interrupted mid-write
     assert list(read_pool(out)["query_id"]) == ["a"]
+
+
+def test_journal_keeps_complete_records_after_a_cut_line(tmp_path):
+    """A crash mid-write leaves a cut line; a resumed run appends after it. Nothing after the cut may be lost."""
+    from ttpkit.policy.base import Candidate
+
+    out = tmp_path / "p.parquet"
+    w = PoolWriter(out, fold_every=100)
+    w.add([Candidate("a", "u", 0, "t", "p", 0)])
+    with out.with_name(out.name + ".journal.jsonl").open("a") as f:
+        f.write('{"query_id": "b", "us')  # the crash
+    w.add([Candidate("c", "u", 0, "t", "p", 0), Candidate("c", "u", 1, "t2", "p", 0)])  # the resumed run
+    assert list(read_pool(out)["query_id"]) == ["a", "c", "c"]
+    w.fold()
+    assert list(read_pool(out)["query_id"]) == ["a", "c", "c"]
+
+
+def test_schema_helpers():
+    from ttpkit.pool import POOL_COLUMNS, QUERY_ID, Scorer, n_grid, score_col, std_col
+
+    assert QUERY_ID in POOL_COLUMNS and score_col("user-prob") == "score_user-prob" and std_col("x") == "std_x"
+    assert n_grid(16) == (1, 2, 4, 8, 16) and n_grid(12) == (1, 2, 4, 8) and n_grid(1) == (1,)
+    s = Scorer.parse("user-prob@lcb:1.5")
+    assert (s.name, s.rule, str(s), s.slug, s.builtin) == ("user-prob", "lcb:1.5", "user-prob@lcb:1.5", "user-prob_lcb1.5", False)
+    assert Scorer.parse("oracle").builtin and Scorer.parse(" style ").rule is None
+    assert [str(x) for x in Scorer.parse_list("oracle, random,,style@thompson")] == ["oracle", "random", "style@thompson"]
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [("user-prob@best", "unknown selection rule"), ("@lcb:1", "empty name"), ("oracle@lcb:1", "not to 'oracle'"),
+     ("x@lcb:-2", "kappa must be >= 0"), (" , ", "no scorers given")],
+)
+def test_bad_scorers_are_config_errors(text, needle):
+    from ttpkit.errors import ConfigError
+    from ttpkit.pool import Scorer
+
+    with pytest.raises(ConfigError, match=needle):
+        Scorer.parse_list(text)
+
+
+def test_read_pool_names_what_is_wrong(tmp_path):
+    import pandas as pd
+
+    from ttpkit.errors import DataError
+    from ttpkit.pool import ROUGEL, write_pool
+
+    with pytest.raises(DataError, match="is a directory"):
+        read_pool(tmp_path)
+    with pytest.raises(DataError, match="does not exist"):
+        read_pool(tmp_path / "none.parquet")
+    row = {"query_id": "a", "user_id": "u", "idx": 0, "text": "t", "policy": "p", "seed": 0}
+    write_pool(pd.DataFrame([row]), tmp_path / "p.parquet")
+    with pytest.raises(DataError, match=r"missing pool columns \['rougeL'\]; run `ttpkit label` first"):
+        read_pool(tmp_path / "p.parquet", require=[ROUGEL])
+    write_pool(pd.DataFrame([{k: v for k, v in row.items() if k != "text"}]), tmp_path / "q.parquet")
+    with pytest.raises(DataError, match=r"q.parquet: missing pool columns \['text'\]"):
+        read_pool(tmp_path / "q.parquet")

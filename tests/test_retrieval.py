@@ -20,7 +20,12 @@ def test_ties_keep_profile_order_and_k_caps():
     assert retrieve(q, k=0) == []
 
 
-def test_deterministic(sample):
-    q = sample.queries[0]
-    assert retrieve(q, 4) == retrieve(q, 4)
-    assert len(retrieve(q, 4)) == 4
+def test_deterministic_across_index_rebuilds_and_prefix_consistent(sample):
+    from ttpkit import retrieval
+
+    for q in sample.queries[:4]:
+        first = [it.id for it in retrieve(q, 4)]
+        retrieval._index.cache_clear()  # a fresh index, as in a new process
+        assert [it.id for it in retrieve(q, 4)] == first and len(first) == 4
+        assert [it.id for it in retrieve(q, 2)] == first[:2]  # top-2 is the head of top-4
+        assert all(it in q.profile for it in retrieve(q, 4))  # only the user's own items

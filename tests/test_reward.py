@@ -4,11 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import FakeEncoder
 
 from ttpkit.data import ProfileItem, Query
 from ttpkit.errors import TtpkitError
 from ttpkit.reward import models as M
 from ttpkit.reward.models import RewardModel, RMConfig, gaussian_nll, pairwise_loss
+from ttpkit.utility import within_query_corr
 
 
 def _fit(params, loss_fn, steps=1500, lr=0.05):
@@ -66,24 +68,6 @@ def test_pairwise_loss_recovers_ranking_within_groups_only():
     assert pairwise_loss(50 * x, y, group) < 0.05
 
 
-class FakeEncoder:
-    """Deterministic bag-of-words hashing encoder (no model download, same interface)."""
-
-    dim = 384
-
-    def __init__(self, layers=None):
-        self.layers = layers
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().split():
-                out[i, hash(w) % self.dim] += 1.0
-            n = np.linalg.norm(out[i])
-            out[i] /= n or 1.0
-        return out
-
-
 def _synthetic(n_users=12, per_user=3, m=6, seed=0):
     """Utility = overlap of candidate with the (hidden) reference, which shares words with the input."""
     rng = np.random.default_rng(seed)
@@ -114,7 +98,7 @@ def test_every_variant_learns_and_round_trips(tmp_path, variant):
     init = M._net(len(cfg.features), cfg.hidden, 2 if cfg.probabilistic else 1)  # the weights fit() started from
     assert all(not torch.equal(a, b) for a, b in zip(init.parameters(), rm.net_.parameters()))
     scores = rm.score(pool, queries, encoder=enc)
-    corr = M.within_query_corr(scores.mean, pool["rougeL"].to_numpy(), pool["query_id"].to_numpy())
+    corr = within_query_corr(scores.mean, pool["rougeL"].to_numpy(), pool["query_id"].to_numpy())
     assert corr > 0.5, corr  # input overlap predicts utility
     assert (scores.std > 0).all() if variant == "user-prob" else (scores.std == 0).all()
     rm.save(tmp_path / variant)

@@ -73,3 +73,29 @@ def test_curves_on_a_pool_frame():
     assert res["oracle"].mean[-1] > res["random"].mean[-1] > res["style"].mean[-1]  # style anti-correlated here
     assert res["style"].mean[-1] == pytest.approx(pool.groupby("query_id")["rougeL"].min().mean())
     assert set(res["oracle"].as_dict()) == {"1", "2", "4", "8"}
+
+
+def test_random_is_the_exact_expectation_of_random_selection():
+    """Flat at the pool mean at every N, with no seed left in it (one draw would wander by +-15% of the oracle gain)."""
+    rng = np.random.default_rng(3)
+    pool = pd.DataFrame([{"query_id": f"q{q}", "idx": i, "rougeL": float(u)} for q in range(30) for i, u in enumerate(rng.random(16))])
+    a = curves(pool, ["random"], "rougeL", [1, 2, 4, 8, 16], seed=0)["random"]
+    b = curves(pool, ["random"], "rougeL", [1, 2, 4, 8, 16], seed=7)["random"]
+    assert np.allclose(a.mean, pool["rougeL"].mean(), atol=1e-12) and a.mean == b.mean
+    # the same as averaging best-of-N over every random order of each pool (brute force on 3 queries)
+    small = pool[pool["query_id"].isin(["q0", "q1", "q2"]) & (pool["idx"] < 5)]
+    u = small.pivot(index="query_id", columns="idx", values="rougeL").to_numpy()
+    order_avg = np.mean([[brute_force(np.array(p, float), row, 3) for p in itertools.permutations(range(5))] for row in u])
+    assert curves(small, ["random"], "rougeL", [3])["random"].mean[0] == pytest.approx(order_avg, abs=1e-12)
+
+
+def test_bad_values_are_named():
+    from ttpkit.errors import DataError
+
+    pool = pd.DataFrame([{"query_id": f"q{q}", "idx": i, "rougeL": 0.5} for q in range(2) for i in range(2)])
+    with pytest.raises(DataError, match="'rougeL' has 1 missing or infinite"):
+        curves(pool.assign(rougeL=[0.1, np.nan, 0.2, 0.3]), ["oracle"], "rougeL", [1, 2])
+    with pytest.raises(DataError, match="not numeric"):
+        curves(pool.assign(rougeL=["a", "b", "c", "d"]), ["oracle"], "rougeL", [1])
+    with pytest.raises(DataError, match="no candidates"):
+        curves(pool.iloc[:0], ["oracle"], "rougeL", [1])

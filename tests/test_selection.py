@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ttpkit.errors import TtpkitError
-from ttpkit.selection import apply_rule, parse_rule
+from ttpkit.selection import Rule, apply_rule
 
 
 def test_rules():
@@ -28,4 +28,4 @@ def test_thompson_is_seeded_and_deterministic_rms_reduce_to_mean():
 @pytest.mark.parametrize("bad", ["best", "lcb:x", "ucb:-1", "mean:2"])
 def test_bad_rules_list_known_ones(bad):
     with pytest.raises(TtpkitError, match="known rules|kappa"):
-        parse_rule(bad)
+        Rule.parse(bad)

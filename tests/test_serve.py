@@ -20,7 +20,10 @@ class FakeLocal:
 
 
 def test_openai_backend_against_ttpkit_server(sample):
+    from ttpkit import __version__
+
     client = TestClient(create_app(FakeLocal(), model_name="fake"))
+    assert client.get("/openapi.json").json()["info"]["version"] == __version__
     assert client.get("/health").json() == {"status": "ok"}
     pol = OpenAIPolicy("http://testserver/v1", "fake", sample.task, SamplingConfig(temperature=0.5, seed=3), client=client)
     (cands,) = pol.sample([sample.queries[0]], 4)
@@ -33,8 +36,9 @@ def test_openai_backend_against_ttpkit_server(sample):
 def test_server_validates_and_client_reports_errors(sample):
     client = TestClient(create_app(FakeLocal()))
     assert client.post("/v1/completions", json={"prompt": "x", "n": 0}).status_code == 422
-    pol = OpenAIPolicy("http://testserver/v1", "m", sample.task, client=client)
-    pol.config = SamplingConfig(temperature=1.0)
+    too_long = OpenAIPolicy("http://testserver/v1", "m", sample.task, SamplingConfig(max_new_tokens=5000), client=client)
+    with pytest.raises(TtpkitError, match="answered 422.*max_tokens"):  # the server's reason reaches the user
+        too_long.sample([sample.queries[0]], 2)
     bad = OpenAIPolicy("http://testserver/nope", "m", sample.task, client=client)
     with pytest.raises(TtpkitError, match="answered 404"):
         bad.sample([sample.queries[0]], 2)

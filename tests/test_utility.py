@@ -5,7 +5,7 @@ import pytest
 
 from ttpkit.data import Query
 from ttpkit.errors import DataError
-from ttpkit.utility import label_pool, rouge
+from ttpkit.utility import add_labels, rouge
 
 
 def test_rouge_by_hand():
@@ -25,11 +25,11 @@ def test_stemming_is_on():
     assert rouge("", "anything")["rougeL"] == 0.0
 
 
-def test_label_pool_needs_reference():
+def test_add_labels_needs_reference():
     pool = pd.DataFrame({"query_id": ["a"], "user_id": ["u"], "idx": [0], "text": ["x y"], "policy": ["p"], "seed": [0]})
     ok = {"a": Query("a", "u", "i", "i", (), reference="x y")}
-    assert label_pool(pool, ok)["rougeL"].iloc[0] == pytest.approx(1.0)
+    assert add_labels(pool, ok)["rougeL"].iloc[0] == pytest.approx(1.0)
     with pytest.raises(DataError, match="no reference"):
-        label_pool(pool, {"a": Query("a", "u", "i", "i", ())})
+        add_labels(pool, {"a": Query("a", "u", "i", "i", ())})
     with pytest.raises(DataError, match="not in the data split"):
-        label_pool(pool, {})
+        add_labels(pool, {})

@@ -1,9 +1,12 @@
 """ttpkit: test-time personalization of language models.
 
 The pipeline, one module per stage: :mod:`ttpkit.data` -> :mod:`ttpkit.retrieval`
--> :mod:`ttpkit.policy` -> :mod:`ttpkit.utility` -> :mod:`ttpkit.reward` ->
-:mod:`ttpkit.selection` -> :mod:`ttpkit.scaling` -> :mod:`ttpkit.report`, with
-:mod:`ttpkit.cli` on top.
+-> :mod:`ttpkit.policy` -> :mod:`ttpkit.pool` (the candidate pool and its schema)
+-> :mod:`ttpkit.utility` -> :mod:`ttpkit.reward` -> :mod:`ttpkit.selection` ->
+:mod:`ttpkit.scaling` -> :mod:`ttpkit.report`. :mod:`ttpkit.stages` runs each
+stage once for every caller; :mod:`ttpkit.cli`, :mod:`ttpkit.bench` and
+:mod:`ttpkit.serve` sit on top of it. Imports point from later stages to earlier
+ones only.
 """
 
 from __future__ import annotations

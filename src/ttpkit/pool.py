@@ -1,29 +1,184 @@
-"""Candidate pool files (Parquet), written incrementally and resumable.
+"""Candidate pools: the schema every stage reads and writes, and resumable Parquet files.
 
-One row per candidate with the columns ``query_id, user_id, idx, text, policy,
-seed``; labelling adds ``rouge1, rougeL``, scoring adds ``score_<name>`` (and
-``std_<name>``). While sampling, finished queries are appended to a JSON-lines
-journal beside the file (``<pool>.journal.jsonl``, flushed per query) and folded
-into the Parquet file atomically every few queries and at the end, so an
-interrupted run loses at most the query in flight.
+A pool has one row per candidate. Sampling writes the columns of
+:data:`POOL_COLUMNS` (``query_id, user_id, idx, text, policy, seed``), labelling
+adds the utilities ``rouge1, rougeL``, and scoring adds :func:`score_col`
+(``score_<name>``) and, for probabilistic scorers, :func:`std_col`
+(``std_<name>``). A query has M candidates (``idx`` 0..M-1); best-of-N curves
+are computed on a grid ``ns`` of N values up to M (:func:`n_grid`). A scorer is
+named by the grammar ``oracle | random | <name>[@<rule>]`` (:class:`Scorer`).
+
+While sampling, finished queries are appended to a JSON-lines journal beside
+the file (``<pool>.journal.jsonl``, flushed per query) and folded into the
+Parquet file atomically every few queries and at the end, so an interrupted run
+loses at most the query in flight.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from ttpkit.errors import DataError
 from ttpkit.data import Query
+from ttpkit.errors import ConfigError, DataError
 from ttpkit.policy.base import Candidate, Policy
 
-__all__ = ["POOL_COLUMNS", "PoolWriter", "complete_queries", "fill_pool", "read_pool", "write_pool"]
+__all__ = [
+    "BUILTIN_SCORERS",
+    "IDX",
+    "POLICY",
+    "POOL_COLUMNS",
+    "QUERY_ID",
+    "ROUGE1",
+    "ROUGEL",
+    "RULES",
+    "SEED",
+    "TEXT",
+    "USER_ID",
+    "PoolWriter",
+    "Rule",
+    "Scorer",
+    "candidates_per_query",
+    "complete_queries",
+    "fill_pool",
+    "n_grid",
+    "read_pool",
+    "score_col",
+    "scorer_names",
+    "std_col",
+    "write_pool",
+]
 
-POOL_COLUMNS = ["query_id", "user_id", "idx", "text", "policy", "seed"]
+log = logging.getLogger(__name__)
+
+# -- the schema ---------------------------------------------------------------------------
+QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED = "query_id", "user_id", "idx", "text", "policy", "seed"
+POOL_COLUMNS = (QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED)
+ROUGE1, ROUGEL = "rouge1", "rougeL"  # utilities added by labelling (see ttpkit.utility)
+_SCORE, _STD = "score_", "std_"
+BUILTIN_SCORERS = ("oracle", "random")
+RULES = ("mean", "lcb:<kappa>", "ucb:<kappa>", "thompson")
+
+
+def score_col(name: str) -> str:
+    """Column holding scorer ``name``'s score (its mean, for a probabilistic scorer)."""
+    return _SCORE + name
+
+
+def std_col(name: str) -> str:
+    """Column holding a probabilistic scorer's predicted standard deviation."""
+    return _STD + name
+
+
+def scorer_names(pool: pd.DataFrame) -> list[str]:
+    """Scorers a pool can be ranked by: the built-ins, then one per ``score_<name>`` column."""
+    return list(BUILTIN_SCORERS) + [c[len(_SCORE) :] for c in pool.columns if c.startswith(_SCORE)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A selection rule: ``mean``, ``lcb:κ``, ``ucb:κ`` or ``thompson`` (applied by :mod:`ttpkit.selection`)."""
+
+    name: str = "mean"
+    kappa: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        """Parse ``"lcb:1.5"``; ``lcb``/``ucb`` without κ mean κ = 1.
+
+        Raises:
+            ConfigError: For an unknown rule or a bad κ; the message lists the rules.
+        """
+        name, _, arg = text.partition(":")
+        if name in ("mean", "thompson") and not arg:
+            return cls(name)
+        if name in ("lcb", "ucb"):
+            try:
+                kappa = float(arg) if arg else 1.0
+            except ValueError:
+                raise ConfigError(f"selection rule {text!r}: kappa must be a number") from None
+            if not kappa >= 0:
+                raise ConfigError(f"selection rule {text!r}: kappa must be >= 0")
+            return cls(name, kappa)
+        raise ConfigError(f"unknown selection rule {text!r}; known rules: {', '.join(RULES)}")
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A scorer name parsed: ``oracle``, ``random``, or ``<name>[@<rule>]`` over ``score_<name>`` (and ``std_<name>``).
+
+    Attributes:
+        name: ``oracle``, ``random`` or the suffix of a ``score_`` column.
+        rule: The selection rule text (``"lcb:1"``), or ``None`` for the plain score.
+    """
+
+    name: str
+    rule: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Scorer:
+        """Parse ``"user-prob@lcb:1"``; the rule is checked here, the column when the pool is read.
+
+        Raises:
+            ConfigError: For an empty name, an unknown rule, or a rule on a built-in scorer.
+        """
+        name, at, rule = text.strip().partition("@")
+        if not name:
+            raise ConfigError(f"scorer {text!r}: empty name; scorers are oracle, random or <name>[@<rule>]")
+        if at:
+            Rule.parse(rule)
+            if name in BUILTIN_SCORERS:
+                raise ConfigError(f"scorer {text!r}: a selection rule applies to a reward model's scores, not to {name!r}")
+        return cls(name, rule if at else None)
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[Scorer]:
+        """Parse a comma-separated list (``"oracle,random,user-prob@lcb:1"``).
+
+        Raises:
+            ConfigError: If the list is empty or an entry is bad.
+        """
+        scorers = [cls.parse(part) for part in text.split(",") if part.strip()]
+        if not scorers:
+            raise ConfigError("no scorers given; scorers are oracle, random or <name>[@<rule>]")
+        return scorers
+
+    @property
+    def builtin(self) -> bool:
+        """Whether this is ``oracle`` or ``random`` (no column needed)."""
+        return self.name in BUILTIN_SCORERS
+
+    @property
+    def slug(self) -> str:
+        """File-name form (``user-prob@lcb:1`` -> ``user-prob_lcb1``)."""
+        return str(self).replace("@", "_").replace(":", "")
+
+    def __str__(self) -> str:
+        return self.name if self.rule is None else f"{self.name}@{self.rule}"
+
+
+def n_grid(m: int) -> tuple[int, ...]:
+    """The N values best-of-N is reported at for pools of ``m``: powers of two up to ``m``."""
+    if m < 1:
+        raise ConfigError(f"pools need at least one candidate per query, got {m}")
+    return tuple(1 << i for i in range(m.bit_length()) if 1 << i <= m)
+
+
+def candidates_per_query(pool: pd.DataFrame) -> int:
+    """M: candidates per query (the smallest query's count).
+
+    Raises:
+        DataError: If the pool has no rows.
+    """
+    if len(pool) == 0:
+        raise DataError("the pool has no candidates")
+    return int(pool.groupby(QUERY_ID)[IDX].nunique().min())
 
 
 def _journal(path: Path) -> Path:
@@ -39,13 +194,21 @@ def write_pool(df: pd.DataFrame, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def read_pool(path: str | Path, include_journal: bool = True) -> pd.DataFrame:
+def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[str] = ()) -> pd.DataFrame:
     """Read a pool file (and any unfolded journal rows of an interrupted run).
 
+    Args:
+        path: The Parquet pool file.
+        include_journal: Also read rows journaled but not yet folded.
+        require: Columns needed beyond :data:`POOL_COLUMNS` (say :data:`ROUGEL`).
+
     Raises:
-        DataError: If the file is missing, unreadable or lacks pool columns.
+        DataError: If the file is missing, unreadable or lacks a column; the
+            message names the file and the missing columns.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a pool file")
     frames = []
     if path.exists():
         try:
@@ -54,28 +217,31 @@ def read_pool(path: str | Path, include_journal: bool = True) -> pd.DataFrame:
             raise DataError(f"{path}: not a readable Parquet pool ({e})") from None
     journal = _journal(path)
     if include_journal and journal.exists():
-        rows = []
+        rows, bad = [], 0
         with journal.open(encoding="utf-8") as f:
             for line in f:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError:
-                    break  # a line cut off by an interruption
+                    bad += 1  # a line cut off by a crash; the records after it are whole and kept
+        if bad:
+            log.warning("%s: skipped %d damaged journal line(s)", journal, bad)
         if rows:
             frames.append(pd.DataFrame(rows))
     if not frames:
         raise DataError(f"{path}: pool file does not exist")
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    missing = [c for c in POOL_COLUMNS if c not in df.columns]
+    missing = [c for c in (*POOL_COLUMNS, *require) if c not in df.columns]
     if missing:
-        raise DataError(f"{path}: missing pool columns {missing}")
-    return df.drop_duplicates(["query_id", "idx"], keep="first").reset_index(drop=True)
+        hint = "; run `ttpkit label` first" if set(missing) & {ROUGE1, ROUGEL} else ""
+        raise DataError(f"{path}: missing pool columns {missing}{hint}")
+    return df.drop_duplicates([QUERY_ID, IDX], keep="first").reset_index(drop=True)
 
 
-def complete_queries(df: pd.DataFrame, n: int) -> set[str]:
-    """Query ids that already have at least ``n`` candidates."""
-    counts = df.groupby("query_id")["idx"].nunique()
-    return set(counts[counts >= n].index)
+def complete_queries(df: pd.DataFrame, m: int) -> set[str]:
+    """Query ids that already have at least ``m`` candidates."""
+    counts = df.groupby(QUERY_ID)[IDX].nunique()
+    return set(counts[counts >= m].index)
 
 
 class PoolWriter:
@@ -95,12 +261,21 @@ class PoolWriter:
     def existing(self) -> pd.DataFrame:
         """Rows already in the pool (file plus journal); empty if there is none."""
         if not self.path.exists() and not _journal(self.path).exists():
-            return pd.DataFrame(columns=POOL_COLUMNS)
+            return pd.DataFrame(columns=list(POOL_COLUMNS))
         return read_pool(self.path)
 
     def add(self, candidates: Iterable[Candidate]) -> None:
         """Journal one query's candidates (durable on return)."""
-        with _journal(self.path).open("a", encoding="utf-8") as f:
+        journal = _journal(self.path)
+        if journal.exists() and journal.stat().st_size > 0:
+            with journal.open("rb") as f:
+                f.seek(-1, os.SEEK_END)
+                cut = f.read(1) != b"\n"  # a crash mid-write: end that line so the next record starts whole
+        else:
+            cut = False
+        with journal.open("a", encoding="utf-8") as f:
+            if cut:
+                f.write("\n")
             for c in candidates:
                 f.write(json.dumps({k: getattr(c, k) for k in POOL_COLUMNS}, ensure_ascii=False) + "\n")
             f.flush()
@@ -123,17 +298,17 @@ class PoolWriter:
 def fill_pool(
     path: str | Path,
     queries: Sequence[Query],
-    n: int,
+    m: int,
     policy: Policy | Callable[[], Policy],
     on_start: Callable[[int], None] | None = None,
     on_query: Callable[[], None] | None = None,
 ) -> int:
-    """Sample ``n`` candidates for each query the pool at ``path`` does not have yet.
+    """Sample ``m`` candidates for each query the pool at ``path`` does not have yet.
 
     Args:
         path: Pool file (created, or resumed).
         queries: Queries the pool should cover.
-        n: Candidates per query.
+        m: Candidates per query.
         policy: A policy, or a function that builds one (called only if work remains).
         on_start: Called with the number of queries left before sampling starts.
         on_query: Called after each query is journaled (for progress bars).
@@ -142,17 +317,17 @@ def fill_pool(
         How many queries were sampled.
     """
     writer = PoolWriter(path)
-    done = complete_queries(writer.existing(), n)
+    done = complete_queries(writer.existing(), m)
     todo = [q for q in queries if q.id not in done]
     if on_start is not None:
         on_start(len(todo))
     if not todo:
         return 0
-    if not hasattr(policy, "sample"):
+    if not isinstance(policy, Policy):
         policy = policy()
-    step = max(1, int(getattr(policy, "batch_queries", 1)))  # queries the policy decodes in one batch
+    step = max(1, int(policy.batch_queries))  # queries the policy decodes in one batch
     for i in range(0, len(todo), step):
-        for cands in policy.sample(todo[i : i + step], n):
+        for cands in policy.sample(todo[i : i + step], m):
             writer.add(cands)
             if on_query is not None:
                 on_query()

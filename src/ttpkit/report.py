@@ -1,4 +1,8 @@
-"""Tables and plots of best-of-N curves."""
+"""Rendering: tables, plots and reports of what :mod:`ttpkit.scaling` computed. No analysis lives here.
+
+Terminal tables stay readable at 80 columns: scorer names are never cut, and
+wide tables are split rather than squeezed.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ttpkit.scaling import Curve
+from ttpkit.pool import Scorer
+from ttpkit.scaling import FORMS, HACK_THRESHOLD, Curve, Diagnosis
 
 __all__ = [
-    "curves_json", "curves_markdown", "curves_table", "plot_curves", "plot_law_scatter", "plot_training", "write_json",
+    "curves_json",
+    "curves_markdown",
+    "curves_table",
+    "diagnosis_tables",
+    "plot_curves",
+    "plot_law_scatter",
+    "plot_training",
+    "study_markdown",
+    "study_tables",
+    "write_diagnosis",
+    "write_json",
 ]
+
+
+def _table(title: str, first: str, names: list[str], columns: list[str]):
+    """A rich Table whose first column holds ``names`` uncut; the other columns are right-aligned."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column(first, no_wrap=True, min_width=max([len(first), *map(len, names)]))
+    for col in columns:
+        table.add_column(col, justify="right", overflow="fold")
+    return table
 
 
 def curves_json(curves: Mapping[str, Curve]) -> dict[str, dict[str, float]]:
@@ -21,13 +48,9 @@ def curves_json(curves: Mapping[str, Curve]) -> dict[str, dict[str, float]]:
 
 def curves_table(curves: Mapping[str, Curve], utility: str = "rougeL"):
     """A rich Table: one row per scorer, one column per N (mean and 95% interval)."""
-    from rich.table import Table
-
     first = next(iter(curves.values()))
-    table = Table(title=f"expected {utility} of best-of-N ({first.n_queries} queries, ± half 95% CI)")
-    table.add_column("scorer")
-    for n in first.ns:
-        table.add_column(f"N={n}", justify="right")
+    title = f"expected {utility} of best-of-N ({first.n_queries} queries, ± half 95% CI)"
+    table = _table(title, "scorer", list(curves), [f"N={n}" for n in first.ns])
     for name, c in curves.items():
         table.add_row(name, *[f"{m:.3f} ±{(hi - lo) / 2:.3f}" for m, lo, hi in zip(c.mean, c.lo, c.hi)])
     return table
@@ -128,174 +151,155 @@ def write_json(obj: object, path: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# diagnosis: the law, collapsed users, hacked queries, compute-aware N
+# diagnosis: rendering of a ttpkit.scaling.Diagnosis
 # ---------------------------------------------------------------------------------------------
 
 
-def _slug(scorer: str) -> str:
-    """File-name form of a scorer (``user-prob@lcb:1`` -> ``user-prob_lcb1``)."""
-    return scorer.replace("@", "_").replace(":", "")
+def _num(v: float, fmt: str = ".2f") -> str:
+    """A number, or ``n/a`` for NaN (a flat observed curve has no R²)."""
+    return "n/a" if v != v else format(v, fmt)
 
 
-def _powers(limit: int) -> list[int]:
-    ns, n = [], 1
-    while n <= limit:
-        ns.append(n)
-        n *= 2
-    return ns
+def diagnosis_tables(diag: Diagnosis) -> list[Any]:
+    """Two rich Tables (the law's quantities and N*, then its accuracy per form) that fit 80 columns."""
+    names = list(diag.scorers)
+    quantities = _table(f"law fit on M_fit={diag.m_fit} ({diag.n_queries} queries)", "scorer", names,
+                        ["μ̄", "c", "σ̄", "ρ̄", "ρ_eff", "N*"])
+    accuracy = _table("law vs observed (R², max error as a share of the oracle gain)", "scorer", names,
+                      [f"R² {f}" for f in FORMS] + [f"err {f}" for f in FORMS])
+    for name, d in diag.scorers.items():
+        q = d.fit
+        quantities.add_row(name, f"{q.mu:.3f}", f"{q.c:.2f}", f"{q.sigma:.3f}", f"{q.rho:.3f}", f"{q.rho_eff:.3f}",
+                           str(d.recommended_n))
+        accuracy.add_row(name, *[_num(d.r2[f]) for f in FORMS], *[_num(d.max_error[f], ".0%") for f in FORMS])
+    return [quantities, accuracy]
 
 
-def per_user_n(
-    pool, scorer: str, utility: str, ns: list[int], tau: float, cost: float, min_gain: float, seed: int = 0
-):
-    """Recommended N per user from each user's own law quantities (N=1 for collapsed users)."""
-    import numpy as np
-    import pandas as pd
-
-    from ttpkit.scaling import expected_max_normal, query_stats, recommend_n
-
-    qs = query_stats(pool, scorer, utility, tau, seed)
-    e = np.array([expected_max_normal(n) for n in ns])
-    rows = []
-    for user in pd.unique(qs.user_id):
-        sel = qs.user_id == user
-        s, rho = qs.s[sel], qs.rho[sel]
-        collapsed = bool(qs.collapsed[sel].all())
-        rho_u = float((s * rho).sum() / s.sum()) if s.sum() > 0 else 0.0
-        curve = qs.mu[sel].mean() + (0.0 if collapsed else rho_u * s.mean()) * e
-        n_u = 1 if collapsed else recommend_n(curve, ns, cost, min_gain)
-        rows.append({"user_id": user, "queries": int(sel.sum()), "collapsed": collapsed, "rho": rho_u, "n": n_u})
-    return pd.DataFrame(rows)
-
-
-def write_diagnosis(
-    pool,
-    scorers: list[str],
-    out_dir: str | Path,
-    utility: str = "rougeL",
-    m_fit: int = 4,
-    n_max: int = 32,
-    tau: float = 0.05,
-    references: dict[str, str] | None = None,
-    cost_per_sample: float = 1.0,
-    min_gain_per_cost: float = 1e-3,
-    seed: int = 0,
-) -> dict:
-    """Fit the law for each scorer and write ``report.md``, ``law.json``, plots and lists.
-
-    Returns:
-        The content of ``law.json``.
-    """
+def _law_plot(diag: Diagnosis, name: str, path: Path) -> Path:
+    """Observed curve of one scorer with every law form's prediction and the oracle ceiling."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from ttpkit.scaling import FORMS, curves, fit_law, fit_log_curve, hacked_queries, recommend_n
-    from ttpkit.scaling._law import r_squared
-    from ttpkit.scaling import collapsed_users as find_collapsed
+    d, oracle = diag.scorers[name], diag.scorers["oracle"].observed
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.plot(d.observed.ns, d.observed.mean, "o-", color="k", label="observed")
+    ax.fill_between(d.observed.ns, d.observed.lo, d.observed.hi, color="k", alpha=0.15)
+    for form, style in zip(FORMS, ("--", "-.", ":")):
+        ax.plot(diag.ns_pred, d.predicted[form], style, label=f"law ({form})")
+    ax.plot(diag.ns_pred, d.fit.ceiling(diag.ns_pred), color="gray", alpha=0.6, label="oracle ceiling")
+    ax.plot(oracle.ns, oracle.mean, "s", color="gray", alpha=0.6, ms=3, label="oracle observed")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N")
+    ax.set_ylabel(f"expected {diag.utility}")
+    ax.set_title(f"{name}: observed vs law (fit on M_fit={d.fit.m_fit})")
+    return _finish(fig, ax, path)
 
+
+def _rho_histogram(diag: Diagnosis, path: Path) -> Path:
+    """Histogram of the per-query score-utility correlation of every scorer but the oracle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for name, d in diag.scorers.items():
+        if name != "oracle":
+            ax.hist(d.rho_q, bins=20, alpha=0.4, label=name)
+    ax.axvline(HACK_THRESHOLD, color="r", lw=1, label="hacking threshold")
+    ax.set_xlabel("within-query correlation ρ_q")
+    ax.set_ylabel("queries")
+    return _finish(fig, ax, path)
+
+
+def _law_markdown(diag: Diagnosis) -> list[str]:
+    """The report's header and its table of the law per scorer."""
+    a, b, r2 = diag.oracle_log_fit
+    forms = " | ".join(f"R² {f}" for f in FORMS) + " | " + " | ".join(f"max err {f}" for f in FORMS)
+    lines = ["# ttpkit diagnosis\n",
+             f"{diag.n_queries} queries, pools of {diag.m}, utility `{diag.utility}`; law quantities measured on "
+             f"the first {diag.m_fit} candidates of each query (M_fit={diag.m_fit}).\n",
+             f"Oracle fit: {diag.utility} = {a:.3f} + {b:.3f} ln N (R² = {r2:.3f}).\n",
+             "## The law per scorer\n",
+             f"| scorer | μ̄ | c | σ̄ | ρ̄ | ρ_eff | hacked | {forms} | N* |",
+             "|---|" + "---:|" * (7 + 2 * len(FORMS))]
+    for name, d in diag.scorers.items():
+        q = d.fit
+        lines.append(f"| {name} | {q.mu:.3f} | {q.c:.2f} | {q.sigma:.3f} | {q.rho:.3f} | {q.rho_eff:.3f} | {q.hacked:.2f} | "
+                     + " | ".join(_num(d.r2[f]) for f in FORMS) + " | "
+                     + " | ".join(_num(d.max_error[f], ".0%") for f in FORMS) + f" | {d.recommended_n} |")
+    lines += ["", "R² is over the observed N = " + ", ".join(map(str, diag.ns)) + "; 'n/a' when the observed curve "
+              "spans < 2% of the oracle gain. Max error is a fraction of the oracle gain. N* is the compute-aware N "
+              "of the plain law.", ""]
+    return lines
+
+
+def _scorer_markdown(diag: Diagnosis, name: str) -> list[str]:
+    """One scorer's section: its plot, collapsed users, hacked queries with examples, compute-aware N."""
+    d = diag.scorers[name]
+    slug = Scorer.parse(name).slug
+    cu = d.collapsed_users
+    users = ", ".join(f"{r.user_id} (score std {r.score_std:.2g})" for r in cu.itertuples()) or "none"
+    lines = [f"## {name}\n", f"![{name}](law_{slug}.png)\n", f"Collapsed users ({len(cu)}): {users}\n",
+             f"Hacked queries (ρ_q < {HACK_THRESHOLD}): {len(d.hacked_queries)} of {diag.n_queries}.\n"]
+    if len(d.hacked_queries):
+        cell = lambda t: str(t).replace("|", "\\|")[:80]  # noqa: E731
+        lines.append("| query | ρ_q | top-scored | best | reference |\n|---|---:|---|---|---|")
+        for r in d.hacked_queries.head(10).itertuples():
+            lines.append(f"| {r.query_id} | {r.rho:.2f} | {cell(r.top_scored)} ({r.top_scored_utility:.2f}) | "
+                         f"{cell(r.best)} ({r.best_utility:.2f}) | {cell(r.reference)} |")
+        lines.append("")
+    lines.append(f"Compute-aware N: {d.recommended_n} overall; per-user N saves {d.saved_vs_global_n:.0%} of the samples.\n")
+    return lines
+
+
+def write_diagnosis(diag: Diagnosis, out_dir: str | Path) -> dict:
+    """Write ``report.md``, ``law.json``, a law plot per scorer, ``rho_hist.png`` and the collapsed/hacked CSVs.
+
+    Returns:
+        The content of ``law.json``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    m = int(pool.groupby("query_id")["idx"].nunique().min())
-    ns_obs = _powers(m)
-    ns_pred = _powers(max(n_max, m))
-    observed = curves(pool, ["oracle", *[s for s in scorers if s != "oracle"]], utility, ns_obs, seed=seed)
-    oracle = observed["oracle"]
-    gain = oracle.mean[-1] - oracle.mean[0]
-    a, b, r2_log = fit_log_curve(ns_obs, oracle.mean)
-    law: dict = {
-        "settings": {"utility": utility, "m_fit": m_fit, "pool_size": m, "tau": tau, "queries": oracle.n_queries,
-                     "cost_per_sample": cost_per_sample, "min_gain_per_cost": min_gain_per_cost},
-        "oracle_log_fit": {"a": a, "b": b, "r2": r2_log},
-        "scorers": {},
-    }
-    lines = [f"# ttpkit diagnosis\n", f"{oracle.n_queries} queries, pools of {m}, utility `{utility}`; "
-             f"law quantities measured on the first {m_fit} candidates of each query (M_fit={m_fit}).\n",
-             f"Oracle fit: {utility} = {a:.3f} + {b:.3f} ln N (R² = {r2_log:.3f}).\n",
-             "## The law per scorer\n",
-             "| scorer | μ̄ | c | σ̄ | ρ̄ | ρ_eff | hacked | R² plain | R² tail | R² log | max err plain | max err tail | max err log | N* |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    fig_h, ax_h = plt.subplots(figsize=(6, 4), dpi=110)
-    hacked_lists: dict = {}
-    for scorer in scorers:
-        fit = fit_law(pool, scorer, utility, m_fit=min(m_fit, m), tau=tau, seed=seed)
-        full = fit_law(pool, scorer, utility, tau=tau, seed=seed)
-        obs = np.array(observed[scorer].mean)
-        entry = {"quantities": fit.as_dict(), "quantities_full_pool": full.as_dict(),
-                 "observed": observed[scorer].as_dict(), "predicted": {}, "r2": {}, "max_error_frac_of_oracle_gain": {}}
-        for form in FORMS:
-            pred = fit.predict(ns_pred, form)
-            entry["predicted"][form] = {str(n): float(v) for n, v in zip(ns_pred, pred)}
-            at_obs = pred[: len(ns_obs)]
-            flat = gain > 0 and np.ptp(obs) < 0.02 * gain  # R² of a flat curve only measures noise
-            entry["r2"][form] = float("nan") if flat else r_squared(obs, at_obs)
-            entry["max_error_frac_of_oracle_gain"][form] = float(np.abs(at_obs - obs).max() / gain) if gain > 0 else float("nan")
-        entry["ceiling"] = {str(n): float(v) for n, v in zip(ns_pred, fit.ceiling(ns_pred))}
-        plain = fit.predict(ns_pred, "plain")
-        n_star = recommend_n(plain, ns_pred, cost_per_sample, min_gain_per_cost) if fit.rho > 0 else 1
-        users = per_user_n(pool, scorer, utility, ns_pred, tau, cost_per_sample, min_gain_per_cost, seed)
-        spent = float((users["n"] * users["queries"]).sum())
-        entry["compute"] = {"recommended_n": n_star, "per_user_n": dict(zip(users["user_id"], map(int, users["n"]))),
-                            "saved_vs_global_n": 1 - spent / (n_star * users["queries"].sum()) if n_star else 0.0}
-        law["scorers"][scorer] = entry
-        fmt = lambda v: "n/a" if v != v else f"{v:.2f}"  # noqa: E731  (NaN: flat observed curve)
-        lines.append(
-            f"| {scorer} | {fit.mu:.3f} | {fit.c:.2f} | {fit.sigma:.3f} | {fit.rho:.3f} | {fit.rho_eff:.3f} | {fit.hacked:.2f} | "
-            + " | ".join(fmt(entry["r2"][f]) for f in FORMS) + " | "
-            + " | ".join(f"{entry['max_error_frac_of_oracle_gain'][f]:.0%}" for f in FORMS) + f" | {n_star} |"
-        )
-        # observed vs predicted
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-        c = observed[scorer]
-        ax.plot(c.ns, c.mean, "o-", color="k", label="observed")
-        ax.fill_between(c.ns, c.lo, c.hi, color="k", alpha=0.15)
-        for form, style in zip(FORMS, ("--", "-.", ":")):
-            ax.plot(ns_pred, fit.predict(ns_pred, form), style, label=f"law ({form})")
-        ax.plot(ns_pred, fit.ceiling(ns_pred), color="gray", alpha=0.6, label="oracle ceiling")
-        ax.plot(oracle.ns, oracle.mean, "s", color="gray", alpha=0.6, ms=3, label="oracle observed")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("N")
-        ax.set_ylabel(f"expected {utility}")
-        ax.set_title(f"{scorer}: observed vs law (fit on M_fit={fit.m_fit})")
-        _finish(fig, ax, out / f"law_{_slug(scorer)}.png")
-        if scorer != "oracle":
-            from ttpkit.scaling import query_stats
-
-            ax_h.hist(query_stats(pool, scorer, utility, tau, seed).rho, bins=20, alpha=0.4, label=scorer)
-        col = find_collapsed(pool, scorer, utility, tau, seed)
-        col.to_csv(out / f"collapsed_{_slug(scorer)}.csv", index=False)
-        hk = hacked_queries(pool, scorer, utility, references=references, seed=seed)
-        hacked_lists[scorer] = hk
-        hk.to_csv(out / f"hacked_{_slug(scorer)}.csv", index=False)
-        entry["collapsed_users"] = col.to_dict(orient="records")
-        entry["hacked_queries"] = hk[["query_id", "user_id", "rho"]].to_dict(orient="records")
-    ax_h.axvline(-0.1, color="r", lw=1, label="hacking threshold")
-    ax_h.set_xlabel("within-query correlation ρ_q")
-    ax_h.set_ylabel("queries")
-    _finish(fig_h, ax_h, out / "rho_hist.png")
-    lines += ["", "R² is over the observed N = " + ", ".join(map(str, ns_obs)) + "; 'n/a' when the observed curve spans < 2% of the oracle gain. "
-              "Max error is a fraction of the oracle gain. N* is the compute-aware N of the plain law.", ""]
-    for scorer in scorers:
-        e = law["scorers"][scorer]
-        lines.append(f"## {scorer}\n")
-        lines.append(f"![{scorer}](law_{_slug(scorer)}.png)\n")
-        cu = e["collapsed_users"]
-        lines.append(f"Collapsed users ({len(cu)}): " + (", ".join(f"{r['user_id']} (score std {r['score_std']:.2g})" for r in cu) or "none") + "\n")
-        hk_df = hacked_lists[scorer]
-        lines.append(f"Hacked queries (ρ_q < -0.1): {len(hk_df)} of {oracle.n_queries}.\n")
-        if len(hk_df):
-            lines.append("| query | ρ_q | top-scored | best | reference |\n|---|---:|---|---|---|")
-            for _, r in hk_df.head(10).iterrows():
-                cell = lambda t: str(t).replace("|", "\\|")[:80]  # noqa: E731
-                lines.append(f"| {r['query_id']} | {r['rho']:.2f} | {cell(r['top_scored'])} ({r['top_scored_utility']:.2f}) | "
-                             f"{cell(r['best'])} ({r['best_utility']:.2f}) | {cell(r['reference'])} |")
-            lines.append("")
-        comp = e["compute"]
-        lines.append(f"Compute-aware N: {comp['recommended_n']} overall; per-user N saves "
-                     f"{comp['saved_vs_global_n']:.0%} of the samples.\n")
+    lines = _law_markdown(diag)
+    for name, d in diag.scorers.items():
+        slug = Scorer.parse(name).slug
+        _law_plot(diag, name, out / f"law_{slug}.png")
+        d.collapsed_users.to_csv(out / f"collapsed_{slug}.csv", index=False)
+        d.hacked_queries.to_csv(out / f"hacked_{slug}.csv", index=False)
+        lines += _scorer_markdown(diag, name)
+    _rho_histogram(diag, out / "rho_hist.png")
     lines.append("![rho histogram](rho_hist.png)\n")
     (out / "report.md").write_text("\n".join(lines) + "\n")
+    law = diag.as_dict()
     write_json(law, out / "law.json")
     return law
+
+
+# ---------------------------------------------------------------------------------------------
+# studies: rendering of ttpkit bench's results table
+# ---------------------------------------------------------------------------------------------
+
+
+def study_tables(table: Any, utility: str = "rougeL") -> list[Any]:
+    """One rich Table per data set x policy: scorers by N, share of the oracle gain, within-query correlation."""
+    ns = [c for c in table.columns if c.startswith("N=")]
+    out = []
+    for (dataset, policy), part in table.groupby(["dataset", "policy"], sort=False):
+        t = _table(f"{dataset} / {policy}: expected {utility} of best-of-N", "scorer", list(part["scorer"]),
+                   [*ns, "gain", "corr"])
+        for _, r in part.iterrows():
+            t.add_row(r["scorer"], *[_num(r[n], ".3f") for n in ns], _num(r["frac_oracle_gain"], ".0%"), f"{r['corr']:.3f}")
+        out.append(t)
+    return out
+
+
+def study_markdown(table: Any) -> str:
+    """The whole results table in Markdown (floats to 3 decimals)."""
+    cols = list(table.columns)
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

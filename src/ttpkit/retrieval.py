@@ -9,7 +9,7 @@ import numpy as np
 
 from ttpkit.data import ProfileItem, Query
 
-__all__ = ["retrieve", "retrieve_many"]
+__all__ = ["retrieve"]
 
 
 def _bm25s():
@@ -51,8 +51,3 @@ def retrieve(query: Query, k: int = 4) -> list[ProfileItem]:
     scores = np.asarray(retriever.get_scores(words), dtype=np.float64) if words else np.zeros(len(items))
     order = np.lexsort((np.arange(len(items)), -scores))  # by score desc, then profile order
     return [items[i] for i in order[:k]]
-
-
-def retrieve_many(queries: list[Query] | tuple[Query, ...], k: int = 4) -> list[list[ProfileItem]]:
-    """:func:`retrieve` for a batch of queries."""
-    return [retrieve(q, k) for q in queries]

@@ -12,6 +12,9 @@ from typing import Any, Optional, Union
 
 from pydantic import BaseModel, Field
 
+from ttpkit import __version__
+from ttpkit.policy.base import Completer
+
 __all__ = ["MAX_PROMPTS", "CompletionRequest", "create_app"]
 
 MAX_PROMPTS = 64  # prompts per request
@@ -30,12 +33,12 @@ class CompletionRequest(BaseModel):
     stop: Optional[Any] = None
 
 
-def create_app(policy: Any, model_name: str = "ttpkit") -> Any:
+def create_app(policy: Completer, model_name: str = "ttpkit") -> Any:
     """Build the FastAPI app.
 
     Args:
-        policy: An object with ``complete(prompt, n, seed) -> list[str]`` and a
-            ``config`` (:class:`ttpkit.policy.SamplingConfig`), such as
+        policy: A :class:`~ttpkit.policy.Completer` (``complete(prompt, n,
+            seed) -> list[str]`` and a ``config``), such as
             :class:`ttpkit.policy.local.LocalPolicy`; if it also has
             ``complete_many(prompts, n, seeds)``, a request with a list of
             prompts decodes them in one batch (each seeded with ``seed``).
@@ -46,7 +49,7 @@ def create_app(policy: Any, model_name: str = "ttpkit") -> Any:
 
     from fastapi import FastAPI, HTTPException
 
-    app = FastAPI(title="ttpkit", version="0.1.0")
+    app = FastAPI(title="ttpkit", version=__version__)
     lock = threading.Lock()  # one model, one decode at a time
 
     @app.get("/health")

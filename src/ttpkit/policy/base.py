@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ttpkit.data import Query
+from ttpkit.errors import ConfigError
 
-__all__ = ["Candidate", "Policy", "SamplingConfig", "query_seed"]
+__all__ = ["Candidate", "Completer", "Policy", "SamplingConfig", "query_seed"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,13 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.k < 0:
+            raise ConfigError(f"k (retrieved profile items) must be >= 0, got {self.k}")
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
 
 def query_seed(seed: int, query_id: str) -> int:
@@ -61,10 +64,34 @@ def query_seed(seed: int, query_id: str) -> int:
 
 @runtime_checkable
 class Policy(Protocol):
-    """A generator of candidates. ``name`` goes into the pool's ``policy`` column."""
+    """A generator of candidates.
+
+    Attributes:
+        name: Goes into the pool's ``policy`` column.
+        batch_queries: How many queries one :meth:`sample` call decodes
+            together; :func:`ttpkit.pool.fill_pool` hands it that many at a
+            time and journals after each call.
+    """
 
     name: str
+    batch_queries: int
 
     def sample(self, queries: list[Query], n: int) -> list[list[Candidate]]:
         """Return ``n`` candidates for each query, in query order."""
+        ...
+
+
+@runtime_checkable
+class Completer(Protocol):
+    """A raw-prompt completer, what ``ttpkit serve`` exposes (local policies are one).
+
+    ``config`` is read for the defaults of a request and replaced for its
+    duration; a completer may also offer ``complete_many(prompts, n, seeds)``
+    to decode several prompts in one batch.
+    """
+
+    config: SamplingConfig
+
+    def complete(self, prompt: str, n: int, seed: int) -> list[str]:
+        """``n`` completions of one prompt from a generator seeded with ``seed``."""
         ...

@@ -14,30 +14,20 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ttpkit.data import Query, TaskSpec
-from ttpkit.errors import TtpkitError
+from ttpkit.errors import ConfigError, TtpkitError
+from ttpkit.paths import cache_dir
 from ttpkit.policy import _cache
 from ttpkit.policy._sampling import draw_tokens
 from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
 from ttpkit.policy.prompt import PromptBuilder
 
-__all__ = ["LocalPolicy", "cache_dir", "converted_dir", "embedded_gguf_path", "load_gguf_model", "load_hf_model"]
+__all__ = ["LocalPolicy", "converted_dir", "embedded_gguf_path", "load_gguf_model", "load_hf_model"]
 
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """ttpkit's cache root: ``$TTPKIT_CACHE_DIR`` or the platform's user cache dir."""
-    env = os.environ.get("TTPKIT_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("ttpkit"))
 
 
 def embedded_gguf_path() -> Path:
@@ -142,7 +132,7 @@ class LocalPolicy:
     def __init__(self, model: Any, tokenizer: Any, task: TaskSpec, config: SamplingConfig, name: str,
                  batch_queries: int = 4) -> None:
         if batch_queries < 1:
-            raise ValueError(f"batch_queries must be >= 1, got {batch_queries}")
+            raise ConfigError(f"batch_queries must be >= 1, got {batch_queries}")
         self.model = model
         self.batch_queries = batch_queries
         self.tokenizer = tokenizer
@@ -313,21 +303,10 @@ class LocalPolicy:
             texts.append(text.split("\n")[0].strip())
         return [texts[g * n : (g + 1) * n] for g in range(g_count)]
 
-    def sample(
-        self,
-        queries: list[Query],
-        n: int,
-        progress: Callable[[int], None] | None = None,
-    ) -> list[list[Candidate]]:
-        """Return ``n`` candidates per query (see :class:`ttpkit.policy.Policy`).
-
-        Args:
-            queries: Queries to answer.
-            n: Samples per query.
-            progress: Called with 1 after each query (for progress bars).
-        """
+    def sample(self, queries: list[Query], n: int) -> list[list[Candidate]]:
+        """Return ``n`` candidates per query (see :class:`ttpkit.policy.Policy`)."""
         if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+            raise ConfigError(f"n must be >= 1, got {n}")
         results = []
         step = self.batch_queries
         for i in range(0, len(queries), step):
@@ -335,6 +314,4 @@ class LocalPolicy:
             seeds = [query_seed(self.config.seed, q.id) for q in chunk]
             for q, texts in zip(chunk, self.complete_many([self.prompt(q) for q in chunk], n, seeds)):
                 results.append([Candidate(q.id, q.user_id, j, t, self.name, self.config.seed) for j, t in enumerate(texts)])
-                if progress is not None:
-                    progress(1)
         return results

@@ -40,6 +40,7 @@ class OpenAIPolicy:
         self.config = config or SamplingConfig()
         self.prompt = PromptBuilder(task, k=self.config.k)
         self.name = f"openai:{model}"
+        self.batch_queries = 1  # one request per query
         self.client = client or httpx.Client(timeout=timeout)
 
     def complete(self, prompt: str, n: int, seed: int) -> list[str]:

@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ import pandas as pd
 
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError
+from ttpkit.pool import QUERY_ID, TEXT
 from ttpkit.retrieval import retrieve
 
 __all__ = ["GLOBAL_FEATURES", "USER_FEATURES", "Encoder", "build_features", "check_layers"]
@@ -258,14 +259,14 @@ def _cosines(
 
 
 def build_features(
-    pool: pd.DataFrame, queries: dict[str, Query], encoder: Encoder, names: Sequence[str] = USER_FEATURES, k: int = 4
+    pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder, names: Sequence[str] = USER_FEATURES, k: int = 4
 ) -> np.ndarray:
     """Feature matrix of a pool, (len(pool), len(names)), float32.
 
     Args:
         pool: Rows with ``query_id`` and ``text`` (other columns are ignored;
             the reference is never read).
-        queries: Query id to query (input and profile).
+        by_id: Query id to query (input and profile).
         encoder: Sentence encoder.
         names: Feature names, a subset of :data:`USER_FEATURES`.
         k: Retrieved profile items for the ``*_retrieved_*`` features.
@@ -273,17 +274,17 @@ def build_features(
     unknown = [n for n in names if n not in USER_FEATURES]
     if unknown:
         raise ValueError(f"unknown features {unknown}; known: {', '.join(USER_FEATURES)}")
-    missing = sorted(set(pool["query_id"]) - set(queries))
+    missing = sorted(set(pool[QUERY_ID]) - set(by_id))
     if missing:
         raise DataError(f"{len(missing)} pool queries are not in the data split (first: {missing[0]!r})")
-    texts = pool["text"].fillna("").astype(str).tolist()
-    qids = pool["query_id"].tolist()
+    texts = pool[TEXT].fillna("").astype(str).tolist()
+    qids = pool[QUERY_ID].tolist()
     cand = encoder.encode(texts)  # (R, D)
     order = list(dict.fromkeys(qids))
-    src = dict(zip(order, encoder.encode([queries[q].source for q in order])))
+    src = dict(zip(order, encoder.encode([by_id[q].source for q in order])))
     per_query: dict[str, dict] = {}
     for qid in order:
-        q = queries[qid]
+        q = by_id[qid]
         targets = [p.target for p in q.profile]
         t_emb = encoder.encode(targets) if targets else np.zeros((0, Encoder.dim), np.float32)
         ret = retrieve(q, k)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,15 @@ import pandas as pd
 
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, TtpkitError
-from ttpkit.reward.features import GLOBAL_FEATURES, USER_FEATURES, Encoder, build_features, check_layers
+from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID
+from ttpkit.reward.features import (
+    GLOBAL_FEATURES,
+    USER_FEATURES,
+    Encoder,
+    build_features,
+    check_layers,
+)
+from ttpkit.utility import within_query_corr
 
 __all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "feature_scaling", "gaussian_nll", "pairwise_loss"]
 
@@ -91,14 +100,11 @@ class RMConfig:
     encoder_layers: int | None = None
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "encoder_layers", check_layers(self.encoder_layers))
-        except ConfigError as e:
-            raise TtpkitError(str(e)) from None
+        object.__setattr__(self, "encoder_layers", check_layers(self.encoder_layers))
         if self.variant not in VARIANTS:
-            raise TtpkitError(f"unknown RM variant {self.variant!r}; known variants: {', '.join(VARIANTS)}")
+            raise ConfigError(f"unknown RM variant {self.variant!r}; known variants: {', '.join(VARIANTS)}")
         if not 0.0 <= self.beta <= 1.0:
-            raise TtpkitError(f"beta must be in [0, 1], got {self.beta}")
+            raise ConfigError(f"beta must be in [0, 1], got {self.beta}")
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -135,7 +141,6 @@ def pairwise_loss(score, target, group):
         score, target: (R,) tensors.
         group: (R,) integer query index.
     """
-    import torch
     import torch.nn.functional as F
 
     same = group[:, None] == group[None, :]
@@ -155,22 +160,12 @@ def _net(n_in: int, hidden: int, n_out: int):
     )
 
 
-def within_query_corr(score: np.ndarray, utility: np.ndarray, group: np.ndarray) -> float:
-    """Mean over queries of the Pearson correlation of score and utility (queries with no spread skipped)."""
-    df = pd.DataFrame({"g": group, "s": score, "u": utility})
-    vals = []
-    for _, d in df.groupby("g"):
-        if d["s"].std() > 0 and d["u"].std() > 0:
-            vals.append(np.corrcoef(d["s"], d["u"])[0, 1])
-    return float(np.mean(vals)) if vals else 0.0
-
-
 class RewardModel:
     """A personalized reward model (see the module docstring for the variants).
 
     Example:
-        >>> rm = RewardModel(RMConfig(variant="user-prob")).fit(train, queries, encoder=enc)  # doctest: +SKIP
-        >>> scores = rm.score(test, test_queries, encoder=enc)  # doctest: +SKIP
+        >>> rm = RewardModel(RMConfig(variant="user-prob")).fit(train, train_data.by_id(), encoder=enc)  # doctest: +SKIP
+        >>> scores = rm.score(test, test_data.by_id(), encoder=enc)  # doctest: +SKIP
     """
 
     def __init__(self, config: RMConfig | None = None) -> None:
@@ -195,12 +190,12 @@ class RewardModel:
         return encoder
 
     # -- training --------------------------------------------------------------------------
-    def _xy(self, pool: pd.DataFrame, queries: dict[str, Query], encoder: Encoder, utility: str):
-        x = build_features(pool, queries, encoder, self.config.features, k=self.config.k)
+    def _xy(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder, utility: str):
         if utility not in pool.columns:
             raise TtpkitError(f"training pool has no {utility!r} column; run `ttpkit label` first")
+        x = build_features(pool, by_id, encoder, self.config.features, k=self.config.k)
         y = pool[utility].to_numpy(dtype=np.float32)
-        g = pd.factorize(pool["query_id"])[0]
+        g = pd.factorize(pool[QUERY_ID])[0]
         return x, y, g
 
     def _loss(self, out, y, g):
@@ -214,16 +209,24 @@ class RewardModel:
     def fit(
         self,
         pool: pd.DataFrame,
-        queries: dict[str, Query],
+        by_id: Mapping[str, Query],
         dev_pool: pd.DataFrame | None = None,
-        dev_queries: dict[str, Query] | None = None,
+        dev_by_id: Mapping[str, Query] | None = None,
         encoder: Encoder | None = None,
-        utility: str = "rougeL",
+        utility: str = ROUGEL,
     ) -> RewardModel:
         """Train on a labelled pool, early-stopping on the dev pool's loss.
 
         Without a dev pool, a fifth of the training users (chosen with the
         seed) is held out for early stopping.
+
+        Args:
+            pool: Labelled training pool.
+            by_id: Query id to query for the training pool (inputs and profiles).
+            dev_pool: Labelled dev pool for early stopping.
+            dev_by_id: Query id to query for the dev pool.
+            encoder: Sentence encoder (default: a new one of the configured depth).
+            utility: Utility column to learn.
 
         Returns:
             ``self``.
@@ -233,14 +236,14 @@ class RewardModel:
         cfg = self.config
         encoder = self._encoder(encoder)
         if dev_pool is None:
-            users = np.array(sorted(pool["user_id"].unique()))
+            users = np.array(sorted(pool[USER_ID].unique()))
             rng = np.random.default_rng(cfg.seed)
             held = set(rng.choice(users, size=max(1, len(users) // 5), replace=False))
-            is_dev = pool["user_id"].isin(held)
+            is_dev = pool[USER_ID].isin(held)
             dev_pool, pool = pool[is_dev], pool[~is_dev]
-            dev_queries = queries
-        x, y, g = self._xy(pool, queries, encoder, utility)
-        xd, yd, gd = self._xy(dev_pool, dev_queries or queries, encoder, utility)
+            dev_by_id = by_id
+        x, y, g = self._xy(pool, by_id, encoder, utility)
+        xd, yd, gd = self._xy(dev_pool, dev_by_id or by_id, encoder, utility)
         self.mu_, self.sd_ = feature_scaling(x)
         torch.manual_seed(cfg.seed)
         net = _net(x.shape[1], cfg.hidden, 2 if cfg.probabilistic else 1)
@@ -290,12 +293,12 @@ class RewardModel:
         if self.net_ is None:
             raise TtpkitError("this reward model is not fitted; call fit() or load() first")
 
-    def score(self, pool: pd.DataFrame, queries: dict[str, Query], encoder: Encoder | None = None) -> Scores:
+    def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder | None = None) -> Scores:
         """Score every pool row from the query input, the candidate and the profile (never the reference)."""
         import torch
 
         self._check()
-        x = build_features(pool, queries, self._encoder(encoder), self.config.features, k=self.config.k)
+        x = build_features(pool, by_id, self._encoder(encoder), self.config.features, k=self.config.k)
         with torch.no_grad():
             out = self.net_(torch.from_numpy((x - self.mu_) / self.sd_)).numpy().astype(np.float64)
         mean = out[:, 0]

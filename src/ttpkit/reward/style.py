@@ -7,21 +7,24 @@ query asks. It is the baseline the learned reward models must beat.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 from ttpkit.data import Query
 from ttpkit.errors import DataError
+from ttpkit.pool import QUERY_ID, ROUGEL, TEXT
 
 __all__ = ["style_scores"]
 
 
-def style_scores(pool: pd.DataFrame, queries: dict[str, Query], max_targets: int = 60) -> np.ndarray:
+def style_scores(pool: pd.DataFrame, by_id: Mapping[str, Query], max_targets: int = 60) -> np.ndarray:
     """Score every pool row by mean ROUGE-L against its user's past targets.
 
     Args:
         pool: Candidate pool (``query_id``, ``text`` columns).
-        queries: Query id to query (for the user's profile). References are not read.
+        by_id: Query id to query (for the user's profile). References are not read.
         max_targets: Use the user's newest ``max_targets`` profile targets.
 
     Returns:
@@ -29,14 +32,14 @@ def style_scores(pool: pd.DataFrame, queries: dict[str, Query], max_targets: int
     """
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer([ROUGEL], use_stemmer=True)
     tokenize = scorer._tokenizer.tokenize  # the same tokens ROUGE-L itself uses
     from rouge_score.rouge_scorer import _score_lcs
 
     out = np.zeros(len(pool))
     cache: dict[str, list] = {}
-    for i, (qid, text) in enumerate(zip(pool["query_id"], pool["text"].fillna(""))):
-        q = queries.get(qid)
+    for i, (qid, text) in enumerate(zip(pool[QUERY_ID], pool[TEXT].fillna(""))):
+        q = by_id.get(qid)
         if q is None:
             raise DataError(f"pool query {qid!r} is not in the data split")
         if qid not in cache:

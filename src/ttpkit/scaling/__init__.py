@@ -5,6 +5,8 @@
 - :mod:`ttpkit.scaling._law`: e_N, the oracle ceiling, the law
   E_N = mu + (1 - c) * rho * sigma * e_N, its tail-aware form, the collapse and
   hacking detectors, and compute-aware N.
+- :mod:`ttpkit.scaling._diagnose`: :func:`diagnose`, all of the above for a
+  pool's scorers at once, as a :class:`Diagnosis` that reports render.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from ttpkit.scaling._bon import (
     pool_matrix,
     scorer_values,
 )
+from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, diagnose, per_user_n
 from ttpkit.scaling._law import (
     FORMS,
+    HACK_THRESHOLD,
     LawFit,
     QueryStats,
     collapsed_users,
@@ -31,28 +35,37 @@ from ttpkit.scaling._law import (
     hacked_queries,
     predict,
     query_stats,
+    r_squared,
     recommend_n,
+    user_spread,
 )
 
 __all__ = [
     "BUILTIN_SCORERS",
     "FORMS",
+    "HACK_THRESHOLD",
     "Curve",
+    "Diagnosis",
     "LawFit",
     "QueryStats",
+    "ScorerDiagnosis",
     "best_of_n",
     "bon_weights",
     "bootstrap_ci",
     "collapsed_users",
     "curves",
+    "diagnose",
     "expected_max_normal",
     "fit_law",
     "fit_log_curve",
     "hacked_queries",
     "per_query_curve",
+    "per_user_n",
     "pool_matrix",
     "predict",
     "query_stats",
+    "r_squared",
     "recommend_n",
     "scorer_values",
+    "user_spread",
 ]

@@ -18,7 +18,16 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from ttpkit.errors import DataError
+from ttpkit.errors import ConfigError, DataError
+from ttpkit.pool import (
+    BUILTIN_SCORERS,
+    IDX,
+    QUERY_ID,
+    Scorer,
+    score_col,
+    scorer_names,
+    std_col,
+)
 from ttpkit.selection import apply_rule
 
 __all__ = [
@@ -33,9 +42,6 @@ __all__ = [
     "scorer_values",
 ]
 
-BUILTIN_SCORERS = ("oracle", "random")
-
-
 def bon_weights(m: int, ns: Sequence[int]) -> np.ndarray:
     """Selection probabilities of best-of-N from a pool of ``m``.
 
@@ -45,7 +51,7 @@ def bon_weights(m: int, ns: Sequence[int]) -> np.ndarray:
     """
     ns_arr = np.asarray(ns, dtype=np.int64)
     if np.any(ns_arr < 1) or np.any(ns_arr > m):
-        raise ValueError(f"every N must be in [1, {m}] for pools of {m}; got {list(ns)}")
+        raise ConfigError(f"every N must be in [1, {m}] for pools of {m}; got {list(ns)}")
     i = np.arange(1, m + 1)[None, :]  # (1, m)
     n = ns_arr[:, None]  # (K, 1)
     ok = i >= n
@@ -129,45 +135,63 @@ class Curve:
         return {str(n): float(v) for n, v in zip(self.ns, self.mean)}
 
 
-def scorer_values(pool: pd.DataFrame, scorer: str, utility: str, seed: int = 0) -> np.ndarray:
-    """Scores of each pool row under a scorer name.
+def scorer_values(pool: pd.DataFrame, scorer: str | Scorer, utility: str, seed: int = 0) -> np.ndarray:
+    """Scores of each pool row under a scorer (see :class:`ttpkit.pool.Scorer`).
 
-    ``oracle`` is the utility itself, ``random`` is seeded uniform noise, and any
-    other name reads the ``score_<name>`` column. ``<name>@<rule>`` applies a
-    selection rule (``user-prob@lcb:1``) to ``score_<name>`` and ``std_<name>``.
+    ``oracle`` is the utility itself. ``random`` is a constant: the tie-aware
+    estimator then gives every candidate the same chance, so its curve is the
+    exact expectation of uniformly random selection (flat at the pool mean),
+    not one noisy draw. Any other name reads ``score_<name>``, and
+    ``<name>@<rule>`` applies a selection rule (``user-prob@lcb:1``) to
+    ``score_<name>`` and ``std_<name>``.
+
+    Args:
+        pool: Labelled pool.
+        scorer: Scorer name or parsed scorer.
+        utility: Utility column (for ``oracle``).
+        seed: Seed of the ``thompson`` rule's draw.
 
     Raises:
         DataError: If the pool lacks the needed column; the message lists the
             scorers the pool has.
     """
-    if scorer == "oracle":
+    sc = Scorer.parse(scorer) if isinstance(scorer, str) else scorer
+    if sc.name == "oracle":
         return pool[utility].to_numpy(dtype=np.float64)
-    if scorer == "random":
-        return np.random.default_rng(seed).random(len(pool))
-    name, _, rule = scorer.partition("@")
-    col = f"score_{name}"
+    if sc.name == "random":
+        return np.zeros(len(pool))
+    col = score_col(sc.name)
     if col not in pool.columns:
-        have = list(BUILTIN_SCORERS) + [c[len("score_") :] for c in pool.columns if c.startswith("score_")]
-        raise DataError(f"pool has no column {col!r}; scorers available: {', '.join(have)}")
+        raise DataError(f"pool has no column {col!r}; scorers available: {', '.join(scorer_names(pool))}")
     mean = pool[col].to_numpy(dtype=np.float64)
-    if not rule:
+    if sc.rule is None:
         return mean
-    std_col = f"std_{name}"
-    std = pool[std_col].to_numpy(dtype=np.float64) if std_col in pool.columns else None
-    return apply_rule(mean, std, rule, seed)
+    std = pool[std_col(sc.name)].to_numpy(dtype=np.float64) if std_col(sc.name) in pool.columns else None
+    return apply_rule(mean, std, sc.rule, seed)
 
 
 def pool_matrix(pool: pd.DataFrame, values: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Reshape per-row values of a pool with equal-size queries to (Q, M), rows ordered by idx."""
-    frame = pd.DataFrame({"query_id": pool["query_id"].to_numpy(), "idx": pool["idx"].to_numpy(), "v": values})
-    wide = frame.pivot(index="query_id", columns="idx", values="v")
+    frame = pd.DataFrame({QUERY_ID: pool[QUERY_ID].to_numpy(), IDX: pool[IDX].to_numpy(), "v": values})
+    wide = frame.pivot(index=QUERY_ID, columns=IDX, values="v")
     if wide.isna().any().any():
         raise DataError("queries in the pool have different numbers of candidates; use --n up to the smallest pool")
     return list(wide.index), wide.to_numpy()
 
 
+def _check_finite(pool: pd.DataFrame, column: str) -> None:
+    """A numeric column without NaN or infinity, else a DataError naming it."""
+    try:
+        values = pool[column].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"pool column {column!r} is not numeric") from None
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        raise DataError(f"pool column {column!r} has {bad} missing or infinite values")
+
+
 def per_query_curve(
-    pool: pd.DataFrame, scorer: str, utility: str, ns: Sequence[int], seed: int = 0, m: int | None = None
+    pool: pd.DataFrame, scorer: str | Scorer, utility: str, ns: Sequence[int], seed: int = 0, m: int | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Per-query best-of-N values (Q, len(ns)) for one scorer.
 
@@ -176,13 +200,19 @@ def per_query_curve(
     """
     if utility not in pool.columns:
         raise DataError(f"pool has no utility column {utility!r}; run `ttpkit label` first")
+    _check_finite(pool, utility)
     if m is not None:
-        pool = pool[pool["idx"] < m]
-    sizes = pool.groupby("query_id")["idx"].nunique()
+        pool = pool[pool[IDX] < m]
+    if len(pool) == 0:
+        raise DataError("the pool has no candidates")
+    sizes = pool.groupby(QUERY_ID)[IDX].nunique()
     m_min = int(sizes.min())
-    pool = pool[pool["idx"].isin(sorted(pool["idx"].unique())[:m_min])] if sizes.nunique() > 1 else pool
+    pool = pool[pool[IDX].isin(sorted(pool[IDX].unique())[:m_min])] if sizes.nunique() > 1 else pool
     qids, u = pool_matrix(pool, pool[utility].to_numpy(dtype=np.float64))
-    _, r = pool_matrix(pool, scorer_values(pool, scorer, utility, seed))
+    values = scorer_values(pool, scorer, utility, seed)
+    if not np.isfinite(values).all():
+        raise DataError(f"scorer {str(scorer)!r} has {int((~np.isfinite(values)).sum())} missing or infinite scores")
+    _, r = pool_matrix(pool, values)
     if max(ns) > u.shape[1]:
         raise DataError(f"N={max(ns)} is larger than the pools ({u.shape[1]} candidates per query)")
     return qids, best_of_n(r, u, ns)
@@ -190,7 +220,7 @@ def per_query_curve(
 
 def curves(
     pool: pd.DataFrame,
-    scorers: Sequence[str],
+    scorers: Sequence[str | Scorer],
     utility: str = "rougeL",
     ns: Sequence[int] = (1, 2, 4, 8),
     seed: int = 0,
@@ -205,8 +235,8 @@ def curves(
     for scorer in scorers:
         _, pq = per_query_curve(pool, scorer, utility, ns, seed)
         lo, hi = bootstrap_ci(pq, n_boot=n_boot, seed=seed)
-        out[scorer] = Curve(
-            scorer=scorer,
+        out[str(scorer)] = Curve(
+            scorer=str(scorer),
             ns=tuple(int(n) for n in ns),
             mean=tuple(float(v) for v in pq.mean(axis=0)),
             lo=tuple(float(v) for v in lo),

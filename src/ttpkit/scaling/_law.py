@@ -28,10 +28,14 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from ttpkit.errors import ConfigError
+from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, Scorer
 from ttpkit.scaling._bon import best_of_n, pool_matrix, scorer_values
+from ttpkit.utility import query_corr
 
 __all__ = [
     "FORMS",
+    "HACK_THRESHOLD",
     "LawFit",
     "QueryStats",
     "collapsed_users",
@@ -43,10 +47,11 @@ __all__ = [
     "query_stats",
     "r_squared",
     "recommend_n",
+    "user_spread",
 ]
 
 FORMS = ("plain", "tail", "log")
-HACK_THRESHOLD = -0.1
+HACK_THRESHOLD = -0.1  # a query is hacked when its score-utility correlation is below this
 
 
 @lru_cache(maxsize=None)
@@ -55,7 +60,7 @@ def expected_max_normal(n: int) -> float:
     from scipy import integrate, special
 
     if n < 1:
-        raise ValueError(f"N must be >= 1, got {n}")
+        raise ConfigError(f"N must be >= 1, got {n}")
     if n == 1:
         return 0.0
     log_n = np.log(n) - 0.5 * np.log(2 * np.pi)
@@ -86,15 +91,33 @@ class QueryStats:
 
 
 def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-12, (a * b).sum(1) / np.where(den > 0, den, 1), 0.0)
+    """(Q,) correlation of each row of two (Q, M) arrays (0 where a row has no spread)."""
+    q, m = a.shape
+    corr, _ = query_corr(a.ravel(), b.ravel(), np.repeat(np.arange(q), m))
+    return corr
+
+
+def user_spread(users: np.ndarray, scores: np.ndarray, query_ids: np.ndarray, tau: float) -> pd.DataFrame:
+    """The collapse rule: a user is collapsed when the std of its scores is at most tau times the global std.
+
+    Args:
+        users, scores, query_ids: (R,) per pool row.
+        tau: Threshold as a fraction of the global score std.
+
+    Returns:
+        One row per user (``user_id``, ``score_std``, ``queries``,
+        ``ratio_to_global``, ``collapsed``), in order of first appearance.
+    """
+    df = pd.DataFrame({USER_ID: users, "score": scores, QUERY_ID: query_ids})
+    g = df.groupby(USER_ID, sort=False).agg(score_std=("score", lambda x: float(np.std(x))), queries=(QUERY_ID, "nunique"))
+    global_sd = float(np.std(scores))
+    g["ratio_to_global"] = g["score_std"] / global_sd if global_sd > 0 else 0.0
+    g["collapsed"] = g["ratio_to_global"] <= tau
+    return g.reset_index()
 
 
 def query_stats(
-    pool: pd.DataFrame, scorer: str, utility: str = "rougeL", tau: float = 0.05, seed: int = 0, m: int | None = None
+    pool: pd.DataFrame, scorer: str | Scorer, utility: str = "rougeL", tau: float = 0.05, seed: int = 0, m: int | None = None
 ) -> QueryStats:
     """mu_q, s_q, rho_q and the collapse flag of every query.
 
@@ -102,21 +125,19 @@ def query_stats(
         pool: Labelled (and scored) pool.
         scorer: Scorer name (see :func:`ttpkit.scaling.scorer_values`).
         utility: Utility column.
-        tau: A user is collapsed when the std of its scores is below tau times
-            the std of all scores.
-        seed: Seed of the ``random`` scorer.
+        tau: A user is collapsed when the std of its scores is at most tau
+            times the std of all scores (:func:`user_spread`).
+        seed: Seed of the ``thompson`` rule.
         m: Use the first ``m`` candidates (by idx) of each query.
     """
     if m is not None:
-        pool = pool[pool["idx"] < m]
+        pool = pool[pool[IDX] < m]
     r_all = scorer_values(pool, scorer, utility, seed)
     qids, u = pool_matrix(pool, pool[utility].to_numpy(dtype=np.float64))
     _, r = pool_matrix(pool, r_all)
-    users = pool.groupby("query_id")["user_id"].first().reindex(qids).to_numpy()
-    spread = pd.Series(r_all).groupby(pool["user_id"].to_numpy()).std(ddof=0)
-    global_sd = float(np.std(r_all))
-    collapsed_user = spread <= tau * global_sd if global_sd > 0 else spread >= 0
-    collapsed = collapsed_user.reindex(users).to_numpy(dtype=bool)
+    users = pool.groupby(QUERY_ID)[USER_ID].first().reindex(qids).to_numpy()
+    spread = user_spread(pool[USER_ID].to_numpy(), r_all, pool[QUERY_ID].to_numpy(), tau).set_index(USER_ID)
+    collapsed = spread["collapsed"].reindex(users).to_numpy(dtype=bool)
     rho = _row_corr(r, u)
     rho[collapsed] = 0.0
     return QueryStats(np.asarray(qids), users, u.mean(1), u.std(1), rho, collapsed, r, u)
@@ -187,7 +208,7 @@ class LawFit:
 def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
     """E_N = mu + (1 - c) * rho * sigma * e_N (plain), with effective rho and sigma (tail), or with b ln N (log)."""
     if form not in FORMS:
-        raise ValueError(f"unknown law form {form!r}; known forms: {', '.join(FORMS)}")
+        raise ConfigError(f"unknown law form {form!r}; known forms: {', '.join(FORMS)}")
     if form == "plain":
         return fit.mu + (1 - fit.c) * fit.rho * fit.sigma * _e(ns)
     if form == "tail":
@@ -197,7 +218,7 @@ def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
 
 def fit_law(
     pool: pd.DataFrame,
-    scorer: str,
+    scorer: str | Scorer,
     utility: str = "rougeL",
     m_fit: int | None = None,
     tau: float = 0.05,
@@ -240,7 +261,7 @@ def fit_law(
     denom_log = (1 - c) * log_b
     rho_log = slope_log / denom_log if abs(denom_log) > 1e-12 else 0.0
     return LawFit(
-        scorer=scorer,
+        scorer=str(scorer),
         mu=mu,
         c=c,
         sigma=sigma,
@@ -255,19 +276,17 @@ def fit_law(
     )
 
 
-def collapsed_users(pool: pd.DataFrame, scorer: str, utility: str = "rougeL", tau: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """Users whose score spread is below tau times the global spread, with that spread."""
+def collapsed_users(pool: pd.DataFrame, scorer: str | Scorer, utility: str = "rougeL", tau: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Users whose score spread is at most tau times the global spread, with that spread, smallest first."""
     r = scorer_values(pool, scorer, utility, seed)
-    global_sd = float(np.std(r))
-    df = pd.DataFrame({"user_id": pool["user_id"].to_numpy(), "score": r, "query_id": pool["query_id"].to_numpy()})
-    g = df.groupby("user_id").agg(score_std=("score", lambda x: float(np.std(x))), queries=("query_id", "nunique"))
-    g["ratio_to_global"] = g["score_std"] / global_sd if global_sd > 0 else 0.0
-    return g[g["ratio_to_global"] <= tau].sort_values("score_std").reset_index()
+    g = user_spread(pool[USER_ID].to_numpy(), r, pool[QUERY_ID].to_numpy(), tau)
+    g = g[g["collapsed"]].drop(columns="collapsed")
+    return g.sort_values("score_std", kind="stable").reset_index(drop=True)
 
 
 def hacked_queries(
     pool: pd.DataFrame,
-    scorer: str,
+    scorer: str | Scorer,
     utility: str = "rougeL",
     threshold: float = HACK_THRESHOLD,
     references: dict[str, str] | None = None,
@@ -280,26 +299,26 @@ def hacked_queries(
     """
     qs = query_stats(pool, scorer, utility, tau=0.0, seed=seed)
     r = scorer_values(pool, scorer, utility, seed)
-    texts = pool.assign(_r=r).sort_values(["query_id", "idx"])
+    texts = pool.assign(_r=r).sort_values([QUERY_ID, IDX])
     rows = []
     for i in np.where(qs.rho < threshold)[0]:
         qid = qs.query_id[i]
-        d = texts[texts["query_id"] == qid]
+        d = texts[texts[QUERY_ID] == qid]
         top = d.loc[d["_r"].idxmax()]
         best = d.loc[d[utility].idxmax()]
         rows.append(
             {
-                "query_id": qid,
-                "user_id": qs.user_id[i],
+                QUERY_ID: qid,
+                USER_ID: qs.user_id[i],
                 "rho": float(qs.rho[i]),
-                "top_scored": top["text"],
+                "top_scored": top[TEXT],
                 "top_scored_utility": float(top[utility]),
-                "best": best["text"],
+                "best": best[TEXT],
                 "best_utility": float(best[utility]),
                 "reference": (references or {}).get(qid, ""),
             }
         )
-    cols = ["query_id", "user_id", "rho", "top_scored", "top_scored_utility", "best", "best_utility", "reference"]
+    cols = [QUERY_ID, USER_ID, "rho", "top_scored", "top_scored_utility", "best", "best_utility", "reference"]
     return pd.DataFrame(rows, columns=cols).sort_values("rho").reset_index(drop=True)
 
 

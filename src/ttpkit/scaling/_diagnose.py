@@ -1,0 +1,253 @@
+"""The diagnosis of a labelled, scored pool: the law per scorer, its accuracy, collapse, hacking and N.
+
+:func:`diagnose` computes everything ``ttpkit diagnose`` and ``ttpkit bench``
+report; :mod:`ttpkit.report` only renders a :class:`Diagnosis` (Markdown,
+plots, CSV, JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ttpkit.errors import ConfigError
+from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, Scorer, candidates_per_query, n_grid
+from ttpkit.scaling._bon import Curve, curves, scorer_values
+from ttpkit.scaling._law import (
+    FORMS,
+    HACK_THRESHOLD,
+    LawFit,
+    _e,
+    collapsed_users,
+    fit_law,
+    fit_log_curve,
+    hacked_queries,
+    query_stats,
+    r_squared,
+    recommend_n,
+)
+from ttpkit.utility import within_query_corr
+
+__all__ = ["Diagnosis", "ScorerDiagnosis", "diagnose", "per_user_n"]
+
+FLAT_FRACTION = 0.02  # an observed curve spanning less than this share of the oracle gain: R² only measures noise
+
+
+@dataclass(frozen=True)
+class ScorerDiagnosis:
+    """What the diagnosis found for one scorer.
+
+    Attributes:
+        scorer: Scorer name.
+        fit: Law quantities measured on the first ``m_fit`` candidates of each query.
+        fit_full: The same quantities on the whole pool.
+        observed: The exact best-of-N curve at the diagnosis' ``ns``.
+        predicted: ``{form: values at ns_pred}`` for every law form.
+        r2: ``{form: R²}`` of the prediction against the observed curve (NaN
+            when the observed curve is flat, see :data:`FLAT_FRACTION`).
+        max_error: ``{form: max |predicted - observed| / oracle gain}``.
+        corr: Mean within-query correlation of score and utility.
+        rho_q: (Q,) per-query correlation (0 for collapsed users).
+        recommended_n: Compute-aware N of the plain law (1 if rho <= 0).
+        per_user_n: One row per user: ``user_id, queries, collapsed, rho, n``.
+        saved_vs_global_n: Share of samples per-user N saves against one global N.
+        collapsed_users: Users with near-constant scores (:func:`collapsed_users`).
+        hacked_queries: Queries with rho_q below :data:`HACK_THRESHOLD` (:func:`hacked_queries`).
+    """
+
+    scorer: str
+    fit: LawFit
+    fit_full: LawFit
+    observed: Curve
+    predicted: Mapping[str, tuple[float, ...]]
+    r2: Mapping[str, float]
+    max_error: Mapping[str, float]
+    corr: float
+    rho_q: np.ndarray = field(repr=False, compare=False)
+    recommended_n: int = 1
+    per_user_n: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    saved_vs_global_n: float = 0.0
+    collapsed_users: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    hacked_queries: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The diagnosis of one pool: settings, the oracle's log fit, and one :class:`ScorerDiagnosis` per scorer.
+
+    Attributes:
+        utility: Utility column.
+        m: Candidates per query in the pool (M).
+        m_fit: Candidates per query the law was measured on.
+        ns: N values of the observed curves.
+        ns_pred: N values of the predictions (up to ``n_max``).
+        n_queries: Queries in the pool.
+        tau: Collapse threshold.
+        cost_per_sample: Cost of one sample.
+        min_gain_per_cost: Threshold of compute-aware N.
+        oracle_log_fit: ``(a, b, R²)`` of the oracle curve as a + b ln N.
+        scorers: ``{scorer: ScorerDiagnosis}``; ``oracle`` is always present.
+    """
+
+    utility: str
+    m: int
+    m_fit: int
+    ns: tuple[int, ...]
+    ns_pred: tuple[int, ...]
+    n_queries: int
+    tau: float
+    cost_per_sample: float
+    min_gain_per_cost: float
+    oracle_log_fit: tuple[float, float, float]
+    scorers: Mapping[str, ScorerDiagnosis]
+
+    @property
+    def oracle_gain(self) -> float:
+        """E_N - E_1 of the oracle at the largest observed N."""
+        o = self.scorers["oracle"].observed.mean
+        return float(o[-1] - o[0])
+
+    def frac_oracle_gain(self, scorer: str) -> float:
+        """A scorer's gain from N=1 to the largest observed N as a share of the oracle's (NaN if the oracle gains nothing)."""
+        c = self.scorers[scorer].observed.mean
+        gain = self.oracle_gain
+        return float((c[-1] - c[0]) / gain) if gain > 0 else float("nan")
+
+    def as_dict(self) -> dict:
+        """The diagnosis as JSON-ready data (the content of ``law.json``)."""
+        a, b, r2 = self.oracle_log_fit
+        out: dict = {
+            "settings": {"utility": self.utility, "m_fit": self.m_fit, "pool_size": self.m, "tau": self.tau,
+                         "queries": self.n_queries, "cost_per_sample": self.cost_per_sample,
+                         "min_gain_per_cost": self.min_gain_per_cost},
+            "oracle_log_fit": {"a": a, "b": b, "r2": r2},
+            "scorers": {},
+        }
+        for name, d in self.scorers.items():
+            out["scorers"][name] = {
+                "quantities": d.fit.as_dict(),
+                "quantities_full_pool": d.fit_full.as_dict(),
+                "observed": d.observed.as_dict(),
+                "predicted": {f: {str(n): float(v) for n, v in zip(self.ns_pred, d.predicted[f])} for f in FORMS},
+                "r2": dict(d.r2),
+                "max_error_frac_of_oracle_gain": dict(d.max_error),
+                "ceiling": {str(n): float(v) for n, v in zip(self.ns_pred, d.fit.ceiling(self.ns_pred))},
+                "compute": {"recommended_n": d.recommended_n,
+                            "per_user_n": dict(zip(d.per_user_n[USER_ID], map(int, d.per_user_n["n"]))),
+                            "saved_vs_global_n": d.saved_vs_global_n},
+                "collapsed_users": d.collapsed_users.to_dict(orient="records"),
+                "hacked_queries": d.hacked_queries[[QUERY_ID, USER_ID, "rho"]].to_dict(orient="records"),
+            }
+        return out
+
+
+def per_user_n(
+    pool: pd.DataFrame, scorer: str | Scorer, utility: str, ns: Sequence[int], tau: float, cost: float, min_gain: float,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Recommended N per user from each user's own law quantities (N=1 for collapsed users).
+
+    Returns:
+        One row per user: ``user_id, queries, collapsed, rho, n``.
+    """
+    qs = query_stats(pool, scorer, utility, tau, seed)
+    e = _e(ns)
+    rows = []
+    for user in pd.unique(qs.user_id):
+        sel = qs.user_id == user
+        s, rho = qs.s[sel], qs.rho[sel]
+        collapsed = bool(qs.collapsed[sel].all())
+        rho_u = float((s * rho).sum() / s.sum()) if s.sum() > 0 else 0.0
+        curve = qs.mu[sel].mean() + (0.0 if collapsed else rho_u * s.mean()) * e
+        n_u = 1 if collapsed else recommend_n(curve, ns, cost, min_gain)
+        rows.append({USER_ID: user, "queries": int(sel.sum()), "collapsed": collapsed, "rho": rho_u, "n": n_u})
+    return pd.DataFrame(rows, columns=[USER_ID, "queries", "collapsed", "rho", "n"])
+
+
+def _scorer_diagnosis(
+    pool: pd.DataFrame, scorer: Scorer, observed: Curve, gain: float, settings: dict, references: Mapping[str, str] | None
+) -> ScorerDiagnosis:
+    """Law fits, accuracy, compute-aware N, collapse and hacking for one scorer."""
+    utility, tau, seed = settings["utility"], settings["tau"], settings["seed"]
+    ns, ns_pred = settings["ns"], settings["ns_pred"]
+    fit = fit_law(pool, scorer, utility, m_fit=settings["m_fit"], tau=tau, seed=seed)
+    full = fit_law(pool, scorer, utility, tau=tau, seed=seed)
+    obs = np.array(observed.mean)
+    flat = gain > 0 and np.ptp(obs) < FLAT_FRACTION * gain
+    predicted, r2, err = {}, {}, {}
+    for form in FORMS:
+        predicted[form] = tuple(float(v) for v in fit.predict(ns_pred, form))
+        at_obs = fit.predict(ns, form)
+        r2[form] = float("nan") if flat else r_squared(obs, at_obs)
+        err[form] = float(np.abs(at_obs - obs).max() / gain) if gain > 0 else float("nan")
+    n_star = recommend_n(fit.predict(ns_pred, "plain"), ns_pred, settings["cost"], settings["min_gain"]) if fit.rho > 0 else 1
+    users = per_user_n(pool, scorer, utility, ns_pred, tau, settings["cost"], settings["min_gain"], seed)
+    spent = float((users["n"] * users["queries"]).sum())
+    scores = scorer_values(pool, scorer, utility, seed)
+    return ScorerDiagnosis(
+        scorer=str(scorer), fit=fit, fit_full=full, observed=observed, predicted=predicted, r2=r2, max_error=err,
+        corr=within_query_corr(scores, pool[utility].to_numpy(), pool[QUERY_ID].to_numpy()) if str(scorer) != "random" else 0.0,
+        rho_q=query_stats(pool, scorer, utility, tau, seed).rho,
+        recommended_n=n_star, per_user_n=users,
+        saved_vs_global_n=1 - spent / (n_star * users["queries"].sum()) if n_star else 0.0,
+        collapsed_users=collapsed_users(pool, scorer, utility, tau, seed),
+        hacked_queries=hacked_queries(pool, scorer, utility, HACK_THRESHOLD, references=dict(references or {}), seed=seed),
+    )
+
+
+def diagnose(
+    pool: pd.DataFrame,
+    scorers: Sequence[str | Scorer],
+    utility: str = ROUGEL,
+    m_fit: int = 4,
+    n_max: int = 32,
+    tau: float = 0.05,
+    references: Mapping[str, str] | None = None,
+    cost_per_sample: float = 1.0,
+    min_gain_per_cost: float = 1e-3,
+    seed: int = 0,
+    ns: Sequence[int] | None = None,
+) -> Diagnosis:
+    """Fit the law for each scorer and measure how well it predicts, who is collapsed and what is hacked.
+
+    Args:
+        pool: Labelled (and scored) pool.
+        scorers: Scorers to diagnose; ``oracle`` is added first if missing.
+        utility: Utility column.
+        m_fit: Candidates per query the law is measured on (at most M).
+        n_max: Predict the curves up to this N.
+        tau: Collapse threshold (fraction of the global score spread).
+        references: Query id to reference text, shown beside hacked queries.
+        cost_per_sample: Cost of one sample (any unit).
+        min_gain_per_cost: Compute-aware N stops where the gain per cost falls below this.
+        seed: Seed of the bootstrap and of the ``thompson`` rule.
+        ns: N values of the observed curves (default: :func:`ttpkit.pool.n_grid` of M).
+
+    Raises:
+        ConfigError: If ``m_fit`` or an N exceeds the pools, or ``m_fit`` < 2.
+        DataError: If the pool lacks a scorer's column or the utility.
+    """
+    m = candidates_per_query(pool)
+    if not 2 <= m_fit <= m:
+        raise ConfigError(f"m_fit must be in [2, {m}] for pools of {m} candidates per query, got {m_fit}")
+    parsed = [Scorer.parse(s) if isinstance(s, str) else s for s in scorers]
+    if not any(str(s) == "oracle" for s in parsed):  # the oracle's gain is every error's unit
+        parsed.insert(0, Scorer("oracle"))
+    ns = tuple(int(n) for n in (ns if ns is not None else n_grid(m)))
+    if max(ns) > m:
+        raise ConfigError(f"N={max(ns)} is larger than the pools ({m} candidates per query)")
+    ns_pred = tuple(sorted(set(n_grid(max(n_max, m))) | set(ns)))
+    observed = curves(pool, parsed, utility, ns, seed=seed)
+    oracle = observed["oracle"]
+    gain = oracle.mean[-1] - oracle.mean[0]
+    settings = {"utility": utility, "tau": tau, "seed": seed, "m_fit": m_fit, "ns": ns, "ns_pred": ns_pred,
+                "cost": cost_per_sample, "min_gain": min_gain_per_cost}
+    by_scorer = {str(s): _scorer_diagnosis(pool, s, observed[str(s)], gain, settings, references) for s in parsed}
+    return Diagnosis(
+        utility=utility, m=m, m_fit=m_fit, ns=ns, ns_pred=ns_pred, n_queries=oracle.n_queries, tau=tau,
+        cost_per_sample=cost_per_sample, min_gain_per_cost=min_gain_per_cost,
+        oracle_log_fit=fit_log_curve(ns, oracle.mean), scorers=by_scorer,
+    )

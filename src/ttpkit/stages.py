@@ -1,0 +1,226 @@
+"""The pipeline's stages, each written once: the CLI and ``ttpkit bench`` both call these.
+
+| stage              | reads                    | writes                                      |
+|--------------------|--------------------------|---------------------------------------------|
+| :func:`sample_pool`| queries, a policy        | a resumable pool file                       |
+| :func:`label_pool` | a pool file, its split   | ``rouge1``, ``rougeL``, ``score_style``     |
+| :func:`train_rm`   | labelled pools, splits   | a :class:`~ttpkit.reward.models.RewardModel`|
+| :func:`score_pool` | a pool, a reward model   | ``score_<name>`` (and ``std_<name>``)       |
+
+:func:`dataset_for_pool` finds the split a pool came from, and
+:func:`default_encoder` is the sentence encoder with its persistent cache.
+Progress is reported through a :class:`Progress` object the caller passes in
+(the CLI's draws rich bars); nothing here prints, and nothing imports the CLI.
+Analysis of a finished pool is :func:`ttpkit.scaling.diagnose`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import pandas as pd
+
+from ttpkit.data import Dataset, Query, load_split
+from ttpkit.errors import DataError, TtpkitError
+from ttpkit.paths import embeddings_cache_file
+from ttpkit.pool import (
+    QUERY_ID,
+    ROUGEL,
+    PoolWriter,
+    fill_pool,
+    read_pool,
+    score_col,
+    std_col,
+    write_pool,
+)
+
+if TYPE_CHECKING:
+    from ttpkit.policy import Policy
+    from ttpkit.reward.features import Encoder
+    from ttpkit.reward.models import RewardModel, RMConfig
+
+__all__ = [
+    "NullProgress",
+    "Progress",
+    "dataset_for_pool",
+    "default_encoder",
+    "label_pool",
+    "sample_pool",
+    "score_pool",
+    "train_rm",
+]
+
+
+class Progress(Protocol):
+    """What a stage reports while it works."""
+
+    def start(self, label: str, total: int, done: int = 0) -> None:
+        """A unit of work with ``total`` steps begins (``done`` of them already finished)."""
+
+    def advance(self, steps: int = 1) -> None:
+        """``steps`` more steps of the current work are done."""
+
+    def note(self, message: str) -> None:
+        """A one-line status message (loading a model, resuming)."""
+
+
+class NullProgress:
+    """Reports nothing (the default)."""
+
+    def start(self, label: str, total: int, done: int = 0) -> None:  # noqa: D102
+        pass
+
+    def advance(self, steps: int = 1) -> None:  # noqa: D102
+        pass
+
+    def note(self, message: str) -> None:  # noqa: D102
+        pass
+
+
+def sample_pool(
+    queries: Sequence[Query],
+    out: str | Path,
+    m: int,
+    policy: Policy | Callable[[], Policy],
+    progress: Progress | None = None,
+    label: str = "sampling",
+) -> int:
+    """Sample ``m`` candidates for every query into a resumable pool file.
+
+    Args:
+        queries: Queries to cover.
+        out: Pool file; queries it already holds are skipped.
+        m: Candidates per query.
+        policy: A policy, or a function that builds one (see
+            :func:`ttpkit.policy.lazy_policy`): called only if work remains.
+        progress: Where to report progress.
+        label: Progress label.
+
+    Returns:
+        How many queries were sampled now.
+    """
+    progress = progress or NullProgress()
+    if not queries:
+        raise DataError(f"{out}: no queries to sample")
+
+    def start(left: int) -> None:
+        progress.start(f"{label} M={m}", len(queries), done=len(queries) - left)
+        if 0 < left < len(queries):
+            progress.note(f"resuming: {len(queries) - left} of {len(queries)} queries already done")
+
+    return fill_pool(out, queries, m, policy, on_start=start, on_query=progress.advance)
+
+
+def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.DataFrame:
+    """Label a pool file in place with the utilities and the ``style`` baseline.
+
+    Args:
+        path: Pool file (its journal, if any, is folded first).
+        data: The split the pool was sampled from (references and profiles).
+        overwrite: Relabel a pool that already has labels (else return it as is).
+
+    Returns:
+        The labelled pool.
+    """
+    from ttpkit.reward.style import style_scores
+    from ttpkit.utility import add_labels
+
+    PoolWriter(path).fold()
+    pool = read_pool(path)
+    if len(pool) == 0:
+        raise DataError(f"{path}: the pool has no candidates to label")
+    if ROUGEL in pool.columns and not overwrite:
+        return pool
+    by_id = data.by_id()
+    pool = add_labels(pool, by_id)
+    pool[score_col("style")] = style_scores(pool, by_id)
+    write_pool(pool, path)
+    return pool
+
+
+def dataset_for_pool(data: str | Path, pool: pd.DataFrame, split: str | None = None, task: str | None = None) -> Dataset:
+    """Load the split that holds a pool's queries: ``split``, or the first of train/dev/test that does.
+
+    Raises:
+        DataError: If no split (or not the given one) holds all of the pool's queries.
+    """
+    ids = set(pool[QUERY_ID])
+    for name in [split] if split else ["train", "dev", "test"]:
+        try:
+            ds = load_split(data, name, task)
+        except TtpkitError:
+            if split:
+                raise
+            continue
+        if ids <= set(ds.by_id()):
+            return ds
+        if split:
+            raise DataError(f"{data}: split {split!r} lacks {len(ids - set(ds.by_id()))} of the pool's queries")
+    raise DataError(f"{data}: no split holds all of the pool's queries; pass --split")
+
+
+def default_encoder(dtype: str = "float32", layers: int | None = None) -> Encoder:
+    """all-MiniLM-L6-v2 with its embedding cache persisted under :func:`ttpkit.paths.cache_dir`."""
+    from ttpkit.reward.features import Encoder
+
+    return Encoder(cache_file=embeddings_cache_file(), dtype=dtype, layers=layers)
+
+
+def train_rm(
+    config: RMConfig,
+    train: pd.DataFrame,
+    train_data: Dataset,
+    dev: pd.DataFrame | None = None,
+    dev_data: Dataset | None = None,
+    encoder: Encoder | None = None,
+    out: str | Path | None = None,
+    utility: str = ROUGEL,
+) -> RewardModel:
+    """Train a reward model on a labelled pool (early stopping on ``dev``, or on held-out training users).
+
+    Args:
+        config: The model's configuration.
+        train: Labelled training pool.
+        train_data: The split ``train`` was sampled from.
+        dev: Labelled dev pool.
+        dev_data: The split ``dev`` was sampled from.
+        encoder: Sentence encoder (default: :func:`default_encoder` at the config's depth).
+        out: Directory to save the model to (checked before training starts).
+        utility: Utility column to learn.
+    """
+    from ttpkit.reward.models import RewardModel
+
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise TtpkitError(f"{out}: exists and is not a directory; give --out a directory for the model")
+    enc = encoder or default_encoder(layers=config.encoder_layers)
+    rm = RewardModel(config).fit(train, train_data.by_id(), dev, dev_data.by_id() if dev_data else None,
+                                 encoder=enc, utility=utility)
+    enc.save_cache()
+    if out is not None:
+        rm.save(out)
+    return rm
+
+
+def score_pool(
+    pool: pd.DataFrame, rm: RewardModel, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
+) -> pd.DataFrame:
+    """Return ``pool`` with ``score_<name>`` (and ``std_<name>`` for a probabilistic RM) added.
+
+    Args:
+        pool: Pool to score.
+        rm: A fitted reward model.
+        data: The split the pool was sampled from (inputs and profiles; references are not read).
+        name: Column suffix (default: the RM's variant).
+        encoder: Sentence encoder; it must have the RM's depth (default: :func:`default_encoder` at that depth).
+    """
+    enc = encoder or default_encoder(layers=rm.config.encoder_layers)
+    scores = rm.score(pool, data.by_id(), encoder=enc)
+    enc.save_cache()
+    col = name or rm.config.variant
+    out = pool.copy()
+    out[score_col(col)] = scores.mean
+    if rm.config.probabilistic:
+        out[std_col(col)] = scores.std
+    return out
