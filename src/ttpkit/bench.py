@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ttpkit.errors import ConfigError, TtpkitError
+from ttpkit.errors import ConfigError
 from ttpkit.policy import PolicySpec
 from ttpkit.pool import Rule
 
@@ -364,7 +364,7 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
     progress = progress or stages.NullProgress()
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise TtpkitError(f"{out}: exists and is not a directory")
+        raise ConfigError(f"{out}: exists and is not a directory")
     (out / "cache").mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     encoder = stages.default_encoder(layers=config.encoder_layers)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import pandas as pd
 
 from ttpkit.data import Dataset, Query, load_split
-from ttpkit.errors import DataError, TtpkitError
+from ttpkit.errors import ConfigError, DataError, TtpkitError
 from ttpkit.paths import embeddings_cache_file
 from ttpkit.pool import (
     QUERY_ID,
@@ -193,7 +193,7 @@ def train_rm(
     from ttpkit.reward.models import RewardModel
 
     if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise TtpkitError(f"{out}: exists and is not a directory; give --out a directory for the model")
+        raise ConfigError(f"{out}: exists and is not a directory; give --out a directory for the model")
     enc = encoder or default_encoder(layers=config.encoder_layers)
     rm = RewardModel(config).fit(train, train_data.by_id(), dev, dev_data.by_id() if dev_data else None,
                                  encoder=enc, utility=utility)

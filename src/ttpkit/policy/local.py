@@ -52,7 +52,7 @@ def load_hf_model(path: str | Path) -> tuple[Any, Any]:
 
     p = Path(path)
     if not (p / "config.json").exists():
-        raise TtpkitError(f"{p}: not a Hugging Face model directory (no config.json)")
+        raise ConfigError(f"{p}: not a Hugging Face model directory (no config.json)")
     tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype="float32")
     model.eval()
@@ -88,7 +88,7 @@ def load_gguf_model(path: str | Path) -> tuple[Any, Any]:
 
     gguf = Path(path)
     if not gguf.is_file():
-        raise TtpkitError(f"{gguf}: GGUF file not found")
+        raise ConfigError(f"{gguf}: GGUF file not found")
     target = converted_dir(gguf)
     if (target / "DONE").exists():
         return load_hf_model(target)

@@ -273,7 +273,7 @@ def build_features(
     """
     unknown = [n for n in names if n not in USER_FEATURES]
     if unknown:
-        raise ValueError(f"unknown features {unknown}; known: {', '.join(USER_FEATURES)}")
+        raise ConfigError(f"unknown features {unknown}; known: {', '.join(USER_FEATURES)}")
     missing = sorted(set(pool[QUERY_ID]) - set(by_id))
     if missing:
         raise DataError(f"{len(missing)} pool queries are not in the data split (first: {missing[0]!r})")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.data import Query
-from ttpkit.errors import ConfigError, TtpkitError
+from ttpkit.errors import ConfigError, DataError, TtpkitError
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID
 from ttpkit.reward.features import (
     GLOBAL_FEATURES,
@@ -192,7 +192,7 @@ class RewardModel:
     # -- training --------------------------------------------------------------------------
     def _xy(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder, utility: str):
         if utility not in pool.columns:
-            raise TtpkitError(f"training pool has no {utility!r} column; run `ttpkit label` first")
+            raise DataError(f"training pool has no {utility!r} column; run `ttpkit label` first")
         x = build_features(pool, by_id, encoder, self.config.features, k=self.config.k)
         y = pool[utility].to_numpy(dtype=np.float32)
         g = pd.factorize(pool[QUERY_ID])[0]
@@ -335,12 +335,12 @@ class RewardModel:
 
         d = Path(directory)
         if not (d / "config.json").exists() or not (d / "model.safetensors").exists():
-            raise TtpkitError(f"{d}: not a ttpkit reward model (needs config.json and model.safetensors)")
+            raise DataError(f"{d}: not a ttpkit reward model (needs config.json and model.safetensors)")
         meta = json.loads((d / "config.json").read_text())
         try:
             config = RMConfig(**meta["config"])
         except TypeError as e:
-            raise TtpkitError(f"{d}/config.json: {e}") from None
+            raise DataError(f"{d}/config.json: {e}") from None
         rm = cls(config)
         tensors = load_file(str(d / "model.safetensors"))
         rm.mu_ = tensors.pop("feature_mean").numpy()
