@@ -99,3 +99,40 @@ def test_bad_values_are_named():
         curves(pool.assign(rougeL=["a", "b", "c", "d"]), ["oracle"], "rougeL", [1])
     with pytest.raises(DataError, match="no candidates"):
         curves(pool.iloc[:0], ["oracle"], "rougeL", [1])
+
+
+def brute_force_soft(scores, utils, n, lam):
+    """Enumerate every n-subset; the answer is drawn by softmax(score / lam) among it."""
+    vals = []
+    for sub in itertools.combinations(range(len(scores)), n):
+        s = np.array([scores[i] for i in sub])
+        w = np.exp((s - s.max()) / lam)
+        vals.append(float(np.dot(w / w.sum(), [utils[i] for i in sub])))
+    return float(np.mean(vals))
+
+
+@pytest.mark.parametrize("lam", [0.003, 0.1, 1.0, 30.0])
+def test_soft_best_of_n_matches_brute_force(lam):
+    from ttpkit.scaling import soft_best_of_n
+
+    rng = np.random.default_rng(int(lam * 1000))
+    scores = rng.normal(size=(3, 8))
+    scores[0, :3] = scores[0, 3]  # ties
+    utils = rng.random((3, 8))
+    got = soft_best_of_n(scores, utils, list(range(1, 9)), lam)
+    want = np.array([[brute_force_soft(scores[q], utils[q], n, lam) for n in range(1, 9)] for q in range(3)])
+    assert np.abs(got - want).max() < 1e-9
+
+
+def test_soft_best_of_n_limits_and_the_scorer_grammar():
+    from ttpkit.scaling import soft_best_of_n
+
+    rng = np.random.default_rng(5)
+    scores, utils, ns = rng.normal(size=(4, 12)), rng.random((4, 12)), [1, 2, 4, 8, 12]
+    assert np.allclose(soft_best_of_n(scores, utils, ns, 1e-4), best_of_n(scores, utils, ns), atol=1e-9)  # λ -> 0: hard
+    assert np.allclose(soft_best_of_n(scores, utils, ns, 1e6), utils.mean(1, keepdims=True), atol=1e-6)  # λ -> ∞: random
+    pool = pd.DataFrame([{"query_id": f"q{q}", "idx": i, "rougeL": utils[q, i], "score_rm": scores[q, i]}
+                         for q in range(4) for i in range(12)])
+    sd = float(np.std(scores))
+    got = curves(pool, ["rm@soft:0.5"], "rougeL", ns)["rm@soft:0.5"].mean
+    assert np.allclose(got, soft_best_of_n(scores, utils, ns, 0.5 * sd).mean(0))  # τ is in units of the score's std

@@ -63,7 +63,7 @@ POOL_COLUMNS = (QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED)
 ROUGE1, ROUGEL = "rouge1", "rougeL"  # utilities added by labelling (see ttpkit.utility)
 _SCORE, _STD = "score_", "std_"
 BUILTIN_SCORERS = ("oracle", "random")
-RULES = ("mean", "lcb:<kappa>", "ucb:<kappa>", "thompson")
+RULES = ("mean", "lcb:<kappa>", "ucb:<kappa>", "thompson", "soft:<tau>")
 
 
 def score_col(name: str) -> str:
@@ -83,7 +83,13 @@ def scorer_names(pool: pd.DataFrame) -> list[str]:
 
 @dataclass(frozen=True)
 class Rule:
-    """A selection rule: ``mean``, ``lcb:κ``, ``ucb:κ`` or ``thompson`` (applied by :mod:`ttpkit.selection`)."""
+    """A selection rule: ``mean``, ``lcb:κ``, ``ucb:κ``, ``thompson`` (applied by :mod:`ttpkit.selection`) or ``soft:τ``.
+
+    ``soft:τ`` is soft best-of-N: the answer is drawn from softmax(score / λ)
+    over the N drawn candidates, with λ = τ times the score's standard
+    deviation over the pool (so τ does not depend on the scorer's units);
+    :func:`ttpkit.scaling.curves` computes its expectation exactly.
+    """
 
     name: str = "mean"
     kappa: float = 0.0
@@ -98,6 +104,14 @@ class Rule:
         name, _, arg = text.partition(":")
         if name in ("mean", "thompson") and not arg:
             return cls(name)
+        if name == "soft":
+            try:
+                tau = float(arg)
+            except ValueError:
+                raise ConfigError(f"selection rule {text!r}: soft needs a temperature, as in soft:0.1") from None
+            if not tau > 0:
+                raise ConfigError(f"selection rule {text!r}: the temperature must be > 0")
+            return cls(name, tau)
         if name in ("lcb", "ucb"):
             try:
                 kappa = float(arg) if arg else 1.0

@@ -6,8 +6,11 @@
 | ``lcb:κ``   | μ − κσ (risk-averse)      |
 | ``ucb:κ``   | μ + κσ (optimistic)       |
 | ``thompson``| one draw from N(μ, σ²)    |
+| ``soft:τ``  | μ, picked by softmax(μ/λ) |
 
-Deterministic reward models have σ = 0, so every rule reduces to ``mean``. The
+Deterministic reward models have σ = 0, so every rule but ``soft`` reduces to
+``mean``. ``soft`` changes how the answer is picked among the N drawn, not the
+score; :func:`ttpkit.scaling.curves` computes it exactly. The
 grammar of a rule (:class:`ttpkit.pool.Rule`) is part of the pool schema, since
 ``<name>@<rule>`` names a scorer of a pool.
 """
@@ -36,7 +39,7 @@ def apply_rule(mean: np.ndarray, std: np.ndarray | None, rule: str | Rule = "mea
     r = Rule.parse(rule) if isinstance(rule, str) else rule
     mean = np.asarray(mean, dtype=np.float64)
     std = np.zeros_like(mean) if std is None else np.asarray(std, dtype=np.float64)
-    if r.name == "mean":
+    if r.name in ("mean", "soft"):
         return mean
     if r.name == "lcb":
         return mean - r.kappa * std

@@ -38,6 +38,7 @@ from ttpkit.pool import (
 
 if TYPE_CHECKING:
     from ttpkit.policy import Policy
+    from ttpkit.reward.ensemble import EnsembleRM
     from ttpkit.reward.features import Encoder
     from ttpkit.reward.models import RewardModel, RMConfig
 
@@ -204,23 +205,23 @@ def train_rm(
 
 
 def score_pool(
-    pool: pd.DataFrame, rm: RewardModel, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
+    pool: pd.DataFrame, rm: RewardModel | EnsembleRM, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
 ) -> pd.DataFrame:
     """Return ``pool`` with ``score_<name>`` (and ``std_<name>`` for a probabilistic RM) added.
 
     Args:
         pool: Pool to score.
-        rm: A fitted reward model.
+        rm: A fitted reward model or ensemble.
         data: The split the pool was sampled from (inputs and profiles; references are not read).
-        name: Column suffix (default: the RM's variant).
+        name: Column suffix (default: the RM's name, its variant or ``<variant>-ens<K>``).
         encoder: Sentence encoder; it must have the RM's depth (default: :func:`default_encoder` at that depth).
     """
     enc = encoder or default_encoder(layers=rm.config.encoder_layers)
     scores = rm.score(pool, data.by_id(), encoder=enc)
     enc.save_cache()
-    col = name or rm.config.variant
+    col = name or rm.name
     out = pool.copy()
     out[score_col(col)] = scores.mean
-    if rm.config.probabilistic:
+    if rm.probabilistic:
         out[std_col(col)] = scores.std
     return out

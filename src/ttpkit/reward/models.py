@@ -60,10 +60,14 @@ def feature_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Scores:
-    """Scores of a pool's rows: ``mean`` (R,) and ``std`` (R,), zero for deterministic RMs."""
+    """Scores of a pool's rows: ``mean`` (R,) and ``std`` (R,), zero for deterministic RMs.
+
+    An ensemble also gives ``members`` (K, R), each member's score.
+    """
 
     mean: np.ndarray
     std: np.ndarray
+    members: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,16 @@ class RewardModel:
         self.mu_: np.ndarray | None = None
         self.sd_: np.ndarray | None = None
         self.history_: list[dict[str, float]] = []
+
+    @property
+    def name(self) -> str:
+        """Default column suffix of its scores: the variant."""
+        return self.config.variant
+
+    @property
+    def probabilistic(self) -> bool:
+        """Whether its scores come with a standard deviation."""
+        return self.config.probabilistic
 
     def _encoder(self, encoder: Encoder | None) -> Encoder:
         """The given encoder after checking it matches the config, or a new one that does."""

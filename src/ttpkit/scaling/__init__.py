@@ -23,6 +23,14 @@ from ttpkit.scaling._bon import (
     scorer_values,
 )
 from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, diagnose, per_user_n
+from ttpkit.scaling._fixes import (
+    COLLAPSED_SHARE,
+    backoff_scores,
+    capped_curve,
+    failure_measures,
+    hack_suspects,
+    within_query_share,
+)
 from ttpkit.scaling._law import (
     FORMS,
     HACK_THRESHOLD,
@@ -39,9 +47,11 @@ from ttpkit.scaling._law import (
     recommend_n,
     user_spread,
 )
+from ttpkit.scaling._soft import soft_best_of_n
 
 __all__ = [
     "BUILTIN_SCORERS",
+    "COLLAPSED_SHARE",
     "FORMS",
     "HACK_THRESHOLD",
     "Curve",
@@ -49,15 +59,19 @@ __all__ = [
     "LawFit",
     "QueryStats",
     "ScorerDiagnosis",
+    "backoff_scores",
     "best_of_n",
     "bon_weights",
     "bootstrap_ci",
+    "capped_curve",
     "collapsed_users",
     "curves",
     "diagnose",
     "expected_max_normal",
+    "failure_measures",
     "fit_law",
     "fit_log_curve",
+    "hack_suspects",
     "hacked_queries",
     "per_query_curve",
     "per_user_n",
@@ -67,5 +81,7 @@ __all__ = [
     "r_squared",
     "recommend_n",
     "scorer_values",
+    "soft_best_of_n",
     "user_spread",
+    "within_query_share",
 ]

@@ -23,6 +23,7 @@ from ttpkit.pool import (
     BUILTIN_SCORERS,
     IDX,
     QUERY_ID,
+    Rule,
     Scorer,
     score_col,
     scorer_names,
@@ -215,6 +216,13 @@ def per_query_curve(
     _, r = pool_matrix(pool, values)
     if max(ns) > u.shape[1]:
         raise DataError(f"N={max(ns)} is larger than the pools ({u.shape[1]} candidates per query)")
+    sc = Scorer.parse(scorer) if isinstance(scorer, str) else scorer
+    rule = Rule.parse(sc.rule) if sc.rule else None
+    if rule is not None and rule.name == "soft":  # the answer is drawn by softmax among the N: its own exact estimator
+        from ttpkit.scaling._soft import soft_best_of_n
+
+        sd = float(np.std(values))
+        return qids, soft_best_of_n(r, u, ns, rule.kappa * sd) if sd > 0 else best_of_n(r, u, ns)
     return qids, best_of_n(r, u, ns)
 
 
