@@ -338,6 +338,8 @@ def bench(
 
     if (study is None) == (not quick):
         raise ConfigError("give a study YAML file or --quick (not both)")
+    if study is not None and _study_kind(study) == "failures":
+        return _bench_failures(study, out_dir)
     cfg = quick_study() if quick else StudyConfig.from_yaml(study)
     cfg.check_models()
     _quiet_libraries()
@@ -348,6 +350,35 @@ def bench(
     for t in study_tables(table):
         out.print(t)
     console.print(f"wrote {target}/results.csv, results.md and plots in {time.time() - t0:.0f} s")
+
+
+def _study_kind(path: Path) -> str:
+    """The ``kind`` key of a study file (``paper`` when absent)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        return "paper"  # StudyConfig.from_yaml reports the syntax error
+    return str(raw.get("kind", "paper")) if isinstance(raw, dict) else "paper"
+
+
+def _bench_failures(study: Path, out_dir: Optional[Path]) -> None:
+    """``ttpkit bench`` for a ``kind: failures`` study (see :mod:`ttpkit.regimes`)."""
+    import yaml
+
+    from ttpkit.regimes import FailureStudy, run_failures
+    from ttpkit.report import regime_tables
+
+    cfg = FailureStudy.from_dict(yaml.safe_load(study.read_text()), base=study.parent)
+    _quiet_libraries()
+    target = out_dir or Path("runs") / cfg.name
+    t0 = time.time()
+    with _progress() as bar:
+        table = run_failures(cfg, target, bar)
+    for t in regime_tables(table):
+        out.print(t)
+    console.print(f"wrote {target}/regimes.csv, paired.csv, calibration.csv and plots in {time.time() - t0:.0f} s")
 
 
 # ---------------------------------------------------------------------------------------------

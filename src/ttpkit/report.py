@@ -22,6 +22,7 @@ __all__ = [
     "plot_curves",
     "plot_law_scatter",
     "plot_training",
+    "regime_tables",
     "study_markdown",
     "study_tables",
     "write_diagnosis",
@@ -303,3 +304,17 @@ def study_markdown(table: Any) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def regime_tables(table: Any, per_table: int = 4) -> list[Any]:
+    """Share of the oracle gain at the largest N, methods by regimes, ``per_table`` regimes a table (80 columns)."""
+    show = table.pivot(index="method", columns="regime", values="share").reindex(table["method"].unique())
+    show = show[list(dict.fromkeys(table["regime"]))]
+    out = []
+    for start in range(0, show.shape[1], per_table):
+        part = show.iloc[:, start : start + per_table]
+        t = _table("share of the oracle gain at the largest N", "method", list(part.index), list(part.columns))
+        for name, row in part.iterrows():
+            t.add_row(name, *[_num(v, ".0%") for v in row])
+        out.append(t)
+    return out

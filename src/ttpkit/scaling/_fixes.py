@@ -30,7 +30,7 @@ COLLAPSED_SHARE = 0.1  # a user whose scores vary less than this share within qu
 
 
 def within_query_share(users: np.ndarray, queries: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
-    """Per user: the within-query share of the variance of its scores (1 if its scores are constant).
+    """Per user: the within-query share of the variance of its scores (0 if its scores are constant: nothing to rank by).
 
     Args:
         users, queries, scores: (R,) per pool row.
@@ -42,7 +42,7 @@ def within_query_share(users: np.ndarray, queries: np.ndarray, scores: np.ndarra
     dq = df["s"] - df.groupby(QUERY_ID)["s"].transform("mean")
     du = df["s"] - df.groupby(USER_ID)["s"].transform("mean")
     g = pd.DataFrame({USER_ID: df[USER_ID], "w": dq * dq, "t": du * du}).groupby(USER_ID, sort=False).sum()
-    share = np.where(g["t"] > 1e-24, g["w"] / g["t"].where(g["t"] > 1e-24, 1.0), 1.0)
+    share = np.where(g["t"] > 1e-24, g["w"] / g["t"].where(g["t"] > 1e-24, 1.0), 0.0)
     std = df.groupby(USER_ID, sort=False)["s"].std(ddof=0)
     return pd.DataFrame({USER_ID: g.index, "within_share": share, "score_std": std.reindex(g.index).to_numpy()})
 

@@ -1,0 +1,54 @@
+"""The failures study runner on a tiny study made from the bundled sample (fake policy and encoder)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import EchoPolicy, FakeEncoder
+
+from ttpkit.data import bundled_sample_dir
+from ttpkit.errors import ConfigError
+from ttpkit.regimes import FIXES, KAPPAS, TAUS, FailureStudy, run_failures
+from ttpkit.stages import label_pool, sample_pool
+
+
+def _study(tmp_path, sample):
+    pools = {}
+    for name, part in {"train": slice(0, 8), "dev": slice(8, 12), "test": slice(12, 16)}.items():
+        path = tmp_path / f"{name}.parquet"
+        sample_pool(sample.queries[part], path, 4, EchoPolicy())
+        label_pool(path, sample)
+        pools[name] = {"path": str(path), "data": "sample", "split": "dev"}
+    raw = {"kind": "failures", "name": "tiny", "ensemble": 2, "data": {"sample": str(bundled_sample_dir())}, "pools": pools,
+           "regimes": [{"name": "ordinary", "train": "train", "dev": "dev", "test": "test"},
+                       {"name": "cold-0", "train": "train", "dev": "dev", "test": "test", "profile_items": 0}]}
+    return FailureStudy.from_dict(raw, tmp_path)
+
+
+def test_every_regime_gets_every_method_tuned_on_dev(tmp_path, sample):
+    study = _study(tmp_path, sample)
+    table = run_failures(study, tmp_path / "out", encoder=FakeEncoder())
+    assert set(table["regime"]) == {"ordinary", "cold-0"} and len(table) == 2 * 15
+    by = table.set_index(["regime", "method"])
+    assert by.loc[("ordinary", "oracle"), "share"] == pytest.approx(1.0) and by.loc[("ordinary", "random"), "share"] == pytest.approx(0.0, abs=1e-12)
+    tuned = json.loads((tmp_path / "out" / "tuning.json").read_text())
+    assert tuned["ordinary"]["kappa"] in KAPPAS and tuned["ordinary"]["tau"] in TAUS
+    assert tuned["ordinary"] == tuned["cold-0"]  # tuned on the same dev pool, whatever the test condition
+    paired = pd.read_csv(tmp_path / "out" / "paired.csv")
+    assert set(paired["method"]) == set(FIXES) and (paired["lo"] <= paired["diff"] + 1e-12).all()
+    assert (tmp_path / "out" / "curves_cold-0.png").exists()
+    # cold start changes what the profile features see, so the personalized scores move; mbr does not use the profile
+    assert by.loc[("cold-0", "mbr"), "N=4"] == pytest.approx(by.loc[("ordinary", "mbr"), "N=4"])
+    assert by.loc[("cold-0", "style"), "N=4"] == pytest.approx(by.loc[("cold-0", "random"), "N=4"])  # no past targets
+    again = run_failures(study, tmp_path / "out", encoder=FakeEncoder())  # from the cache
+    assert again.drop(columns=["ci_half"]).equals(table.drop(columns=["ci_half"]))
+
+
+def test_bad_failure_studies_are_named(tmp_path):
+    base = {"data": {"d": str(tmp_path)}, "pools": {"p": {"path": "x.parquet", "data": "d", "split": "test"}}}
+    with pytest.raises(ConfigError, match=r"regimes\[0\].dev: 'q' is not one of pools"):
+        FailureStudy.from_dict({**base, "name": "x", "regimes": [{"name": "r", "train": "p", "dev": "q", "test": "p"}]}, tmp_path)
+    with pytest.raises(ConfigError, match=r"pools.p.data: 'e' is not one of data"):
+        FailureStudy.from_dict({**base, "name": "x", "pools": {"p": {"path": "x", "data": "e", "split": "t"}}}, tmp_path)
