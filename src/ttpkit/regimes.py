@@ -15,6 +15,7 @@ scorers may see (cold start). Every regime is scored by the same methods:
 | ``mbr``                 | pool-consensus minimum Bayes risk, no training                 |
 | ``reg``                 | z(user-pairwise) + β·z(mbr), regularized best-of-N (β tuned)  |
 | ``backoff``             | ``user-pairwise``, with ``mbr`` for users it looks collapsed for |
+| ``backoff+cap``         | ``backoff``, and N capped (cap tuned) on queries where ``user-pairwise`` runs against ``mbr`` |
 
 Every setting (κ, λ, τ, β) is chosen on the regime's dev pool under ordinary
 conditions, never on test. Outputs: ``regimes.csv`` (curves, share of the oracle
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 
 DET = "user-pairwise"  # the deterministic RM the fixes are measured against
 KAPPAS, TAUS, BETAS = (0.5, 1.0, 2.0), (0.03, 0.1, 0.3, 1.0), (0.25, 0.5, 1.0, 2.0)
-FIXES = ("user-prob", "user-prob@lcb", "user-prob@ucb", "ens5", "ens5@lcb", "ens5-min", "soft", "reg", "backoff", "mbr")
+FIXES = ("user-prob", "user-prob@lcb", "user-prob@ucb", "ens5", "ens5@lcb", "ens5-min", "soft", "reg", "backoff", "backoff+cap", "mbr")
+CAPS = (1, 2, 4)  # the N a query that looks hacked may use (chosen on dev)
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,20 @@ def _tune(dev: pd.DataFrame) -> dict[str, float]:
     tau = float(pick([f"{DET}@soft:{t}" for t in TAUS]).split(":")[1])
     det, mbr = _z(dev[score_col(DET)].to_numpy()), _z(dev[score_col("mbr")].to_numpy())
     scores = {b: best_reg(dev, det + b * mbr, m) for b in BETAS}
-    return {"kappa": kappa, "lambda": lam, "tau": tau, "beta": max(BETAS, key=lambda b: scores[b])}
+    cap = max(CAPS, key=lambda c: _capped(dev, [m], c, "backoff").per_query[:, -1].mean())
+    return {"kappa": kappa, "lambda": lam, "tau": tau, "beta": max(BETAS, key=lambda b: scores[b]), "cap": cap}
+
+
+def _capped(pool: pd.DataFrame, ns: tuple[int, ...] | list[int], cap: int, scorer: str, seed: int = 0) -> Any:
+    """The curve of ``scorer`` with N capped at ``cap`` on the queries where user-pairwise runs against mbr."""
+    from ttpkit.scaling import Curve, bootstrap_ci, capped_curve, hack_suspects, per_query_curve
+
+    grid = sorted(set(ns) | {cap})
+    qids, pq = per_query_curve(pool, scorer, ROUGEL, grid, seed)
+    suspects = hack_suspects(pool, pool[score_col(DET)].to_numpy(), pool[score_col("mbr")].to_numpy())
+    pq = capped_curve(qids, pq, grid, {q: cap for q in suspects})[:, [grid.index(n) for n in ns]]
+    lo, hi = bootstrap_ci(pq, seed=seed)
+    return Curve(f"{scorer}+cap", tuple(ns), tuple(pq.mean(0)), tuple(lo), tuple(hi), pq.shape[0], pq)
 
 
 def best_reg(pool: pd.DataFrame, values: np.ndarray, m: int) -> float:
@@ -288,6 +303,8 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
     ns = n_grid(int(test.groupby(QUERY_ID).size().min()))
     names = _scorers(tuned)
     res = curves(test, list(names.values()), ROUGEL, ns, seed=study.seed)
+    names["backoff+cap"] = f"backoff+cap:{tuned['cap']}"
+    res[names["backoff+cap"]] = _capped(test, ns, tuned["cap"], "backoff", study.seed)
     oracle = res["oracle"]
     gain = oracle.mean[-1] - oracle.mean[0]
     if spec.judge and study.judge:
@@ -306,7 +323,7 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
                      "share": (c.mean[-1] - c.mean[0]) / gain if gain > 0 else np.nan,
                      "ci_half": (c.hi[-1] - c.lo[-1]) / 2, "monotone": bool(np.all(np.diff(c.mean) >= -1e-9)),
                      "peak_n": int(ns[int(np.argmax(np.asarray(c.mean) >= max(c.mean) - 1e-9))]), "queries": c.n_queries,
-                     **failure_measures(test, scorer, ROUGEL, seed=study.seed)})
+                     **failure_measures(test, "backoff" if label == "backoff+cap" else scorer, ROUGEL, seed=study.seed)})
         base = "judge" if label.startswith("judge-prob") else DET if label in FIXES else None
         if base is not None:
             d, lo, hi = _paired(res[names[base]].per_query, c.per_query, oracle.per_query, study.seed)
