@@ -331,17 +331,18 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
     cal = [{"regime": spec.name, "model": name, **calibration(test[score_col(name)], test[std_col(name)], test[ROUGEL]).as_dict()}
            for name in ("user-prob", "ens5")]
     return {"rows": rows, "paired": paired, "calibration": cal, "tuned": tuned, "test": test, "curves": res,
-            "examples": _examples(test, spec.name)}
+            "examples": _examples(test, spec.name, {q.id: q.reference for q in _data(test_ref).queries})}
 
 
-def _examples(test: pd.DataFrame, regime: str, k: int = 3) -> list[dict]:
+def _examples(test: pd.DataFrame, regime: str, references: dict[str, str | None], k: int = 3) -> list[dict]:
     """The queries where the deterministic RM's top pick is furthest below the best candidate."""
     rows = []
     for qid, d in test.groupby(QUERY_ID, sort=False):
         top, best = d.loc[d[score_col(DET)].idxmax()], d.loc[d[ROUGEL].idxmax()]
         rows.append({"regime": regime, "query_id": qid, "user_id": top[USER_ID], "loss": float(best[ROUGEL] - top[ROUGEL]),
                      "top_scored": top[TEXT], "top_score": float(top[score_col(DET)]), "top_utility": float(top[ROUGEL]),
-                     "best": best[TEXT], "best_score": float(best[score_col(DET)]), "best_utility": float(best[ROUGEL])})
+                     "best": best[TEXT], "best_score": float(best[score_col(DET)]), "best_utility": float(best[ROUGEL]),
+                     "reference": references.get(qid)})
     return sorted(rows, key=lambda r: -r["loss"])[:k]
 
 

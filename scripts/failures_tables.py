@@ -1,0 +1,72 @@
+"""Print the Markdown tables of docs/failures.md from a failures study's outputs.
+
+    python scripts/failures_tables.py results/failures/study
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def _pct(v: float) -> str:
+    return "n/a" if v != v else f"{v:.0%}"
+
+
+def main(root: str) -> None:
+    d = Path(root)
+    t, paired, cal = (pd.read_csv(d / f) for f in ("regimes.csv", "paired.csv", "calibration.csv"))
+    regimes = list(dict.fromkeys(t["regime"]))
+    print("### Share of the oracle gain at the largest N (methods x regimes)\n")
+    for start in range(0, len(regimes), 6):
+        part = regimes[start : start + 6]
+        print("| method | " + " | ".join(part) + " |\n|---|" + "---:|" * len(part))
+        for method in dict.fromkeys(t["method"]):
+            cells = []
+            for r in part:
+                row = t[(t.regime == r) & (t.method == method)]
+                cells.append("" if row.empty else _pct(row["share"].iloc[0]) + ("" if row["monotone"].iloc[0] else "↓"))
+            print(f"| {method} | " + " | ".join(cells) + " |")
+        print()
+    print("↓: the curve falls somewhere between N=1 and the largest N.\n")
+    print("### Collapse and hacking of user-pairwise and the fixes (within-query share / users collapsed / c / hacked)\n")
+    keep = ["user-pairwise", "user-prob", "ens5", "reg", "backoff", "mbr", "judge", "judge-prob"]
+    print("| regime | " + " | ".join(keep) + " |\n|---|" + "---|" * len(keep))
+    for r in regimes:
+        cells = []
+        for m in keep:
+            row = t[(t.regime == r) & (t.method == m)]
+            cells.append("" if row.empty else
+                         f"{row.within_share.iloc[0]:.2f} / {row.collapsed_share.iloc[0]:.0%} / {row.c.iloc[0]:.2f} / {row.hacked.iloc[0]:.0%}")
+        print(f"| {r} | " + " | ".join(cells) + " |")
+    print("\n### Each fix against its base (user-pairwise; the argmax judge for judge-prob): difference in the share of the oracle gain at the largest N, paired bootstrap 95% CI over queries\n")
+    methods = list(dict.fromkeys(paired["method"]))
+    print("| regime | " + " | ".join(methods) + " |\n|---|" + "---:|" * len(methods))
+    for r in regimes:
+        cells = []
+        for m in methods:
+            row = paired[(paired.regime == r) & (paired.method == m)]
+            if row.empty:
+                cells.append("")
+                continue
+            x = row.iloc[0]
+            star = "**" if x.lo > 0 or x.hi < 0 else ""
+            cells.append(f"{star}{x['diff'] * 100:+.0f} [{x.lo * 100:+.0f}, {x.hi * 100:+.0f}]{star}")
+        print(f"| {r} | " + " | ".join(cells) + " |")
+    print("\nBold: the 95% interval excludes 0.\n")
+    print("### Calibration on test (μ ± σ against ROUGE-L)\n")
+    print("| regime | model | NLL | 50% coverage | 90% coverage | Spearman(σ, abs err) |\n|---|---|---:|---:|---:|---:|")
+    for row in cal.itertuples():
+        print(f"| {row.regime} | {row.model} | {row.nll:.2f} | {row.coverage50:.0%} | {row.coverage90:.0%} | {row.spearman_std_error:.2f} |")
+    tuned = json.loads((d / "tuning.json").read_text())
+    print("\n### Settings chosen on dev\n")
+    print("| regime | " + " | ".join(next(iter(tuned.values()))) + " |\n|---|" + "---:|" * len(next(iter(tuned.values()))))
+    for r, v in tuned.items():
+        print(f"| {r} | " + " | ".join(f"{x:g}" for x in v.values()) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
