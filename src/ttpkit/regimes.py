@@ -15,6 +15,7 @@ scorers may see (cold start). Every regime is scored by the same methods:
 | ``mbr``                 | pool-consensus minimum Bayes risk, no training                 |
 | ``reg``                 | z(user-pairwise) + β·z(mbr), regularized best-of-N (β tuned)  |
 | ``backoff``             | ``user-pairwise``, with ``mbr`` for users it looks collapsed for |
+| ``cross``, ``cross-prob``| all-MiniLM-L6-v2 fine-tuned as a cross-encoder (pairwise / Gaussian NLL head); ``cross-prob@lcb:κ`` |
 | ``backoff+cap``         | ``backoff``, and N capped (cap tuned) on queries where ``user-pairwise`` runs against ``mbr`` |
 
 Every setting (κ, λ, τ, β) is chosen on the regime's dev pool under ordinary
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 
 DET = "user-pairwise"  # the deterministic RM the fixes are measured against
 KAPPAS, TAUS, BETAS = (0.5, 1.0, 2.0), (0.03, 0.1, 0.3, 1.0), (0.25, 0.5, 1.0, 2.0)
-FIXES = ("user-prob", "user-prob@lcb", "user-prob@ucb", "ens5", "ens5@lcb", "ens5-min", "soft", "reg", "backoff", "backoff+cap", "mbr")
+FIXES = ("user-prob", "user-prob@lcb", "user-prob@ucb", "ens5", "ens5@lcb", "ens5-min", "soft", "reg", "backoff", "backoff+cap", "mbr",
+         "cross", "cross-prob", "cross-prob@lcb")
 CAPS = (1, 2, 4)  # the N a query that looks hacked may use (chosen on dev)
 
 
@@ -89,6 +91,7 @@ class FailureStudy:
     seed: int = 0
     ensemble: int = 5
     judge: dict | None = None  # {backend, model} of the LLM judge (see ttpkit.reward.judge)
+    cross_epochs: int = 1  # cross-encoder fine-tuning epochs; 0 leaves the cross-encoder out
 
     @classmethod
     def from_dict(cls, raw: dict, base: Path) -> FailureStudy:
@@ -147,6 +150,18 @@ class _Models:
         self.study, self.spec, self.out, self.encoder = study, spec, out, encoder
         self.train_ref, self.dev_ref = study.pools[spec.train], study.pools[spec.dev]
 
+    def cross(self, head: str) -> Any:
+        """The cross-encoder with ``head`` trained on the train pool (cached)."""
+        from ttpkit.reward.cross import CrossConfig, CrossEncoderRM
+
+        cfg = CrossConfig(head=head, epochs=self.study.cross_epochs, seed=self.study.seed)
+        d = self.out / "cache" / f"cross-{_key(self.train_ref, cfg)}"
+        if (d / "model.safetensors").exists():
+            return CrossEncoderRM.load(d)
+        rm = CrossEncoderRM(cfg).fit(read_pool(self.train_ref.path, require=[ROUGEL]), _data(self.train_ref).by_id())
+        rm.save(d)
+        return rm
+
     def get(self, variant: str, ensemble: bool = False) -> Any:
         from ttpkit import stages
         from ttpkit.reward.ensemble import EnsembleRM
@@ -185,6 +200,9 @@ def _score_all(pool: pd.DataFrame, models: _Models, data: Any, beta: float | Non
     ens = models.get(DET, ensemble=True)
     s = ens.score(pool, data.by_id(), encoder=models.encoder)
     pool[score_col("ens5")], pool[std_col("ens5")], pool[score_col("ens5-min")] = s.mean, s.std, s.members.min(0)
+    if models.study.cross_epochs > 0:
+        for head in ("pairwise", "prob"):
+            pool = stages.score_pool(pool, models.cross(head), data)
     pool[score_col("style")] = style_scores(pool, data.by_id())
     pool[score_col("mbr")] = mbr_scores(pool)
     det = pool[score_col(DET)].to_numpy()
@@ -199,7 +217,7 @@ def _scored(out: Path, models: _Models, ref: PoolRef, profile_items: int | None,
     """:func:`_score_all` of one pool, cached under ``out/cache`` by everything it depends on."""
     from ttpkit.pool import write_pool
 
-    path = out / "cache" / f"scored-{_key(ref, models.train_ref, models.dev_ref, profile_items, beta, models.study.seed, models.study.ensemble)}.parquet"
+    path = out / "cache" / f"scored-{_key(ref, models.train_ref, models.dev_ref, profile_items, beta, models.study.seed, models.study.ensemble, models.study.cross_epochs)}.parquet"
     if path.exists():
         return read_pool(path)
     pool = _score_all(read_pool(ref.path, require=[ROUGEL]), models, _data(ref, profile_items), beta)
@@ -243,7 +261,10 @@ def _tune(dev: pd.DataFrame) -> dict[str, float]:
     det, mbr = _z(dev[score_col(DET)].to_numpy()), _z(dev[score_col("mbr")].to_numpy())
     scores = {b: best_reg(dev, det + b * mbr, m) for b in BETAS}
     cap = max(CAPS, key=lambda c: _capped(dev, [m], c, "backoff").per_query[:, -1].mean())
-    return {"kappa": kappa, "lambda": lam, "tau": tau, "beta": max(BETAS, key=lambda b: scores[b]), "cap": cap}
+    tuned = {"kappa": kappa, "lambda": lam, "tau": tau, "beta": max(BETAS, key=lambda b: scores[b]), "cap": cap}
+    if score_col("cross-prob") in dev.columns:
+        tuned["kappa_cross"] = float(pick([f"cross-prob@lcb:{k}" for k in KAPPAS]).split(":")[1])
+    return tuned
 
 
 def _capped(pool: pd.DataFrame, ns: tuple[int, ...] | list[int], cap: int, scorer: str, seed: int = 0) -> Any:
@@ -267,10 +288,11 @@ def best_reg(pool: pd.DataFrame, values: np.ndarray, m: int) -> float:
 
 def _scorers(t: dict[str, float]) -> dict[str, str]:
     """Method label -> scorer name under the tuned settings."""
+    cross = {"cross": "cross", "cross-prob": "cross-prob", "cross-prob@lcb": f"cross-prob@lcb:{t['kappa_cross']:g}"} if "kappa_cross" in t else {}
     return {"random": "random", "style": "style", "mbr": "mbr", "user-mse": "user-mse", DET: DET,
             "user-prob": "user-prob", "user-prob@lcb": f"user-prob@lcb:{t['kappa']:g}",
             "user-prob@ucb": f"user-prob@ucb:{t['kappa']:g}", "ens5": "ens5", "ens5@lcb": f"ens5@lcb:{t['lambda']:g}",
-            "ens5-min": "ens5-min", "soft": f"{DET}@soft:{t['tau']:g}", "reg": "reg", "backoff": "backoff", "oracle": "oracle"}
+            "ens5-min": "ens5-min", "soft": f"{DET}@soft:{t['tau']:g}", "reg": "reg", "backoff": "backoff", **cross, "oracle": "oracle"}
 
 
 def _paired(base: np.ndarray, fix: np.ndarray, oracle: np.ndarray, seed: int, n_boot: int = 2000) -> tuple[float, float, float]:

@@ -38,6 +38,7 @@ from ttpkit.pool import (
 
 if TYPE_CHECKING:
     from ttpkit.policy import Policy
+    from ttpkit.reward.cross import CrossEncoderRM
     from ttpkit.reward.ensemble import EnsembleRM
     from ttpkit.reward.features import Encoder
     from ttpkit.reward.models import RewardModel, RMConfig
@@ -205,7 +206,7 @@ def train_rm(
 
 
 def score_pool(
-    pool: pd.DataFrame, rm: RewardModel | EnsembleRM, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
+    pool: pd.DataFrame, rm: RewardModel | EnsembleRM | CrossEncoderRM, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
 ) -> pd.DataFrame:
     """Return ``pool`` with ``score_<name>`` (and ``std_<name>`` for a probabilistic RM) added.
 
@@ -216,9 +217,11 @@ def score_pool(
         name: Column suffix (default: the RM's name, its variant or ``<variant>-ens<K>``).
         encoder: Sentence encoder; it must have the RM's depth (default: :func:`default_encoder` at that depth).
     """
-    enc = encoder or default_encoder(layers=rm.config.encoder_layers)
+    layers = getattr(rm.config, "encoder_layers", False)  # a cross-encoder brings its own encoder
+    enc = encoder or (default_encoder(layers=layers) if layers is not False else None)
     scores = rm.score(pool, data.by_id(), encoder=enc)
-    enc.save_cache()
+    if enc is not None:
+        enc.save_cache()
     col = name or rm.name
     out = pool.copy()
     out[score_col(col)] = scores.mean
