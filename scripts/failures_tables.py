@@ -16,9 +16,31 @@ def _pct(v: float) -> str:
     return "n/a" if v != v else f"{v:.0%}"
 
 
+def _m3(t: pd.DataFrame, paired: pd.DataFrame) -> None:
+    """Target M3, method by method: regimes where it gains >= 10 points over user-pairwise (CI excluding 0)
+    and lowers hacking or collapse, and its cost in the ordinary regimes (<= 2 points allowed)."""
+    print("\n### Target M3, method by method\n")
+    print("| method | cost in gc-ordinary | cost in ds-ordinary | regimes with >= +10 points (CI > 0) and less hacking or collapse |")
+    print("|---|---:|---:|---|")
+    det = t[t.method == "user-pairwise"].set_index("regime")
+    for m in dict.fromkeys(paired.loc[paired["base"] == "user-pairwise", "method"]):
+        rows = paired[(paired.method == m) & (paired["base"] == "user-pairwise")].set_index("regime")
+        cost = {r: rows.loc[r, "diff"] * 100 if r in rows.index else float("nan") for r in ("gc-ordinary", "ds-ordinary")}
+        wins = []
+        for r, x in rows.iterrows():
+            if r.endswith("ordinary") or not (x["diff"] >= 0.10 and x.lo > 0):
+                continue
+            me = t[(t.regime == r) & (t.method == m)].iloc[0]
+            better = me.hacked < det.loc[r, "hacked"] or me.collapsed_share < det.loc[r, "collapsed_share"] or me.c < det.loc[r, "c"]
+            wins.append(f"{r} ({x['diff'] * 100:+.0f}{'' if better else ', no fewer failures'})")
+        print(f"| {m} | {cost['gc-ordinary']:+.1f} | {cost['ds-ordinary']:+.1f} | {', '.join(wins) or 'none'} |")
+
+
 def main(root: str) -> None:
     d = Path(root)
     t, paired, cal = (pd.read_csv(d / f) for f in ("regimes.csv", "paired.csv", "calibration.csv"))
+    if "base" not in paired.columns:  # outputs of the first version of the runner
+        paired["base"] = "user-pairwise"
     regimes = list(dict.fromkeys(t["regime"]))
     print("### Share of the oracle gain at the largest N (methods x regimes)\n")
     for start in range(0, len(regimes), 6):
@@ -61,6 +83,7 @@ def main(root: str) -> None:
     print("| regime | model | NLL | 50% coverage | 90% coverage | Spearman(σ, abs err) |\n|---|---|---:|---:|---:|---:|")
     for row in cal.itertuples():
         print(f"| {row.regime} | {row.model} | {row.nll:.2f} | {row.coverage50:.0%} | {row.coverage90:.0%} | {row.spearman_std_error:.2f} |")
+    _m3(t, paired)
     tuned = json.loads((d / "tuning.json").read_text())
     print("\n### Settings chosen on dev\n")
     print("| regime | " + " | ".join(next(iter(tuned.values()))) + " |\n|---|" + "---:|" * len(next(iter(tuned.values()))))

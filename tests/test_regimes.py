@@ -38,7 +38,9 @@ def test_every_regime_gets_every_method_tuned_on_dev(tmp_path, sample):
     assert tuned["ordinary"] == tuned["cold-0"]  # tuned on the same dev pool, whatever the test condition
     paired = pd.read_csv(tmp_path / "out" / "paired.csv")
     assert set(paired["method"]) == set(FIXES) and (paired["lo"] <= paired["diff"] + 1e-12).all()
-    assert (tmp_path / "out" / "curves_cold-0.png").exists()
+    assert (tmp_path / "out" / "curves_cold-0.png").exists() and (tmp_path / "out" / "reliability.png").exists()
+    cal = pd.read_csv(tmp_path / "out" / "calibration.csv")
+    assert set(cal["model"]) >= {"user-prob", "ens5", "cross-prob"} and cal["coverage90"].between(0, 1).all()
     # cold start changes what the profile features see, so the personalized scores move; mbr does not use the profile
     assert by.loc[("cold-0", "mbr"), "N=4"] == pytest.approx(by.loc[("ordinary", "mbr"), "N=4"])
     assert by.loc[("cold-0", "style"), "N=4"] == pytest.approx(by.loc[("cold-0", "random"), "N=4"])  # no past targets

@@ -310,6 +310,12 @@ def _paired(base: np.ndarray, fix: np.ndarray, oracle: np.ndarray, seed: int, n_
     return float(share(fix, full) - share(base, full)), float(lo), float(hi)
 
 
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else float("nan")
+
+
 def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, progress: Any) -> dict[str, Any]:
     """Score one regime's dev and test pools with every method and measure them."""
     from ttpkit.reward.calibration import calibration
@@ -350,8 +356,15 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
         if base is not None:
             d, lo, hi = _paired(res[names[base]].per_query, c.per_query, oracle.per_query, study.seed)
             paired.append({"regime": spec.name, "method": label, "base": base, "diff": d, "lo": lo, "hi": hi})
-    cal = [{"regime": spec.name, "model": name, **calibration(test[score_col(name)], test[std_col(name)], test[ROUGEL]).as_dict()}
-           for name in ("user-prob", "ens5")]
+    cal = []
+    loss = oracle.per_query[:, -1] - res[DET].per_query[:, -1]  # what user-pairwise leaves on the table, per query
+    for name in ("user-prob", "ens5", "cross-prob", "judge-prob"):
+        if std_col(name) not in test.columns:
+            continue
+        c = calibration(test[score_col(name)], test[std_col(name)], test[ROUGEL])
+        q_std = test.groupby(QUERY_ID, sort=False)[std_col(name)].mean().reindex(list(res[DET].query_ids)).to_numpy()
+        cal.append({"regime": spec.name, "model": name, **c.as_dict(), "failure_spearman": _spearman(q_std, loss),
+                    "bins_std": list(c.bins_std), "bins_rmse": list(c.bins_rmse)})
     return {"rows": rows, "paired": paired, "calibration": cal, "tuned": tuned, "test": test, "curves": res,
             "examples": _examples(test, spec.name, {q.id: q.reference for q in _data(test_ref).queries})}
 
@@ -398,7 +411,12 @@ def run_failures(study: FailureStudy, out: str | Path, progress: Any = None, enc
     table = pd.DataFrame(rows)
     table.to_csv(out / "regimes.csv", index=False)
     pd.DataFrame(paired).to_csv(out / "paired.csv", index=False)
-    pd.DataFrame(cal).to_csv(out / "calibration.csv", index=False)
+    cal_table = pd.DataFrame(cal)
+    cal_table.drop(columns=["bins_std", "bins_rmse"]).to_csv(out / "calibration.csv", index=False)
+    (out / "calibration.json").write_text(json.dumps(cal, indent=1) + "\n")
+    from ttpkit.report import plot_reliability
+
+    plot_reliability(cal, out / "reliability.png")
     (out / "tuning.json").write_text(json.dumps(tuned, indent=2) + "\n")
     (out / "examples.json").write_text(json.dumps(examples, indent=1, ensure_ascii=False) + "\n")
     return table

@@ -21,6 +21,7 @@ __all__ = [
     "diagnosis_tables",
     "plot_curves",
     "plot_law_scatter",
+    "plot_reliability",
     "plot_training",
     "regime_tables",
     "study_markdown",
@@ -318,3 +319,36 @@ def regime_tables(table: Any, per_table: int = 4) -> list[Any]:
             t.add_row(name, *[_num(v, ".0%") for v in row])
         out.append(t)
     return out
+
+
+def plot_reliability(rows: list[dict], path: str | Path) -> Path:
+    """Reliability of predicted standard deviations: observed RMS error against mean predicted σ per σ-bin.
+
+    Args:
+        rows: One dict per (regime, model) with ``bins_std`` and ``bins_rmse``.
+        path: PNG to write; one panel per model, one line per regime, the diagonal is calibrated.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4), dpi=110, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        top = 0.0
+        for r in (r for r in rows if r["model"] == model):
+            ax.plot(r["bins_std"], r["bins_rmse"], "o-", ms=3, lw=1, label=r["regime"])
+            top = max(top, *r["bins_std"], *r["bins_rmse"])
+        ax.plot([0, top], [0, top], color="grey", ls="--", lw=1, label="calibrated")
+        ax.set_xlabel("predicted σ (bin mean)")
+        ax.set_ylabel("observed RMS error")
+        ax.set_title(model, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=5)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

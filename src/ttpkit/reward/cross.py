@@ -112,7 +112,8 @@ class CrossEncoderRM:
 
     def _forward(self, firsts: list[str], texts: list[str]):
         """(B, 1 or 2) head outputs for text pairs."""
-        batch = self.tokenizer_(firsts, texts, truncation="only_first", max_length=self.config.max_length,
+        texts = [" ".join(t.split()[:48]) for t in texts]  # a runaway candidate must not crowd out the input
+        batch = self.tokenizer_(firsts, texts, truncation="longest_first", max_length=self.config.max_length,
                                 padding=True, return_tensors="pt")
         hidden = self.encoder_(**batch).last_hidden_state  # (B, T, H)
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

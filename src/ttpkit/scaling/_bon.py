@@ -130,6 +130,7 @@ class Curve:
     hi: tuple[float, ...]
     n_queries: int
     per_query: np.ndarray = field(repr=False, compare=False)
+    query_ids: tuple[str, ...] = field(default=(), repr=False, compare=False)  # the rows of per_query
 
     def as_dict(self) -> dict[str, float]:
         """``{N: value}`` with string keys (the JSON output of ``ttpkit curves``)."""
@@ -241,7 +242,7 @@ def curves(
     """
     out = {}
     for scorer in scorers:
-        _, pq = per_query_curve(pool, scorer, utility, ns, seed)
+        qids, pq = per_query_curve(pool, scorer, utility, ns, seed)
         lo, hi = bootstrap_ci(pq, n_boot=n_boot, seed=seed)
         out[str(scorer)] = Curve(
             scorer=str(scorer),
@@ -251,5 +252,6 @@ def curves(
             hi=tuple(float(v) for v in hi),
             n_queries=pq.shape[0],
             per_query=pq,
+            query_ids=tuple(qids),
         )
     return out
