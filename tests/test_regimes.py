@@ -22,8 +22,8 @@ def _study(tmp_path, sample):
         label_pool(path, sample)
         pools[name] = {"path": str(path), "data": "sample", "split": "dev"}
     raw = {"kind": "failures", "name": "tiny", "ensemble": 2, "data": {"sample": str(bundled_sample_dir())}, "pools": pools,
-           "regimes": [{"name": "ordinary", "train": "train", "dev": "dev", "test": "test"},
-                       {"name": "cold-0", "train": "train", "dev": "dev", "test": "test", "profile_items": 0}]}
+           "regimes": [{"name": "ordinary", "train": "train", "dev": "dev", "test": "test", "cross": True},
+                       {"name": "cold-0", "train": "train", "dev": "dev", "test": "test", "profile_items": 0, "cross": True}]}
     return FailureStudy.from_dict(raw, tmp_path)
 
 

@@ -71,6 +71,7 @@ class RegimeSpec:
         train, dev, test: Names of entries of the study's ``pools``.
         profile_items: Cold start: the scorers see only the user's last k profile items.
         judge: Also score with the study's LLM judge (``judge``, ``judge-prob``).
+        cross: Also score with the cross-encoders (``cross``, ``cross-prob``; minutes per pool on CPU).
     """
 
     name: str
@@ -79,6 +80,7 @@ class RegimeSpec:
     test: str
     profile_items: int | None = None
     judge: bool = False
+    cross: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - np.mean(x)) / sd if sd > 0 else np.zeros_like(x)
 
 
-def _score_all(pool: pd.DataFrame, models: _Models, data: Any, beta: float | None) -> pd.DataFrame:
+def _score_all(pool: pd.DataFrame, models: _Models, data: Any, beta: float | None, cross: bool) -> pd.DataFrame:
     """Every method's columns on one pool (``beta``: the MBR weight of ``reg``; None leaves ``reg`` out)."""
     from ttpkit import stages
     from ttpkit.reward.mbr import mbr_scores
@@ -200,7 +202,7 @@ def _score_all(pool: pd.DataFrame, models: _Models, data: Any, beta: float | Non
     ens = models.get(DET, ensemble=True)
     s = ens.score(pool, data.by_id(), encoder=models.encoder)
     pool[score_col("ens5")], pool[std_col("ens5")], pool[score_col("ens5-min")] = s.mean, s.std, s.members.min(0)
-    if models.study.cross_epochs > 0:
+    if cross:
         for head in ("pairwise", "prob"):
             pool = stages.score_pool(pool, models.cross(head), data)
     pool[score_col("style")] = style_scores(pool, data.by_id())
@@ -217,10 +219,12 @@ def _scored(out: Path, models: _Models, ref: PoolRef, profile_items: int | None,
     """:func:`_score_all` of one pool, cached under ``out/cache`` by everything it depends on."""
     from ttpkit.pool import write_pool
 
-    path = out / "cache" / f"scored-{_key(ref, models.train_ref, models.dev_ref, profile_items, beta, models.study.seed, models.study.ensemble, models.study.cross_epochs)}.parquet"
+    cross = models.spec.cross and models.study.cross_epochs > 0
+    parts = (ref, models.train_ref, models.dev_ref, profile_items, beta, models.study.seed, models.study.ensemble)
+    path = out / "cache" / f"scored-{_key(*parts, models.study.cross_epochs if cross else 0)}.parquet"
     if path.exists():
         return read_pool(path)
-    pool = _score_all(read_pool(ref.path, require=[ROUGEL]), models, _data(ref, profile_items), beta)
+    pool = _score_all(read_pool(ref.path, require=[ROUGEL]), models, _data(ref, profile_items), beta, cross)
     write_pool(pool, path)
     return pool
 
