@@ -80,9 +80,11 @@ def main(root: str) -> None:
         print(f"| {r} | " + " | ".join(cells) + " |")
     print("\nBold: the 95% interval excludes 0.\n")
     print("### Calibration on test (μ ± σ against ROUGE-L)\n")
-    print("| regime | model | NLL | 50% coverage | 90% coverage | Spearman(σ, abs err) |\n|---|---|---:|---:|---:|---:|")
+    print("| regime | model | NLL | 50% coverage | 90% coverage | Spearman(σ, abs err) | Spearman(query σ, user-pairwise loss) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for row in cal.itertuples():
-        print(f"| {row.regime} | {row.model} | {row.nll:.2f} | {row.coverage50:.0%} | {row.coverage90:.0%} | {row.spearman_std_error:.2f} |")
+        print(f"| {row.regime} | {row.model} | {row.nll:.2f} | {row.coverage50:.0%} | {row.coverage90:.0%} | "
+              f"{row.spearman_std_error:.2f} | {row.failure_spearman:.2f} |")
     _m3(t, paired)
     tuned = json.loads((d / "tuning.json").read_text())
     print("\n### Settings chosen on dev\n")

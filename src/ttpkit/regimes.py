@@ -22,7 +22,9 @@ Every setting (κ, λ, τ, β) is chosen on the regime's dev pool under ordinary
 conditions, never on test. Outputs: ``regimes.csv`` (curves, share of the oracle
 gain, collapse and hacking per regime x method), ``paired.csv`` (each fix
 against ``user-pairwise``: difference in the share of the oracle gain at the
-largest N, paired bootstrap 95% CI over queries), ``calibration.csv``,
+largest N, paired bootstrap 95% CI over queries), ``calibration.csv`` (the
+ensemble's and the judge's scores are first mapped to utility units by an affine
+fit on dev),
 ``tuning.json``, ``examples.json`` and one plot per regime.
 """
 
@@ -314,6 +316,16 @@ def _paired(base: np.ndarray, fix: np.ndarray, oracle: np.ndarray, seed: int, n_
     return float(share(fix, full) - share(base, full)), float(lo), float(hi)
 
 
+UNITLESS = ("ens5", "judge-prob")  # scores not in utility units: mapped by an affine fit on dev before calibration
+
+
+def _to_utility(dev: pd.DataFrame, name: str) -> tuple[float, float]:
+    """Least-squares ``utility ≈ a + slope * score`` on the dev pool (σ then scales by ``|slope|``)."""
+    x, y = dev[score_col(name)].to_numpy(float), dev[ROUGEL].to_numpy(float)
+    slope, a = np.polyfit(x, y, 1) if np.ptp(x) > 0 else (0.0, float(y.mean()))
+    return float(a), float(slope)
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -365,7 +377,8 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
     for name in ("user-prob", "ens5", "cross-prob", "judge-prob"):
         if std_col(name) not in test.columns:
             continue
-        c = calibration(test[score_col(name)], test[std_col(name)], test[ROUGEL])
+        a, slope = _to_utility(dev, name) if name in UNITLESS else (0.0, 1.0)
+        c = calibration(a + slope * test[score_col(name)], abs(slope) * test[std_col(name)], test[ROUGEL])
         q_std = test.groupby(QUERY_ID, sort=False)[std_col(name)].mean().reindex(list(res[DET].query_ids)).to_numpy()
         cal.append({"regime": spec.name, "model": name, **c.as_dict(), "failure_spearman": _spearman(q_std, loss),
                     "bins_std": list(c.bins_std), "bins_rmse": list(c.bins_rmse)})
