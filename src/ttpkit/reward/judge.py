@@ -82,9 +82,11 @@ class JudgeRM:
         from transformers import DynamicCache
 
         tok = self.tokenizer
+        outer, inner = _cache_kw(self.model), _cache_kw(self.model.model)  # transformers 5 renamed past_key_values
         with torch.inference_mode():
             pre = tok(self.prefix(query), return_tensors="pt").input_ids  # (1, P)
-            cache = self.model(input_ids=pre, use_cache=True, past_key_values=DynamicCache(config=self.model.config)).past_key_values
+            out0 = self.model(input_ids=pre, use_cache=True, logits_to_keep=1, **{outer: DynamicCache(config=self.model.config)})
+            cache = getattr(out0, outer)
             head = self.model.get_output_embeddings().weight[self.rating_ids]  # (5, H): only these logits are needed
             out = []
             for start in range(0, len(candidates), self.batch):
@@ -97,8 +99,8 @@ class JudgeRM:
                 for layer, (k, v) in enumerate(zip(*_kv(cache))):
                     c.update(k.expand(len(chunk), -1, -1, -1).contiguous(), v.expand(len(chunk), -1, -1, -1).contiguous(), layer)
                 pos = torch.arange(pre.shape[1], pre.shape[1] + width).expand(len(chunk), -1)
-                hidden = self.model.model(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=c,
-                                          use_cache=True).last_hidden_state  # (B, S, H)
+                hidden = self.model.model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True,
+                                          **{inner: c}).last_hidden_state  # (B, S, H)
                 last = hidden[torch.arange(len(chunk)), torch.tensor([len(i) - 1 for i in ids])]  # (B, H)
                 logits = last @ head.T  # (B, 5)
                 cap = getattr(self.model.config, "final_logit_softcapping", None)
@@ -119,6 +121,13 @@ class JudgeRM:
         mean = probs @ r
         std = np.sqrt(np.maximum(probs @ (r * r) - mean * mean, 0.0))
         return Scores(mean=mean, std=std), probs.argmax(1) + 1.0
+
+
+def _cache_kw(module) -> str:
+    """The cache keyword of a model's forward: ``cache`` (transformers >= 5) or ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 def _kv(cache):
