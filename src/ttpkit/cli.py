@@ -342,14 +342,19 @@ def bench(
         return _bench_failures(study, out_dir)
     cfg = quick_study() if quick else StudyConfig.from_yaml(study)
     cfg.check_models()
+    _run_study(run_study, cfg, out_dir, study_tables, "results.csv, results.md")
+
+
+def _run_study(run: Callable[..., Any], cfg: Any, out_dir: Optional[Path], tables: Callable[[Any], list], wrote: str) -> None:
+    """Run a study with progress bars into ``out_dir`` (default ``runs/<name>``), then print its tables."""
     _quiet_libraries()
     target = out_dir or Path("runs") / cfg.name
     t0 = time.time()
     with _progress() as bar:
-        table = run_study(cfg, target, bar)
-    for t in study_tables(table):
+        table = run(cfg, target, bar)
+    for t in tables(table):
         out.print(t)
-    console.print(f"wrote {target}/results.csv, results.md and plots in {time.time() - t0:.0f} s")
+    console.print(f"wrote {target}/{wrote} and plots in {time.time() - t0:.0f} s")
 
 
 def _study_kind(path: Path) -> str:
@@ -371,14 +376,7 @@ def _bench_failures(study: Path, out_dir: Optional[Path]) -> None:
     from ttpkit.report import regime_tables
 
     cfg = FailureStudy.from_dict(yaml.safe_load(study.read_text()), base=study.parent)
-    _quiet_libraries()
-    target = out_dir or Path("runs") / cfg.name
-    t0 = time.time()
-    with _progress() as bar:
-        table = run_failures(cfg, target, bar)
-    for t in regime_tables(table):
-        out.print(t)
-    console.print(f"wrote {target}/regimes.csv, paired.csv, calibration.csv and plots in {time.time() - t0:.0f} s")
+    _run_study(run_failures, cfg, out_dir, regime_tables, "regimes.csv, paired.csv, calibration.csv")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,11 +57,11 @@ CAPS = (1, 2, 4)  # the N a query that looks hacked may use (chosen on dev)
 
 @dataclass(frozen=True)
 class PoolRef:
-    """A labelled pool file and the data split its queries come from."""
+    """A labelled pool file and the data split its queries come from (paths resolved against the study file)."""
 
-    path: str
-    data: str
-    split: str
+    path: str  # the Parquet pool
+    data: str  # the LaMP-layout data directory
+    split: str  # the split of ``data`` holding the pool's queries
 
 
 @dataclass(frozen=True)

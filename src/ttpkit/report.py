@@ -88,10 +88,15 @@ def plot_curves(curves: Mapping[str, Curve], path: str | Path, utility: str = "r
 
 def _finish(fig, ax, path: str | Path) -> Path:
     """Grid, legend, tight layout; save the figure as PNG and close it."""
-    import matplotlib.pyplot as plt
-
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Tight layout; save the figure as PNG (creating its folder) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -346,9 +351,4 @@ def plot_reliability(rows: list[dict], path: str | Path) -> Path:
         ax.set_title(model, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=5)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -50,15 +50,8 @@ class EnsembleRM:
         """Always: the members' spread is the ensemble's standard deviation."""
         return True
 
-    def fit(
-        self,
-        pool: pd.DataFrame,
-        by_id: Mapping[str, Query],
-        dev_pool: pd.DataFrame | None = None,
-        dev_by_id: Mapping[str, Query] | None = None,
-        encoder: Encoder | None = None,
-        utility: str = ROUGEL,
-    ) -> EnsembleRM:
+    def fit(self, pool: pd.DataFrame, by_id: Mapping[str, Query], dev_pool: pd.DataFrame | None = None,
+            dev_by_id: Mapping[str, Query] | None = None, encoder: Encoder | None = None, utility: str = ROUGEL) -> EnsembleRM:
         """Train every member (see :meth:`RewardModel.fit`); returns ``self``."""
         if self.k < 2:
             raise ConfigError(f"an ensemble needs at least 2 members, got {self.k}")
