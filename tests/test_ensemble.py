@@ -29,13 +29,14 @@ class _Fixed:
     def __init__(self, values):
         self.values = np.asarray(values, float)
 
-    def score(self, pool, by_id, encoder=None):
+    def score_features(self, x):
         from ttpkit.reward.models import Scores
 
+        assert len(x) == len(self.values)  # one shared feature row per candidate
         return Scores(self.values, np.zeros_like(self.values))
 
 
-def test_lower_bound_and_worst_case_avoid_what_members_disagree_on():
+def test_lower_bound_and_worst_case_avoid_what_members_disagree_on(monkeypatch):
     """Candidate 0 is loved by one member only (a hacked answer, utility 0); the mean ranks it first,
     mean - std and the worst case pick candidate 1 (utility 0.8), which every member likes."""
     import pandas as pd
@@ -43,6 +44,10 @@ def test_lower_bound_and_worst_case_avoid_what_members_disagree_on():
     from ttpkit.scaling import curves
     from ttpkit.stages import score_pool
 
+    import ttpkit.reward.ensemble as E
+
+    built = []
+    monkeypatch.setattr(E, "build_features", lambda pool, *a, **k: built.append(1) or np.zeros((len(pool), 3)))
     members = [[0.95, 0.35, 0.2], [0.08, 0.35, 0.2], [0.08, 0.35, 0.2]]
     ens = EnsembleRM(RMConfig(variant="user-mse"), k=3)
     ens.members_ = [_Fixed(v) for v in members]
@@ -58,3 +63,4 @@ def test_lower_bound_and_worst_case_avoid_what_members_disagree_on():
     got = curves(scored.rename(columns=lambda c: c.replace("user-mse-ens3", "ens")), ["ens", "ens@lcb:1", "ens-min"], "rougeL", [3])
     assert got["ens"].mean[0] == pytest.approx(0.0)
     assert got["ens@lcb:1"].mean[0] == pytest.approx(0.8) and got["ens-min"].mean[0] == pytest.approx(0.8)
+    assert len(built) == 2  # features built once per score() call, not once per member

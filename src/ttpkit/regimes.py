@@ -153,9 +153,18 @@ class _Models:
     def __init__(self, study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any) -> None:
         self.study, self.spec, self.out, self.encoder = study, spec, out, encoder
         self.train_ref, self.dev_ref = study.pools[spec.train], study.pools[spec.dev]
+        self._loaded: dict[tuple, Any] = {}  # dev and test are scored by the same models: load each once
+
+    def _once(self, key: tuple, load: Any) -> Any:
+        if key not in self._loaded:
+            self._loaded[key] = load()
+        return self._loaded[key]
 
     def cross(self, head: str) -> Any:
         """The cross-encoder with ``head`` trained on the train pool (cached)."""
+        return self._once(("cross", head), lambda: self._cross(head))
+
+    def _cross(self, head: str) -> Any:
         from ttpkit.reward.cross import CrossConfig, CrossEncoderRM
 
         cfg = CrossConfig(head=head, epochs=self.study.cross_epochs, seed=self.study.seed)
@@ -167,6 +176,10 @@ class _Models:
         return rm
 
     def get(self, variant: str, ensemble: bool = False) -> Any:
+        """The RM (or ensemble) of ``variant`` trained on the train pool (cached on disk and in memory)."""
+        return self._once((variant, ensemble), lambda: self._get(variant, ensemble))
+
+    def _get(self, variant: str, ensemble: bool) -> Any:
         from ttpkit import stages
         from ttpkit.reward.ensemble import EnsembleRM
         from ttpkit.reward.models import RewardModel, RMConfig
@@ -231,10 +244,26 @@ def _scored(out: Path, models: _Models, ref: PoolRef, profile_items: int | None,
     return pool
 
 
-def _judged(out: Path, study: FailureStudy, ref: PoolRef, profile_items: int | None, progress: Any) -> pd.DataFrame:
+class _JudgeModel:
+    """The study's judge model, loaded on first use and shared by every pool it rates."""
+
+    def __init__(self, spec: dict | None) -> None:
+        self.spec, self.policy = spec, None
+
+    def get(self, task: Any) -> Any:
+        from ttpkit.policy import PolicySpec
+        from ttpkit.policy.local import LocalPolicy
+
+        if self.policy is None:
+            self.policy = PolicySpec(name="judge", **(self.spec or {})).build(task)  # the task only labels prompts
+            if not isinstance(self.policy, LocalPolicy):
+                raise ConfigError("the judge needs a local backend (embedded, gguf or hf)")
+        return self.policy
+
+
+def _judged(out: Path, study: FailureStudy, ref: PoolRef, profile_items: int | None, progress: Any,
+            model: _JudgeModel) -> pd.DataFrame:
     """The judge's columns for one pool (``score_judge``, ``score_judge-prob``, ``std_judge-prob``), cached."""
-    from ttpkit.policy import PolicySpec
-    from ttpkit.policy.local import LocalPolicy
     from ttpkit.reward.judge import JudgeRM
 
     path = out / "cache" / f"judged-{_key(ref, profile_items, study.judge)}.parquet"
@@ -242,10 +271,7 @@ def _judged(out: Path, study: FailureStudy, ref: PoolRef, profile_items: int | N
         return pd.read_parquet(path)
     data = _data(ref, profile_items)
     pool = read_pool(ref.path)
-    spec = PolicySpec(name="judge", **study.judge)
-    policy = spec.build(data.task)
-    if not isinstance(policy, LocalPolicy):
-        raise ConfigError("the judge needs a local backend (embedded, gguf or hf)")
+    policy = model.get(data.task)
     judge = JudgeRM(policy.model, policy.tokenizer, data.task)
     progress.start(f"judging {ref.split} ({pool[QUERY_ID].nunique()} queries)", pool[QUERY_ID].nunique())
     s, argmax = judge.score(pool, data.by_id(), progress)
@@ -265,7 +291,7 @@ def _tune(dev: pd.DataFrame) -> dict[str, float]:
     lam = float(pick([f"ens5@lcb:{k}" for k in KAPPAS]).split(":")[1])
     tau = float(pick([f"{DET}@soft:{t}" for t in TAUS]).split(":")[1])
     det, mbr = _z(dev[score_col(DET)].to_numpy()), _z(dev[score_col("mbr")].to_numpy())
-    scores = {b: best_reg(dev, det + b * mbr, m) for b in BETAS}
+    scores = {b: _best_of(dev, det + b * mbr, m) for b in BETAS}
     cap = max(CAPS, key=lambda c: _capped(dev, [m], c, "backoff").per_query[:, -1].mean())
     tuned = {"kappa": kappa, "lambda": lam, "tau": tau, "beta": max(BETAS, key=lambda b: scores[b]), "cap": cap}
     if score_col("cross-prob") in dev.columns:
@@ -285,7 +311,7 @@ def _capped(pool: pd.DataFrame, ns: tuple[int, ...] | list[int], cap: int, score
     return Curve(f"{scorer}+cap", tuple(ns), tuple(pq.mean(0)), tuple(lo), tuple(hi), pq.shape[0], pq)
 
 
-def best_reg(pool: pd.DataFrame, values: np.ndarray, m: int) -> float:
+def _best_of(pool: pd.DataFrame, values: np.ndarray, m: int) -> float:
     """Best-of-m of arbitrary per-row scores on a labelled pool."""
     from ttpkit.scaling import curves
 
@@ -332,7 +358,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else float("nan")
 
 
-def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, progress: Any) -> dict[str, Any]:
+def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, progress: Any, judge: _JudgeModel) -> dict[str, Any]:
     """Score one regime's dev and test pools with every method and measure them."""
     from ttpkit.reward.calibration import calibration
     from ttpkit.scaling import curves, failure_measures
@@ -353,10 +379,10 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
     gain = oracle.mean[-1] - oracle.mean[0]
     if spec.judge and study.judge:
         progress.note(f"{spec.name}: LLM judge")
-        dev = dev.join(_judged(out, study, dev_ref, None, progress))
-        test = test.join(_judged(out, study, test_ref, spec.profile_items, progress))
+        dev = dev.join(_judged(out, study, dev_ref, None, progress, judge))
+        test = test.join(_judged(out, study, test_ref, spec.profile_items, progress, judge))
         m_dev = int(dev.groupby(QUERY_ID).size().min())
-        lcb = lambda k: best_reg(dev, dev[score_col("judge-prob")] - k * dev[std_col("judge-prob")], m_dev)  # noqa: E731
+        lcb = lambda k: _best_of(dev, dev[score_col("judge-prob")] - k * dev[std_col("judge-prob")], m_dev)  # noqa: E731
         tuned["kappa_judge"] = float(max(KAPPAS, key=lcb))
         names = {**names, "judge": "judge", "judge-prob": "judge-prob", "judge-prob@lcb": f"judge-prob@lcb:{tuned['kappa_judge']:g}"}
         res = {**res, **curves(test, ["judge", "judge-prob", names["judge-prob@lcb"]], ROUGEL, ns, seed=study.seed)}
@@ -414,9 +440,10 @@ def run_failures(study: FailureStudy, out: str | Path, progress: Any = None, enc
     out = Path(out)
     (out / "cache").mkdir(parents=True, exist_ok=True)
     encoder = encoder or stages.default_encoder()
+    judge = _JudgeModel(study.judge)
     rows, paired, cal, tuned, examples = [], [], [], {}, []
     for spec in study.regimes:
-        r = _regime(study, spec, out, encoder, progress)
+        r = _regime(study, spec, out, encoder, progress, judge)
         rows += r["rows"]
         paired += r["paired"]
         cal += r["calibration"]

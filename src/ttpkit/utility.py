@@ -16,7 +16,7 @@ from ttpkit.data import Query
 from ttpkit.errors import DataError
 from ttpkit.pool import QUERY_ID, ROUGE1, ROUGEL, TEXT
 
-__all__ = ["UTILITIES", "add_labels", "query_corr", "rouge", "rouge_many", "within_query_corr"]
+__all__ = ["UTILITIES", "add_labels", "lcs_f1", "query_corr", "rouge", "rouge_many", "rouge_tokens", "within_query_corr"]
 
 UTILITIES = (ROUGE1, ROUGEL)
 
@@ -26,6 +26,18 @@ def _scorer():
     from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(list(UTILITIES), use_stemmer=True)
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """The tokens ROUGE-L scores (lower-cased, stemmed), for comparing many texts pairwise without re-tokenizing."""
+    return _scorer()._tokenizer.tokenize(text or "")
+
+
+def lcs_f1(a: list[str], b: list[str]) -> float:
+    """ROUGE-L F1 of two token lists from :func:`rouge_tokens` (symmetric)."""
+    from rouge_score.rouge_scorer import _score_lcs
+
+    return float(_score_lcs(a, b).fmeasure)
 
 
 def rouge(candidate: str, reference: str) -> dict[str, float]:

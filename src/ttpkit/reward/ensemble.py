@@ -21,7 +21,7 @@ import pandas as pd
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.pool import ROUGEL
-from ttpkit.reward.features import Encoder
+from ttpkit.reward.features import Encoder, build_features
 from ttpkit.reward.models import RewardModel, RMConfig, Scores
 
 __all__ = ["EnsembleRM"]
@@ -67,7 +67,9 @@ class EnsembleRM:
         """Members' mean, their standard deviation, and every member's scores (K, R)."""
         if not self.members_:
             raise ConfigError("this ensemble is not fitted; call fit() or load() first")
-        members = np.stack([m.score(pool, by_id, encoder=encoder).mean for m in self.members_])
+        cfg = self.config  # the members differ only in their seed: one feature matrix serves them all
+        x = build_features(pool, by_id, RewardModel(cfg)._encoder(encoder), cfg.features, k=cfg.k)
+        members = np.stack([m.score_features(x).mean for m in self.members_])
         return Scores(mean=members.mean(0), std=members.std(0), members=members)
 
     def save(self, directory: str | Path) -> Path:

@@ -21,27 +21,19 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.pool import IDX, QUERY_ID, TEXT
+from ttpkit.utility import lcs_f1, rouge_tokens
 
 __all__ = ["mbr_matrix", "mbr_scores", "within_draw_mbr_curve"]
 
 
-def _tokens():
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)._tokenizer.tokenize  # ROUGE-L's own tokens
-
-
 def mbr_matrix(texts: Sequence[str]) -> np.ndarray:
     """(M, M) ROUGE-L F1 of every pair of candidates (symmetric; the diagonal is 1 for non-empty texts)."""
-    from rouge_score.rouge_scorer import _score_lcs
-
-    tokenize = _tokens()
-    toks = [tokenize(t or "") for t in texts]
+    toks = [rouge_tokens(t) for t in texts]
     m = len(toks)
     sim = np.zeros((m, m))
     for i in range(m):
         for j in range(i, m):
-            sim[i, j] = sim[j, i] = _score_lcs(toks[i], toks[j]).fmeasure
+            sim[i, j] = sim[j, i] = lcs_f1(toks[i], toks[j])
     return sim
 
 

@@ -309,10 +309,15 @@ class RewardModel:
 
     def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder | None = None) -> Scores:
         """Score every pool row from the query input, the candidate and the profile (never the reference)."""
+
+        self._check()
+        return self.score_features(build_features(pool, by_id, self._encoder(encoder), self.config.features, k=self.config.k))
+
+    def score_features(self, x: np.ndarray) -> Scores:
+        """Scores of rows whose features are already built: ``x`` is (R, F) in :attr:`RMConfig.features` order."""
         import torch
 
         self._check()
-        x = build_features(pool, by_id, self._encoder(encoder), self.config.features, k=self.config.k)
         with torch.no_grad():
             out = self.net_(torch.from_numpy((x - self.mu_) / self.sd_)).numpy().astype(np.float64)
         mean = out[:, 0]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ttpkit.data import Query
 from ttpkit.errors import DataError
-from ttpkit.pool import QUERY_ID, ROUGEL, TEXT
+from ttpkit.pool import QUERY_ID, TEXT
 
 __all__ = ["style_scores"]
 
@@ -30,11 +30,7 @@ def style_scores(pool: pd.DataFrame, by_id: Mapping[str, Query], max_targets: in
     Returns:
         (len(pool),) scores in [0, 1].
     """
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer([ROUGEL], use_stemmer=True)
-    tokenize = scorer._tokenizer.tokenize  # the same tokens ROUGE-L itself uses
-    from rouge_score.rouge_scorer import _score_lcs
+    from ttpkit.utility import lcs_f1, rouge_tokens
 
     out = np.zeros(len(pool))
     cache: dict[str, list] = {}
@@ -43,10 +39,10 @@ def style_scores(pool: pd.DataFrame, by_id: Mapping[str, Query], max_targets: in
         if q is None:
             raise DataError(f"pool query {qid!r} is not in the data split")
         if qid not in cache:
-            cache[qid] = [tokenize(p.target) for p in q.profile[-max_targets:]]
+            cache[qid] = [rouge_tokens(p.target) for p in q.profile[-max_targets:]]
         targets = cache[qid]
         if not targets:
             continue
-        toks = tokenize(text)
-        out[i] = float(np.mean([_score_lcs(t, toks).fmeasure for t in targets]))
+        toks = rouge_tokens(text)
+        out[i] = float(np.mean([lcs_f1(t, toks) for t in targets]))
     return out
