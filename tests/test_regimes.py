@@ -39,6 +39,10 @@ def test_every_regime_gets_every_method_tuned_on_dev(tmp_path, sample):
     paired = pd.read_csv(tmp_path / "out" / "paired.csv")
     assert set(paired["method"]) == set(FIXES) and (paired["lo"] <= paired["diff"] + 1e-12).all()
     assert (tmp_path / "out" / "curves_cold-0.png").exists() and (tmp_path / "out" / "reliability.png").exists()
+    law = pd.read_csv(tmp_path / "out" / "law_forms.csv")  # every form against every curve, at the M_fit the pools allow
+    assert set(law["regime"]) == {"ordinary", "cold-0"} and set(law["m_fit"]) == {4}
+    assert {"r2_bend", "err_mixture", "peak_tail", "falls_bend", "obs_drop_lo"} <= set(law.columns)
+    assert (tmp_path / "out" / "law_ordinary.png").exists() and "## Summary" in (tmp_path / "out" / "law_forms.md").read_text()
     cal = pd.read_csv(tmp_path / "out" / "calibration.csv")
     assert set(cal["model"]) >= {"user-prob", "ens5", "cross-prob"} and cal["coverage90"].between(0, 1).all()
     # cold start changes what the profile features see, so the personalized scores move; mbr does not use the profile

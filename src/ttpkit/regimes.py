@@ -25,7 +25,10 @@ against ``user-pairwise``: difference in the share of the oracle gain at the
 largest N, paired bootstrap 95% CI over queries), ``calibration.csv`` (the
 ensemble's and the judge's scores are first mapped to utility units by an affine
 fit on dev),
-``tuning.json``, ``examples.json`` and one plot per regime.
+``tuning.json``, ``examples.json``, ``law_forms.csv``/``law_forms.md`` (every
+law form fitted on M_fit = 4 and 8 candidates against every observed curve, and
+the peaks: :func:`ttpkit.scaling.law_table`), and per regime a plot of the curves
+and one of the law forms.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ DET = "user-pairwise"  # the deterministic RM the fixes are measured against
 KAPPAS, TAUS, BETAS = (0.5, 1.0, 2.0), (0.03, 0.1, 0.3, 1.0), (0.25, 0.5, 1.0, 2.0)
 FIXES = ("user-prob", "user-prob@lcb", "user-prob@ucb", "ens5", "ens5@lcb", "ens5-min", "soft", "reg", "backoff", "backoff+cap", "mbr",
          "cross", "cross-prob", "cross-prob@lcb")
+LAW_M_FIT = (4, 8)  # candidates per query the law forms are fitted on (those the pools allow)
+LAW_PLOT = ("style", "mbr", DET, "user-prob", "ens5", "reg")  # the methods whose law fits are plotted per regime
 CAPS = (1, 2, 4)  # the N a query that looks hacked may use (chosen on dev)
 
 
@@ -361,7 +366,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, progress: Any, judge: _JudgeModel) -> dict[str, Any]:
     """Score one regime's dev and test pools with every method and measure them."""
     from ttpkit.reward.calibration import calibration
-    from ttpkit.scaling import curves, failure_measures
+    from ttpkit.scaling import curves, failure_measures, law_table
 
     models = _Models(study, spec, out, encoder)
     progress.note(f"{spec.name}: tuning on {spec.dev}")
@@ -408,7 +413,13 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
         q_std = test.groupby(QUERY_ID, sort=False)[std_col(name)].mean().reindex(list(res[DET].query_ids)).to_numpy()
         cal.append({"regime": spec.name, "model": name, **c.as_dict(), "failure_spearman": _spearman(q_std, loss),
                     "bins_std": list(c.bins_std), "bins_rmse": list(c.bins_rmse)})
+    progress.note(f"{spec.name}: law forms")
+    by_scorer = {v: k for k, v in names.items() if k != "backoff+cap"}
+    law, diags = law_table(test, list(by_scorer), ROUGEL, [f for f in LAW_M_FIT if f <= max(ns)] or [max(ns)], ns, study.seed)
+    law.insert(0, "method", law["scorer"].map(by_scorer))
+    law.insert(0, "regime", spec.name)
     return {"rows": rows, "paired": paired, "calibration": cal, "tuned": tuned, "test": test, "curves": res,
+            "law": law, "law_diagnosis": diags[max(diags)],
             "examples": _examples(test, spec.name, {q.id: q.reference for q in _data(test_ref).queries})}
 
 
@@ -434,14 +445,14 @@ def run_failures(study: FailureStudy, out: str | Path, progress: Any = None, enc
         encoder: Sentence encoder (default: :func:`ttpkit.stages.default_encoder`).
     """
     from ttpkit import stages
-    from ttpkit.report import plot_curves
+    from ttpkit.report import law_forms_markdown, plot_curves, plot_law_grid
 
     progress = progress or stages.NullProgress()
     out = Path(out)
     (out / "cache").mkdir(parents=True, exist_ok=True)
     encoder = encoder or stages.default_encoder()
     judge = _JudgeModel(study.judge)
-    rows, paired, cal, tuned, examples = [], [], [], {}, []
+    rows, paired, cal, tuned, examples, law = [], [], [], {}, [], []
     for spec in study.regimes:
         r = _regime(study, spec, out, encoder, progress, judge)
         rows += r["rows"]
@@ -452,8 +463,14 @@ def run_failures(study: FailureStudy, out: str | Path, progress: Any = None, enc
         keep = ("random", "mbr", DET, "user-prob", "ens5", "ens5-min", "soft", "reg", "backoff", "oracle")
         names = _scorers(r["tuned"])
         plot_curves({k: r["curves"][names[k]] for k in keep}, out / f"curves_{spec.name}.png", ROUGEL, title=spec.name)
+        law.append(r["law"])
+        plot_law_grid(r["law_diagnosis"], [names[k] for k in LAW_PLOT if names.get(k) in r["law_diagnosis"].scorers],
+                      out / f"law_{spec.name}.png", title=f"{spec.name}: observed vs every law form (M_fit=8)")
     table = pd.DataFrame(rows)
     table.to_csv(out / "regimes.csv", index=False)
+    law_forms = pd.concat(law, ignore_index=True)
+    law_forms.to_csv(out / "law_forms.csv", index=False)
+    (out / "law_forms.md").write_text(law_forms_markdown(law_forms))
     pd.DataFrame(paired).to_csv(out / "paired.csv", index=False)
     cal_table = pd.DataFrame(cal)
     cal_table.drop(columns=["bins_std", "bins_rmse"]).to_csv(out / "calibration.csv", index=False)

@@ -8,21 +8,24 @@ plots, CSV, JSON).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, Scorer, candidates_per_query, n_grid
-from ttpkit.scaling._bon import Curve, curves, scorer_values
+from ttpkit.scaling._bon import Curve, best_of_n, curves, scorer_values
 from ttpkit.scaling._law import (
     FORMS,
     HACK_THRESHOLD,
     LawFit,
+    Peak,
     _e,
+    bend_coefficients,
     collapsed_users,
     fit_law,
+    find_peak,
     fit_log_curve,
     hacked_queries,
     query_stats,
@@ -31,7 +34,7 @@ from ttpkit.scaling._law import (
 )
 from ttpkit.utility import within_query_corr
 
-__all__ = ["Diagnosis", "ScorerDiagnosis", "diagnose", "per_user_n"]
+__all__ = ["Diagnosis", "ScorerDiagnosis", "bend_drivers", "curve_moves", "diagnose", "law_table", "peak_drop_ci", "per_user_n"]
 
 FLAT_FRACTION = 0.02  # an observed curve spanning less than this share of the oracle gain: R² only measures noise
 
@@ -51,7 +54,13 @@ class ScorerDiagnosis:
         max_error: ``{form: max |predicted - observed| / oracle gain}``.
         corr: Mean within-query correlation of score and utility.
         rho_q: (Q,) per-query correlation (0 for collapsed users).
-        recommended_n: Compute-aware N of the plain law (1 if rho <= 0).
+        recommended_n: Compute-aware N of the plain law (1 if rho <= 0), never beyond
+            the peak that the trusted form (``fit.form``) predicts.
+        observed_peak: The peak of the observed curve (:func:`find_peak`).
+        observed_drop_ci: 95% paired-bootstrap interval of the observed drop from that peak to the largest N.
+        predicted_peak: The peak of the trusted form's prediction over ``ns_pred``.
+        bend_queries: The queries whose own small-N curves bend most (``query_id, user_id, b``, most negative b first).
+        bend_users: The same per user (``user_id, queries, b``: the mean b of the user's queries).
         per_user_n: One row per user: ``user_id, queries, collapsed, rho, n``.
         saved_vs_global_n: Share of samples per-user N saves against one global N.
         collapsed_users: Users with near-constant scores (:func:`collapsed_users`).
@@ -67,6 +76,11 @@ class ScorerDiagnosis:
     max_error: Mapping[str, float]
     corr: float
     rho_q: np.ndarray = field(repr=False, compare=False)
+    observed_peak: Peak | None = None
+    observed_drop_ci: tuple[float, float] = (0.0, 0.0)
+    predicted_peak: Peak | None = None
+    bend_queries: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    bend_users: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
     recommended_n: int = 1
     per_user_n: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
     saved_vs_global_n: float = 0.0
@@ -135,6 +149,11 @@ class Diagnosis:
                 "r2": dict(d.r2),
                 "max_error_frac_of_oracle_gain": dict(d.max_error),
                 "ceiling": {str(n): float(v) for n, v in zip(self.ns_pred, d.fit.ceiling(self.ns_pred))},
+                "form": d.fit.form,
+                "peak": {"observed": asdict(d.observed_peak), "observed_drop_ci": list(d.observed_drop_ci),
+                         "predicted": asdict(d.predicted_peak),
+                         "bend_queries": d.bend_queries.head(10).to_dict(orient="records"),
+                         "bend_users": d.bend_users.head(5).to_dict(orient="records")},
                 "compute": {"recommended_n": d.recommended_n,
                             "per_user_n": dict(zip(d.per_user_n[USER_ID], map(int, d.per_user_n["n"]))),
                             "saved_vs_global_n": d.saved_vs_global_n},
@@ -167,6 +186,32 @@ def per_user_n(
     return pd.DataFrame(rows, columns=[USER_ID, "queries", "collapsed", "rho", "n"])
 
 
+def peak_drop_ci(per_query: np.ndarray, k: int, seed: int = 0, n_boot: int = 1000) -> tuple[float, float]:
+    """95% paired bootstrap interval (over queries) of curve[k] - curve[-1] from a (Q, len(ns)) per-query curve."""
+    diff = per_query[:, k] - per_query[:, -1]
+    rng = np.random.default_rng(seed)
+    means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_boot)]
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def bend_drivers(
+    pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, tau: float = 0.05, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The queries and users whose small-N curves bend most: per-query b of the bend form on the first ``m_fit`` candidates.
+
+    Returns:
+        ``(queries, users)``: ``query_id, user_id, b`` and ``user_id, queries, b``, most negative b first.
+    """
+    qs = query_stats(pool, scorer, utility, tau, seed, m_fit)
+    ns = list(range(1, qs.utils.shape[1] + 1))
+    r = np.where(qs.collapsed[:, None], 0.0, qs.scores)
+    b = bend_coefficients(best_of_n(r, qs.utils, ns) - qs.mu[:, None], ns)[:, 1]
+    queries = pd.DataFrame({QUERY_ID: qs.query_id, USER_ID: qs.user_id, "b": b}).sort_values("b", kind="stable")
+    users = queries.groupby(USER_ID, sort=False).agg(queries=(QUERY_ID, "size"), b=("b", "mean")).reset_index()
+    return queries.reset_index(drop=True), users.sort_values("b", kind="stable").reset_index(drop=True)
+
+
 def _scorer_diagnosis(
     pool: pd.DataFrame, scorer: Scorer, observed: Curve, gain: float, settings: dict, references: Mapping[str, str] | None
 ) -> ScorerDiagnosis:
@@ -183,7 +228,12 @@ def _scorer_diagnosis(
         at_obs = fit.predict(ns, form)
         r2[form] = float("nan") if flat else r_squared(obs, at_obs)
         err[form] = float(np.abs(at_obs - obs).max() / gain) if gain > 0 else float("nan")
+    peak = find_peak(ns_pred, predicted[fit.form])
     n_star = recommend_n(fit.predict(ns_pred, "plain"), ns_pred, settings["cost"], settings["min_gain"]) if fit.rho > 0 else 1
+    if peak.inside:  # more samples stop paying at the predicted peak
+        n_star = min(n_star, peak.n)
+    seen = find_peak(ns, obs)
+    bend_q, bend_u = bend_drivers(pool, scorer, utility, settings["m_fit"], tau, seed)
     users = per_user_n(pool, scorer, utility, ns_pred, tau, settings["cost"], settings["min_gain"], seed)
     spent = float((users["n"] * users["queries"]).sum())
     scores = scorer_values(pool, scorer, utility, seed)
@@ -191,6 +241,8 @@ def _scorer_diagnosis(
         scorer=str(scorer), fit=fit, fit_full=full, observed=observed, predicted=predicted, r2=r2, max_error=err,
         corr=within_query_corr(scores, pool[utility].to_numpy(), pool[QUERY_ID].to_numpy()) if str(scorer) != "random" else 0.0,
         rho_q=query_stats(pool, scorer, utility, tau, seed).rho,
+        observed_peak=seen, observed_drop_ci=peak_drop_ci(observed.per_query, list(ns).index(seen.n), seed),
+        predicted_peak=peak, bend_queries=bend_q, bend_users=bend_u,
         recommended_n=n_star, per_user_n=users,
         saved_vs_global_n=1 - spent / (n_star * users["queries"].sum()) if n_star else 0.0,
         collapsed_users=collapsed_users(pool, scorer, utility, tau, seed),
@@ -251,3 +303,52 @@ def diagnose(
         cost_per_sample=cost_per_sample, min_gain_per_cost=min_gain_per_cost,
         oracle_log_fit=fit_log_curve(ns, oracle.mean), scorers=by_scorer,
     )
+
+
+def curve_moves(per_query: np.ndarray, seed: int = 0, n_boot: int = 1000) -> bool:
+    """Whether a curve moves by more than its 95% CI: for some N, the paired bootstrap CI of E_N - E_1 excludes 0."""
+    diff = per_query - per_query[:, :1]
+    rng = np.random.default_rng(seed)
+    q = len(diff)
+    means = np.stack([diff[rng.integers(0, q, q)].mean(0) for _ in range(n_boot)])
+    lo, hi = np.quantile(means, [0.025, 0.975], axis=0)
+    return bool(np.any((lo > 1e-12) | (hi < -1e-12)))  # a flat curve's float noise is not a move
+
+
+def law_table(
+    pool: pd.DataFrame, scorers: Sequence[str | Scorer], utility: str = ROUGEL, m_fits: Sequence[int] = (4, 8),
+    ns: Sequence[int] | None = None, seed: int = 0,
+) -> tuple[pd.DataFrame, dict[int, Diagnosis]]:
+    """Every law form against every observed curve, for each M_fit: R², max error, and the peaks.
+
+    One row per (scorer, m_fit): ``moves`` (:func:`curve_moves`), ``r2_<form>``
+    and ``err_<form>`` for every form of :data:`FORMS`, the trusted ``form``,
+    the observed peak (``obs_peak``, ``obs_inside``, ``obs_drop`` and its 95%
+    CI ``obs_drop_lo``/``obs_drop_hi``), and per form the predicted peak over
+    the observed N (``peak_<form>``) and whether the prediction falls right
+    after the observed peak (``falls_<form>``).
+
+    Returns:
+        The table and the :class:`Diagnosis` of each M_fit (for plots).
+    """
+    m = candidates_per_query(pool)
+    ns = tuple(int(n) for n in (ns if ns is not None else n_grid(m)))
+    rows, diags = [], {}
+    for m_fit in m_fits:
+        diag = diagnose(pool, scorers, utility, m_fit=m_fit, n_max=max(ns), seed=seed, ns=ns)
+        diags[m_fit] = diag
+        at = [diag.ns_pred.index(n) for n in ns]
+        for name, d in diag.scorers.items():
+            seen = d.observed_peak
+            k = ns.index(seen.n)
+            row = {"scorer": name, "m_fit": m_fit, "moves": curve_moves(d.observed.per_query, seed),
+                   "share": diag.frac_oracle_gain(name), "form": d.fit.form, "b": d.fit.bend_b, "b_hi": d.fit.bend_b_hi,
+                   "obs_peak": seen.n, "obs_inside": seen.inside, "obs_drop": seen.drop,
+                   "obs_drop_lo": d.observed_drop_ci[0], "obs_drop_hi": d.observed_drop_ci[1]}
+            for form in FORMS:
+                pred = np.asarray(d.predicted[form])[at]
+                row[f"r2_{form}"], row[f"err_{form}"] = d.r2[form], d.max_error[form]
+                row[f"peak_{form}"] = find_peak(ns, pred).n
+                row[f"falls_{form}"] = bool(k + 1 < len(ns) and pred[k + 1] < pred[k])
+            rows.append(row)
+    return pd.DataFrame(rows), diags

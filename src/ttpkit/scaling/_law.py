@@ -17,6 +17,18 @@ curves of the same candidates (N <= M_fit): sigma_eff from the oracle curve and
 rho_eff from the scorer's curve. The ``tail`` form uses them with e_N; the
 ``log`` form replaces sigma * e_N by the fitted logarithmic ceiling b * ln N.
 All forms keep the law's meaning: rho < 0 means more compute hurts.
+
+Two forms can bend (peak, then fall, or flatten), fitted on the same small-N
+curves (docs/theory.md derives both):
+
+- ``bend``: the utility of the kept candidate responds to its score's normal
+  quantile z as a z + b (z^2 - 1), so E_N = mu + a e_N + b (v_N - 1) with
+  v_N = E[max^2 of N standard normals]. b < 0 is a tail correlation that falls
+  as the score rises (b = 0 is the ``tail`` form). :attr:`LawFit.form` picks it
+  only when b is below 0 with 95% confidence over a bootstrap of the queries.
+- ``mixture``: a share p of candidates is ranked above the bulk with mean
+  centred utility h; E_N = mu + w (d + k e_N) + (1 - w) h with w = (1 - p)^N and
+  d = -p h / (1 - p) (p = 0 is the ``tail`` form).
 """
 
 from __future__ import annotations
@@ -37,9 +49,12 @@ __all__ = [
     "FORMS",
     "HACK_THRESHOLD",
     "LawFit",
+    "Peak",
     "QueryStats",
     "collapsed_users",
     "expected_max_normal",
+    "expected_sq_max_normal",
+    "find_peak",
     "fit_law",
     "fit_log_curve",
     "hacked_queries",
@@ -50,7 +65,7 @@ __all__ = [
     "user_spread",
 ]
 
-FORMS = ("plain", "tail", "log")
+FORMS = ("plain", "tail", "log", "bend", "mixture")
 HACK_THRESHOLD = -0.1  # a query is hacked when its score-utility correlation is below this
 
 
@@ -72,8 +87,96 @@ def expected_max_normal(n: int) -> float:
     return float(value)
 
 
+@lru_cache(maxsize=None)
+def expected_sq_max_normal(n: int) -> float:
+    """v_N = E[(max of N iid standard normals)^2], by quadrature (v_1 = 1)."""
+    from scipy import integrate, special
+
+    if n < 1:
+        raise ConfigError(f"N must be >= 1, got {n}")
+    if n == 1:
+        return 1.0
+    log_n = np.log(n) - 0.5 * np.log(2 * np.pi)
+
+    def f(x: float) -> float:
+        return x * x * np.exp(log_n - 0.5 * x * x + (n - 1) * special.log_ndtr(x))
+
+    value, _ = integrate.quad(f, -12, 12, limit=200, epsabs=1e-12, epsrel=1e-12)
+    return float(value)
+
+
 def _e(ns: Sequence[int]) -> np.ndarray:
     return np.array([expected_max_normal(int(n)) for n in ns])
+
+
+def _v(ns: Sequence[int]) -> np.ndarray:
+    return np.array([expected_sq_max_normal(int(n)) for n in ns])
+
+
+def _bend_design(ns: Sequence[int]) -> np.ndarray:
+    """(len(ns), 2) regressors of the bend form: e_N and v_N - 1 (both 0 at N = 1)."""
+    return np.stack([_e(ns), _v(ns) - 1.0], axis=1)
+
+
+def _mixture_term(ns: Sequence[int], k: float, p: float, h: float) -> np.ndarray:
+    """E_N - mu of the hacking mixture: w (d + k e_N) + (1 - w) h, w = (1 - p)^N, d = -p h / (1 - p)."""
+    n = np.asarray(ns, dtype=np.float64)
+    w = (1.0 - p) ** n
+    return w * (-p * h / (1.0 - p) + k * _e(ns)) + (1.0 - w) * h
+
+
+def _fit_mixture(ns: Sequence[int], centred: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares (k, p, h) of the mixture on a centred small-N curve (multi-start; p in [0, .5])."""
+    from scipy.optimize import least_squares
+
+    e_last = float(_e(ns)[-1])
+    k0 = float(np.clip(centred[-1] / e_last, -0.9, 0.9)) if e_last > 0 else 0.0
+    best = None
+    for p0 in (0.01, 0.05, 0.15, 0.3):
+        for h0 in (-0.05, 0.0, 0.05):
+            sol = least_squares(lambda t: _mixture_term(ns, *t) - centred, [k0, p0, h0], bounds=([-1, 0, -1], [1, 0.5, 1]))
+            if best is None or sol.cost < best.cost:
+                best = sol
+    k, p, h = (float(x) for x in best.x)
+    return k, p, h
+
+
+def bend_coefficients(per_query: np.ndarray, ns: Sequence[int]) -> np.ndarray:
+    """(Q, 2) least-squares (a_q, b_q) of each query's centred small-N curve on the bend form.
+
+    Averaging the rows gives the population's (a, b); the queries with the most
+    negative b_q are the ones that make the curve bend.
+    """
+    return per_query @ np.linalg.pinv(_bend_design(ns)).T
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Where a curve over a grid of N stops rising.
+
+    Attributes:
+        n: The N of the highest value (the first one on ties).
+        value: The curve there.
+        end_n: The largest N of the grid.
+        drop: Curve at ``n`` minus curve at ``end_n`` (>= 0).
+        inside: True when the peak is before ``end_n`` and the curve falls by more than the tolerance.
+    """
+
+    n: int
+    value: float
+    end_n: int
+    drop: float
+    inside: bool
+
+
+def find_peak(ns: Sequence[int], curve: Sequence[float], tol: float = 0.0) -> Peak:
+    """The peak of a curve: argmax N, and whether it falls by more than ``tol`` after it before the grid ends."""
+    ns, y = [int(n) for n in ns], np.asarray(curve, dtype=np.float64)
+    if len(ns) != len(y) or not len(ns):
+        raise ConfigError(f"find_peak needs one value per N, got {len(ns)} N and {len(y)} values")
+    k = int(np.argmax(y >= y.max() - 1e-12))
+    drop = float(y[k] - y[-1])
+    return Peak(n=ns[k], value=float(y[k]), end_n=ns[-1], drop=drop, inside=bool(k < len(ns) - 1 and drop > tol))
 
 
 @dataclass(frozen=True)
@@ -175,6 +278,9 @@ class LawFit:
         n_queries: Queries measured.
         m_fit: Candidates per query used.
         hacked: Fraction of queries with rho_q < -0.1.
+        bend_a, bend_b: (a, b) of the ``bend`` form at N <= m_fit.
+        bend_b_hi: One-sided 95% upper bound of b over a bootstrap of the queries.
+        mix_k, mix_p, mix_h: (k, p, h) of the ``mixture`` form at N <= m_fit.
     """
 
     scorer: str
@@ -189,6 +295,17 @@ class LawFit:
     n_queries: int
     m_fit: int
     hacked: float
+    bend_a: float = 0.0
+    bend_b: float = 0.0
+    bend_b_hi: float = 0.0
+    mix_k: float = 0.0
+    mix_p: float = 0.0
+    mix_h: float = 0.0
+
+    @property
+    def form(self) -> str:
+        """The form the diagnosis trusts: ``bend`` when its curvature is measurably negative, else ``tail``."""
+        return "bend" if self.bend_b_hi < 0 else "tail"
 
     def predict(self, ns: Sequence[int], form: str = "plain") -> np.ndarray:
         """Predicted E_N for each N under a form of :data:`FORMS`."""
@@ -206,9 +323,13 @@ class LawFit:
 
 
 def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
-    """E_N = mu + (1 - c) * rho * sigma * e_N (plain), with effective rho and sigma (tail), or with b ln N (log)."""
+    """E_N under one form: plain, tail (effective rho and sigma), log (b ln N), bend or mixture (see the module docstring)."""
     if form not in FORMS:
         raise ConfigError(f"unknown law form {form!r}; known forms: {', '.join(FORMS)}")
+    if form == "bend":
+        return fit.mu + _bend_design(ns) @ np.array([fit.bend_a, fit.bend_b])
+    if form == "mixture":
+        return fit.mu + _mixture_term(ns, fit.mix_k, fit.mix_p, fit.mix_h)
     if form == "plain":
         return fit.mu + (1 - fit.c) * fit.rho * fit.sigma * _e(ns)
     if form == "tail":
@@ -223,6 +344,7 @@ def fit_law(
     m_fit: int | None = None,
     tau: float = 0.05,
     seed: int = 0,
+    n_boot: int = 200,
 ) -> LawFit:
     """Measure the law's quantities for one scorer.
 
@@ -232,7 +354,8 @@ def fit_law(
         utility: Utility column.
         m_fit: Candidates per query to measure on (the first by idx); all by default.
         tau: Collapse threshold.
-        seed: Seed of the ``random`` scorer.
+        seed: Seed of the ``thompson`` rule and of the bootstrap of the bend's curvature.
+        n_boot: Bootstrap resamples of the queries for :attr:`LawFit.bend_b_hi`.
     """
     qs = query_stats(pool, scorer, utility, tau, seed, m_fit)
     m = qs.utils.shape[1]
@@ -248,7 +371,8 @@ def fit_law(
     oracle = best_of_n(live, live, ns).mean(0)  # sigma_eff, like sigma, is measured on non-collapsed queries
     # collapsed users' scores are treated as ties (selection is random for them), as in the plain law
     r = np.where(qs.collapsed[:, None], 0.0, qs.scores)
-    observed = best_of_n(r, qs.utils, ns).mean(0)
+    per_query = best_of_n(r, qs.utils, ns)
+    observed = per_query.mean(0)
     ee = float((e * e).sum())
     sigma_eff = float((e * (oracle - live.mean())).sum() / ee) if ee > 0 else 0.0
     slope = float((e * (observed - mu)).sum() / ee) if ee > 0 else 0.0
@@ -260,6 +384,11 @@ def fit_law(
     slope_log = float((ln * (observed - mu)).sum() / ll) if ll > 0 else 0.0
     denom_log = (1 - c) * log_b
     rho_log = slope_log / denom_log if abs(denom_log) > 1e-12 else 0.0
+    coef = bend_coefficients(per_query - qs.mu[:, None], ns)  # (Q, 2); N=1 is fitted exactly by mu
+    bend_a, bend_b = coef.mean(0) if m > 2 else (slope, 0.0)
+    rng = np.random.default_rng(seed)
+    boot = [coef[rng.integers(0, len(coef), len(coef)), 1].mean() for _ in range(n_boot)] if m > 2 else [0.0]
+    mix = _fit_mixture(ns, observed - mu) if m > 2 else (slope, 0.0, 0.0)
     return LawFit(
         scorer=str(scorer),
         mu=mu,
@@ -273,6 +402,12 @@ def fit_law(
         n_queries=len(qs.mu),
         m_fit=m,
         hacked=float((qs.rho < HACK_THRESHOLD).mean()),
+        bend_a=float(bend_a),
+        bend_b=float(bend_b),
+        bend_b_hi=float(np.quantile(boot, 0.95)),
+        mix_k=mix[0],
+        mix_p=mix[1],
+        mix_h=mix[2],
     )
 
 
