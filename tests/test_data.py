@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import json
 
 import pytest
@@ -99,3 +100,41 @@ def test_package_model_paths():
         resolve_model("pkg://no_such_package_xyz/model.gguf")
     with pytest.raises(TtpkitError, match="no file"):
         resolve_model("pkg://ttpkit/missing.gguf")
+
+
+def test_a_task_file_declares_a_task_everywhere_a_name_does(tmp_path):
+    from ttpkit.data import load_task_file, resolve_task
+
+    task_file = tmp_path / "notes.yaml"
+    task_file.write_text("name: notes\nsource_field: body\ntarget_field: heading\nsource_label: Note\n"
+                         "target_label: Heading\ninstruction: 'Write a heading for this note:'\n")
+    spec = load_task_file(task_file)
+    assert spec == TaskSpec("notes", "body", "heading", "Note", "Heading", "Write a heading for this note:")
+    assert resolve_task(None, task_file) == spec and resolve_task("git-commits") == get_task("git-commits")
+    assert resolve_task(None, None) is None
+    data = tmp_path / "mydata"
+    write_split(data, [{"id": "n1", "input": "Write a heading for this note: buy milk",
+                        "profile": [{"id": "p1", "body": "call mum", "heading": "family"}]}])
+    with pytest.raises(DataError, match="cannot tell the task; pass --task NAME .* or declare it with --task-file FILE"):
+        load_split(data, "test")
+    ds = load_split(data, "test", spec)
+    assert ds.task == spec and ds.queries[0].source == "buy milk" and ds.queries[0].profile[0].target == "family"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [("name: x\n", "lacks source_field, target_field, source_label, target_label"),
+     ("[1, 2]\n", "a task file is a mapping"),
+     ("name: x\nsource_field: a\ntarget_field: b\nsource_label: A\ntarget_label: B\ncolour: red\n", "unknown task file keys colour"),
+     ("name: x\nsource_field: 3\ntarget_field: b\nsource_label: A\ntarget_label: B\n", "'source_field' must be a non-empty string"),
+     ("name: [x\n", "not valid YAML")],
+)
+def test_bad_task_files_are_named(tmp_path, text, needle):
+    from ttpkit.data import load_task_file
+
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(DataError, match=re.escape(needle)):
+        load_task_file(path)
+    with pytest.raises(DataError, match="cannot read the task file"):
+        load_task_file(tmp_path / "missing.yaml")

@@ -136,3 +136,21 @@ def test_soft_best_of_n_limits_and_the_scorer_grammar():
     sd = float(np.std(scores))
     got = curves(pool, ["rm@soft:0.5"], "rougeL", ns)["rm@soft:0.5"].mean
     assert np.allclose(got, soft_best_of_n(scores, utils, ns, 0.5 * sd).mean(0))  # τ is in units of the score's std
+
+
+def test_adaptive_curve_spans_one_round_to_fixed_m():
+    from ttpkit.scaling import adaptive_curve
+
+    rng = np.random.default_rng(1)
+    q, m = 30, 8
+    u = rng.uniform(0, 1, (q, m))
+    spread = np.repeat(rng.uniform(0.01, 2.0, q)[:, None], m, 1)  # queries whose scores vary more look worth more samples
+    r = u + spread * rng.standard_normal((q, m))
+    pool = pd.DataFrame({"query_id": np.repeat([f"q{i}" for i in range(q)], m), "user_id": "u", "idx": np.tile(np.arange(m), q),
+                         "text": "", "rougeL": u.ravel(), "score_rm": r.ravel()})
+    t = adaptive_curve(pool, "rm", [1e9, 0.1, 0.0], round_size=4, n_orders=50)
+    assert t["mean_n"].tolist()[0] == 4 and t["mean_n"].tolist()[-1] == 8 and 4 <= t["mean_n"][1] <= 8
+    fixed = curves(pool, ["rm"], "rougeL", [4, 8])["rm"].mean
+    assert t["utility"][0] == pytest.approx(fixed[0], abs=0.02)  # stop after one round: best-of-4, up to order noise
+    assert t["utility"].iloc[-1] == pytest.approx(fixed[1], abs=1e-12)  # never stop: best-of-all-8, exactly
+    assert (t["lo"] <= t["utility"]).all() and (t["utility"] <= t["hi"]).all()

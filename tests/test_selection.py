@@ -29,3 +29,17 @@ def test_thompson_is_seeded_and_deterministic_rms_reduce_to_mean():
 def test_bad_rules_list_known_ones(bad):
     with pytest.raises(TtpkitError, match="known rules|kappa"):
         Rule.parse(bad)
+
+
+def test_next_round_gain_matches_monte_carlo_and_shrinks_with_a_high_best():
+    from ttpkit.selection import next_round_gain
+
+    rng = np.random.default_rng(0)
+    seen = rng.standard_normal(6)
+    m, s = seen.mean(), seen.std(ddof=1)
+    draws = rng.normal(m, s, (400_000, 4)).max(1)
+    assert next_round_gain(seen, 4) == pytest.approx(np.maximum(draws - seen.max(), 0).mean() / s, rel=0.01)
+    assert next_round_gain(seen, 4, scale=2 * s) == pytest.approx(next_round_gain(seen, 4) / 2)
+    high = np.append(seen, m + 4 * s)  # a very good candidate already in hand: little left to gain
+    assert next_round_gain(high, 4) < next_round_gain(seen, 4) and next_round_gain(seen, 8) > next_round_gain(seen, 4)
+    assert next_round_gain(np.ones(4), 4) == 0.0 and next_round_gain(seen, 0) == 0.0

@@ -5,7 +5,8 @@ The pipeline, one module per stage: :mod:`ttpkit.data` -> :mod:`ttpkit.retrieval
 -> :mod:`ttpkit.utility` -> :mod:`ttpkit.reward` -> :mod:`ttpkit.selection` ->
 :mod:`ttpkit.scaling` -> :mod:`ttpkit.report`. :mod:`ttpkit.stages` runs each
 stage once for every caller; :mod:`ttpkit.cli`, :mod:`ttpkit.bench` and
-:mod:`ttpkit.serve` sit on top of it. Imports point from later stages to earlier
+:mod:`ttpkit.serve` sit on top of it, with :func:`ttpkit.personalize`
+(:mod:`ttpkit.online`: one query in, the chosen answer out). Imports point from later stages to earlier
 ones only.
 """
 
@@ -16,4 +17,13 @@ __version__ = "0.1.0"
 from ttpkit.data import Dataset, ProfileItem, Query, TaskSpec, load_split
 from ttpkit.errors import DataError, TtpkitError
 
-__all__ = ["DataError", "Dataset", "ProfileItem", "Query", "TaskSpec", "TtpkitError", "__version__", "load_split"]
+__all__ = ["DataError", "Dataset", "Personalized", "ProfileItem", "Query", "TaskSpec", "TtpkitError", "__version__",
+           "load_split", "personalize"]
+
+
+def __getattr__(name: str):  # ttpkit.online loads pandas; import it only when asked (keeps `ttpkit --help` instant)
+    if name in ("personalize", "Personalized"):
+        from ttpkit import online
+
+        return getattr(online, name)
+    raise AttributeError(f"module 'ttpkit' has no attribute {name!r}")

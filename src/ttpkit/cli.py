@@ -111,6 +111,7 @@ def _deprecated(value: Any, old: Any, old_flag: str, new_flag: str) -> Any:
 # options several commands share
 DataDir = Annotated[Path, typer.Option("--data", help="LaMP-layout data directory.")]
 TaskName = Annotated[Optional[str], typer.Option("--task", help="Task name; default from the data.")]
+TaskFile = Annotated[Optional[Path], typer.Option("--task-file", help="YAML/JSON task declaration (name, source_field, target_field, source_label, target_label, instruction).")]
 PoolSplit = Annotated[Optional[str], typer.Option("--split", help="Split of the pool (default: detected).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed.")]
 Utility = Annotated[str, typer.Option("--utility", help="Utility column: rougeL | rouge1.")]
@@ -144,6 +145,7 @@ def sample(
     model: Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf) or served name (openai).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
     task: TaskName = None,
+    task_file: TaskFile = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 0.95,
     max_new_tokens: Annotated[int, typer.Option(help="Token limit per candidate.")] = 32,
@@ -154,7 +156,7 @@ def sample(
 ) -> None:
     """Sample M candidates per query from a personalized policy into a pool file."""
     from ttpkit import stages
-    from ttpkit.data import load_split
+    from ttpkit.data import load_split, resolve_task
     from ttpkit.policy import PolicySpec, lazy_policy
 
     t0 = time.time()
@@ -162,7 +164,7 @@ def sample(
     spec = PolicySpec(backend, backend, model, temperature, top_p, max_new_tokens, k, int8, base_url)
     spec.check()
     _quiet_libraries()
-    ds = load_split(data, split, task)
+    ds = load_split(data, split, resolve_task(task, task_file))
     queries = ds.queries[:limit] if limit else ds.queries
     with _progress() as bar:
         stages.sample_pool(queries, out_path, m, lazy_policy(spec, ds.task, seed, on_load=bar.note), bar)
@@ -176,14 +178,15 @@ def label(
     data: DataDir,
     split: Annotated[str, typer.Option(help="Split the pool was sampled from.")] = "test",
     task: TaskName = None,
+    task_file: TaskFile = None,
 ) -> None:
     """Label candidates with ROUGE-1/ROUGE-L F1 against the reference (and add the style baseline)."""
     from ttpkit import stages
-    from ttpkit.data import load_split
+    from ttpkit.data import load_split, resolve_task
     from ttpkit.pool import QUERY_ID, ROUGE1, ROUGEL
 
     with console.status("labelling ..."):
-        df = stages.label_pool(pool, load_split(data, split, task))
+        df = stages.label_pool(pool, load_split(data, split, resolve_task(task, task_file)))
     console.print(
         f"labelled {len(df)} candidates of {df[QUERY_ID].nunique()} queries: "
         f"mean rougeL {df[ROUGEL].mean():.3f}, rouge1 {df[ROUGE1].mean():.3f}"
@@ -244,22 +247,28 @@ def train_rm(
     split: Annotated[Optional[str], typer.Option(help="Split of --pool (default: detected).")] = None,
     dev_split: Annotated[Optional[str], typer.Option(help="Split of --dev-pool (default: detected).")] = None,
     encoder_layers: Annotated[Optional[int], typer.Option(help="Use the first L of MiniLM's 6 layers for the embedding features (default: all); 2 encodes 2-2.5x as fast with no measurable loss on the two real data sets; `ttpkit score` then uses 2 too.")] = None,
+    encoder_dtype: Annotated[str, typer.Option(help="Encoder dtype of training and later scoring: float32 | bfloat16 | auto (bf16 on CPUs with native bf16).")] = "float32",
+    task: TaskName = None,
+    task_file: TaskFile = None,
 ) -> None:
     """Train a personalized reward model on a labelled pool (CPU, minutes)."""
     from ttpkit import stages
+    from ttpkit.data import resolve_task
     from ttpkit.pool import read_pool
     from ttpkit.report import plot_training
     from ttpkit.reward.models import RMConfig
 
     t0 = time.time()
-    cfg = RMConfig(variant=variant, beta=beta, hidden=hidden, seed=seed, encoder_layers=encoder_layers)
+    spec = resolve_task(task, task_file)
+    cfg = RMConfig(variant=variant, beta=beta, hidden=hidden, seed=seed, encoder_layers=encoder_layers, encoder_dtype=encoder_dtype)
     train = read_pool(pool, require=[utility])
     dev = read_pool(dev_pool, require=[utility]) if dev_pool is not None else None
     _quiet_libraries()
-    train_data = stages.dataset_for_pool(data, train, split)
-    dev_data = stages.dataset_for_pool(data, dev, dev_split) if dev is not None else None
+    train_data = stages.dataset_for_pool(data, train, split, spec)
+    dev_data = stages.dataset_for_pool(data, dev, dev_split, spec) if dev is not None else None
     with console.status(f"training {variant} on {len(train)} candidates ..."):
-        rm = stages.train_rm(cfg, train, train_data, dev, dev_data, out=out_dir, utility=utility)
+        rm = stages.train_rm(cfg, train, train_data, dev, dev_data, out=out_dir, utility=utility,
+                             encoder=stages.default_encoder(encoder_dtype, cfg.encoder_layers))
     plot_training(rm.history_, out_dir / "training.png", title=variant)
     last = rm.history_[-1] if rm.history_ else {}
     console.print(f"saved {variant} to {out_dir} ({len(rm.history_)} logged steps, dev loss {last.get('dev_loss', float('nan')):.4f}) in {time.time() - t0:.0f} s")
@@ -268,23 +277,27 @@ def train_rm(
 @app.command()
 @_friendly
 def score(
-    rm_dir: Annotated[Path, typer.Option("--rm", help="Reward model directory.")],
+    rm_dir: Annotated[str, typer.Option("--rm", help="Reward model directory, or 'default' / 'default:user-prob' (the bundled model for the pool's task).")],
     pool: Annotated[Path, typer.Option(help="Pool to score in place.")],
     data: DataDir,
     name: Annotated[Optional[str], typer.Option(help="Column suffix (default: the variant).")] = None,
     split: PoolSplit = None,
-    encoder_dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (opt-in: 1.3-1.9x faster scoring on CPUs with native bf16; embeddings at cosine >= 0.9999 to float32).")] = "float32",
+    task: TaskName = None,
+    task_file: TaskFile = None,
+    encoder_dtype: Annotated[Optional[str], typer.Option(help="float32 | bfloat16 | auto (bf16 on CPUs with native bf16); default: the model's own setting.")] = None,
 ) -> None:
     """Add score_<name> (and std_<name> for user-prob) to a pool."""
     from ttpkit import stages
+    from ttpkit.data import resolve_task
     from ttpkit.pool import read_pool, score_col, write_pool
+    from ttpkit.reward.bundled import resolve_rm
     from ttpkit.reward.models import RewardModel
 
-    rm = RewardModel.load(rm_dir)
     df = read_pool(pool)
     _quiet_libraries()
-    ds = stages.dataset_for_pool(data, df, split)
-    encoder = stages.default_encoder(encoder_dtype, rm.config.encoder_layers)  # the depth the RM was trained with
+    ds = stages.dataset_for_pool(data, df, split, resolve_task(task, task_file))
+    rm = RewardModel.load(resolve_rm(rm_dir, ds.task.name))
+    encoder = stages.default_encoder(encoder_dtype or rm.config.encoder_dtype, rm.config.encoder_layers)  # the RM's depth
     with console.status(f"scoring {len(df)} candidates ..."):
         df = stages.score_pool(df, rm, ds, name=name, encoder=encoder)
     write_pool(df, pool)
@@ -305,23 +318,29 @@ def diagnose(
     min_gain: Annotated[float, typer.Option(help="Stop doubling N when the gain per unit of cost falls below this.")] = 1e-3,
     data: Annotated[Optional[Path], typer.Option(help="Data directory, to show references of hacked queries.")] = None,
     split: PoolSplit = None,
+    task: TaskName = None,
+    task_file: TaskFile = None,
     seed: Seed = 0,
 ) -> None:
-    """Fit the four-quantity law per scorer; find collapsed users and hacked queries; recommend N."""
+    """Fit the law per scorer (five forms); find where more samples stop paying, collapsed users and hacked queries; recommend N."""
     from ttpkit import stages
+    from ttpkit.data import resolve_task
     from ttpkit.pool import Scorer, read_pool
-    from ttpkit.report import diagnosis_tables, write_diagnosis
+    from ttpkit.report import diagnosis_tables, peak_sentence, write_diagnosis
     from ttpkit.scaling import diagnose as run
 
     names = Scorer.parse_list(scorers)
     df = read_pool(pool, require=[utility])
     refs = None
     if data is not None:
-        refs = {q.id: q.reference or "" for q in stages.dataset_for_pool(data, df, split).queries}
+        refs = {q.id: q.reference or "" for q in stages.dataset_for_pool(data, df, split, resolve_task(task, task_file)).queries}
     diag = run(df, names, utility, m_fit, n_max, tau, refs, cost, min_gain, seed)
     write_diagnosis(diag, out_dir)
     for table in diagnosis_tables(diag):
         out.print(table)
+    for name in diag.scorers:
+        if name not in ("oracle", "random"):
+            out.print(f"{name}: {peak_sentence(diag, name)}", highlight=False)
     console.print(f"wrote {out_dir}/report.md, law.json and plots")
 
 
@@ -380,6 +399,91 @@ def _bench_failures(study: Path, out_dir: Optional[Path]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# personalize
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_profile(path: Path, user: Optional[str]) -> list:
+    """A JSON list of profile items, or (with ``--user``) the profile of that user in a LaMP questions file."""
+    from ttpkit.data import read_json
+
+    if not path.is_file():
+        raise ConfigError(f"--profile {path}: no such file")
+    raw = read_json(path)
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: expected a JSON list (profile items, or LaMP questions with --user)")
+    if user is None:
+        if raw and isinstance(raw[0], dict) and "profile" in raw[0]:
+            raise ConfigError(f"{path} is a LaMP questions file: pass --user ID to pick whose profile to use")
+        return raw
+    for rec in raw:
+        if isinstance(rec, dict) and str(rec.get("user_id")) == user:
+            profile = rec.get("profile")
+            if not isinstance(profile, list):
+                raise ConfigError(f"{path}: the record of user {user!r} has no profile list")
+            return profile
+    raise ConfigError(f"{path}: no record with user_id {user!r}")
+
+
+@app.command()
+@_friendly
+def personalize(
+    profile: Annotated[Path, typer.Option(help="JSON list of the user's profile items, or a LaMP questions file with --user.")],
+    text: Annotated[str, typer.Option("--input", help="The new input (a commit message, a package description...).")],
+    user: Annotated[Optional[str], typer.Option(help="User id to pick from a LaMP questions file.")] = None,
+    task: Annotated[str, typer.Option("--task", help="Task name.")] = "git-commits",
+    task_file: TaskFile = None,
+    rm: Annotated[str, typer.Option(help="'default' (bundled user-pairwise for the task, or the task-agnostic one), 'default:user-prob', or a model directory.")] = "default",
+    n: Annotated[int, typer.Option("--n", help="Candidates to draw (N of best-of-N).", min=1)] = 16,
+    adaptive: Annotated[bool, typer.Option(help="Sample in rounds of 4 and stop when the next round's expected gain is small.")] = False,
+    max_n: Annotated[int, typer.Option(help="Most candidates --adaptive may draw.", min=1)] = 32,
+    min_gain: Annotated[float, typer.Option(help="--adaptive stops below this expected gain per round (in RM score stds).")] = 0.05,
+    rule: Annotated[str, typer.Option(help="mean | lcb:κ | ucb:κ | thompson (all but mean need a user-prob RM).")] = "mean",
+    backend: Annotated[str, typer.Option(help="embedded | gguf | hf | openai.")] = "embedded",
+    model: Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf) or served name (openai).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
+    k: Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record instead of the text and table.")] = False,
+    seed: Seed = 0,
+) -> None:
+    """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
+    from ttpkit.data import resolve_task
+    from ttpkit.online import personalize as run
+    from ttpkit.policy import PolicySpec
+    from ttpkit.pool import Rule
+
+    Rule.parse(rule)  # fail before any model loads
+    spec = resolve_task(task if task_file is None else None, task_file)
+    pol = PolicySpec("gemma3-270m" if backend == "embedded" else backend, backend, model, k=k, base_url=base_url)
+    pol.check()
+    items = _read_profile(profile, user)
+    _quiet_libraries()
+    with console.status(f"sampling and scoring {'adaptively, up to ' + str(max_n) if adaptive else n} candidates ..."):
+        res = run(items, text, task=spec, rm=rm, n=n, rule=rule, policy=pol, seed=seed, adaptive=adaptive, max_n=max_n,
+                  min_gain=min_gain, user_id=user)
+    for w in res.warnings:
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    if as_json:
+        print(json.dumps(res.as_dict(), indent=2, ensure_ascii=False, allow_nan=False))
+        return
+    from ttpkit.report import personalized_table
+
+    print(res.text)
+    out.print(personalized_table(res))
+    e = res.expected
+    if e is not None:
+        law = ("this user's scores barely vary (collapsed): expect about what one sample gives" if e.collapsed else
+               f"the law expects best-of-{e.n} to add {e.gain:+.3f} ROUGE-L over one sample for this user "
+               f"(this RM recovers {e.share:.0%} of the oracle gain on its test users)")
+        console.print(law, soft_wrap=True)
+    from ttpkit.reward.bundled import MODELS_DIR
+
+    where = Path(res.rm)
+    rm_name = f"bundled {where.relative_to(MODELS_DIR)}" if where.is_relative_to(MODELS_DIR) else res.rm
+    console.print(f"{res.n} candidates in {res.rounds} round{'s' if res.rounds > 1 else ''}, {res.seconds:.1f} s; RM {rm_name}", soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------------
 
@@ -395,13 +499,16 @@ def demo(
     """Run the whole loop on the bundled sample with the embedded Gemma 3 270M.
 
     Samples M candidates for each of the 16 bundled git-commits queries, labels
-    them with ROUGE, and prints best-of-N for random / style / oracle selection.
+    them with ROUGE, scores them with the bundled user-pairwise reward model, and
+    prints best-of-N for random / style / the RM / oracle selection.
     """
     from ttpkit import stages
     from ttpkit.data import bundled_sample_dir, load_split
     from ttpkit.policy import PolicySpec, lazy_policy
-    from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, n_grid
+    from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, n_grid, score_col, write_pool
     from ttpkit.report import curves_json, curves_table, plot_curves, write_json
+    from ttpkit.reward.bundled import bundled_path
+    from ttpkit.reward.models import RewardModel
     from ttpkit.scaling import curves as compute
 
     t0 = time.time()
@@ -412,12 +519,22 @@ def demo(
     with _progress() as bar:
         stages.sample_pool(data.queries, out_dir / "pool.parquet", m, lazy_policy(PolicySpec("gemma3-270m"), data.task, seed, bar.note), bar)
     df = stages.label_pool(out_dir / "pool.parquet", data)
-    result = compute(df, ["random", "style", "oracle"], ROUGEL, n_grid(m), seed=seed)
+    rm = RewardModel.load(bundled_path(data.task.name))
+    with console.status(f"scoring {len(df)} candidates with the bundled {rm.name} reward model ..."):
+        df = stages.score_pool(df, rm, data, name="rm")
+    write_pool(df, out_dir / "pool.parquet")
+    result = compute(df, ["random", "style", "rm", "oracle"], ROUGEL, n_grid(m), seed=seed)
     out.print(curves_table(result, ROUGEL))
     write_json(curves_json(result), out_dir / "curves.json")
     plot_curves(result, out_dir / "curves.png", ROUGEL, title=f"ttpkit demo: best-of-N, {result['oracle'].n_queries} queries")
-    for _, row in df.loc[df.groupby(QUERY_ID)[ROUGEL].idxmax()].head(3).iterrows():
-        console.print(f"  best candidate for {row[QUERY_ID]}: [italic]{row[TEXT]}[/] (rougeL {row[ROUGEL]:.2f})")
+    qid = df.groupby(QUERY_ID)[ROUGEL].std().idxmax()  # the query whose candidates differ most
+    one = df[df[QUERY_ID] == qid].reset_index(drop=True)
+    pick, best = one[score_col("rm")].idxmax(), one[ROUGEL].idxmax()
+    console.print(f"\nquery {qid}: reference [italic]{data.by_id()[qid].reference}[/]")
+    for i, row in one.iterrows():
+        mark = ("RM pick " if i == pick else "") + ("oracle pick" if i == best else "")
+        console.print(f"  {row[score_col('rm')]:+.2f}  {row[ROUGEL]:.2f}  {row[TEXT][:60]}  [bold]{mark}[/]", soft_wrap=True, highlight=False)
+    console.print("  (RM score, then rougeL)", highlight=False)
     console.print(f"wrote {out_dir}/pool.parquet, curves.json, curves.png in {time.time() - t0:.0f} s")
 
 

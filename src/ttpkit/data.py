@@ -5,6 +5,8 @@ A split lives in a directory as ``{split}_questions.json`` (a list of
 ``{split}_outputs.json`` (``{task, golds: [{id, output}]}``); either file may be
 gzipped (``.json.gz``). A :class:`TaskSpec` says which profile fields hold the
 source and the target of the user's past work, and how to label them in prompts.
+Tasks are registered by name (:data:`TASKS`) or declared in a YAML/JSON file
+(:func:`load_task_file`, ``--task-file``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ __all__ = [
     "TaskSpec",
     "bundled_sample_dir",
     "get_task",
+    "load_task_file",
+    "make_profile",
+    "read_json",
+    "resolve_task",
     "load_split",
 ]
 
@@ -41,6 +47,9 @@ class TaskSpec:
         target_field: Profile field holding what the user wrote for it.
         source_label: Prompt label for the source (``Commit message``).
         target_label: Prompt label for the target (``Subject line``).
+        instruction: Instruction prefix of a query's input in the data
+            (``Generate a subject line for the following commit message:``);
+            ``ttpkit personalize`` puts it before a raw input.
     """
 
     name: str
@@ -48,6 +57,7 @@ class TaskSpec:
     target_field: str
     source_label: str
     target_label: str
+    instruction: str = ""
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -58,8 +68,10 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("LongLaMP-abstract", "title", "abstract", "Title", "Abstract"),
         TaskSpec("LongLaMP-topic", "summary", "content", "Summary", "Post"),
         TaskSpec("LongLaMP-review", "summary", "reviewText", "Summary", "Review"),
-        TaskSpec("git-commits", "text", "title", "Commit message", "Subject line"),
-        TaskSpec("debian-synopsis", "abstract", "title", "Package description", "Synopsis"),
+        TaskSpec("git-commits", "text", "title", "Commit message", "Subject line",
+                 "Generate a subject line for the following commit message:"),
+        TaskSpec("debian-synopsis", "abstract", "title", "Package description", "Synopsis",
+                 "Generate a one-line synopsis for the following Debian package description:"),
     ]
 }
 
@@ -74,6 +86,55 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise DataError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+
+
+TASK_FILE_KEYS = ("name", "source_field", "target_field", "source_label", "target_label")
+
+
+def load_task_file(path: str | Path) -> TaskSpec:
+    """Read a task declared in YAML or JSON: the keys of :data:`TASK_FILE_KEYS`, and optionally ``instruction``.
+
+    Raises:
+        DataError: If the file cannot be read or parsed, a key is missing, unknown or not a string.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the task file ({e.strerror or e})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: a task file is a mapping of {', '.join(TASK_FILE_KEYS)}, got {type(raw).__name__}")
+    missing = [k for k in TASK_FILE_KEYS if k not in raw]
+    if missing:
+        raise DataError(f"{path}: the task file lacks {', '.join(missing)}")
+    unknown = sorted(set(raw) - set(TASK_FILE_KEYS) - {"instruction"})
+    if unknown:
+        raise DataError(f"{path}: unknown task file keys {', '.join(unknown)}; known: {', '.join(TASK_FILE_KEYS)}, instruction")
+    for key, value in raw.items():
+        if not isinstance(value, str) or (key != "instruction" and not value.strip()):
+            raise DataError(f"{path}: task file key {key!r} must be a non-empty string, got {value!r}")
+    return TaskSpec(**raw)
+
+
+def resolve_task(task: str | TaskSpec | None = None, task_file: str | Path | None = None) -> TaskSpec | None:
+    """The task named by ``--task`` or declared by ``--task-file`` (None when neither is given).
+
+    Raises:
+        DataError: For an unknown name or a bad task file.
+        ConfigError: If both are given and disagree.
+    """
+    from ttpkit.errors import ConfigError
+
+    if isinstance(task, TaskSpec):
+        return task
+    spec = load_task_file(task_file) if task_file is not None else None
+    if task is not None and spec is not None and task != spec.name:
+        raise ConfigError(f"--task {task} and --task-file {task_file} (task {spec.name!r}) disagree; give one")
+    return spec or (get_task(task) if task is not None else None)
 
 
 @dataclass(frozen=True)
@@ -142,7 +203,12 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """Parse a JSON or gzipped JSON file.
+
+    Raises:
+        DataError: Naming the file when it cannot be read or parsed.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
@@ -172,14 +238,14 @@ def _detect_task(directory: Path, outputs: Any) -> str | None:
     return None
 
 
-def load_split(data_dir: str | Path, split: str, task: str | None = None) -> Dataset:
+def load_split(data_dir: str | Path, split: str, task: str | TaskSpec | None = None) -> Dataset:
     """Load one split of a LaMP-layout data directory.
 
     Args:
         data_dir: Directory holding ``{split}_questions.json[.gz]``.
         split: Split name (``train``, ``dev``, ``test``).
-        task: Task name; by default taken from the outputs file's ``task`` field
-            or the directory name.
+        task: Task name or spec; by default taken from the outputs file's
+            ``task`` field or the directory name.
 
     Returns:
         The split's queries. ``reference`` is ``None`` when there is no outputs
@@ -197,7 +263,7 @@ def load_split(data_dir: str | Path, split: str, task: str | None = None) -> Dat
         found = sorted(p.name for p in directory.glob("*_questions.json*"))
         raise DataError(f"{directory}: no {split}_questions.json[.gz]; found: {', '.join(found) or 'nothing'}")
     opath = _find(directory, f"{split}_outputs")
-    outputs = _read_json(opath) if opath else None
+    outputs = read_json(opath) if opath else None
 
     golds: dict[str, str] = {}
     if outputs is not None:
@@ -208,14 +274,18 @@ def load_split(data_dir: str | Path, split: str, task: str | None = None) -> Dat
             gid = _need_str(g, "id", f"gold #{i}", opath)
             golds[gid] = _need_str(g, "output", f"gold #{i} (id {gid!r})", opath)
 
-    task_name = task or _detect_task(directory, outputs)
-    if task_name is None:
-        raise DataError(
-            f"{directory}: cannot tell the task; pass task= (known tasks: {', '.join(sorted(TASKS))})"
-        )
-    spec = get_task(task_name)
+    if isinstance(task, TaskSpec):
+        spec = task
+    else:
+        task_name = task or _detect_task(directory, outputs)
+        if task_name is None:
+            raise DataError(
+                f"{directory}: cannot tell the task; pass --task NAME (known: {', '.join(sorted(TASKS))}) "
+                "or declare it with --task-file FILE"
+            )
+        spec = get_task(task_name)
 
-    raw = _read_json(qpath)
+    raw = read_json(qpath)
     if not isinstance(raw, list):
         raise DataError(f"{qpath}: expected a JSON list of queries, got {type(raw).__name__}")
     queries: list[Query] = []
@@ -230,13 +300,7 @@ def load_split(data_dir: str | Path, split: str, task: str | None = None) -> Dat
         prof = rec.get("profile")
         if not isinstance(prof, list):
             raise DataError(f"{qpath}: {where} field 'profile' must be a list")
-        items = []
-        for j, item in enumerate(prof):
-            iw = f"{where} profile item #{j}"
-            src = _need_str(item, spec.source_field, iw, qpath)
-            tgt = _need_str(item, spec.target_field, iw, qpath)
-            iid = str(item.get("id", j))
-            items.append(ProfileItem(id=iid, source=src, target=tgt))
+        items = make_profile(prof, spec, qpath, where)
         uid = rec.get("user_id")
         if uid is None:
             uid = _derive_user_id(prof)
@@ -253,6 +317,21 @@ def load_split(data_dir: str | Path, split: str, task: str | None = None) -> Dat
             )
         )
     return Dataset(task=spec, queries=tuple(queries), path=directory, split=split)
+
+
+def make_profile(items: list[Any], task: TaskSpec, path: str | Path = "profile", where: str = "") -> tuple[ProfileItem, ...]:
+    """Profile records (dicts with the task's source and target fields, optional ``id``) as :class:`ProfileItem`.
+
+    Raises:
+        DataError: Naming the file, the item and the field when an item lacks one.
+    """
+    out = []
+    for j, item in enumerate(items):
+        iw = f"{where + ' ' if where else ''}profile item #{j}"
+        src = _need_str(item, task.source_field, iw, Path(path))
+        tgt = _need_str(item, task.target_field, iw, Path(path))
+        out.append(ProfileItem(id=str(item.get("id", j)), source=src, target=tgt))
+    return tuple(out)
 
 
 def bundled_sample_dir() -> Path:

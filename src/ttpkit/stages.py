@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
-from ttpkit.data import Dataset, Query, load_split
+from ttpkit.data import Dataset, Query, TaskSpec, load_split
 from ttpkit.errors import ConfigError, DataError, TtpkitError
 from ttpkit.paths import embeddings_cache_file
 from ttpkit.pool import (
@@ -142,7 +142,7 @@ def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.Da
     return pool
 
 
-def dataset_for_pool(data: str | Path, pool: pd.DataFrame, split: str | None = None, task: str | None = None) -> Dataset:
+def dataset_for_pool(data: str | Path, pool: pd.DataFrame, split: str | None = None, task: str | TaskSpec | None = None) -> Dataset:
     """Load the split that holds a pool's queries: ``split``, or the first of train/dev/test that does.
 
     Raises:
@@ -199,6 +199,7 @@ def train_rm(
     enc = encoder or default_encoder(layers=config.encoder_layers)
     rm = RewardModel(config).fit(train, train_data.by_id(), dev, dev_data.by_id() if dev_data else None,
                                  encoder=enc, utility=utility)
+    rm.tasks_ = (train_data.task.name,)
     enc.save_cache()
     if out is not None:
         rm.save(out)
@@ -218,7 +219,8 @@ def score_pool(
         encoder: Sentence encoder; it must have the RM's depth (default: :func:`default_encoder` at that depth).
     """
     layers = getattr(rm.config, "encoder_layers", False)  # a cross-encoder brings its own encoder
-    enc = encoder or (default_encoder(layers=layers) if layers is not False else None)
+    dtype = getattr(rm.config, "encoder_dtype", "float32")
+    enc = encoder or (default_encoder(dtype, layers) if layers is not False else None)
     scores = rm.score(pool, data.by_id(), encoder=enc)
     if enc is not None:
         enc.save_cache()

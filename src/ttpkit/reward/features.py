@@ -61,6 +61,15 @@ def _key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX on Linux); elsewhere False."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class Encoder:
     """Sentence encoder with a content-hash cache.
 
@@ -72,7 +81,8 @@ class Encoder:
         dtype: ``"float32"`` (default) or ``"bfloat16"`` (opt-in: 1.3-1.9x
             as fast on CPUs with native bf16 such as AVX512-BF16 or AMX;
             embeddings keep a cosine of >= 0.9999 to float32 ones and are
-            cached under their own keys).
+            cached under their own keys), or ``"auto"``: bfloat16 where
+            :func:`native_bf16`, else float32.
         layers: Use only the first ``layers`` of MiniLM's 6 transformer
             layers (mean-pooled as usual); ``None`` (default) uses all. A
             different encoder, not an approximation of the full one: a reward
@@ -85,7 +95,7 @@ class Encoder:
     """
 
     dim = 384
-    DTYPES = ("float32", "bfloat16")
+    DTYPES = ("float32", "bfloat16", "auto")
     N_LAYERS = 6  # transformer layers of all-MiniLM-L6-v2
 
     def __init__(
@@ -97,7 +107,7 @@ class Encoder:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.layers = check_layers(layers)
         self.batch_size = batch_size
-        self.dtype = dtype
+        self.dtype = ("bfloat16" if native_bf16() else "float32") if dtype == "auto" else dtype
         self.cache: dict[str, np.ndarray] = {}
         self.cache_file = Path(cache_file) if cache_file else None
         self._model = None

@@ -1,0 +1,94 @@
+"""The reward models shipped inside the wheel (``--rm default``), and their cards.
+
+``ttpkit/models/<task>/<variant>/`` holds ``config.json`` and
+``model.safetensors`` (as :meth:`RewardModel.save` writes them), ``card.json``
+(the law's quantities and the share of the oracle gain measured on the task's
+test users) and ``README.md`` (the model card). ``<task>`` is a registered task,
+or ``any`` for the task-agnostic models trained on every task's pools.
+``scripts/train_bundled.py`` makes them all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ttpkit.errors import ConfigError, DataError
+
+__all__ = ["AGNOSTIC", "MODELS_DIR", "ModelCard", "bundled_path", "load_card", "resolve_rm"]
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+AGNOSTIC = "any"  # the directory of the task-agnostic models
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a bundled model's card measured on its test users (all at the pools' M).
+
+    Attributes:
+        task: Task of the test users (``any``: pooled).
+        variant: RM variant.
+        mu: Mean utility of a candidate.
+        c: Share of test queries whose user is collapsed.
+        sigma_eff: The oracle's effective utility spread.
+        rho_eff: The RM's effective correlation (law's ``tail`` form).
+        score_std: Std of the RM's scores over the test pool (the unit of collapse).
+        tau: Collapse threshold: a user whose scores vary less than ``tau * score_std`` is collapsed.
+        share: Share of the oracle gain at the largest N of the card's curve.
+        n: That N.
+    """
+
+    task: str
+    variant: str
+    mu: float
+    c: float
+    sigma_eff: float
+    rho_eff: float
+    score_std: float
+    tau: float
+    share: float
+    n: int
+
+
+def bundled_path(task: str, variant: str = "user-pairwise") -> Path:
+    """The bundled model of ``variant`` for ``task``, or the task-agnostic one.
+
+    Raises:
+        ConfigError: If neither is shipped.
+    """
+    for name in (task, AGNOSTIC):
+        d = MODELS_DIR / name / variant
+        if (d / "config.json").exists():
+            return d
+    raise ConfigError(f"no bundled {variant} model for task {task!r} (shipped: {', '.join(sorted(_shipped())) or 'none'})")
+
+
+def _shipped() -> list[str]:
+    return [f"{d.parent.name}/{d.name}" for d in MODELS_DIR.glob("*/*") if (d / "config.json").exists()]
+
+
+def resolve_rm(rm: str | Path, task: str, variant: str = "user-pairwise") -> Path:
+    """``default`` (or ``default:<variant>``) to the bundled model for ``task``; any other value is a model directory."""
+    text = str(rm)
+    if text == "default" or text.startswith("default:"):
+        return bundled_path(task, text.split(":", 1)[1] if ":" in text else variant)
+    path = Path(text)
+    if not path.is_dir():
+        raise ConfigError(f"--rm {text}: not a model directory (or 'default' for the bundled model)")
+    return path
+
+
+def load_card(model_dir: str | Path) -> ModelCard | None:
+    """The ``card.json`` of a model directory, or None when it has none.
+
+    Raises:
+        DataError: If the card exists but is not a valid card.
+    """
+    path = Path(model_dir) / "card.json"
+    if not path.exists():
+        return None
+    try:
+        return ModelCard(**json.loads(path.read_text())["card"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a valid model card ({e})") from None
