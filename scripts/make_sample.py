@@ -1,9 +1,10 @@
-"""Build the bundled sample: 8 users x 2 queries from the dev split of ../shared/data/git-commits.
+"""Build a bundled sample: 8 users x 2 queries from the dev split of a data set (git-commits by default).
 
 Users are the first 8 dev users in file order; each keeps its first 2 queries, and
 each profile keeps its 20 newest items (the data stores them newest last).
 
     python scripts/make_sample.py ../shared/data/git-commits src/ttpkit/_sample/git-commits
+    python scripts/make_sample.py ../shared/data/debian-description src/ttpkit/_sample/debian-description 4 2 10
 """
 
 from __future__ import annotations
@@ -38,4 +39,4 @@ def main(src: str, dst: str, users: int = 8, per_user: int = 2, profile: int = 2
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(sys.argv[1], sys.argv[2], *(int(x) for x in sys.argv[3:6]))  # [users per_user profile]

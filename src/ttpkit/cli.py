@@ -114,7 +114,7 @@ TaskName = Annotated[Optional[str], typer.Option("--task", help="Task name; defa
 TaskFile = Annotated[Optional[Path], typer.Option("--task-file", help="YAML/JSON task declaration (name, source_field, target_field, source_label, target_label, instruction).")]
 PoolSplit = Annotated[Optional[str], typer.Option("--split", help="Split of the pool (default: detected).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed.")]
-Utility = Annotated[str, typer.Option("--utility", help="Utility column: rougeL | rouge1.")]
+Utility = Annotated[str, typer.Option("--utility", help="Utility column: rougeL | rouge1 | rougeLsum (multi-line outputs).")]
 
 
 @app.callback()
@@ -148,7 +148,7 @@ def sample(
     task_file: TaskFile = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 0.95,
-    max_new_tokens: Annotated[int, typer.Option(help="Token limit per candidate.")] = 32,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per candidate (default: the task's, 32 for one-line tasks, 192 for multi-line ones).", min=1)] = None,
     k: Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)] = 4,
     seed: Seed = 0,
     int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
@@ -161,10 +161,10 @@ def sample(
 
     t0 = time.time()
     m = _deprecated(m, n_old, "--n", "--m")
-    spec = PolicySpec(backend, backend, model, temperature, top_p, max_new_tokens, k, int8, base_url)
-    spec.check()
+    PolicySpec(backend, backend, model, temperature, top_p, max_new_tokens or 32, k, int8, base_url).check()
     _quiet_libraries()
     ds = load_split(data, split, resolve_task(task, task_file))
+    spec = PolicySpec(backend, backend, model, temperature, top_p, max_new_tokens or ds.task.max_new_tokens or 32, k, int8, base_url)
     queries = ds.queries[:limit] if limit else ds.queries
     with _progress() as bar:
         stages.sample_pool(queries, out_path, m, lazy_policy(spec, ds.task, seed, on_load=bar.note), bar)
@@ -183,13 +183,13 @@ def label(
     """Label candidates with ROUGE-1/ROUGE-L F1 against the reference (and add the style baseline)."""
     from ttpkit import stages
     from ttpkit.data import load_split, resolve_task
-    from ttpkit.pool import QUERY_ID, ROUGE1, ROUGEL
+    from ttpkit.pool import QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM
 
     with console.status("labelling ..."):
         df = stages.label_pool(pool, load_split(data, split, resolve_task(task, task_file)))
     console.print(
         f"labelled {len(df)} candidates of {df[QUERY_ID].nunique()} queries: "
-        f"mean rougeL {df[ROUGEL].mean():.3f}, rouge1 {df[ROUGE1].mean():.3f}"
+        f"mean rougeL {df[ROUGEL].mean():.3f}, rouge1 {df[ROUGE1].mean():.3f}, rougeLsum {df[ROUGELSUM].mean():.3f}"
     )
 
 
@@ -454,7 +454,8 @@ def personalize(
 
     Rule.parse(rule)  # fail before any model loads
     spec = resolve_task(task if task_file is None else None, task_file)
-    pol = PolicySpec("gemma3-270m" if backend == "embedded" else backend, backend, model, k=k, base_url=base_url)
+    pol = PolicySpec("gemma3-270m" if backend == "embedded" else backend, backend, model, k=k, base_url=base_url,
+                     max_new_tokens=spec.max_new_tokens or 32)
     pol.check()
     items = _read_profile(profile, user)
     _quiet_libraries()

@@ -50,6 +50,12 @@ class TaskSpec:
         instruction: Instruction prefix of a query's input in the data
             (``Generate a subject line for the following commit message:``);
             ``ttpkit personalize`` puts it before a raw input.
+        multiline: The output is a multi-line text (a package description, an
+            abstract): decoding does not stop at the end of a line but at EOS, at
+            a line that starts a new example (``<label>:``) or at the token limit,
+            and few-shot prompts show past targets with their line breaks.
+        max_new_tokens: The task's default token limit per candidate (``None``:
+            the sampler's default, 32, enough for one line).
     """
 
     name: str
@@ -58,6 +64,8 @@ class TaskSpec:
     source_label: str
     target_label: str
     instruction: str = ""
+    multiline: bool = False
+    max_new_tokens: int | None = None
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -65,13 +73,15 @@ TASKS: dict[str, TaskSpec] = {
     for t in [
         TaskSpec("LaMP-4", "text", "title", "Article", "Headline"),
         TaskSpec("LaMP-5", "abstract", "title", "Abstract", "Title"),
-        TaskSpec("LongLaMP-abstract", "title", "abstract", "Title", "Abstract"),
-        TaskSpec("LongLaMP-topic", "summary", "content", "Summary", "Post"),
-        TaskSpec("LongLaMP-review", "summary", "reviewText", "Summary", "Review"),
+        TaskSpec("LongLaMP-abstract", "title", "abstract", "Title", "Abstract", multiline=True, max_new_tokens=192),
+        TaskSpec("LongLaMP-topic", "summary", "content", "Summary", "Post", multiline=True, max_new_tokens=192),
+        TaskSpec("LongLaMP-review", "summary", "reviewText", "Summary", "Review", multiline=True, max_new_tokens=192),
         TaskSpec("git-commits", "text", "title", "Commit message", "Subject line",
                  "Generate a subject line for the following commit message:"),
         TaskSpec("debian-synopsis", "abstract", "title", "Package description", "Synopsis",
                  "Generate a one-line synopsis for the following Debian package description:"),
+        TaskSpec("debian-description", "title", "abstract", "Synopsis", "Package description",
+                 "Generate a package description for the following synopsis:", multiline=True, max_new_tokens=192),
     ]
 }
 
@@ -92,7 +102,8 @@ TASK_FILE_KEYS = ("name", "source_field", "target_field", "source_label", "targe
 
 
 def load_task_file(path: str | Path) -> TaskSpec:
-    """Read a task declared in YAML or JSON: the keys of :data:`TASK_FILE_KEYS`, and optionally ``instruction``.
+    """Read a task declared in YAML or JSON: the keys of :data:`TASK_FILE_KEYS`, and optionally
+    ``instruction`` (text), ``multiline`` (true/false) and ``max_new_tokens`` (a positive integer).
 
     Raises:
         DataError: If the file cannot be read or parsed, a key is missing, unknown or not a string.
@@ -111,11 +122,19 @@ def load_task_file(path: str | Path) -> TaskSpec:
     missing = [k for k in TASK_FILE_KEYS if k not in raw]
     if missing:
         raise DataError(f"{path}: the task file lacks {', '.join(missing)}")
-    unknown = sorted(set(raw) - set(TASK_FILE_KEYS) - {"instruction"})
+    optional = {"instruction", "multiline", "max_new_tokens"}
+    unknown = sorted(set(raw) - set(TASK_FILE_KEYS) - optional)
     if unknown:
-        raise DataError(f"{path}: unknown task file keys {', '.join(unknown)}; known: {', '.join(TASK_FILE_KEYS)}, instruction")
+        raise DataError(f"{path}: unknown task file keys {', '.join(unknown)}; known: {', '.join(TASK_FILE_KEYS)}, "
+                        f"{', '.join(sorted(optional))}")
     for key, value in raw.items():
-        if not isinstance(value, str) or (key != "instruction" and not value.strip()):
+        if key == "multiline":
+            if not isinstance(value, bool):
+                raise DataError(f"{path}: task file key 'multiline' must be true or false, got {value!r}")
+        elif key == "max_new_tokens":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DataError(f"{path}: task file key 'max_new_tokens' must be a positive integer, got {value!r}")
+        elif not isinstance(value, str) or (key != "instruction" and not value.strip()):
             raise DataError(f"{path}: task file key {key!r} must be a non-empty string, got {value!r}")
     return TaskSpec(**raw)
 
@@ -334,6 +353,9 @@ def make_profile(items: list[Any], task: TaskSpec, path: str | Path = "profile",
     return tuple(out)
 
 
-def bundled_sample_dir() -> Path:
-    """Directory of the small real sample shipped with ttpkit (git-commits, ``dev`` split)."""
-    return Path(__file__).parent / "_sample" / "git-commits"
+def bundled_sample_dir(task: str = "git-commits") -> Path:
+    """Directory of a small real sample shipped with ttpkit (``dev`` split): ``git-commits`` or ``debian-description``."""
+    path = Path(__file__).parent / "_sample" / task
+    if not path.is_dir():
+        raise DataError(f"no bundled sample for {task!r}; bundled: git-commits, debian-description")
+    return path

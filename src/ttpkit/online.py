@@ -206,7 +206,8 @@ def personalize(
     if words > MAX_INPUT_WORDS:
         warnings.append(f"the input has {words} words; the prompt keeps the first {MAX_INPUT_WORDS}")
     query = _query(items, input, spec, user_id)
-    pol = policy if policy is not None and not isinstance(policy, PolicySpec) else (policy or PolicySpec("gemma3-270m")).build(spec, seed)
+    default = PolicySpec("gemma3-270m", max_new_tokens=spec.max_new_tokens or 32)
+    pol = policy if policy is not None and not isinstance(policy, PolicySpec) else (policy or default).build(spec, seed)
     enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers)
     card = load_card(model_dir) if model_dir != "(in memory)" else None
 

@@ -36,6 +36,7 @@ __all__ = [
     "POOL_COLUMNS",
     "QUERY_ID",
     "ROUGE1",
+    "ROUGELSUM",
     "ROUGEL",
     "RULES",
     "SEED",
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 # -- the schema ---------------------------------------------------------------------------
 QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED = "query_id", "user_id", "idx", "text", "policy", "seed"
 POOL_COLUMNS = (QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED)
-ROUGE1, ROUGEL = "rouge1", "rougeL"  # utilities added by labelling (see ttpkit.utility)
+ROUGE1, ROUGEL, ROUGELSUM = "rouge1", "rougeL", "rougeLsum"  # utilities added by labelling (see ttpkit.utility)
 _SCORE, _STD = "score_", "std_"
 BUILTIN_SCORERS = ("oracle", "random")
 RULES = ("mean", "lcb:<kappa>", "ucb:<kappa>", "thompson", "soft:<tau>")
@@ -247,7 +248,7 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     missing = [c for c in (*POOL_COLUMNS, *require) if c not in df.columns]
     if missing:
-        hint = "; run `ttpkit label` first" if set(missing) & {ROUGE1, ROUGEL} else ""
+        hint = "; run `ttpkit label` first" if set(missing) & {ROUGE1, ROUGEL, ROUGELSUM} else ""
         raise DataError(f"{path}: missing pool columns {missing}{hint}")
     return df.drop_duplicates([QUERY_ID, IDX], keep="first").reset_index(drop=True)
 

@@ -1,7 +1,11 @@
-"""Utility of a candidate: ROUGE-1 and ROUGE-L F1 against the reference, and how well a score tracks it.
+"""Utility of a candidate: ROUGE-1, ROUGE-L and ROUGE-Lsum F1 against the reference, and how well a score tracks it.
 
 Computed with Google's ``rouge-score`` package with the Porter stemmer on, as
-the LaMP benchmark reports ROUGE.
+the LaMP benchmark reports ROUGE. ``rougeLsum`` is the summary-level ROUGE-L of
+``rouge-score``: the union LCS over the sentences of candidate and reference,
+split at newlines. For one-line outputs it equals ``rougeL``; for multi-line
+ones (a package description) it credits content matched line by line in any
+order of lines, where ``rougeL`` needs one common subsequence across lines.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import pandas as pd
 
 from ttpkit.data import Query
 from ttpkit.errors import DataError
-from ttpkit.pool import QUERY_ID, ROUGE1, ROUGEL, TEXT
+from ttpkit.pool import QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM, TEXT
 
 __all__ = ["UTILITIES", "add_labels", "lcs_f1", "query_corr", "rouge", "rouge_many", "rouge_tokens", "within_query_corr"]
 
-UTILITIES = (ROUGE1, ROUGEL)
+UTILITIES = (ROUGE1, ROUGEL, ROUGELSUM)
 
 
 @lru_cache(maxsize=1)
@@ -41,17 +45,17 @@ def lcs_f1(a: list[str], b: list[str]) -> float:
 
 
 def rouge(candidate: str, reference: str) -> dict[str, float]:
-    """ROUGE-1 and ROUGE-L F1 of one candidate against one reference.
+    """ROUGE-1, ROUGE-L and ROUGE-Lsum F1 of one candidate against one reference.
 
     Returns:
-        ``{"rouge1": f1, "rougeL": f1}``, each in [0, 1].
+        ``{"rouge1": f1, "rougeL": f1, "rougeLsum": f1}``, each in [0, 1].
     """
     scores = _scorer().score(reference, candidate)
     return {name: float(scores[name].fmeasure) for name in UTILITIES}
 
 
 def rouge_many(candidates: Sequence[str], references: Sequence[str]) -> pd.DataFrame:
-    """ROUGE for aligned lists of candidates and references, as a (len, 2) frame."""
+    """ROUGE for aligned lists of candidates and references, one column per utility of :data:`UTILITIES`."""
     if len(candidates) != len(references):
         raise ValueError("candidates and references differ in length")
     return pd.DataFrame([rouge(c, r) for c, r in zip(candidates, references)], columns=list(UTILITIES))

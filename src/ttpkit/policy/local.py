@@ -23,7 +23,7 @@ from ttpkit.paths import cache_dir
 from ttpkit.policy import _cache
 from ttpkit.policy._sampling import draw_tokens
 from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
-from ttpkit.policy.prompt import PromptBuilder
+from ttpkit.policy.prompt import PromptBuilder, cut_completion, starts_new_example
 
 __all__ = ["LocalPolicy", "converted_dir", "embedded_gguf_path", "load_gguf_model", "load_hf_model"]
 
@@ -208,14 +208,19 @@ class LocalPolicy:
 
     # -- sampling -----------------------------------------------------------------
     def _make_stop_mask(self):
-        """Boolean (V,) mask of tokens that end a line: any token containing a newline, and EOS."""
+        """Boolean (V,) mask of tokens that end a candidate: EOS and other end markers, and for a one-line task any token containing a newline."""
         import torch
 
         tok = self.tokenizer
         vocab = self.model.get_output_embeddings().weight.shape[0]
         pieces = tok.convert_ids_to_tokens(list(range(min(vocab, len(tok)))))
         mask = torch.zeros(vocab, dtype=torch.bool)
+        self._colon = torch.zeros(vocab, dtype=torch.bool)  # tokens that may end a label ("Synopsis:")
         for i, piece in enumerate(pieces):
+            if piece is not None and ":" in piece:
+                self._colon[i] = True
+            if self.prompt.task.multiline:
+                continue
             if piece is not None and ("\n" in piece or piece in ("<0x0A>", "Ċ", "ĊĊ") or "Ċ" in piece):
                 mask[i] = True
         for attr in ("eos_token_id", "pad_token_id"):
@@ -291,6 +296,7 @@ class LocalPolicy:
         import torch
 
         cfg = self.config
+        task = self.prompt.task
         kw = self._cache_kw
         g_count = len(first)
         rows = g_count * n
@@ -306,11 +312,15 @@ class LocalPolicy:
                 live = (alive & (group == g)).nonzero().squeeze(1)
                 if len(live):
                     nxt[live] = draw_tokens(logits[live], gens[g], cfg.temperature, cfg.top_p,
-                                            ban=self._stop_mask if step == 0 else None)  # >= 1 token per line
+                                            ban=self._stop_mask if step == 0 else None)  # >= 1 token per candidate
             live = alive.nonzero().squeeze(1)
             for row, t in zip(origin[live].tolist(), nxt[live].tolist()):
                 tokens[row].append(t)
             alive[live[self._stop_mask[nxt[live]]]] = False
+            if task.multiline:  # a row that has begun the next example's label is done
+                for i in live[self._colon[nxt[live]]].tolist():
+                    if starts_new_example(self.tokenizer.decode(tokens[int(origin[i])], skip_special_tokens=True), task):
+                        alive[i] = False
             if step == cfg.max_new_tokens - 1 or not bool(alive.any()):
                 break
             if 2 * int(alive.sum()) <= len(alive):  # compact once half the rows have finished
@@ -323,10 +333,7 @@ class LocalPolicy:
             logits = out.logits[:, -1, :]
             if step == 0 and layers is not None and not all(layer.calls for layer in layers):
                 raise TtpkitError(f"{self.name}: the model bypassed ttpkit's shared-prefix attention")
-        texts = []
-        for toks in tokens:
-            text = self.tokenizer.decode(toks, skip_special_tokens=True)
-            texts.append(text.split("\n")[0].strip())
+        texts = [cut_completion(self.tokenizer.decode(toks, skip_special_tokens=True), task) for toks in tokens]
         return [texts[g * n : (g + 1) * n] for g in range(g_count)]
 
     def sample(self, queries: list[Query], n: int) -> list[list[Candidate]]:

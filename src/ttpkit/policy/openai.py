@@ -7,7 +7,7 @@ from typing import Any
 from ttpkit.data import Query, TaskSpec
 from ttpkit.errors import TtpkitError
 from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
-from ttpkit.policy.prompt import PromptBuilder
+from ttpkit.policy.prompt import PromptBuilder, cut_completion
 
 __all__ = ["OpenAIPolicy"]
 
@@ -39,6 +39,8 @@ class OpenAIPolicy:
         self.model = model
         self.config = config or SamplingConfig()
         self.prompt = PromptBuilder(task, k=self.config.k)
+        labels = (task.source_label, task.target_label)  # a multi-line text ends where the next example starts
+        self._stop = [f"\n{label}:" for label in labels] if task.multiline else ["\n"]
         self.name = f"openai:{model}"
         self.batch_queries = 1  # one request per query
         self.client = client or httpx.Client(timeout=timeout)
@@ -55,7 +57,7 @@ class OpenAIPolicy:
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
             "max_tokens": cfg.max_new_tokens,
-            "stop": ["\n"],
+            "stop": self._stop,
             "seed": seed,
         }
         try:
@@ -67,7 +69,7 @@ class OpenAIPolicy:
         choices = sorted(resp.json().get("choices", []), key=lambda c: c.get("index", 0))
         if len(choices) != n:
             raise TtpkitError(f"{self.base_url}: asked for {n} choices, got {len(choices)}")
-        return [c.get("text", "").split("\n")[0].strip() for c in choices]
+        return [cut_completion(c.get("text", ""), self.prompt.task) for c in choices]
 
     def sample(self, queries: list[Query], n: int) -> list[list[Candidate]]:
         """``n`` candidates per query (see :class:`ttpkit.policy.Policy`)."""

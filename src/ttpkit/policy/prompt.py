@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ttpkit.data import Query, TaskSpec
 from ttpkit.retrieval import retrieve
 
-__all__ = ["PromptBuilder"]
+__all__ = ["PromptBuilder", "cut_completion"]
 
 
 def _clip(text: str, max_words: int) -> str:
@@ -17,13 +18,33 @@ def _clip(text: str, max_words: int) -> str:
     return " ".join(words[:max_words]) + " ..."
 
 
+def _stop_pattern(task: TaskSpec) -> re.Pattern[str]:
+    labels = "|".join(re.escape(x) for x in (task.source_label, task.target_label))
+    return re.compile(rf"\n[ \t]*(?:{labels})[ \t]*:")
+
+
+def cut_completion(text: str, task: TaskSpec) -> str:
+    """The candidate a raw completion holds: its first line, or, for a multi-line task, everything
+    before a line that starts a new example (``Synopsis:``, ``Package description:``), trailing blanks removed."""
+    if not task.multiline:
+        return text.split("\n")[0].strip()
+    m = _stop_pattern(task).search(text)
+    return (text[: m.start()] if m else text).strip()
+
+
+def starts_new_example(text: str, task: TaskSpec) -> bool:
+    """Whether a multi-line completion has begun a new example (decoding can stop)."""
+    return bool(_stop_pattern(task).search(text))
+
+
 @dataclass(frozen=True)
 class PromptBuilder:
     """Turns a query into a few-shot completion prompt.
 
     The prompt lists ``k`` retrieved (source, target) pairs of the same user,
     least relevant first so the most relevant example sits next to the query,
-    then the query's source and the target label; the model completes the line.
+    then the query's source and the target label; the model completes the line
+    (or, for a multi-line task, the text up to the next example's label).
 
     Attributes:
         task: Field names and labels of the task.
@@ -31,12 +52,29 @@ class PromptBuilder:
         max_shot_words: Words kept of each shot's source. 80 words keeps a
             4-shot git-commits prompt near 600 tokens.
         max_query_words: Words kept of the query's source.
+        max_target_words: Words kept of each shot's target in a multi-line
+            task (its line breaks kept); a one-line task shows the target whole,
+            on one line.
     """
 
     task: TaskSpec
     k: int = 4
     max_shot_words: int = 80
     max_query_words: int = 200
+    max_target_words: int = 120
+
+    def _target(self, text: str) -> str:
+        if not self.task.multiline:
+            return " ".join(text.split())
+        lines, kept = [], 0
+        for line in text.strip().splitlines():
+            words = line.split()
+            if kept + len(words) > self.max_target_words:
+                lines.append(" ".join(words[: self.max_target_words - kept]) + " ...")
+                break
+            lines.append(" ".join(words))
+            kept += len(words)
+        return "\n".join(lines)
 
     def __call__(self, query: Query) -> str:
         t = self.task
@@ -44,7 +82,7 @@ class PromptBuilder:
         for item in reversed(retrieve(query, self.k)):
             blocks.append(
                 f"{t.source_label}: {_clip(item.source, self.max_shot_words)}\n"
-                f"{t.target_label}: {' '.join(item.target.split())}\n"
+                f"{t.target_label}: {self._target(item.target)}\n"
             )
         blocks.append(f"{t.source_label}: {_clip(query.source, self.max_query_words)}\n{t.target_label}:")
         return "\n".join(blocks)
