@@ -165,16 +165,29 @@ def scorer_values(pool: pd.DataFrame, scorer: str | Scorer, utility: str, seed: 
     col = score_col(sc.name)
     if col not in pool.columns:
         raise DataError(f"pool has no column {col!r}; scorers available: {', '.join(scorer_names(pool))}")
-    mean = pool[col].to_numpy(dtype=np.float64)
+    mean = _numeric(pool, col)
     if sc.rule is None:
         return mean
-    std = pool[std_col(sc.name)].to_numpy(dtype=np.float64) if std_col(sc.name) in pool.columns else None
+    std = _numeric(pool, std_col(sc.name)) if std_col(sc.name) in pool.columns else None
     return apply_rule(mean, std, sc.rule, seed)
+
+
+def _numeric(pool: pd.DataFrame, column: str) -> np.ndarray:
+    """A pool column as float64, or a DataError naming it (missing values become NaN, checked by the caller)."""
+    try:
+        return pool[column].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"pool column {column!r} is not numeric") from None
 
 
 def pool_matrix(pool: pd.DataFrame, values: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Reshape per-row values of a pool with equal-size queries to (Q, M), rows ordered by idx."""
     frame = pd.DataFrame({QUERY_ID: pool[QUERY_ID].to_numpy(), IDX: pool[IDX].to_numpy(), "v": values})
+    dup = frame.duplicated([QUERY_ID, IDX])
+    if dup.any():
+        first = frame[dup].iloc[0]
+        raise DataError(f"the pool has {int(dup.sum())} duplicate rows (query_id, idx), the first for query "
+                        f"{first[QUERY_ID]!r} candidate {first[IDX]!r}; a resumed pool must not repeat candidates")
     wide = frame.pivot(index=QUERY_ID, columns=IDX, values="v")
     if wide.isna().any().any():
         raise DataError("queries in the pool have different numbers of candidates; use --n up to the smallest pool")
@@ -183,10 +196,7 @@ def pool_matrix(pool: pd.DataFrame, values: np.ndarray) -> tuple[list[str], np.n
 
 def _check_finite(pool: pd.DataFrame, column: str) -> None:
     """A numeric column without NaN or infinity, else a DataError naming it."""
-    try:
-        values = pool[column].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"pool column {column!r} is not numeric") from None
+    values = _numeric(pool, column)
     bad = int((~np.isfinite(values)).sum())
     if bad:
         raise DataError(f"pool column {column!r} has {bad} missing or infinite values")
