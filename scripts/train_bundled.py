@@ -49,7 +49,7 @@ CARD = """# Bundled reward model: `{variant}` for `{task}`
   {first:.3f} at N=1, {last:.3f} at N={m}; oracle {oracle:.3f}). Law quantities: μ̄ {mu:.3f},
   c {c:.2f}, σ_eff {sigma:.3f}, ρ_eff {rho:.3f}.
 - **Retrain**: `python scripts/train_bundled.py --data ../shared/data --results results`
-  (all six models: 3 min 37 s on 2 CPU cores with a cold embedding cache, 2 min 15 s warm).
+  (all six models: 2 min 15 s on 2 CPU cores with a warm embedding cache).
 - **Limits**: short outputs only (commit subjects, package synopses); on another task use
   the `any` model, whose share on each task is in its card.
 """
