@@ -103,7 +103,7 @@ def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) ->
         return tuple(profile)  # type: ignore[arg-type]
     if not isinstance(profile, (list, tuple)):
         raise DataError(f"the profile must be a list of items, got {type(profile).__name__}")
-    return make_profile(list(profile), task, "profile")
+    return make_profile(list(profile), task, f"profile for task {task.name}")
 
 
 def _load_rm(rm: str | Path | RewardModel, task: TaskSpec) -> tuple[RewardModel, str]:

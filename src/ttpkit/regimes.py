@@ -465,7 +465,7 @@ def run_failures(study: FailureStudy, out: str | Path, progress: Any = None, enc
         plot_curves({k: r["curves"][names[k]] for k in keep}, out / f"curves_{spec.name}.png", ROUGEL, title=spec.name)
         law.append(r["law"])
         plot_law_grid(r["law_diagnosis"], [names[k] for k in LAW_PLOT if names.get(k) in r["law_diagnosis"].scorers],
-                      out / f"law_{spec.name}.png", title=f"{spec.name}: observed vs every law form (M_fit=8)")
+                      out / f"law_{spec.name}.png", title=f"{spec.name}: observed vs every law form (M_fit={r['law_diagnosis'].m_fit})")
     table = pd.DataFrame(rows)
     table.to_csv(out / "regimes.csv", index=False)
     law_forms = pd.concat(law, ignore_index=True)
