@@ -30,7 +30,8 @@ def _study(tmp_path, sample):
 def test_every_regime_gets_every_method_tuned_on_dev(tmp_path, sample):
     study = _study(tmp_path, sample)
     table = run_failures(study, tmp_path / "out", encoder=FakeEncoder())
-    assert set(table["regime"]) == {"ordinary", "cold-0"} and len(table) == 2 * 19
+    assert set(table["regime"]) == {"ordinary", "cold-0"} and len(table) == 2 * 20
+    assert {"global-mse", "user-mse", "user-pairwise", "user-prob"} <= set(table["method"])
     by = table.set_index(["regime", "method"])
     assert by.loc[("ordinary", "oracle"), "share"] == pytest.approx(1.0) and by.loc[("ordinary", "random"), "share"] == pytest.approx(0.0, abs=1e-12)
     tuned = json.loads((tmp_path / "out" / "tuning.json").read_text())

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +9,7 @@ import torch
 from conftest import FakeEncoder
 
 from ttpkit.data import ProfileItem, Query
-from ttpkit.errors import TtpkitError
+from ttpkit.errors import ConfigError, DataError, TtpkitError
 from ttpkit.reward import models as M
 from ttpkit.reward.models import RewardModel, RMConfig, gaussian_nll, pairwise_loss
 from ttpkit.utility import within_query_corr
@@ -223,3 +225,63 @@ def test_words_are_lowercased_alphanumeric_runs():
     for text in ["refs: fix a leak (v2)", "snake_case 3.14 ½ ²", "ΟΔΟΣ café—naïve İx", "", "___"]:
         assert _words(text) == per_char(text)
     assert _words("ΟΔΟΣ") == ["οδοσ"]  # character by character: no final-sigma rule
+
+
+@pytest.mark.parametrize("bad", [{"hidden": 0}, {"hidden": -1}, {"var_floor": -1.0}, {"var_floor": 0.0}, {"lr": float("nan")},
+                                 {"max_epochs": 0}, {"k": -1}, {"hidden": 2.5}, {"seed": "0"}])
+def test_rm_config_refuses_values_that_train_or_score_nonsense(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        RMConfig(**bad)
+
+
+def test_saved_rm_records_its_manifest_and_detects_a_torn_save(tmp_path):
+    pool, queries = _synthetic(n_users=6)
+    rm = RewardModel(RMConfig(variant="user-mse", max_epochs=30)).fit(pool, queries, encoder=FakeEncoder())
+    rm.trained_on_ = {"train": {"rows": len(pool)}}
+    d = rm.save(tmp_path / "rm")
+    meta = json.loads((d / "config.json").read_text())
+    assert meta["kind"] == "rm" and meta["format"] == 1 and meta["ttpkit"] and len(meta["weights_sha256"]) == 64
+    assert RewardModel.load(d).trained_on_ == {"train": {"rows": len(pool)}}
+    other = RewardModel(RMConfig(variant="user-mse", max_epochs=30, seed=1)).fit(pool, queries, encoder=FakeEncoder())
+    other.save(tmp_path / "other")
+    (d / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())  # weights of another save
+    with pytest.raises(DataError, match="interrupted"):
+        RewardModel.load(d)
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    pool, queries = _synthetic(n_users=6)
+    rm = RewardModel(RMConfig(variant="user-mse", max_epochs=30)).fit(pool, queries, encoder=FakeEncoder())
+    with torch.no_grad():
+        next(rm.net_.parameters()).fill_(float("nan"))
+    with pytest.raises(TtpkitError, match="non-finite"):
+        rm.save(tmp_path / "rm")
+    assert not (tmp_path / "rm" / "config.json").exists()
+
+
+def test_long_form_features_see_loops_vocabulary_coverage_and_lines():
+    from ttpkit.reward.features import LONG_FEATURES, build_features
+
+    prof = (ProfileItem("p1", "tool", "A tool for parsing logs.\nIt reads syslog files."),
+            ProfileItem("p2", "lib", "A library for parsing.\nIt is fast.\nIt is small."))
+    q = Query("q", "u", "x", "log parser", prof, reference=None)
+    texts = ["parse the logs parse the logs parse the logs parse the logs", "A fast tool for parsing syslog files.\nIt is small."]
+    pool = pd.DataFrame({"query_id": "q", "user_id": "u", "idx": [0, 1], "text": texts})
+    x = build_features(pool, {"q": q}, FakeEncoder(), LONG_FEATURES)
+    col = {n: x[:, i] for i, n in enumerate(LONG_FEATURES)}
+    assert col["repeat_frac"][0] > 0.5 and col["repeat_frac"][1] == 0
+    assert col["distinct_frac"][0] < col["distinct_frac"][1]
+    assert col["retrieved_recall"][1] > col["retrieved_recall"][0]
+    assert col["lines_z"][0] < col["lines_z"][1]  # one line vs the user's 2-3
+
+
+def test_a_long_form_rm_has_the_extra_features_and_round_trips(tmp_path):
+    cfg = RMConfig(variant="user-pairwise", long_form=True, max_epochs=30)
+    assert cfg.features[-4:] == ("repeat_frac", "distinct_frac", "retrieved_recall", "lines_z")
+    assert "repeat_frac" in RMConfig(variant="global-mse", long_form=True).features
+    assert "repeat_frac" not in RMConfig(variant="user-pairwise").features  # bundled models keep their features
+    pool, queries = _synthetic(n_users=6)
+    rm = RewardModel(cfg).fit(pool, queries, encoder=FakeEncoder())
+    back = RewardModel.load(rm.save(tmp_path / "rm"))
+    assert back.config.long_form and np.allclose(back.score(pool, queries, encoder=FakeEncoder()).mean,
+                                                 rm.score(pool, queries, encoder=FakeEncoder()).mean)

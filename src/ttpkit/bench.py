@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ttpkit.errors import ConfigError
+from ttpkit.manifest import record_study
 from ttpkit.policy import PolicySpec
 from ttpkit.pool import Rule
 
@@ -118,7 +119,10 @@ class StudyConfig:
         return ["random", "style", *self.variants, "oracle", *[f"{v}@{r}" for v in prob for r in self.rules if r != "mean"]]
 
     def check_models(self) -> None:
-        """Check every policy's model files or server setting, without loading anything."""
+        """Check every data directory, policy model file and server setting, without loading anything."""
+        for i, d in enumerate(self.datasets):
+            if not Path(d.path).is_dir():
+                raise ConfigError(f"study datasets[{i}].path: {d.path}: data directory does not exist")
         for i, pol in enumerate(self.policies):
             try:
                 pol.check()
@@ -137,7 +141,11 @@ class StudyConfig:
         for key in ("variants", "rules", "ns"):
             if key in raw:
                 raw[key] = tuple(_list(raw[key], key))
-        return _build(cls, {**raw, "datasets": tuple(datasets), "policies": tuple(policies)}, "top level")
+        cfg = _build(cls, {**raw, "datasets": tuple(datasets), "policies": tuple(policies)}, "top level")
+        if "rules" in raw and set(cfg.rules) - {"mean"} and not any(v == "user-prob" for v in cfg.variants):
+            raise ConfigError(f"study rules: {', '.join(r for r in cfg.rules if r != 'mean')} rank by a predicted "
+                              "variance, which only the user-prob variant has; add user-prob to variants or drop the rules")
+        return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudyConfig:
@@ -367,6 +375,7 @@ def run_study(config: StudyConfig, out: str | Path, progress: Any = None) -> Any
         raise ConfigError(f"{out}: exists and is not a directory")
     (out / "cache").mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    record_study(out, {"study": dataclasses.asdict(config)})
     encoder = stages.default_encoder(layers=config.encoder_layers)
     rows, points = [], []
     for spec in config.datasets:

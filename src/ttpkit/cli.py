@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -152,6 +153,7 @@ def sample(
     k: Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)] = 4,
     seed: Seed = 0,
     int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
+    force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
     n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
 ) -> None:
     """Sample M candidates per query from a personalized policy into a pool file."""
@@ -166,8 +168,10 @@ def sample(
     ds = load_split(data, split, resolve_task(task, task_file))
     spec = PolicySpec(backend, backend, model, temperature, top_p, max_new_tokens or ds.task.max_new_tokens or 32, k, int8, base_url)
     queries = ds.queries[:limit] if limit else ds.queries
+    manifest = stages.sampling_manifest(spec, ds, m, seed)
     with _progress() as bar:
-        stages.sample_pool(queries, out_path, m, lazy_policy(spec, ds.task, seed, on_load=bar.note), bar)
+        stages.sample_pool(queries, out_path, m, lazy_policy(spec, ds.task, seed, on_load=bar.note), bar,
+                           manifest=manifest, force_new=force_new)
     console.print(f"wrote {out_path} in {time.time() - t0:.0f} s")
 
 
@@ -199,29 +203,34 @@ def curves(
     pool: Annotated[Path, typer.Option(help="Labelled pool file.")],
     utility: Utility = "rougeL",
     scorers: Annotated[str, typer.Option(help="Comma-separated: oracle, random, or any score_<name> column (name@rule applies a rule).")] = "oracle,random,style",
-    ns: Annotated[str, typer.Option("--ns", help="Comma-separated N values, each at most M.")] = "1,2,4,8",
+    ns: Annotated[Optional[str], typer.Option("--ns", help="Comma-separated N values, each at most M (default: 1, 2, 4 ... up to M).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | json | markdown.")] = "table",
     plot: Annotated[Optional[Path], typer.Option(help="PNG to write (default: <pool>.curves.png for tables).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the thompson rule.")] = 0,
     n_old: Annotated[Optional[str], typer.Option("--n", hidden=True)] = None,
 ) -> None:
     """Exact expected utility of best-of-N for each scorer, with bootstrap intervals."""
-    from ttpkit.pool import Scorer, read_pool
+    from ttpkit.paths import check_writable
+    from ttpkit.pool import Scorer, candidates_per_query, n_grid, read_pool
     from ttpkit.report import curves_json, curves_markdown, curves_table, plot_curves
     from ttpkit.scaling import curves as compute
 
     if fmt not in ("table", "json", "markdown"):
         raise ConfigError(f"--format must be table, json or markdown, got {fmt!r}")
-    grid = _ints(_deprecated(ns, n_old, "--n", "--ns"), "--ns")
+    ns = _deprecated(ns, n_old, "--n", "--ns")
+    grid = _ints(ns, "--ns") if ns is not None else None
     names = Scorer.parse_list(scorers)
-    result = compute(read_pool(pool, require=[utility]), names, utility, grid, seed=seed)
+    png = plot or (pool.with_suffix(".curves.png") if fmt == "table" else None)
+    if png is not None:
+        check_writable(png, "--plot")
+    df = read_pool(pool, require=[utility])
+    result = compute(df, names, utility, grid or n_grid(candidates_per_query(df)), seed=seed)
     if fmt == "json":
         print(json.dumps(curves_json(result), indent=2, allow_nan=False))
     elif fmt == "markdown":
         print(curves_markdown(result))
     else:
         out.print(curves_table(result, utility))
-    png = plot or (pool.with_suffix(".curves.png") if fmt == "table" else None)
     if png is not None:
         plot_curves(result, png, utility)
         console.print(f"plot: {png}")
@@ -248,6 +257,7 @@ def train_rm(
     dev_split: Annotated[Optional[str], typer.Option(help="Split of --dev-pool (default: detected).")] = None,
     encoder_layers: Annotated[Optional[int], typer.Option(help="Use the first L of MiniLM's 6 layers for the embedding features (default: all); 2 encodes 2-2.5x as fast with no measurable loss on the two real data sets; `ttpkit score` then uses 2 too.")] = None,
     encoder_dtype: Annotated[str, typer.Option(help="Encoder dtype of training and later scoring: float32 | bfloat16 | auto (bf16 on CPUs with native bf16).")] = "float32",
+    long_form: Annotated[Optional[bool], typer.Option("--long-form/--no-long-form", help="Add the multi-line features (repetition, vocabulary, coverage, line structure); default: on for multi-line tasks.")] = None,
     task: TaskName = None,
     task_file: TaskFile = None,
 ) -> None:
@@ -266,6 +276,7 @@ def train_rm(
     _quiet_libraries()
     train_data = stages.dataset_for_pool(data, train, split, spec)
     dev_data = stages.dataset_for_pool(data, dev, dev_split, spec) if dev is not None else None
+    cfg = dataclasses.replace(cfg, long_form=train_data.task.multiline if long_form is None else long_form)
     with console.status(f"training {variant} on {len(train)} candidates ..."):
         rm = stages.train_rm(cfg, train, train_data, dev, dev_data, out=out_dir, utility=utility,
                              encoder=stages.default_encoder(encoder_dtype, cfg.encoder_layers))
@@ -325,11 +336,13 @@ def diagnose(
     """Fit the law per scorer (five forms); find where more samples stop paying, collapsed users and hacked queries; recommend N."""
     from ttpkit import stages
     from ttpkit.data import resolve_task
+    from ttpkit.paths import check_writable
     from ttpkit.pool import Scorer, read_pool
     from ttpkit.report import diagnosis_tables, peak_sentence, write_diagnosis
     from ttpkit.scaling import diagnose as run
 
     names = Scorer.parse_list(scorers)
+    check_writable(out_dir, "--out", directory=True)
     df = read_pool(pool, require=[utility])
     refs = None
     if data is not None:
@@ -394,7 +407,10 @@ def _bench_failures(study: Path, out_dir: Optional[Path]) -> None:
     from ttpkit.regimes import FailureStudy, run_failures
     from ttpkit.report import regime_tables
 
-    cfg = FailureStudy.from_dict(yaml.safe_load(study.read_text()), base=study.parent)
+    try:
+        cfg = FailureStudy.from_dict(yaml.safe_load(study.read_text()), base=study.parent)
+    except ConfigError as e:
+        raise ConfigError(f"{study}: {e}") from None
     _run_study(run_failures, cfg, out_dir, regime_tables, "regimes.csv, paired.csv, calibration.csv")
 
 
@@ -505,6 +521,7 @@ def demo(
     """
     from ttpkit import stages
     from ttpkit.data import bundled_sample_dir, load_split
+    from ttpkit.paths import check_writable
     from ttpkit.policy import PolicySpec, lazy_policy
     from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, n_grid, score_col, write_pool
     from ttpkit.report import curves_json, curves_table, plot_curves, write_json
@@ -514,6 +531,7 @@ def demo(
 
     t0 = time.time()
     m = _deprecated(m, n_old, "--n", "--m")
+    check_writable(out_dir, "--out", directory=True)
     _quiet_libraries()
     data = load_split(bundled_sample_dir(), "dev")
     console.print(f"[bold]ttpkit demo[/]: Gemma 3 270M, M={m}, bundled git-commits sample ({data.path})")
@@ -557,14 +575,57 @@ def serve(
 
     if backend == "openai":
         raise ConfigError("serve needs a local backend: embedded, gguf or hf")
+    _check_port(host, port)  # before the model loads
     _quiet_libraries()
     policy = make_policy(backend, get_task(task), model=model)
     uvicorn.run(create_app(policy, model_name=policy.name), host=host, port=port)
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail at once when ``host:port`` cannot be bound (busy, or not an address of this machine)."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be in 1..65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ConfigError(f"--host {host}: cannot resolve it ({e.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); is another server using it? pick --port") from None
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: a bad option or value is one line on stderr and exit code 2."""
+    from rich.markup import escape
+
+    try:
+        from typer._click import exceptions as click  # recent typer vendors click
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import exceptions as click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as e:
+        print(e.format_message(), file=sys.stderr)
+        code = 2
+    except click.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        message = " ".join(e.format_message().split())  # click's messages may span lines
+        console.print(f"[bold red]error:[/] {escape(message)}{hint}", soft_wrap=True, highlight=False)
+        code = 2
+    except click.ClickException as e:
+        console.print(f"[bold red]error:[/] {escape(e.format_message())}", soft_wrap=True, highlight=False)
+        code = e.exit_code
+    except typer.Abort:
+        console.print("aborted", highlight=False)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -291,7 +291,11 @@ def load_split(data_dir: str | Path, split: str, task: str | TaskSpec | None = N
             raise DataError(f"{opath}: expected an object with a 'golds' list")
         for i, g in enumerate(outputs["golds"]):
             gid = _need_str(g, "id", f"gold #{i}", opath)
+            if gid in golds:
+                raise DataError(f"{opath}: gold #{i} repeats id {gid!r}; each query has one reference")
             golds[gid] = _need_str(g, "output", f"gold #{i} (id {gid!r})", opath)
+            if not golds[gid].strip():
+                raise DataError(f"{opath}: gold #{i} (id {gid!r}) field 'output' is empty; a reference needs text")
 
     if isinstance(task, TaskSpec):
         spec = task
@@ -307,6 +311,8 @@ def load_split(data_dir: str | Path, split: str, task: str | TaskSpec | None = N
     raw = read_json(qpath)
     if not isinstance(raw, list):
         raise DataError(f"{qpath}: expected a JSON list of queries, got {type(raw).__name__}")
+    if not raw:
+        raise DataError(f"{qpath}: the list of queries is empty")
     queries: list[Query] = []
     seen: set[str] = set()
     for i, rec in enumerate(raw):

@@ -11,7 +11,8 @@ named by the grammar ``oracle | random | <name>[@<rule>]`` (:class:`Scorer`).
 While sampling, finished queries are appended to a JSON-lines journal beside
 the file (``<pool>.journal.jsonl``, flushed per query) and folded into the
 Parquet file atomically every few queries and at the end, so an interrupted run
-loses at most the query in flight.
+loses at most the query in flight. The Parquet file's metadata carries the run's
+manifest (:mod:`ttpkit.manifest`): resuming with other settings is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import pandas as pd
 
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError
+from ttpkit.manifest import MANIFEST_KEY, check_format, check_resume
+from ttpkit.paths import check_writable
 from ttpkit.policy.base import Candidate, Policy
 
 __all__ = [
@@ -47,8 +50,10 @@ __all__ = [
     "Scorer",
     "candidates_per_query",
     "complete_queries",
+    "fault_point",
     "fill_pool",
     "n_grid",
+    "pool_manifest",
     "read_pool",
     "score_col",
     "scorer_names",
@@ -185,28 +190,63 @@ def n_grid(m: int) -> tuple[int, ...]:
     return tuple(1 << i for i in range(m.bit_length()) if 1 << i <= m)
 
 
+_warned_uneven: set[tuple[int, int, int]] = set()
+
+
 def candidates_per_query(pool: pd.DataFrame) -> int:
-    """M: candidates per query (the smallest query's count).
+    """M: candidates per query (the smallest query's count; uneven counts are logged as a warning).
 
     Raises:
         DataError: If the pool has no rows.
     """
     if len(pool) == 0:
         raise DataError("the pool has no candidates")
-    return int(pool.groupby(QUERY_ID)[IDX].nunique().min())
+    counts = pool.groupby(QUERY_ID)[IDX].nunique()
+    low, high = int(counts.min()), int(counts.max())
+    if low != high and (key := (low, high, len(counts))) not in _warned_uneven:
+        _warned_uneven.add(key)
+        log.warning("queries have %d to %d candidates (%d of %d queries have fewer than %d); the first %d of each are used",
+                    low, high, int((counts < high).sum()), len(counts), high, low)
+    return low
+
+
+def fault_point(name: str) -> None:
+    """Fault injection for the kill tests: with ``TTPKIT_FAULT=<name>``, write ``$TTPKIT_FAULT_MARK`` and hang here.
+
+    Points: ``fold`` (the Parquet file rewritten, the journal not yet removed),
+    ``write`` (a temporary file written, not yet renamed), ``rm-save`` (weights
+    written, config not yet). Unset, it does nothing.
+    """
+    if os.environ.get("TTPKIT_FAULT") == name:
+        import time
+
+        Path(os.environ.get("TTPKIT_FAULT_MARK", "ttpkit-fault")).write_text(name)
+        time.sleep(3600)
 
 
 def _journal(path: Path) -> Path:
     return path.with_name(path.name + ".journal.jsonl")
 
 
-def write_pool(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a pool atomically (temporary file, then rename)."""
+def pool_manifest(df: pd.DataFrame) -> dict | None:
+    """The manifest of the run that made a pool read by :func:`read_pool` (``None`` for pools older than manifests)."""
+    return df.attrs.get(MANIFEST_KEY)
+
+
+def write_pool(df: pd.DataFrame, path: str | Path, manifest: dict | None = None) -> None:
+    """Write a pool atomically (temporary file, then rename), keeping its manifest (``manifest`` or the frame's own)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path, "pool")
+    df = df.copy(deep=False)
+    manifest = manifest or pool_manifest(df)
+    df.attrs = {MANIFEST_KEY: manifest} if manifest else {}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        df.to_parquet(tmp, index=False)
+        fault_point("write")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[str] = ()) -> pd.DataFrame:
@@ -224,12 +264,16 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a pool file")
-    frames = []
+    frames, manifest = [], None
     if path.exists():
         try:
             frames.append(pd.read_parquet(path))
         except Exception as e:  # pyarrow raises several types for a bad file
-            raise DataError(f"{path}: not a readable Parquet pool ({e})") from None
+            raise DataError(f"{path}: not a readable Parquet pool ({_first_line(e)})") from None
+        manifest = pool_manifest(frames[0])
+        if manifest is not None and not isinstance(manifest, dict):
+            raise DataError(f"{path}: the pool's manifest is damaged (not a JSON object)")
+        check_format(path, manifest, "pool")
     journal = _journal(path)
     if include_journal and journal.exists():
         rows, bad = [], 0
@@ -245,12 +289,22 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
             frames.append(pd.DataFrame(rows))
     if not frames:
         raise DataError(f"{path}: pool file does not exist")
+    for f, where in zip(frames, (path, journal) if path.exists() else (journal,)):
+        if POOL_COLUMNS[0] in f.columns and IDX in f.columns and (dups := int(f.duplicated([QUERY_ID, IDX]).sum())):
+            log.warning("%s: dropped %d duplicate candidate row(s) (same query_id and idx; kept the first)", where, dups)
+    frames = [f for f in frames if len(f)] or frames[:1]  # an empty pool file (a run's manifest only) adds no rows
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     missing = [c for c in (*POOL_COLUMNS, *require) if c not in df.columns]
     if missing:
         hint = "; run `ttpkit label` first" if set(missing) & {ROUGE1, ROUGEL, ROUGELSUM} else ""
         raise DataError(f"{path}: missing pool columns {missing}{hint}")
-    return df.drop_duplicates([QUERY_ID, IDX], keep="first").reset_index(drop=True)
+    df = df.drop_duplicates([QUERY_ID, IDX], keep="first").reset_index(drop=True)
+    df.attrs = {MANIFEST_KEY: manifest} if manifest else {}
+    return df
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def complete_queries(df: pd.DataFrame, m: int) -> set[str]:
@@ -265,13 +319,16 @@ class PoolWriter:
     Args:
         path: The Parquet pool file.
         fold_every: Fold the journal into the Parquet file every this many queries.
+        manifest: The run's manifest, written into the file at every fold
+            (a pool that already has one keeps it).
     """
 
-    def __init__(self, path: str | Path, fold_every: int = 8) -> None:
+    def __init__(self, path: str | Path, fold_every: int = 8, manifest: dict | None = None) -> None:
         self.path = Path(path)
         self.fold_every = fold_every
+        self.manifest = manifest
         self._pending = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path, "pool")
 
     def existing(self) -> pd.DataFrame:
         """Rows already in the pool (file plus journal); empty if there is none."""
@@ -305,7 +362,8 @@ class PoolWriter:
         if not journal.exists():
             return
         df = read_pool(self.path)
-        write_pool(df, self.path)
+        write_pool(df, self.path, pool_manifest(df) or self.manifest)
+        fault_point("fold")
         journal.unlink()
         self._pending = 0
 
@@ -317,6 +375,8 @@ def fill_pool(
     policy: Policy | Callable[[], Policy],
     on_start: Callable[[int], None] | None = None,
     on_query: Callable[[], None] | None = None,
+    manifest: dict | None = None,
+    force_new: bool = False,
 ) -> int:
     """Sample ``m`` candidates for each query the pool at ``path`` does not have yet.
 
@@ -327,16 +387,35 @@ def fill_pool(
         policy: A policy, or a function that builds one (called only if work remains).
         on_start: Called with the number of queries left before sampling starts.
         on_query: Called after each query is journaled (for progress bars).
+        manifest: This run's manifest (:func:`ttpkit.manifest.stamp`); a pool
+            made under other settings is not resumed.
+        force_new: Delete an existing pool (and its journal) and start over.
 
     Returns:
         How many queries were sampled.
+
+    Raises:
+        ConfigError: If the pool exists with another manifest (the message names
+            the differing key), or ``path`` cannot be written.
     """
-    writer = PoolWriter(path)
-    done = complete_queries(writer.existing(), m)
+    path = Path(path)
+    writer = PoolWriter(path, manifest=manifest)
+    if force_new:
+        path.unlink(missing_ok=True)
+        _journal(path).unlink(missing_ok=True)
+    existing = writer.existing()
+    if manifest is not None:
+        check_resume(path, pool_manifest(existing), manifest)
+        if not path.exists():  # the manifest is on disk before the first candidate
+            write_pool(pd.DataFrame({c: pd.Series(dtype=object) for c in POOL_COLUMNS}), path, manifest)
+    done = complete_queries(existing, m)
     todo = [q for q in queries if q.id not in done]
     if on_start is not None:
         on_start(len(todo))
     if not todo:
+        writer.fold()  # a journal left by a run killed during its last fold
+        if manifest is not None and pool_manifest(existing) is None:  # a pool from before manifests adopts this run's
+            write_pool(read_pool(path), path, manifest)
         return 0
     if not isinstance(policy, Policy):
         policy = policy()

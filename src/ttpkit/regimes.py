@@ -9,6 +9,7 @@ scorers may see (cold start). Every regime is scored by the same methods:
 |-------------------------|----------------------------------------------------------------|
 | ``user-pairwise``       | the deterministic RM every fix is compared with               |
 | ``user-mse``            | another deterministic RM on the same features                 |
+| ``global-mse``          | a deterministic RM without the user's profile features        |
 | ``user-prob``           | the probabilistic RM; ``@lcb:κ``, ``@ucb:κ`` (κ tuned on dev)  |
 | ``ens5``                | 5 seeds of ``user-pairwise``: mean, ``@lcb:λ`` (tuned), ``ens5-min`` (worst case) |
 | ``user-pairwise@soft:τ``| soft best-of-N (τ tuned on dev)                                |
@@ -45,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
+from ttpkit.manifest import record_study
+from ttpkit.paths import check_writable
 from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, USER_ID, n_grid, read_pool, score_col, std_col
 
 __all__ = ["FailureStudy", "PoolRef", "RegimeSpec", "run_failures"]
@@ -104,7 +107,22 @@ class FailureStudy:
 
     @classmethod
     def from_dict(cls, raw: dict, base: Path) -> FailureStudy:
-        """Build from parsed YAML; pool and data paths are relative to ``base``."""
+        """Build from parsed YAML; pool and data paths are relative to ``base``.
+
+        Raises:
+            ConfigError: Naming the key path of a missing, unknown or mistyped entry.
+        """
+        if not isinstance(raw, dict):
+            raise ConfigError(f"study: expected a mapping at the top level, got {type(raw).__name__}")
+        try:
+            return cls._from_dict(raw, base)
+        except (TypeError, AttributeError, KeyError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"study: malformed entry ({type(e).__name__}: {e}); see studies/failures.yaml for the layout") from None
+
+    @classmethod
+    def _from_dict(cls, raw: dict, base: Path) -> FailureStudy:
         raw = dict(raw)
         raw.pop("kind", None)
         data = {k: str((base / v).resolve()) for k, v in dict(raw.pop("data", {})).items()}
@@ -196,7 +214,7 @@ class _Models:
         elif (d / "model.safetensors").exists():
             return RewardModel.load(d)
         train, dev = read_pool(self.train_ref.path, require=[ROUGEL]), read_pool(self.dev_ref.path, require=[ROUGEL])
-        cfg = RMConfig(variant=variant, seed=self.study.seed)
+        cfg = RMConfig(variant=variant, seed=self.study.seed, long_form=_data(self.train_ref).task.multiline)
         if ensemble:
             rm = EnsembleRM(cfg, k=self.study.ensemble).fit(train, _data(self.train_ref).by_id(), dev,
                                                              _data(self.dev_ref).by_id(), encoder=self.encoder)
@@ -217,7 +235,7 @@ def _score_all(pool: pd.DataFrame, models: _Models, data: Any, beta: float | Non
     from ttpkit.reward.style import style_scores
     from ttpkit.scaling import backoff_scores
 
-    for variant in ("user-mse", DET, "user-prob"):
+    for variant in ("global-mse", "user-mse", DET, "user-prob"):
         pool = stages.score_pool(pool, models.get(variant), data, encoder=models.encoder)
     ens = models.get(DET, ensemble=True)
     s = ens.score(pool, data.by_id(), encoder=models.encoder)
@@ -243,7 +261,13 @@ def _scored(out: Path, models: _Models, ref: PoolRef, profile_items: int | None,
     parts = (ref, models.train_ref, models.dev_ref, profile_items, beta, models.study.seed, models.study.ensemble)
     path = out / "cache" / f"scored-{_key(*parts, models.study.cross_epochs if cross else 0)}.parquet"
     if path.exists():
-        return read_pool(path)
+        pool = read_pool(path)
+        if score_col("global-mse") not in pool.columns:  # a cache from before global-mse was a method
+            from ttpkit import stages
+
+            pool = stages.score_pool(pool, models.get("global-mse"), _data(ref, profile_items), encoder=models.encoder)
+            write_pool(pool, path)
+        return pool
     pool = _score_all(read_pool(ref.path, require=[ROUGEL]), models, _data(ref, profile_items), beta, cross)
     write_pool(pool, path)
     return pool
@@ -326,7 +350,7 @@ def _best_of(pool: pd.DataFrame, values: np.ndarray, m: int) -> float:
 def _scorers(t: dict[str, float]) -> dict[str, str]:
     """Method label -> scorer name under the tuned settings."""
     cross = {"cross": "cross", "cross-prob": "cross-prob", "cross-prob@lcb": f"cross-prob@lcb:{t['kappa_cross']:g}"} if "kappa_cross" in t else {}
-    return {"random": "random", "style": "style", "mbr": "mbr", "user-mse": "user-mse", DET: DET,
+    return {"random": "random", "style": "style", "mbr": "mbr", "global-mse": "global-mse", "user-mse": "user-mse", DET: DET,
             "user-prob": "user-prob", "user-prob@lcb": f"user-prob@lcb:{t['kappa']:g}",
             "user-prob@ucb": f"user-prob@ucb:{t['kappa']:g}", "ens5": "ens5", "ens5@lcb": f"ens5@lcb:{t['lambda']:g}",
             "ens5-min": "ens5-min", "soft": f"{DET}@soft:{t['tau']:g}", "reg": "reg", "backoff": "backoff", **cross, "oracle": "oracle"}
@@ -448,8 +472,12 @@ def run_failures(study: FailureStudy, out: str | Path, progress: Any = None, enc
     from ttpkit.report import law_forms_markdown, plot_curves, plot_law_grid
 
     progress = progress or stages.NullProgress()
-    out = Path(out)
+    out = check_writable(out, "results", directory=True)
     (out / "cache").mkdir(parents=True, exist_ok=True)
+    missing = sorted({p for ref in study.pools.values() for p in (ref.path, ref.data) if not Path(p).exists()})
+    if missing:
+        raise ConfigError(f"study: {len(missing)} pool or data path(s) do not exist, first {missing[0]}")
+    record_study(out, {"study": dataclasses.asdict(study)})
     encoder = encoder or stages.default_encoder()
     judge = _JudgeModel(study.judge)
     rows, paired, cal, tuned, examples, law = [], [], [], {}, [], []

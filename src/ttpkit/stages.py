@@ -16,20 +16,23 @@ Analysis of a finished pool is :func:`ttpkit.scaling.diagnose`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import pandas as pd
 
 from ttpkit.data import Dataset, Query, TaskSpec, load_split
-from ttpkit.errors import ConfigError, DataError, TtpkitError
-from ttpkit.paths import embeddings_cache_file
+from ttpkit.errors import DataError, TtpkitError
+from ttpkit.paths import check_writable, embeddings_cache_file
 from ttpkit.pool import (
     QUERY_ID,
     ROUGEL,
     PoolWriter,
     fill_pool,
+    pool_manifest,
     read_pool,
     score_col,
     std_col,
@@ -37,7 +40,7 @@ from ttpkit.pool import (
 )
 
 if TYPE_CHECKING:
-    from ttpkit.policy import Policy
+    from ttpkit.policy import Policy, PolicySpec
     from ttpkit.reward.cross import CrossEncoderRM
     from ttpkit.reward.ensemble import EnsembleRM
     from ttpkit.reward.features import Encoder
@@ -50,6 +53,7 @@ __all__ = [
     "default_encoder",
     "label_pool",
     "sample_pool",
+    "sampling_manifest",
     "score_pool",
     "train_rm",
 ]
@@ -81,6 +85,15 @@ class NullProgress:
         pass
 
 
+def sampling_manifest(spec: PolicySpec, data: Dataset, m: int, seed: int) -> dict:
+    """The manifest of a pool sampled from ``data`` by ``spec``: task, split, M, seed, decoding and model identity."""
+    from ttpkit.manifest import stamp
+
+    decoding = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("name", "backend", "model", "base_url")}
+    return stamp("pool", {"task": dataclasses.asdict(data.task), "split": data.split, "m": m, "seed": seed,
+                          "policy": {"name": spec.name, **spec.identity(), **decoding}})
+
+
 def sample_pool(
     queries: Sequence[Query],
     out: str | Path,
@@ -88,6 +101,8 @@ def sample_pool(
     policy: Policy | Callable[[], Policy],
     progress: Progress | None = None,
     label: str = "sampling",
+    manifest: dict | None = None,
+    force_new: bool = False,
 ) -> int:
     """Sample ``m`` candidates for every query into a resumable pool file.
 
@@ -99,6 +114,9 @@ def sample_pool(
             :func:`ttpkit.policy.lazy_policy`): called only if work remains.
         progress: Where to report progress.
         label: Progress label.
+        manifest: The run's settings (:func:`sampling_manifest`); a pool made
+            under others is refused before any model loads.
+        force_new: Start the pool over instead of resuming it.
 
     Returns:
         How many queries were sampled now.
@@ -112,7 +130,7 @@ def sample_pool(
         if 0 < left < len(queries):
             progress.note(f"resuming: {len(queries) - left} of {len(queries)} queries already done")
 
-    return fill_pool(out, queries, m, policy, on_start=start, on_query=progress.advance)
+    return fill_pool(out, queries, m, policy, on_start=start, on_query=progress.advance, manifest=manifest, force_new=force_new)
 
 
 def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.DataFrame:
@@ -135,10 +153,10 @@ def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.Da
         raise DataError(f"{path}: the pool has no candidates to label")
     if ROUGEL in pool.columns and not overwrite:
         return pool
-    by_id = data.by_id()
+    manifest, by_id = pool_manifest(pool), data.by_id()
     pool = add_labels(pool, by_id)
     pool[score_col("style")] = style_scores(pool, by_id)
-    write_pool(pool, path)
+    write_pool(pool, path, manifest)
     return pool
 
 
@@ -194,12 +212,16 @@ def train_rm(
     """
     from ttpkit.reward.models import RewardModel
 
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise ConfigError(f"{out}: exists and is not a directory; give --out a directory for the model")
+    if out is not None:
+        check_writable(out, "--out (reward model)", directory=True)
     enc = encoder or default_encoder(layers=config.encoder_layers)
     rm = RewardModel(config).fit(train, train_data.by_id(), dev, dev_data.by_id() if dev_data else None,
                                  encoder=enc, utility=utility)
     rm.tasks_ = (train_data.task.name,)
+    rm.trained_on_ = {name: {"data": str(ds.path), "split": ds.split, "rows": len(df), "queries": int(df[QUERY_ID].nunique()),
+                             "pool_manifest": pool_manifest(df)}
+                      for name, df, ds in (("train", train, train_data), ("dev", dev, dev_data)) if df is not None and ds is not None}
+    rm.trained_on_["utility"] = utility
     enc.save_cache()
     if out is not None:
         rm.save(out)
@@ -222,6 +244,9 @@ def score_pool(
     dtype = getattr(rm.config, "encoder_dtype", "float32")
     enc = encoder or (default_encoder(dtype, layers) if layers is not False else None)
     scores = rm.score(pool, data.by_id(), encoder=enc)
+    bad = int((~np.isfinite(scores.mean)).sum() + (~np.isfinite(scores.std)).sum())
+    if bad:
+        raise DataError(f"reward model {getattr(rm, 'name', '?')} gave {bad} NaN or infinite scores; nothing was written")
     if enc is not None:
         enc.save_cache()
     col = name or rm.name

@@ -152,6 +152,23 @@ class PolicySpec:
             if self.int8:
                 raise ConfigError("int8 applies to local backends (embedded, gguf, hf), not to a server")
 
+    def identity(self) -> dict[str, str | None]:
+        """The model behind this setting, for run manifests: backend, model and the SHA-256 of its file(s).
+
+        A server's model (``openai``) is identified by its URL and served name only.
+        """
+        if self.backend == "openai":
+            return {"backend": self.backend, "model": self.model or "default", "base_url": self.base_url, "sha256": None}
+        from ttpkit.manifest import file_digest
+
+        if self.backend == "embedded":
+            from ttpkit.policy.local import embedded_gguf_path
+
+            path = embedded_gguf_path()
+            return {"backend": self.backend, "model": path.name, "sha256": file_digest(path)}
+        self.check()
+        return {"backend": self.backend, "model": str(self.model), "sha256": file_digest(resolve_model(str(self.model)))}
+
     def build(self, task: TaskSpec, seed: int = 0) -> Policy:
         """Load the policy (seconds to a minute for a local model)."""
         return make_policy(self.backend, task, self.sampling(seed), model=self.model, base_url=self.base_url, int8=self.int8)

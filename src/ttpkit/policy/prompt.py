@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -10,12 +11,34 @@ from ttpkit.retrieval import retrieve
 
 __all__ = ["PromptBuilder", "cut_completion"]
 
+log = logging.getLogger(__name__)
 
-def _clip(text: str, max_words: int) -> str:
+
+CHARS_PER_WORD = 10  # a field is also cut at 10 characters per allowed word (one 400,000-character "word" included)
+_reported: set[str] = set()
+
+
+def _clip(text: str, max_words: int, what: str = "") -> str:
+    """``text`` on one line, cut to ``max_words`` words and ``CHARS_PER_WORD * max_words`` characters.
+
+    The first cut of each kind (``what``) in a process is logged as a warning.
+    """
     words = text.split()
-    if len(words) <= max_words:
-        return " ".join(words)
-    return " ".join(words[:max_words]) + " ..."
+    out = " ".join(words[:max_words])
+    limit = CHARS_PER_WORD * max_words
+    if len(out) > limit:
+        out = out[:limit]
+    if len(words) > max_words or len(out) < len(" ".join(words)):
+        _report(what, f"clipped to {max_words} words / {limit:,} characters (it had {len(words):,} words, {len(text):,} characters)")
+        return out + " ..."
+    return out
+
+
+def _report(what: str, message: str) -> None:
+    kind = what.split(" (")[0]  # "a query's input (q17)" is reported once for all queries
+    if kind and kind not in _reported:
+        _reported.add(kind)
+        log.warning("%s %s for the prompt; later clipping of this kind is not reported", what, message)
 
 
 def _stop_pattern(task: TaskSpec) -> re.Pattern[str]:
@@ -52,9 +75,12 @@ class PromptBuilder:
         max_shot_words: Words kept of each shot's source. 80 words keeps a
             4-shot git-commits prompt near 600 tokens.
         max_query_words: Words kept of the query's source.
-        max_target_words: Words kept of each shot's target in a multi-line
-            task (its line breaks kept); a one-line task shows the target whole,
-            on one line.
+        max_target_words: Words kept of each shot's target (a multi-line
+            target keeps its line breaks; a one-line target is put on one line).
+
+    Every field is also cut at :data:`CHARS_PER_WORD` characters per allowed
+    word, so no input can build a prompt beyond the model's context; the first
+    cut of each kind is logged as a warning.
     """
 
     task: TaskSpec
@@ -65,14 +91,14 @@ class PromptBuilder:
 
     def _target(self, text: str) -> str:
         if not self.task.multiline:
-            return " ".join(text.split())
+            return _clip(text, self.max_target_words, "a profile item's target")
         lines, kept = [], 0
         for line in text.strip().splitlines():
             words = line.split()
             if kept + len(words) > self.max_target_words:
-                lines.append(" ".join(words[: self.max_target_words - kept]) + " ...")
+                lines.append(_clip(line, self.max_target_words - kept, "a profile item's target"))
                 break
-            lines.append(" ".join(words))
+            lines.append(_clip(line, self.max_target_words, "a profile item's target"))
             kept += len(words)
         return "\n".join(lines)
 
@@ -81,8 +107,9 @@ class PromptBuilder:
         blocks = []
         for item in reversed(retrieve(query, self.k)):
             blocks.append(
-                f"{t.source_label}: {_clip(item.source, self.max_shot_words)}\n"
+                f"{t.source_label}: {_clip(item.source, self.max_shot_words, 'a profile item')}\n"
                 f"{t.target_label}: {self._target(item.target)}\n"
             )
-        blocks.append(f"{t.source_label}: {_clip(query.source, self.max_query_words)}\n{t.target_label}:")
+        source = _clip(query.source, self.max_query_words, f"a query's input ({query.id})")
+        blocks.append(f"{t.source_label}: {source}\n{t.target_label}:")
         return "\n".join(blocks)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,9 @@ from ttpkit.errors import ConfigError, DataError
 from ttpkit.pool import QUERY_ID, TEXT
 from ttpkit.retrieval import retrieve
 
-__all__ = ["GLOBAL_FEATURES", "USER_FEATURES", "Encoder", "build_features", "check_layers"]
+log = logging.getLogger(__name__)
+
+__all__ = ["GLOBAL_FEATURES", "LONG_FEATURES", "USER_FEATURES", "Encoder", "build_features", "check_layers"]
 
 GLOBAL_FEATURES = (
     "cos_input",  # cosine(candidate, query input)
@@ -54,6 +57,12 @@ USER_FEATURES = GLOBAL_FEATURES + (
     "retrieved_precision",  # fraction of candidate words found in retrieved targets
     "abs_len_z",  # |len_z|: distance from the user's usual length
     "prefix_user",  # the candidate's "area:" prefix is one the user has used before
+)
+LONG_FEATURES = USER_FEATURES + (  # for multi-line outputs (RMConfig.long_form), where copies and prefixes say little
+    "repeat_frac",  # fraction of the candidate's word trigrams that repeat an earlier one (a looping decode)
+    "distinct_frac",  # distinct words / words
+    "retrieved_recall",  # fraction of the retrieved targets' distinct words the candidate uses
+    "lines_z",  # (lines - user's mean target lines) / user's std: the shape of the user's texts
 )
 
 
@@ -162,19 +171,37 @@ class Encoder:
         from safetensors.numpy import save_file
 
         keys = list(self.cache)
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_name(self.cache_file.name + ".tmp")
-        save_file({"vectors": np.stack([self.cache[k] for k in keys])}, str(tmp), metadata={"keys": ",".join(keys)})
-        tmp.replace(self.cache_file)
+        tmp = self.cache_file.with_name(f".{self.cache_file.name}.tmp{os.getpid()}")
+        try:  # the cache only saves time: a place it cannot be written is a warning, not a failure
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"vectors": np.stack([self.cache[k] for k in keys])}, str(tmp), metadata={"keys": ",".join(keys)})
+            tmp.replace(self.cache_file)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            log.warning("embedding cache %s not saved (%s); embeddings will be recomputed next time", self.cache_file, e.strerror or e)
 
     def _load_cache(self) -> None:
+        """Read the persisted cache; a damaged file is moved aside (``<file>.corrupt``) with a warning and rebuilt."""
         from safetensors import safe_open
 
-        with safe_open(str(self.cache_file), framework="numpy") as f:
-            keys = (f.metadata() or {}).get("keys", "").split(",")
-            vecs = f.get_tensor("vectors")
-        if len(keys) == len(vecs):
-            self.cache.update(zip(keys, vecs))
+        try:
+            with safe_open(str(self.cache_file), framework="numpy") as f:
+                keys = (f.metadata() or {}).get("keys", "").split(",")
+                vecs = f.get_tensor("vectors")
+            if vecs.ndim != 2 or len(keys) != len(vecs) or not np.isfinite(vecs).all():
+                raise ValueError(f"{len(keys)} keys for vectors of shape {vecs.shape}, or non-finite values")
+        except Exception as e:  # SafetensorError, OSError, ValueError: any damage means the same thing
+            aside = self.cache_file.with_name(self.cache_file.name + ".corrupt")
+            try:
+                os.replace(self.cache_file, aside)
+            except OSError:
+                aside = None
+            where = f"moved it to {aside}" if aside else "could not move it aside"
+            log.warning("embedding cache %s is damaged (%s); %s and will recompute the embeddings",
+                        self.cache_file, str(e).splitlines()[0] if str(e) else type(e).__name__, where)
+            return
+        self.cache.update(zip(keys, vecs))
 
 
 def check_layers(layers: int | None) -> int | None:
@@ -278,12 +305,13 @@ def build_features(
             the reference is never read).
         by_id: Query id to query (input and profile).
         encoder: Sentence encoder.
-        names: Feature names, a subset of :data:`USER_FEATURES`.
+        names: Feature names, a subset of :data:`LONG_FEATURES`.
         k: Retrieved profile items for the ``*_retrieved_*`` features.
     """
-    unknown = [n for n in names if n not in USER_FEATURES]
+    unknown = [n for n in names if n not in LONG_FEATURES]
     if unknown:
-        raise ConfigError(f"unknown features {unknown}; known: {', '.join(USER_FEATURES)}")
+        raise ConfigError(f"unknown features {unknown}; known: {', '.join(LONG_FEATURES)}")
+    long_form = any(n in LONG_FEATURES[len(USER_FEATURES):] for n in names)
     missing = sorted(set(pool[QUERY_ID]) - set(by_id))
     if missing:
         raise DataError(f"{len(missing)} pool queries are not in the data split (first: {missing[0]!r})")
@@ -314,7 +342,11 @@ def build_features(
             "ret_words": set(w for p in ret for w in _words(p.target)),
             "prefixes": {_prefix(t) for t in targets} - {""},
         }
-    personal = len(names) > len(GLOBAL_FEATURES) or any(n not in GLOBAL_FEATURES for n in names)
+        if long_form:
+            n_lines = np.array([len(t.strip().splitlines()) for t in targets], dtype=np.float64)
+            per_query[qid].update(lines_mu=n_lines.mean() if len(n_lines) else 1.0,
+                                  lines_sd=max(n_lines.std(), 1.0) if len(n_lines) else 1.0)
+    personal = any(n in USER_FEATURES[len(GLOBAL_FEATURES):] for n in names)
     cos = _cosines(cand, qids, src, per_query, personal)  # name -> (R,), one matrix product per query
     rows = np.zeros((len(pool), len(names)), dtype=np.float32)
     for i, (qid, text) in enumerate(zip(qids, texts)):
@@ -343,6 +375,14 @@ def build_features(
                 retrieved_precision=sum(w in f["ret_words"] for w in words) / nw,
                 abs_len_z=abs(float((len(words) - f["len_mu"]) / f["len_sd"])),
                 prefix_user=float(prefix in f["prefixes"]),
+            )
+        if long_form:
+            grams = list(zip(words, words[1:], words[2:]))
+            values.update(
+                repeat_frac=(1.0 - len(set(grams)) / len(grams)) if grams else 0.0,
+                distinct_frac=len(wset) / nw,
+                retrieved_recall=(len(wset & f["ret_words"]) / len(f["ret_words"])) if f["ret_words"] else 0.0,
+                lines_z=float((len(text.strip().splitlines()) - f["lines_mu"]) / f["lines_sd"]),
             )
         rows[i] = [values[n] for n in names]
     return rows

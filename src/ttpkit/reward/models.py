@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from ttpkit.errors import ConfigError, DataError, TtpkitError
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID
 from ttpkit.reward.features import (
     GLOBAL_FEATURES,
+    LONG_FEATURES,
     USER_FEATURES,
     Encoder,
     build_features,
@@ -36,7 +38,7 @@ from ttpkit.reward.features import (
 )
 from ttpkit.utility import within_query_corr
 
-__all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "feature_scaling", "gaussian_nll", "pairwise_loss"]
+__all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "feature_scaling", "gaussian_nll", "pairwise_loss", "read_rm_config"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,10 @@ class RMConfig:
         encoder_dtype: The encoder's dtype when scoring: ``float32``,
             ``bfloat16`` or ``auto`` (bfloat16 on CPUs with native bf16).
             Scores agree to a Spearman correlation of 1.00000 (docs/performance.md).
+        long_form: Add the multi-line features of
+            :data:`~ttpkit.reward.features.LONG_FEATURES` (repetition,
+            vocabulary, coverage of the retrieved texts, line structure);
+            ``ttpkit train-rm`` sets it for multi-line tasks.
     """
 
     variant: str = "user-prob"
@@ -106,6 +112,7 @@ class RMConfig:
     seed: int = 0
     encoder_layers: int | None = None
     encoder_dtype: str = "float32"
+    long_form: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_layers", check_layers(self.encoder_layers))
@@ -115,11 +122,25 @@ class RMConfig:
             raise ConfigError(f"unknown RM variant {self.variant!r}; known variants: {', '.join(VARIANTS)}")
         if not 0.0 <= self.beta <= 1.0:
             raise ConfigError(f"beta must be in [0, 1], got {self.beta}")
+        for name, low, strict in (("hidden", 1, False), ("max_epochs", 1, False), ("patience", 1, False), ("k", 0, False),
+                                  ("lr", 0.0, True), ("var_floor", 0.0, True), ("weight_decay", 0.0, False)):
+            value = getattr(self, name)
+            integer = isinstance(low, int)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+                raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+            if not (value > low if strict else value >= low) or value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.long_form, bool):
+            raise ConfigError(f"long_form must be true or false, got {self.long_form!r}")
 
     @property
     def features(self) -> tuple[str, ...]:
         """Feature names used by this variant."""
-        return GLOBAL_FEATURES if self.variant == "global-mse" else USER_FEATURES
+        if self.variant == "global-mse":
+            return GLOBAL_FEATURES + (LONG_FEATURES[len(USER_FEATURES):len(USER_FEATURES) + 2] if self.long_form else ())
+        return LONG_FEATURES if self.long_form else USER_FEATURES
 
     @property
     def probabilistic(self) -> bool:
@@ -185,6 +206,7 @@ class RewardModel:
         self.sd_: np.ndarray | None = None
         self.history_: list[dict[str, float]] = []
         self.tasks_: tuple[str, ...] = ()  # the tasks it was trained on (empty: not recorded)
+        self.trained_on_: dict | None = None  # the training pool: path, size and its run manifest (see ttpkit.manifest)
 
     @property
     def name(self) -> str:
@@ -340,45 +362,132 @@ class RewardModel:
         import torch
         from safetensors.torch import save_file
 
-        from ttpkit import __version__
+        from ttpkit.manifest import file_digest, stamp
+        from ttpkit.paths import check_writable
+        from ttpkit.pool import fault_point
 
         self._check()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        d = check_writable(directory, "reward model", directory=True)
         tensors = {f"net.{k}": v.contiguous() for k, v in self.net_.state_dict().items()}
         tensors["feature_mean"] = torch.from_numpy(np.asarray(self.mu_, dtype=np.float32))
         tensors["feature_std"] = torch.from_numpy(np.asarray(self.sd_, dtype=np.float32))
-        save_file(tensors, str(d / "model.safetensors"))
-        meta = {"config": dataclasses.asdict(self.config), "features": list(self.config.features), "ttpkit": __version__}
+        if not all(bool(torch.isfinite(t).all()) for k, t in tensors.items() if k != "feature_std"):
+            raise TtpkitError(f"{d}: training diverged (non-finite weights); nothing saved")
+        meta = stamp("rm", {"config": dataclasses.asdict(self.config), "features": list(self.config.features),
+                            "trained_on": self.trained_on_})
         if self.tasks_:
             meta["tasks"] = list(self.tasks_)
-        (d / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (d / "training.json").write_text(json.dumps(self.history_, indent=1) + "\n")
+        # Each file is written beside its target and renamed over it. config.json goes last and names the
+        # weights' SHA-256: a save killed half-way is detected at load, never read as a model.
+        for name, write in (("training.json", lambda p: p.write_text(json.dumps(self.history_, indent=1) + "\n")),
+                            ("model.safetensors", lambda p: save_file(tensors, str(p))),
+                            ("config.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))):
+            tmp = d / f".{name}.tmp{os.getpid()}"
+            write(tmp)
+            if name == "model.safetensors":
+                meta["weights_sha256"] = file_digest(tmp)
+            os.replace(tmp, d / name)
+            if name == "model.safetensors":
+                fault_point("rm-save")
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> RewardModel:
         """Load a model written by :meth:`save`."""
+        import torch
         from safetensors.torch import load_file
 
         d = Path(directory)
-        if not (d / "config.json").exists() or not (d / "model.safetensors").exists():
-            raise DataError(f"{d}: not a ttpkit reward model (needs config.json and model.safetensors)")
-        meta = json.loads((d / "config.json").read_text())
+        meta, config = read_rm_config(d)
+        weights = d / "model.safetensors"
+        if "weights_sha256" in meta:
+            from ttpkit.manifest import file_digest
+
+            if file_digest(weights) != meta["weights_sha256"]:
+                raise DataError(f"{weights}: does not match config.json's weights_sha256 (a save was interrupted, "
+                                "or the file was replaced); train the model again")
         try:
-            config = RMConfig(**meta["config"])
-        except TypeError as e:
-            raise DataError(f"{d}/config.json: {e}") from None
+            tensors = load_file(str(weights))  # safetensors parses a header and raw arrays; it never runs code
+        except Exception as e:  # SafetensorError, OSError...: a truncated, random or non-safetensors file
+            raise DataError(f"{weights}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        for key in ("feature_mean", "feature_std"):
+            if key not in tensors:
+                raise DataError(f"{weights}: no tensor {key!r}; not a ttpkit reward model")
         rm = cls(config)
-        tensors = load_file(str(d / "model.safetensors"))
-        rm.mu_ = tensors.pop("feature_mean").numpy()
-        sd = tensors.pop("feature_std").numpy()
+        rm.mu_ = tensors.pop("feature_mean").float().numpy()
+        sd = tensors.pop("feature_std").float().numpy()
+        n_feat = len(config.features)
+        if rm.mu_.shape != (n_feat,) or sd.shape != (n_feat,):
+            raise DataError(f"{weights}: feature statistics have shape {tuple(rm.mu_.shape)}, the config's "
+                            f"{config.variant} model has {n_feat} features")
         rm.sd_ = np.where(sd > _MIN_STD, sd, np.inf).astype(sd.dtype)  # files from before feature_scaling stored std + 1e-6
-        net = _net(len(config.features), config.hidden, 2 if config.probabilistic else 1)
-        net.load_state_dict({k[len("net.") :]: v for k, v in tensors.items()})
+        net = _net(n_feat, config.hidden, 2 if config.probabilistic else 1)
+        state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
+        expected = net.state_dict()
+        if set(state) != set(expected):
+            raise DataError(f"{weights}: tensors {sorted(state)} do not match a {config.variant} model "
+                            f"(expected {sorted(expected)})")
+        for k, v in state.items():
+            if tuple(v.shape) != tuple(expected[k].shape):
+                raise DataError(f"{weights}: tensor net.{k} has shape {tuple(v.shape)}, config.json "
+                                f"(hidden={config.hidden}, {config.variant}) needs {tuple(expected[k].shape)}")
+            if not bool(torch.isfinite(v).all()):
+                raise DataError(f"{weights}: tensor net.{k} holds NaN or infinite values")
+        if not np.isfinite(rm.mu_).all():
+            raise DataError(f"{weights}: feature_mean holds NaN or infinite values")
+        net.load_state_dict({k: v.float() for k, v in state.items()})
         net.eval()
         rm.net_ = net
         hist = d / "training.json"
-        rm.history_ = json.loads(hist.read_text()) if hist.exists() else []
+        try:
+            rm.history_ = json.loads(hist.read_text()) if hist.exists() else []
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            rm.history_ = []  # the training log is informational only
         rm.tasks_ = tuple(str(t) for t in meta.get("tasks", []))
+        rm.trained_on_ = meta.get("trained_on")
         return rm
+
+
+def read_rm_config(directory: str | Path) -> tuple[dict, RMConfig]:
+    """Read and check a reward model's ``config.json``: its JSON, manifest, version and training config.
+
+    Raises:
+        DataError: Naming the file and what is wrong (missing, malformed, a key
+            of the wrong type, a format or feature list this version does not have).
+    """
+    from ttpkit import __version__
+    from ttpkit.manifest import check_format
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise DataError(f"{d}: no such reward model directory")
+    path = d / "config.json"
+    if not path.is_file() or not (d / "model.safetensors").is_file():
+        raise DataError(f"{d}: not a ttpkit reward model (needs config.json and model.safetensors)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object with a 'config' key, got a {type(meta).__name__}")
+    check_format(path, meta, "rm")
+    raw = meta.get("config")
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: no 'config' object (the model's training configuration)")
+    known = {f.name for f in dataclasses.fields(RMConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise DataError(f"{path}: config.{unknown[0]} is not a setting of ttpkit {__version__} "
+                        f"(the file says ttpkit {meta.get('ttpkit', '?')})")
+    try:
+        config = RMConfig(**raw)
+    except ConfigError as e:
+        raise DataError(f"{path}: config: {e}") from None
+    features = meta.get("features")
+    if features is not None and list(features) != list(config.features):
+        raise DataError(f"{path}: written by ttpkit {meta.get('ttpkit', '?')} with features {features}; "
+                        f"ttpkit {__version__} computes {list(config.features)} for {config.variant}")
+    tasks = meta.get("tasks", [])
+    if not isinstance(tasks, list):
+        raise DataError(f"{path}: 'tasks' must be a list of task names")
+    return meta, config

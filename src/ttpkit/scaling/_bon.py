@@ -25,6 +25,7 @@ from ttpkit.pool import (
     QUERY_ID,
     Rule,
     Scorer,
+    candidates_per_query,
     score_col,
     scorer_names,
     std_col,
@@ -250,6 +251,7 @@ def curves(
     Returns:
         ``{scorer: Curve}`` in the order given.
     """
+    candidates_per_query(pool)  # an empty pool is an error; uneven candidate counts are a warning
     out = {}
     for scorer in scorers:
         qids, pq = per_query_curve(pool, scorer, utility, ns, seed)

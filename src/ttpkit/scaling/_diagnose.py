@@ -285,6 +285,10 @@ def diagnose(
     m = candidates_per_query(pool)
     if not 2 <= m_fit <= m:
         raise ConfigError(f"m_fit must be in [2, {m}] for pools of {m} candidates per query, got {m_fit}")
+    if not 0 <= tau < 1:
+        raise ConfigError(f"tau (the collapse threshold, a fraction of the score spread) must be in [0, 1), got {tau}")
+    if not cost_per_sample > 0 or not min_gain_per_cost >= 0:
+        raise ConfigError(f"cost per sample must be > 0 and min gain per cost >= 0, got {cost_per_sample} and {min_gain_per_cost}")
     parsed = [Scorer.parse(s) if isinstance(s, str) else s for s in scorers]
     if not any(str(s) == "oracle" for s in parsed):  # the oracle's gain is every error's unit
         parsed.insert(0, Scorer("oracle"))

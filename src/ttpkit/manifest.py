@@ -1,0 +1,131 @@
+"""Run manifests: what made a pool, a reward model or a study directory.
+
+Every artifact ttpkit writes records its manifest: the settings that made it
+(for a pool: task, split, M, seed, decoding settings, the policy's name and a
+SHA-256 of its model file), the ttpkit version, and a format number. A pool
+keeps it in its Parquet metadata, a reward model in ``config.json``, a study in
+``manifest.json``.
+
+Two rules follow from it:
+
+* **Resume only what matches.** Continuing a pool with other settings would mix
+  candidates of two runs inside one query; :func:`check_resume` refuses and
+  names the first key that differs (``ttpkit sample --force-new`` starts over).
+* **Load only what this version understands.** :func:`check_format` refuses an
+  artifact whose format is newer than this ttpkit's, naming both versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ttpkit.errors import ConfigError, DataError
+
+__all__ = ["FORMATS", "MANIFEST_KEY", "check_format", "check_resume", "diff", "file_digest", "record_study", "stamp"]
+
+FORMATS = {"pool": 1, "rm": 1, "study": 1}  # bump when a reader of the old layout would misread the new one
+MANIFEST_KEY = "ttpkit_manifest"  # where a DataFrame (df.attrs) and a Parquet file keep a pool's manifest
+VOLATILE = ("created", "ttpkit", "format", "kind")  # keys that may differ between a run and its resumption
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def stamp(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest of ``kind`` (``pool``, ``rm`` or ``study``): the settings plus version, format and time."""
+    from ttpkit import __version__
+
+    return {"kind": kind, "format": FORMATS[kind], "ttpkit": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **settings}
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a model file, or of a model directory's files (names and contents, sorted); cached per process."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    if not files or not all(f.exists() for f in files):
+        raise ConfigError(f"model {p}: not found")
+    key = (str(p.resolve()), sum(f.stat().st_size for f in files), max(f.stat().st_mtime_ns for f in files))
+    if key not in _digests:
+        h = hashlib.sha256()
+        for f in files:
+            if p.is_dir():
+                h.update(str(f.relative_to(p)).encode())
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+        _digests[key] = h.hexdigest()
+    return _digests[key]
+
+
+def _walk(a: Any, b: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for k in sorted(set(a) | set(b), key=str):
+            yield from _walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+    elif a != b:
+        yield prefix, a, b
+
+
+def diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: tuple[str, ...] = VOLATILE) -> list[tuple[str, Any, Any]]:
+    """Keys (dotted paths) whose values differ between two manifests, with both values; ``ignore`` is skipped at the top level."""
+    keep_old = {k: v for k, v in old.items() if k not in ignore}
+    keep_new = {k: v for k, v in new.items() if k not in ignore}
+    return list(_walk(keep_old, keep_new, ""))
+
+
+def check_resume(path: str | Path, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> None:
+    """Refuse to continue ``path`` (made with manifest ``old``) under settings ``new``.
+
+    Raises:
+        ConfigError: Naming the first differing key and both values; the
+            message says how to start over instead.
+    """
+    if not old:
+        return
+    changed = diff(old, new)
+    if changed:
+        key, was, now = changed[0]
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise ConfigError(f"{path}: was made with {key}={was!r}, this run has {key}={now!r}{more}; "
+                          "resuming would mix two runs (pass --force-new to start over, or another --out)")
+
+
+def check_format(where: str | Path, manifest: Mapping[str, Any] | None, kind: str) -> None:
+    """Refuse an artifact whose format this ttpkit cannot read.
+
+    Raises:
+        DataError: Naming the artifact's ttpkit version and this one's.
+    """
+    if not manifest:
+        return
+    from ttpkit import __version__
+
+    fmt = manifest.get("format", 1)
+    if not isinstance(fmt, int) or fmt > FORMATS[kind]:
+        raise DataError(f"{where}: written by ttpkit {manifest.get('ttpkit', '?')} in {kind} format {fmt!r}; "
+                        f"ttpkit {__version__} reads format {FORMATS[kind]} (upgrade ttpkit)")
+
+
+def record_study(directory: str | Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``<directory>/manifest.json`` for a study run (atomically); a directory a newer ttpkit wrote is refused.
+
+    Raises:
+        DataError: If an existing manifest is damaged or of a newer format.
+    """
+    import json
+    import os
+
+    path = Path(directory) / "manifest.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{path}: not valid JSON ({e}); move it away to rerun the study here") from None
+        check_format(path, old if isinstance(old, dict) else None, "study")
+    manifest = stamp("study", settings)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return manifest

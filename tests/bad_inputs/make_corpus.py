@@ -1,0 +1,201 @@
+"""Rebuild the bad-input files under tests/bad_inputs/files (deterministic; run from the repository root).
+
+    python tests/bad_inputs/make_corpus.py
+
+Every file is small and made from the bundled git-commits sample and the bundled
+reward model, then damaged in one way. tests/bad_inputs/cases.yaml says which
+command each one is given to; tests/test_bad_inputs.py runs them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ttpkit.data import bundled_sample_dir, load_split, read_json
+from ttpkit.manifest import stamp
+from ttpkit.policy import PolicySpec
+from ttpkit.pool import MANIFEST_KEY, POOL_COLUMNS, write_pool
+from ttpkit.reward.bundled import bundled_path
+from ttpkit.stages import sampling_manifest
+
+FILES = Path(__file__).parent / "files"
+
+
+def _json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def data_dirs(questions: list[dict], golds: list[dict]) -> None:
+    """LaMP-layout data directories, each broken in one way (split ``dev``)."""
+
+    def make(name: str, q: object = questions, o: object = None, raw_q: bytes | None = None) -> None:
+        d = FILES / name
+        d.mkdir(parents=True, exist_ok=True)
+        if raw_q is not None:
+            (d / "dev_questions.json").write_bytes(raw_q)
+        elif q is not None:
+            _json(d / "dev_questions.json", q)
+        _json(d / "dev_outputs.json", o if o is not None else {"task": "git-commits", "golds": golds})
+
+    q0 = questions[0]
+    make("data-no-questions", q=None)
+    make("data-questions-garbage", raw_q=b"this is not json {")
+    make("data-questions-object", q={"queries": questions})
+    make("data-questions-empty", q=[])
+    make("data-record-no-input", q=[{k: v for k, v in q0.items() if k != "input"}])
+    make("data-record-no-profile", q=[{k: v for k, v in q0.items() if k != "profile"}])
+    make("data-profile-not-list", q=[{**q0, "profile": "my commits"}])
+    make("data-profile-item-no-title", q=[{**q0, "profile": [{"id": "p1", "text": "fix a bug"}]}])
+    make("data-duplicate-query-id", q=[q0, q0])
+    make("data-id-null", q=[{**q0, "id": None}])
+    make("data-user-id-list", q=[{**q0, "user_id": ["a"]}])
+    make("data-bad-utf8", raw_q=json.dumps(questions).encode()[:200] + b"\xff\xfe" + json.dumps(questions).encode()[200:])
+    make("data-duplicate-gold", o={"task": "git-commits", "golds": [golds[0], {**golds[0], "output": "another"}, *golds[1:]]})
+    make("data-empty-gold", o={"task": "git-commits", "golds": [{**golds[0], "output": "  "}, *golds[1:]]})
+    make("data-golds-not-list", o={"task": "git-commits", "golds": {"a": "b"}})
+    make("data-gold-no-output", o={"task": "git-commits", "golds": [{"id": golds[0]["id"]}]})
+    make("data-unknown-task", o={"golds": golds})
+    d = FILES / "data-gzip-corrupt"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "dev_questions.json.gz").write_bytes(gzip.compress(json.dumps(questions).encode())[:300])
+    (FILES / "data-is-a-file").write_text("not a directory\n")
+
+
+def task_files() -> None:
+    good = {"name": "mine", "source_field": "text", "target_field": "title", "source_label": "Message", "target_label": "Title"}
+    (FILES / "task-bad-yaml.yaml").write_text("name: mine\nsource_field: [text\n")
+    (FILES / "task-missing-keys.yaml").write_text("name: mine\nsource_field: text\n")
+    (FILES / "task-multiline-string.yaml").write_text(json.dumps({**good, "multiline": "yes"}))
+    (FILES / "task-unknown-key.yaml").write_text(json.dumps({**good, "colour": "red"}))
+    (FILES / "task-is-list.yaml").write_text("- name\n- source_field\n")
+
+
+def pools(questions: list[dict]) -> None:
+    """A small labelled pool over four bundled queries, and damaged copies of it."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for q in questions[:4]:
+        for i in range(4):
+            rows.append({"query_id": q["id"], "user_id": str(q["user_id"]), "idx": i, "text": f"fix thing {i}",
+                         "policy": "fake", "seed": 0, "rouge1": float(rng.uniform(0, 1)), "rougeL": float(rng.uniform(0, 1)),
+                         "rougeLsum": float(rng.uniform(0, 1)), "score_style": float(rng.normal())})
+    good = pd.DataFrame(rows)
+    write_pool(good, FILES / "pool-good.parquet")
+    write_pool(good.iloc[:0], FILES / "pool-empty.parquet")
+    write_pool(good[list(POOL_COLUMNS)], FILES / "pool-unlabelled.parquet")
+    write_pool(good.drop(columns=["text"]), FILES / "pool-no-text.parquet")
+    write_pool(good.assign(rougeL="high"), FILES / "pool-utility-text.parquet")
+    write_pool(good.assign(rougeL=np.where(good.idx == 1, np.nan, good.rougeL)), FILES / "pool-utility-nan.parquet")
+    write_pool(good.assign(rougeL=np.where(good.idx == 2, np.inf, good.rougeL)), FILES / "pool-utility-inf.parquet")
+    write_pool(good.assign(score_style="best"), FILES / "pool-score-text.parquet")
+    newer = stamp("pool", {"task": {"name": "git-commits"}, "split": "dev", "m": 4, "seed": 0})
+    write_pool(good, FILES / "pool-newer-format.parquet", {**newer, "format": 99, "ttpkit": "9.0.0"})
+    (FILES / "pool-garbage.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    raw = (FILES / "pool-good.parquet").read_bytes()
+    (FILES / "pool-truncated.parquet").write_bytes(raw[: len(raw) // 2])
+    # a pool made by a run with seed 0 (openai backend: its manifest needs no model file)
+    spec = PolicySpec("openai", "openai", base_url="http://127.0.0.1:9/v1")
+    run = sampling_manifest(spec, load_split(bundled_sample_dir(), "dev"), m=4, seed=0)
+    write_pool(good[list(POOL_COLUMNS)], FILES / "pool-run-seed0.parquet", run)
+    assert pd.read_parquet(FILES / "pool-run-seed0.parquet").attrs[MANIFEST_KEY]["seed"] == 0
+
+
+def reward_models() -> None:
+    """Copies of the bundled user-pairwise model, each damaged in one way."""
+    from safetensors.numpy import load_file, save_file
+
+    src = bundled_path("git-commits")
+
+    def copy(name: str) -> Path:
+        d = FILES / name
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        for f in ("config.json", "model.safetensors"):
+            shutil.copy(src / f, d / f)
+        (d / "model.safetensors").chmod(0o644)
+        return d
+
+    meta = json.loads((src / "config.json").read_text())
+    weights = load_file(str(src / "model.safetensors"))
+    raw = (src / "model.safetensors").read_bytes()
+    (copy("rm-truncated") / "model.safetensors").write_bytes(raw[: len(raw) // 2])
+    (copy("rm-random-bytes") / "model.safetensors").write_bytes(np.random.default_rng(0).bytes(len(raw)))
+    (copy("rm-pickle") / "model.safetensors").write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    (copy("rm-config-malformed") / "config.json").write_text('{"config": {"variant": "user-pairwise",')
+    _json(copy("rm-config-no-config") / "config.json", {k: v for k, v in meta.items() if k != "config"})
+    _json(copy("rm-config-list") / "config.json", [meta])
+    _json(copy("rm-hidden-mismatch") / "config.json", {**meta, "config": {**meta["config"], "hidden": 16}})
+    _json(copy("rm-variant-mismatch") / "config.json", {**meta, "config": {**meta["config"], "variant": "user-prob"}})
+    _json(copy("rm-var-floor-negative") / "config.json", {**meta, "config": {**meta["config"], "var_floor": -1}})
+    _json(copy("rm-newer-features") / "config.json", {**meta, "ttpkit": "9.0.0", "features": [*meta["features"], "sentiment"]})
+    _json(copy("rm-newer-format") / "config.json", {**meta, "ttpkit": "9.0.0", "format": 99})
+    _json(copy("rm-unknown-setting") / "config.json", {**meta, "config": {**meta["config"], "dropout": 0.1}})
+    first = next(k for k in weights if k.startswith("net.") and k.endswith("weight"))
+    save_file({**weights, first: weights[first][:, :-1].copy()}, str(copy("rm-wrong-shape") / "model.safetensors"))
+    save_file({**weights, first: np.full_like(weights[first], np.nan)}, str(copy("rm-nan-weights") / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if k != "feature_mean"}, str(copy("rm-no-feature-mean") / "model.safetensors"))
+    d = copy("rm-no-weights")
+    (d / "model.safetensors").unlink()
+
+
+def studies() -> None:
+    (FILES / "study-bad-yaml.yaml").write_text("name: x\ndatasets: [\n")
+    (FILES / "study-not-mapping.yaml").write_text("- a\n- b\n")
+    base = {"name": "bad", "datasets": [{"name": "s", "path": "../../../src/ttpkit/_sample/git-commits",
+                                         "train": {"split": "dev", "limit": 4, "m": 4}, "test": {"split": "dev", "m": 4}}],
+            "policies": [{"name": "p"}], "ns": [1, 2, 4]}
+    cases = {
+        "study-ns-scalar": {**base, "ns": 5},
+        "study-ns-nonpositive": {**base, "ns": [0, -1]},
+        "study-temperature-text": {**base, "policies": [{"name": "p", "temperature": "hot"}]},
+        "study-unknown-variant": {**base, "variants": ["user-magic"]},
+        "study-unknown-rule": {**base, "rules": ["mean", "lcb:x"]},
+        "study-rules-without-prob": {**base, "variants": ["user-mse"], "rules": ["mean", "lcb:1"]},
+        "study-openai-no-url": {**base, "policies": [{"name": "p", "backend": "openai"}]},
+        "study-unknown-key": {**base, "colour": "red"},
+        "study-data-missing": {**base, "datasets": [{**base["datasets"][0], "path": "nowhere"}]},
+        "study-ns-above-m": {**base, "ns": [1, 2, 4, 8]},
+        "failures-pools-scalar": {"kind": "failures", "name": "f", "data": {}, "pools": 5, "regimes": []},
+        "failures-unknown-pool": {"kind": "failures", "name": "f", "data": {}, "pools": {},
+                                  "regimes": [{"name": "r", "train": "a", "dev": "b", "test": "c"}]},
+    }
+    for name, raw in cases.items():
+        (FILES / f"{name}.yaml").write_text(json.dumps(raw, indent=1) + "\n")
+
+
+def profiles() -> None:
+    (FILES / "profile-object.json").write_text('{"title": "a"}\n')
+    (FILES / "profile-garbage.json").write_text("[{]\n")
+    (FILES / "profile-item-no-title.json").write_text('[{"text": "fix"}]\n')
+    (FILES / "profile-good.json").write_text('[{"text": "fix the parser on empty input", "title": "parser: fix empty input"}]\n')
+    (FILES / "a-file").write_text("a file where a folder is expected\n")
+
+
+def main() -> None:
+    if FILES.exists():
+        shutil.rmtree(FILES)
+    FILES.mkdir(parents=True)
+    sample = bundled_sample_dir()
+    questions = read_json(sample / "dev_questions.json.gz")[:4]
+    questions = [{**q, "profile": q["profile"][:3]} for q in questions]
+    golds = [g for g in read_json(sample / "dev_outputs.json.gz")["golds"] if g["id"] in {q["id"] for q in questions}]
+    data_dirs(questions, golds)
+    task_files()
+    pools(read_json(sample / "dev_questions.json.gz"))
+    reward_models()
+    studies()
+    profiles()
+    print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
+
+
+if __name__ == "__main__":
+    main()
