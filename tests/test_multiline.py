@@ -86,3 +86,48 @@ def test_a_multiline_task_end_to_end_with_the_embedded_model(tmp_path, long_samp
     assert pool["rougeLsum"].between(0, 1).all() and (pool["rougeLsum"] >= pool["rougeL"] - 1e-9).all()
     res = curves(pool, ["oracle", "random"], "rougeLsum", [1, 2])
     assert res["oracle"].mean[1] >= res["oracle"].mean[0]
+
+
+@pytest.mark.slow
+def test_debian_description_through_every_command(tmp_path, long_sample):
+    """label, train-rm (multi-line features on by default), score, curves, diagnose and personalize on the
+    bundled long-form sample; the pool's candidates are the users' own past descriptions, shuffled."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    from ttpkit.pool import write_pool
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ttpkit.cli", *args], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "80"})
+
+    rng = np.random.default_rng(0)
+    targets = [p.target for q in long_sample.queries for p in q.profile]
+    rows = [{"query_id": q.id, "user_id": q.user_id, "idx": i, "text": targets[int(rng.integers(len(targets)))],
+             "policy": "fake", "seed": 0} for q in long_sample.queries for i in range(4)]
+    pool = tmp_path / "pool.parquet"
+    write_pool(pd.DataFrame(rows), pool)
+    data = str(bundled_sample_dir("debian-description"))
+    for cmd in (["label", "--pool", str(pool), "--data", data, "--split", "dev"],
+                ["train-rm", "--pool", str(pool), "--data", data, "--out", str(tmp_path / "rm"), "--variant", "user-pairwise",
+                 "--encoder-layers", "2"],
+                ["score", "--rm", str(tmp_path / "rm"), "--pool", str(pool), "--data", data],
+                ["curves", "--pool", str(pool), "--utility", "rougeLsum", "--scorers", "oracle,random,user-pairwise", "--format", "json"],
+                ["diagnose", "--pool", str(pool), "--out", str(tmp_path / "diag"), "--scorers", "oracle,user-pairwise"]):
+        res = cli(*cmd)
+        assert res.returncode == 0, (cmd[0], res.stderr)
+    config = json.loads((tmp_path / "rm" / "config.json").read_text())
+    assert config["config"]["long_form"] and "repeat_frac" in config["features"] and config["tasks"] == ["debian-description"]
+    assert {"rougeL", "rougeLsum", "score_user-pairwise"} <= set(pd.read_parquet(pool).columns)
+    profile = tmp_path / "user.json"
+    profile.write_text(json.dumps([{"title": p.source, "abstract": p.target} for p in long_sample.queries[0].profile]))
+    res = cli("personalize", "--profile", str(profile), "--input", "command-line tool to resize images", "--n", "2",
+              "--task", "debian-description", "--rm", str(tmp_path / "rm"), "--json")
+    assert res.returncode == 0, res.stderr
+    record = json.loads(res.stdout)
+    assert record["task"] == "debian-description" and record["n"] == 2 and record["text"].strip()

@@ -141,7 +141,8 @@ def sample(
     out_path: Annotated[Path, typer.Option("--out", help="Pool file to write (Parquet); resumed if it exists.")],
     split: Annotated[str, typer.Option(help="Split to sample.")] = "test",
     m: Annotated[int, typer.Option("--m", help="Candidates per query (M).", min=1)] = 16,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first Q queries.", min=1)] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first Q queries (after --offset).", min=1)] = None,
+    offset: Annotated[int, typer.Option(help="Skip the first queries of the split (to add a range to a pool).", min=0)] = 0,
     backend: Annotated[str, typer.Option(help="embedded | gguf | hf | openai.")] = "embedded",
     model: Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf) or served name (openai).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
@@ -167,7 +168,9 @@ def sample(
     _quiet_libraries()
     ds = load_split(data, split, resolve_task(task, task_file))
     spec = PolicySpec(backend, backend, model, temperature, top_p, max_new_tokens or ds.task.max_new_tokens or 32, k, int8, base_url)
-    queries = ds.queries[:limit] if limit else ds.queries
+    queries = ds.queries[offset:][:limit] if limit else ds.queries[offset:]
+    if not queries:
+        raise ConfigError(f"--offset {offset}: the {split} split has only {len(ds.queries)} queries")
     manifest = stages.sampling_manifest(spec, ds, m, seed)
     with _progress() as bar:
         stages.sample_pool(queries, out_path, m, lazy_policy(spec, ds.task, seed, on_load=bar.note), bar,

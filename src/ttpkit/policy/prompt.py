@@ -96,7 +96,9 @@ class PromptBuilder:
         for line in text.strip().splitlines():
             words = line.split()
             if kept + len(words) > self.max_target_words:
-                lines.append(_clip(line, self.max_target_words - kept, "a profile item's target"))
+                lines.append(" ".join(words[: self.max_target_words - kept]) + " ...")
+                _report("a profile item's text", f"cut to its first {self.max_target_words} words "
+                        f"(it had {len(text.split()):,})")
                 break
             lines.append(_clip(line, self.max_target_words, "a profile item's target"))
             kept += len(words)
