@@ -283,7 +283,8 @@ class _Cell:
         path = self.out / "cache" / f"pool-{_hash(self.spec.path, split.key(), _policy_key(self.pol), self.config.seed)}.parquet"
         data = load_split(self.spec.path, split.split)
         queries = list(data.queries[split.offset :])[: split.limit]
-        stages.sample_pool(queries, path, split.m, policy, self.progress, label=f"{self.spec.name}/{split.split} {self.pol.name}")
+        stages.sample_pool(queries, path, split.m, policy, self.progress, label=f"{self.spec.name}/{split.split} {self.pol.name}",
+                           manifest=stages.sampling_manifest(self.pol, data, split.m, self.config.seed))
         stages.label_pool(path, data, overwrite=False)
         return path, data
 

@@ -526,7 +526,8 @@ def demo(
     from ttpkit.data import bundled_sample_dir, load_split
     from ttpkit.paths import check_writable
     from ttpkit.policy import PolicySpec, lazy_policy
-    from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, n_grid, score_col, write_pool
+    from ttpkit.manifest import check_resume
+    from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, n_grid, pool_manifest, read_pool, score_col, write_pool
     from ttpkit.report import curves_json, curves_table, plot_curves, write_json
     from ttpkit.reward.bundled import bundled_path
     from ttpkit.reward.models import RewardModel
@@ -538,8 +539,16 @@ def demo(
     _quiet_libraries()
     data = load_split(bundled_sample_dir(), "dev")
     console.print(f"[bold]ttpkit demo[/]: Gemma 3 270M, M={m}, bundled git-commits sample ({data.path})")
+    spec = PolicySpec("gemma3-270m")
+    manifest = stages.sampling_manifest(spec, data, m, seed)
+    try:  # the demo's folder is scratch: a pool made with another --m or --seed is started over
+        check_resume(out_dir / "pool.parquet", pool_manifest(read_pool(out_dir / "pool.parquet")), manifest)
+        fresh = False
+    except TtpkitError:
+        fresh = True
     with _progress() as bar:
-        stages.sample_pool(data.queries, out_dir / "pool.parquet", m, lazy_policy(PolicySpec("gemma3-270m"), data.task, seed, bar.note), bar)
+        stages.sample_pool(data.queries, out_dir / "pool.parquet", m, lazy_policy(spec, data.task, seed, bar.note), bar,
+                           manifest=manifest, force_new=fresh)
     df = stages.label_pool(out_dir / "pool.parquet", data)
     rm = RewardModel.load(bundled_path(data.task.name))
     with console.status(f"scoring {len(df)} candidates with the bundled {rm.name} reward model ..."):

@@ -290,7 +290,7 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
     if not frames:
         raise DataError(f"{path}: pool file does not exist")
     for f, where in zip(frames, (path, journal) if path.exists() else (journal,)):
-        if POOL_COLUMNS[0] in f.columns and IDX in f.columns and (dups := int(f.duplicated([QUERY_ID, IDX]).sum())):
+        if QUERY_ID in f.columns and IDX in f.columns and (dups := int(f.duplicated([QUERY_ID, IDX]).sum())):
             log.warning("%s: dropped %d duplicate candidate row(s) (same query_id and idx; kept the first)", where, dups)
     frames = [f for f in frames if len(f)] or frames[:1]  # an empty pool file (a run's manifest only) adds no rows
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
