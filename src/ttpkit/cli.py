@@ -160,7 +160,9 @@ def sample(
     """Sample M candidates per query from a personalized policy into a pool file."""
     from ttpkit import stages
     from ttpkit.data import load_split, resolve_task
+    from ttpkit.manifest import check_resume
     from ttpkit.policy import PolicySpec, lazy_policy
+    from ttpkit.pool import PoolWriter, pool_manifest
 
     t0 = time.time()
     m = _deprecated(m, n_old, "--n", "--m")
@@ -172,6 +174,8 @@ def sample(
     if not queries:
         raise ConfigError(f"--offset {offset}: the {split} split has only {len(ds.queries)} queries")
     manifest = stages.sampling_manifest(spec, ds, m, seed)
+    if not force_new:  # refuse a mismatched pool before the progress display starts
+        check_resume(out_path, pool_manifest(PoolWriter(out_path).existing()), manifest)
     with _progress() as bar:
         stages.sample_pool(queries, out_path, m, lazy_policy(spec, ds.task, seed, on_load=bar.note), bar,
                            manifest=manifest, force_new=force_new)
@@ -383,7 +387,9 @@ def bench(
 def _run_study(run: Callable[..., Any], cfg: Any, out_dir: Optional[Path], tables: Callable[[Any], list], wrote: str) -> None:
     """Run a study with progress bars into ``out_dir`` (default ``runs/<name>``), then print its tables."""
     _quiet_libraries()
-    target = out_dir or Path("runs") / cfg.name
+    from ttpkit.paths import check_writable
+
+    target = check_writable(out_dir or Path("runs") / cfg.name, "--out", directory=True)  # before the progress display
     t0 = time.time()
     with _progress() as bar:
         table = run(cfg, target, bar)
