@@ -2,7 +2,7 @@
 
 `sample` talks to a deterministic fake completions server (ttpkit's own app in a
 thread), so every run of the same seed writes the same candidates. Kills land at
-fault points (``TTPKIT_FAULT``, see :func:`ttpkit.pool.fault_point`) and at
+fault points (``TTPKIT_FAULT``, see :func:`ttpkit._faults.fault_point`) and at
 moments in the middle of the work.
 """
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "TtpkitError"]
+__all__ = ["ConfigError", "DataError", "NotFittedError", "TtpkitError"]
 
 
 class TtpkitError(Exception):
@@ -15,3 +15,7 @@ class DataError(TtpkitError, ValueError):
 
 class ConfigError(TtpkitError, ValueError):
     """A setting is out of range or unknown; the message names it and what is allowed."""
+
+
+class NotFittedError(ConfigError):
+    """A model was used before ``fit()`` or ``load()``; every model kind raises this one."""

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from ttpkit.data import Query
+from ttpkit._faults import fault_point
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.manifest import MANIFEST_KEY, check_format, check_resume
 from ttpkit.paths import check_writable
@@ -50,7 +51,6 @@ __all__ = [
     "Scorer",
     "candidates_per_query",
     "complete_queries",
-    "fault_point",
     "fill_pool",
     "n_grid",
     "pool_manifest",
@@ -98,7 +98,8 @@ class Rule:
     """
 
     name: str = "mean"
-    kappa: float = 0.0
+    kappa: float = 0.0  # lcb / ucb: how many predicted stds below / above the mean
+    tau: float = 0.0  # soft: the temperature, in units of the score's std over the pool
 
     @classmethod
     def parse(cls, text: str) -> Rule:
@@ -117,7 +118,7 @@ class Rule:
                 raise ConfigError(f"selection rule {text!r}: soft needs a temperature, as in soft:0.1") from None
             if not tau > 0:
                 raise ConfigError(f"selection rule {text!r}: the temperature must be > 0")
-            return cls(name, tau)
+            return cls(name, tau=tau)
         if name in ("lcb", "ucb"):
             try:
                 kappa = float(arg) if arg else 1.0
@@ -208,20 +209,6 @@ def candidates_per_query(pool: pd.DataFrame) -> int:
         log.warning("queries have %d to %d candidates (%d of %d queries have fewer than %d); the first %d of each are used",
                     low, high, int((counts < high).sum()), len(counts), high, low)
     return low
-
-
-def fault_point(name: str) -> None:
-    """Fault injection for the kill tests: with ``TTPKIT_FAULT=<name>``, write ``$TTPKIT_FAULT_MARK`` and hang here.
-
-    Points: ``fold`` (the Parquet file rewritten, the journal not yet removed),
-    ``write`` (a temporary file written, not yet renamed), ``rm-save`` (weights
-    written, config not yet). Unset, it does nothing.
-    """
-    if os.environ.get("TTPKIT_FAULT") == name:
-        import time
-
-        Path(os.environ.get("TTPKIT_FAULT_MARK", "ttpkit-fault")).write_text(name)
-        time.sleep(3600)
 
 
 def _journal(path: Path) -> Path:

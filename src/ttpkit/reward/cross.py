@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.data import Query
-from ttpkit.errors import ConfigError, DataError
+from ttpkit.errors import ConfigError, DataError, NotFittedError
 from ttpkit.pool import QUERY_ID, ROUGEL, TEXT
 from ttpkit.retrieval import retrieve
 from ttpkit.reward.models import Scores, gaussian_nll, pairwise_loss
@@ -174,7 +174,7 @@ class CrossEncoderRM:
         import torch
 
         if self.encoder_ is None:
-            raise ConfigError("this cross-encoder is not fitted; call fit() or load() first")
+            raise NotFittedError("this cross-encoder is not fitted; call fit() or load() first")
         mean, logvar = np.zeros(len(pool)), np.zeros(len(pool))
         pos = pd.Series(np.arange(len(pool)), index=pool.index)
         pairs = [(f, t, p) for f, texts, idx in self._groups(pool, by_id) for t, p in zip(texts, pos[idx].to_numpy())]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.data import Query
-from ttpkit.errors import ConfigError, DataError
+from ttpkit.errors import ConfigError, DataError, NotFittedError
 from ttpkit.pool import ROUGEL
 from ttpkit.reward.features import Encoder, build_features
 from ttpkit.reward.models import RewardModel, RMConfig, Scores
@@ -66,7 +66,7 @@ class EnsembleRM:
     def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder | None = None) -> Scores:
         """Members' mean, their standard deviation, and every member's scores (K, R)."""
         if not self.members_:
-            raise ConfigError("this ensemble is not fitted; call fit() or load() first")
+            raise NotFittedError("this ensemble is not fitted; call fit() or load() first")
         cfg = self.config  # the members differ only in their seed: one feature matrix serves them all
         x = build_features(pool, by_id, RewardModel(cfg)._encoder(encoder), cfg.features, k=cfg.k)
         members = np.stack([m.score_features(x).mean for m in self.members_])

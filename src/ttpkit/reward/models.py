@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.data import Query
-from ttpkit.errors import ConfigError, DataError, TtpkitError
+from ttpkit.errors import ConfigError, DataError, NotFittedError, TtpkitError
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID
 from ttpkit.reward.features import (
     GLOBAL_FEATURES,
@@ -334,7 +334,7 @@ class RewardModel:
     # -- inference -------------------------------------------------------------------------
     def _check(self) -> None:
         if self.net_ is None:
-            raise TtpkitError("this reward model is not fitted; call fit() or load() first")
+            raise NotFittedError("this reward model is not fitted; call fit() or load() first")
 
     def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder | None = None) -> Scores:
         """Score every pool row from the query input, the candidate and the profile (never the reference)."""
@@ -364,7 +364,7 @@ class RewardModel:
 
         from ttpkit.manifest import file_digest, stamp
         from ttpkit.paths import check_writable
-        from ttpkit.pool import fault_point
+        from ttpkit._faults import fault_point
 
         self._check()
         d = check_writable(directory, "reward model", directory=True)

@@ -234,7 +234,7 @@ def per_query_curve(
         from ttpkit.scaling._soft import soft_best_of_n
 
         sd = float(np.std(values))
-        return qids, soft_best_of_n(r, u, ns, rule.kappa * sd) if sd > 0 else best_of_n(r, u, ns)
+        return qids, soft_best_of_n(r, u, ns, rule.tau * sd) if sd > 0 else best_of_n(r, u, ns)
     return qids, best_of_n(r, u, ns)
 
 
