@@ -39,14 +39,14 @@ class EchoPolicy:
         self.calls = 0
         self.fail_after = fail_after
 
-    def sample(self, queries, n):
+    def sample(self, queries, m):
         out = []
         for q in queries:
             if self.fail_after is not None and self.calls >= self.fail_after:
                 raise KeyboardInterrupt  # what Ctrl-C does mid-run
             self.calls += 1
             words = q.source.split() or ["x"]
-            out.append([Candidate(q.id, q.user_id, i, " ".join(words[i : i + 4]), self.name, 0) for i in range(n)])
+            out.append([Candidate(q.id, q.user_id, i, " ".join(words[i : i + 4]), self.name, 0) for i in range(m)])
         return out
 
 

@@ -13,7 +13,7 @@ from ttpkit.utility import within_query_corr
 def test_members_differ_by_seed_and_the_ensemble_learns(tmp_path):
     pool, queries = _synthetic()
     enc = FakeEncoder()
-    ens = EnsembleRM(RMConfig(variant="user-pairwise", max_epochs=150, patience=150, seed=3), k=3).fit(pool, queries, encoder=enc)
+    ens = EnsembleRM(RMConfig(variant="user-pairwise", max_epochs=150, patience=150, seed=3), members=3).fit(pool, queries, encoder=enc)
     assert [m.config.seed for m in ens.members_] == [3, 4, 5] and ens.name == "user-pairwise-ens3" and ens.probabilistic
     s = ens.score(pool, queries, encoder=enc)
     assert s.members.shape == (3, len(pool)) and np.allclose(s.mean, s.members.mean(0)) and (s.std > 0).any()
@@ -49,7 +49,7 @@ def test_lower_bound_and_worst_case_avoid_what_members_disagree_on(monkeypatch):
     built = []
     monkeypatch.setattr(E, "build_features", lambda pool, *a, **k: built.append(1) or np.zeros((len(pool), 3)))
     members = [[0.95, 0.35, 0.2], [0.08, 0.35, 0.2], [0.08, 0.35, 0.2]]
-    ens = EnsembleRM(RMConfig(variant="user-mse"), k=3)
+    ens = EnsembleRM(RMConfig(variant="user-mse"), members=3)
     ens.members_ = [_Fixed(v) for v in members]
     pool = pd.DataFrame({"query_id": "q", "user_id": "u", "idx": [0, 1, 2], "text": "", "policy": "p", "seed": 0,
                          "rougeL": [0.0, 0.8, 0.3]})

@@ -51,3 +51,24 @@ def test_hack_suspects_and_capping():
     qids = ["a", "b"]
     per_query = np.array([[0.1, 0.2, 0.3], [0.1, 0.05, 0.0]])
     assert np.array_equal(capped_curve(qids, per_query, [1, 2, 4], {"b": 1}), [[0.1, 0.2, 0.3], [0.1, 0.1, 0.1]])
+
+
+def test_capped_scorer_curve_is_the_failure_studys_capped_curve():
+    from ttpkit.scaling import bootstrap_ci, capped_scorer_curve, per_query_curve
+
+    rng = np.random.default_rng(0)
+    pool = _pool().assign(score_rm=lambda d: d["score_rm"] + 0.01 * rng.standard_normal(len(d)))
+    ns, cap = (1, 2, 4), 3  # a cap outside the grid is added to it, then dropped
+    suspects = {"u1q2", "u2q0"}
+    got = capped_scorer_curve(pool, "rm", "rougeL", ns, {q: cap for q in suspects}, seed=0)
+    grid = sorted(set(ns) | {cap})  # regimes._capped before the move, minus its suspect detection
+    qids, pq = per_query_curve(pool, "rm", "rougeL", grid, 0)
+    pq = capped_curve(qids, pq, grid, {q: cap for q in suspects})[:, [grid.index(n) for n in ns]]
+    lo, hi = bootstrap_ci(pq, seed=0)
+    assert got.scorer == "rm+cap" and got.ns == ns and got.n_queries == pq.shape[0]
+    assert got.mean == tuple(pq.mean(0)) and got.lo == tuple(lo) and got.hi == tuple(hi)
+    assert np.array_equal(got.per_query, pq) and got.query_ids == tuple(qids)
+    plain = curves(pool, ["rm"], "rougeL", ns)["rm"]
+    assert capped_scorer_curve(pool, "rm", "rougeL", ns, {}).mean == pytest.approx(plain.mean, abs=1e-15)  # no caps: the plain curve
+    row = list(qids).index("u1q2")
+    assert got.per_query[row, 2] == pytest.approx(per_query_curve(pool, "rm", "rougeL", [3])[1][row, 0])  # N=4 gets N=3

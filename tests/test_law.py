@@ -264,7 +264,7 @@ def test_diagnosis_stops_at_the_predicted_peak_and_names_who_bends():
 
     bent = {f"u{i}" for i in range(0, 50, 2)}
     pool = _bending_population(n_queries=200, b=-0.03, bent_users=bent, seed=4)
-    diag = diagnose(pool, ["rm"], m_fit=8, n_max=64)
+    diag = diagnose(pool, ["rm"], m_fit=8, max_n=64)
     d = diag.scorers["rm"]
     assert d.fit.form == "bend" and d.predicted_peak.inside
     assert d.recommended_n <= d.predicted_peak.n
@@ -272,3 +272,15 @@ def test_diagnosis_stops_at_the_predicted_peak_and_names_who_bends():
     assert d.bend_queries["b"].is_monotonic_increasing
     law = diag.as_dict()["scorers"]["rm"]
     assert law["form"] == "bend" and law["peak"]["predicted"]["n"] == d.predicted_peak.n
+
+
+def test_max_n_is_the_name_and_n_max_still_works_with_a_warning():
+    from ttpkit.scaling import diagnose, tail_gain
+
+    pool = _population(n_users=6, m=8, seed=2)
+    new = diagnose(pool, ["rm"], "rougeL", 4, 16)  # positional order unchanged: m_fit, then max_n
+    with pytest.warns(DeprecationWarning, match="n_max"):
+        old = diagnose(pool, ["rm"], n_max=16)
+    assert new.max_n == old.max_n == 16 and new.ns_pred == old.ns_pred and max(new.ns_pred) == 16
+    assert repr(new.as_dict()) == repr(old.as_dict()) and new.as_dict()["settings"]["m"] == 8  # repr: NaN R²s compare equal
+    assert tail_gain(0.5, 0.1, 8) == 0.5 * 0.1 * expected_max_normal(8) and tail_gain(0.5, 0.1, 1) == 0.0

@@ -142,3 +142,41 @@ def test_prompts_are_clipped_with_a_warning(caplog):
         text = prompt.PromptBuilder(get_task("git-commits"))(q)
     assert len(text) < 5_000
     assert "a query's input (q1) clipped" in caplog.text and "a profile item's target clipped" in caplog.text
+
+
+def test_a_pool_sampled_under_the_old_embedded_name_still_resumes(tmp_path, sample):
+    """Pools sampled before the rename carry policy name ``embedded``; the embedded policy is now ``gemma3-270m``."""
+    from ttpkit.manifest import RENAMED_POLICIES
+    from ttpkit.policy import EMBEDDED_NAME
+
+    def manifest(name, backend="embedded"):
+        m = _manifest(sample)
+        return {**m, "policy": {**m["policy"], "name": name, "backend": backend}}
+
+    assert RENAMED_POLICIES[("embedded", "embedded")] == EMBEDDED_NAME == PolicySpec.from_options().name
+    out = tmp_path / "p.parquet"
+    sample_pool(sample.queries[:2], out, 3, EchoPolicy(), manifest=manifest("embedded"))
+    policy = EchoPolicy()
+    sample_pool(sample.queries[:4], out, 3, policy, manifest=manifest(EMBEDDED_NAME))
+    assert policy.calls == 2 and pool_manifest(read_pool(out))["policy"]["name"] == "embedded"  # the pool keeps its record
+    with pytest.raises(ConfigError, match="policy.name"):  # the alias holds for the embedded backend only
+        check_resume(out, manifest("embedded", "gguf"), manifest(EMBEDDED_NAME, "gguf"))
+    with pytest.raises(ConfigError, match="policy.name"):
+        check_resume(out, manifest("other"), manifest(EMBEDDED_NAME))
+
+
+def test_policy_spec_from_options_names_the_embedded_policy_once():
+    from ttpkit.policy import EMBEDDED_NAME
+    from ttpkit.policy.local import LocalPolicy
+
+    spec = PolicySpec.from_options()
+    assert (spec.name, spec.backend, spec.k, spec.max_new_tokens) == (EMBEDDED_NAME, "embedded", 4, 32)
+    srv = PolicySpec.from_options("openai", "m", "http://127.0.0.1:9/v1", temperature=0.5, top_p=0.9, max_new_tokens=8,
+                                  k=0)
+    assert srv == PolicySpec("openai", "openai", "m", 0.5, 0.9, 8, 0, False, "http://127.0.0.1:9/v1")
+    assert PolicySpec.from_options("gguf", "x.gguf", name="smol", int8=True).name == "smol"
+    import inspect
+
+    assert f'"{EMBEDDED_NAME}"' in inspect.getsource(LocalPolicy.embedded)  # the pool's policy column says the same
+    with pytest.raises(ConfigError, match="known backends"):
+        PolicySpec.from_options("nope")

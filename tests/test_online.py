@@ -57,10 +57,13 @@ def test_lcb_uses_the_std_of_a_probabilistic_rm(sample):
 def test_adaptive_sampling_stops_early_or_at_max_n(sample):
     q = sample.queries[2]
     kw = dict(task="git-commits", policy=EchoPolicy(), encoder=FakeEncoder(layers=2), adaptive=True, max_n=12)
-    eager = personalize(_profile(q), q.source, min_gain=10.0, **kw)  # nothing is worth a second round
+    eager = personalize(_profile(q), q.source, min_round_gain=10.0, **kw)  # nothing is worth a second round
     assert eager.n == 4 and eager.rounds == 1
-    greedy = personalize(_profile(q), q.source, min_gain=0.0, **kw)  # everything is
+    greedy = personalize(_profile(q), q.source, min_round_gain=0.0, **kw)  # everything is
     assert greedy.n == 12 and greedy.rounds == 3
+    with pytest.warns(DeprecationWarning, match="min_gain"):  # the old name, for one release
+        old = personalize(_profile(q), q.source, min_gain=10.0, **kw)
+    assert (old.n, old.rounds, old.text, old.candidates) == (eager.n, eager.rounds, eager.text, eager.candidates)
 
 
 def test_bad_input_keeps_working_with_a_warning_or_fails_clearly(sample):

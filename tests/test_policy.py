@@ -157,3 +157,31 @@ def test_banned_tokens_are_never_drawn():
     draws = draw_tokens(logits, gen, 1.0, 0.95, ban=ban)
     assert not bool((draws == 3).any())
     assert len(draws.unique()) == 9
+
+
+def test_local_policy_decodes_each_batch_the_sampling_stage_hands_it_once(tmp_path, sample):
+    """The stage cuts queries by ``batch_queries``; LocalPolicy.sample decodes what it gets in one batch, seeded per query."""
+    from ttpkit.policy import SamplingConfig, query_seed
+    from ttpkit.policy.local import LocalPolicy
+    from ttpkit.pool import read_pool
+    from ttpkit.stages import sample_pool
+
+    calls = []
+    policy = object.__new__(LocalPolicy)  # no model: complete_many is replaced
+    policy.config, policy.name, policy.batch_queries = SamplingConfig(seed=7), "tiny", 2
+    policy.prompt = lambda q: f"prompt of {q.id}"
+
+    def complete_many(prompts, m, seeds):
+        calls.append((prompts, m, seeds))
+        return [[f"{p} #{j}" for j in range(m)] for p in prompts]
+
+    policy.complete_many = complete_many
+    queries = sample.queries[:5]
+    assert sample_pool(queries, tmp_path / "p.parquet", 3, policy) == 5
+    assert [len(p) for p, _, _ in calls] == [2, 2, 1] and {m for _, m, _ in calls} == {3}
+    assert [s for _, _, seeds in calls for s in seeds] == [query_seed(7, q.id) for q in queries]
+    pool = read_pool(tmp_path / "p.parquet")
+    assert pool["text"].tolist() == [f"prompt of {q.id} #{j}" for q in queries for j in range(3)]
+    assert (pool["policy"] == "tiny").all() and (pool["seed"] == 7).all()
+    with pytest.raises(Exception, match="m \\(candidates per query\\) must be >= 1"):
+        policy.sample(queries[:1], 0)

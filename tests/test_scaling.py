@@ -154,3 +154,52 @@ def test_adaptive_curve_spans_one_round_to_fixed_m():
     assert t["utility"][0] == pytest.approx(fixed[0], abs=0.02)  # stop after one round: best-of-4, up to order noise
     assert t["utility"].iloc[-1] == pytest.approx(fixed[1], abs=1e-12)  # never stop: best-of-all-8, exactly
     assert (t["lo"] <= t["utility"]).all() and (t["utility"] <= t["hi"]).all()
+
+
+def _old_paired(base, fix, oracle, seed, n_boot=2000):
+    """regimes._paired before the one bootstrap, verbatim."""
+    rng = np.random.default_rng(seed)
+    q = len(oracle)
+
+    def share(pq, idx):
+        gain = oracle[idx, -1].mean() - oracle[idx, 0].mean()
+        return (pq[idx, -1].mean() - pq[idx, 0].mean()) / gain if gain > 0 else np.nan
+
+    full = np.arange(q)
+    diffs = [share(fix, i) - share(base, i) for i in (rng.integers(0, q, q) for _ in range(n_boot))]
+    lo, hi = np.nanquantile(diffs, [0.025, 0.975])
+    return float(share(fix, full) - share(base, full)), float(lo), float(hi)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_paired_share_diff_is_the_failure_studys_old_paired_bootstrap(seed):
+    from ttpkit.scaling import paired_share_diff
+
+    rng = np.random.default_rng(seed)
+    q = int(rng.integers(3, 40))  # odd and even Q: the draws must be the same calls, not one big draw
+    oracle = np.cumsum(rng.random((q, 4)) * (rng.random((q, 1)) < 0.7), axis=1)  # some queries gain nothing
+    base, fix = oracle * rng.random((q, 1)), oracle * rng.random((q, 1)) - 0.1 * rng.random((q, 4))
+    for n_boot in (50, 2000):
+        assert paired_share_diff(base, fix, oracle, seed, n_boot) == _old_paired(base, fix, oracle, seed, n_boot)
+
+
+@pytest.mark.parametrize("q", [7, 30])
+def test_the_one_bootstrap_keeps_each_old_loops_draws(q):
+    from ttpkit.scaling import bootstrap_means, curve_moves, peak_drop_ci
+
+    rng = np.random.default_rng(q)
+    pq = rng.random((q, 5))
+    old_rng = np.random.default_rng(3)  # the loops of peak_drop_ci, curve_moves and fit_law
+    old = np.stack([pq[old_rng.integers(0, q, q)].mean(0) for _ in range(100)])
+    assert np.array_equal(bootstrap_means(pq, 100, 3), old)
+    counts = np.random.default_rng(3).multinomial(q, np.full(q, 1.0 / q), size=100)  # bootstrap_ci's draws
+    assert np.array_equal(bootstrap_means(pq, 100, 3, scheme="counts"), counts @ pq / q)
+    lo, hi = bootstrap_ci(pq, n_boot=100, seed=3)
+    assert np.array_equal(lo, np.quantile(counts @ pq / q, 0.025, axis=0)) and np.array_equal(hi, np.quantile(counts @ pq / q, 0.975, axis=0))
+    diff = pq[:, 1] - pq[:, -1]
+    old_rng = np.random.default_rng(2)
+    means = [diff[old_rng.integers(0, len(diff), len(diff))].mean() for _ in range(1000)]
+    assert peak_drop_ci(pq, 1, seed=2) == tuple(float(v) for v in np.quantile(means, [0.025, 0.975]))
+    assert curve_moves(pq + np.arange(5), seed=1) and not curve_moves(np.repeat(pq[:, :1], 5, 1), seed=1)
+    with pytest.raises(Exception, match="unknown bootstrap scheme 'poisson'; known schemes: indices, counts"):
+        bootstrap_means(pq, 10, 0, scheme="poisson")

@@ -50,6 +50,37 @@ def test_sample_reports_progress_and_builds_the_policy_only_when_needed(tmp_path
         stages.sample_pool([], path, 2, build)
 
 
+class BatchRecorder(EchoPolicy):
+    """An EchoPolicy that decodes two queries per call and records what each call saw."""
+
+    batch_queries = 2
+
+    def __init__(self, path, rec):
+        super().__init__()
+        self.path, self.rec, self.batches = path, rec, []
+
+    def sample(self, queries, m):
+        journaled = set(read_pool(self.path)["query_id"]) if self.path.exists() or self.batches else set()
+        self.batches.append(([q.id for q in queries], m, journaled, self.rec.events.count(("advance", 1))))
+        return super().sample(queries, m)
+
+
+def test_sampling_cuts_queries_into_batches_once_and_journals_each_query(tmp_path, sample):
+    rec, path = Recorder(), tmp_path / "p.parquet"
+    queries = sample.queries[:5]
+    policy = BatchRecorder(path, rec)
+    assert stages.sample_pool(queries, path, 3, policy, rec) == 5
+    ids = [q.id for q in queries]
+    assert [b[0] for b in policy.batches] == [ids[0:2], ids[2:4], ids[4:5]] and {b[1] for b in policy.batches} == {3}
+    for i, (_, _, journaled, advanced) in enumerate(policy.batches):  # before each batch: the earlier ones are on disk
+        assert journaled == set(ids[: 2 * i]) and advanced == 2 * i  # and progress has advanced once per query
+    assert rec.events.count(("advance", 1)) == 5
+    # samples do not depend on the cut: one query at a time gives the same pool
+    one = tmp_path / "one.parquet"
+    stages.sample_pool(queries, one, 3, EchoPolicy())
+    assert read_pool(path).equals(read_pool(one))
+
+
 def test_label_adds_utilities_and_style_and_respects_overwrite(tmp_path, sample):
     path, pool = _labelled(tmp_path, sample)
     assert {ROUGE1, ROUGEL, score_col("style")} <= set(pool.columns) and pool[ROUGEL].between(0, 1).all()

@@ -4,10 +4,10 @@ The pipeline, one module per stage: :mod:`ttpkit.data` -> :mod:`ttpkit.retrieval
 -> :mod:`ttpkit.policy` -> :mod:`ttpkit.pool` (the candidate pool and its schema)
 -> :mod:`ttpkit.utility` -> :mod:`ttpkit.reward` -> :mod:`ttpkit.selection` ->
 :mod:`ttpkit.scaling` -> :mod:`ttpkit.report`. :mod:`ttpkit.stages` runs each
-stage once for every caller; :mod:`ttpkit.cli`, :mod:`ttpkit.bench` and
-:mod:`ttpkit.serve` sit on top of it, with :func:`ttpkit.personalize`
-(:mod:`ttpkit.online`: one query in, the chosen answer out). Imports point from later stages to earlier
-ones only.
+stage once for every caller; :mod:`ttpkit.studies` (YAML studies of every kind, one
+runner), :func:`ttpkit.personalize` (:mod:`ttpkit.online`: one query in, the chosen
+answer out), :mod:`ttpkit.cli` and :mod:`ttpkit.serve` sit on top of it. Imports point
+from later stages to earlier ones only.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Two rules follow from it:
 * **Resume only what matches.** Continuing a pool with other settings would mix
   candidates of two runs inside one query; :func:`check_resume` refuses and
   names the first key that differs (``ttpkit sample --force-new`` starts over).
+  A policy name from before a rename (``embedded``, now ``gemma3-270m``) still
+  matches its new name.
 * **Load only what this version understands.** :func:`check_format` refuses an
   artifact whose format is newer than this ttpkit's, naming both versions.
 """
@@ -18,25 +20,29 @@ Two rules follow from it:
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ttpkit import __version__
 from ttpkit.errors import ConfigError, DataError
 
-__all__ = ["FORMATS", "MANIFEST_KEY", "check_format", "check_resume", "diff", "file_digest", "record_study", "stamp"]
+__all__ = ["FORMATS", "MANIFEST_KEY", "RENAMED_POLICIES", "check_format", "check_resume", "diff", "file_digest", "record_study", "stamp"]
 
 FORMATS = {"pool": 1, "rm": 1, "study": 1}  # bump when a reader of the old layout would misread the new one
 MANIFEST_KEY = "ttpkit_manifest"  # where a DataFrame (df.attrs) and a Parquet file keep a pool's manifest
 VOLATILE = ("created", "ttpkit", "format", "kind")  # keys that may differ between a run and its resumption
+# Policy names a pool's manifest may carry from before a rename, keyed by (old name, backend); the new name
+# is ttpkit.policy.EMBEDDED_NAME (not imported: ttpkit.policy imports this module).
+RENAMED_POLICIES = {("embedded", "embedded"): "gemma3-270m"}
 _digests: dict[tuple[str, int, int], str] = {}
 
 
 def stamp(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """A manifest of ``kind`` (``pool``, ``rm`` or ``study``): the settings plus version, format and time."""
-    from ttpkit import __version__
-
     return {"kind": kind, "format": FORMATS[kind], "ttpkit": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **settings}
 
@@ -84,12 +90,21 @@ def check_resume(path: str | Path, old: Mapping[str, Any] | None, new: Mapping[s
     """
     if not old:
         return
-    changed = diff(old, new)
+    changed = diff(_current_names(old), new)
     if changed:
         key, was, now = changed[0]
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         raise ConfigError(f"{path}: was made with {key}={was!r}, this run has {key}={now!r}{more}; "
                           "resuming would mix two runs (pass --force-new to start over, or another --out)")
+
+
+def _current_names(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``manifest`` with a policy name from before a rename (:data:`RENAMED_POLICIES`) replaced by today's."""
+    policy = manifest.get("policy")
+    if not isinstance(policy, Mapping):
+        return manifest
+    renamed = RENAMED_POLICIES.get((str(policy.get("name")), str(policy.get("backend"))))
+    return {**manifest, "policy": {**policy, "name": renamed}} if renamed else manifest
 
 
 def check_format(where: str | Path, manifest: Mapping[str, Any] | None, kind: str) -> None:
@@ -100,8 +115,6 @@ def check_format(where: str | Path, manifest: Mapping[str, Any] | None, kind: st
     """
     if not manifest:
         return
-    from ttpkit import __version__
-
     fmt = manifest.get("format", 1)
     if not isinstance(fmt, int) or fmt > FORMATS[kind]:
         raise DataError(f"{where}: written by ttpkit {manifest.get('ttpkit', '?')} in {kind} format {fmt!r}; "
@@ -114,9 +127,6 @@ def record_study(directory: str | Path, settings: Mapping[str, Any]) -> dict[str
     Raises:
         DataError: If an existing manifest is damaged or of a newer format.
     """
-    import json
-    import os
-
     path = Path(directory) / "manifest.json"
     if path.exists():
         try:

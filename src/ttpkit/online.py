@@ -5,8 +5,10 @@ from a user's profile and a new input, samples candidates from a policy (the
 embedded Gemma 3 270M by default), scores them with a reward model (the bundled
 one for the task by default, :mod:`ttpkit.reward.bundled`), applies a selection
 rule and returns a :class:`Personalized` record. With ``adaptive=True`` it
-samples in rounds and stops when the next round's expected gain
-(:func:`ttpkit.selection.next_round_gain`) falls below ``min_gain``.
+samples in rounds and stops by the one stopping rule of adaptive best-of-N
+(:func:`ttpkit.selection.next_round`): when the next round's expected gain falls
+below ``min_round_gain``. The gain it expects is the law's
+(:func:`ttpkit.scaling.tail_gain`).
 
 Example:
     >>> from ttpkit import personalize  # doctest: +SKIP
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,17 +30,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ttpkit import stages
 from ttpkit.data import ProfileItem, Query, TaskSpec, get_task, make_profile
 from ttpkit.errors import ConfigError, DataError
+from ttpkit.policy import Policy, PolicySpec
 from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, Rule
+from ttpkit.reward.bundled import AGNOSTIC, ModelCard, load_card, resolve_rm
+from ttpkit.reward.models import RewardModel, Scores
+from ttpkit.scaling import tail_gain
+from ttpkit.selection import apply_rule, next_round
 
 if TYPE_CHECKING:
-    from ttpkit.policy import Policy, PolicySpec
-    from ttpkit.reward.bundled import ModelCard
     from ttpkit.reward.features import Encoder
-    from ttpkit.reward.models import RewardModel
 
-__all__ = ["Expectation", "Personalized", "ScoredCandidate", "personalize"]
+__all__ = ["Expectation", "Personalized", "ScoredCandidate", "Schedule", "personalize"]
 
 MAX_INPUT_WORDS = 200  # what the prompt keeps of an input (ttpkit.policy.prompt.PromptBuilder.max_query_words)
 
@@ -98,6 +104,44 @@ class Personalized:
         return {**asdict(self), "n": self.n}
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How many candidates :func:`personalize` draws: ``n`` at once, or adaptive rounds.
+
+    Attributes:
+        n: Candidates to draw without ``adaptive``.
+        adaptive: Sample in rounds of ``round_size`` up to ``max_n``, and stop
+            when the next round's expected gain, in units of the RM's score
+            spread on its test users, falls below ``min_round_gain``
+            (:func:`ttpkit.selection.next_round`).
+        max_n: Most candidates ``adaptive`` draws.
+        round_size: Candidates per round.
+        min_round_gain: The adaptive threshold.
+    """
+
+    n: int = 16
+    adaptive: bool = False
+    max_n: int = 32
+    round_size: int = 4
+    min_round_gain: float = 0.05
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for settings that cannot draw a candidate."""
+        if not self.adaptive and self.n < 1:
+            raise ConfigError(f"n must be >= 1, got {self.n}")
+        if self.adaptive and not (1 <= self.round_size <= self.max_n):
+            raise ConfigError(f"adaptive sampling needs 1 <= round_size <= max_n, got {self.round_size} and {self.max_n}")
+
+    @property
+    def first(self) -> int:
+        """Candidates of the first round."""
+        return self.round_size if self.adaptive else self.n
+
+    def next(self, values: np.ndarray, scale: float | None) -> int:
+        """Candidates of the next round after the selection scores ``values`` (0: stop)."""
+        return next_round(values, self.max_n, self.round_size, self.min_round_gain, scale) if self.adaptive else 0
+
+
 def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) -> tuple[ProfileItem, ...]:
     if all(isinstance(p, ProfileItem) for p in profile):
         return tuple(profile)  # type: ignore[arg-type]
@@ -107,9 +151,6 @@ def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) ->
 
 
 def _load_rm(rm: str | Path | RewardModel, task: TaskSpec) -> tuple[RewardModel, str]:
-    from ttpkit.reward.bundled import AGNOSTIC, resolve_rm
-    from ttpkit.reward.models import RewardModel
-
     if isinstance(rm, RewardModel):
         return rm, "(in memory)"
     path = resolve_rm(rm, task.name)
@@ -128,30 +169,72 @@ def _query(items: tuple[ProfileItem, ...], text: str, task: TaskSpec, user_id: s
 
 
 def _expectation(card: ModelCard | None, scores: np.ndarray, n: int) -> Expectation | None:
-    from ttpkit.scaling import expected_max_normal
-
     if card is None:
         return None
     collapsed = n > 1 and float(np.std(scores)) <= card.tau * card.score_std
-    gain = 0.0 if collapsed else card.rho_eff * card.sigma_eff * expected_max_normal(n)
+    gain = 0.0 if collapsed else tail_gain(card.rho_eff, card.sigma_eff, n)
     return Expectation(n=n, collapsed=collapsed, gain=float(gain), share=card.share)
 
 
+def _rule(rule: str, schedule: Schedule, input: str) -> Rule:
+    """The parsed rule, once the rule, the schedule and the input are known to be usable."""
+    parsed = Rule.parse(rule)
+    if parsed.name == "soft":
+        raise ConfigError("personalize picks one answer: use mean, lcb:κ, ucb:κ or thompson (soft:τ is for curves)")
+    schedule.check()
+    if not isinstance(input, str) or not input.strip():
+        raise DataError("the input is empty")
+    return parsed
+
+
+def _warnings(items: tuple[ProfileItem, ...], input: str) -> tuple[str, ...]:
+    out = []
+    if not items:
+        out.append("empty profile: no personalization; the prompt is zero-shot and the RM sees no history")
+    words = len(input.split())
+    if words > MAX_INPUT_WORDS:
+        out.append(f"the input has {words} words; the prompt keeps the first {MAX_INPUT_WORDS}")
+    return tuple(out)
+
+
+def _policy(policy: Policy | PolicySpec | None, task: TaskSpec, seed: int) -> Policy:
+    if policy is not None and not isinstance(policy, PolicySpec):
+        return policy
+    return (policy or PolicySpec("gemma3-270m", max_new_tokens=task.max_new_tokens or 32)).build(task, seed)
+
+
+def _draw(
+    pol: Policy, model: RewardModel, enc: Encoder, query: Query, rule: Rule, seed: int, schedule: Schedule,
+    scale: float | None,
+) -> tuple[list[dict], Scores, np.ndarray, int]:
+    """Sample, score and select round by round until the schedule stops: ``(rows, scores, values, rounds)``."""
+    rows: list[dict] = []
+    rounds, target = 0, schedule.first
+    while True:
+        rq = Query(id=f"{query.id}#{rounds}", user_id=query.user_id, input=query.input, source=query.source,
+                   profile=query.profile)
+        cands = pol.sample([rq], target - len(rows))[0]
+        rows += [{QUERY_ID: query.id, USER_ID: query.user_id, IDX: len(rows) + i, TEXT: c.text} for i, c in enumerate(cands)]
+        rounds += 1
+        s = model.score(pd.DataFrame(rows), {query.id: query}, encoder=enc)
+        values = apply_rule(s.mean, s.std if model.probabilistic else None, rule, seed)
+        step = schedule.next(values, scale)
+        if not step:
+            return rows, s, values, rounds
+        target = len(rows) + step
+
+
+def _scored(rows: list[dict], s: Scores, values: np.ndarray, probabilistic: bool) -> tuple[ScoredCandidate, ...]:
+    std = np.asarray(s.std) if probabilistic else None
+    return tuple(ScoredCandidate(int(r[IDX]), r[TEXT], float(s.mean[i]), None if std is None else float(std[i]), float(values[i]))
+                 for i, r in enumerate(rows))
+
+
 def personalize(
-    profile: Sequence[dict] | Sequence[ProfileItem],
-    input: str,
-    task: str | TaskSpec = "git-commits",
-    rm: str | Path | RewardModel = "default",
-    n: int = 16,
-    rule: str = "mean",
-    policy: Policy | PolicySpec | None = None,
-    seed: int = 0,
-    adaptive: bool = False,
-    max_n: int = 32,
-    round_size: int = 4,
-    min_gain: float = 0.05,
-    user_id: str | None = None,
-    encoder: Encoder | None = None,
+    profile: Sequence[dict] | Sequence[ProfileItem], input: str, task: str | TaskSpec = "git-commits",
+    rm: str | Path | RewardModel = "default", n: int = 16, rule: str = "mean", policy: Policy | PolicySpec | None = None,
+    seed: int = 0, adaptive: bool = False, max_n: int = 32, round_size: int = 4, min_round_gain: float = 0.05,
+    user_id: str | None = None, encoder: Encoder | None = None, *, min_gain: float | None = None,
 ) -> Personalized:
     """Pick the best of ``n`` personalized candidates for one new input.
 
@@ -162,78 +245,38 @@ def personalize(
         task: Task name or spec (see :func:`ttpkit.data.resolve_task`).
         rm: ``default`` (the bundled ``user-pairwise`` for the task, or the
             task-agnostic one), ``default:user-prob``, a model directory, or a model.
-        n: Candidates to draw (without ``adaptive``).
-        rule: Selection rule (``mean``, ``lcb:κ``, ``ucb:κ``, ``thompson``);
-            rules other than ``mean`` need a probabilistic RM.
+        rule: Selection rule (``mean``, ``lcb:κ``, ``ucb:κ``, ``thompson``); rules other than ``mean`` need a probabilistic RM.
         policy: A policy, or a policy setting (default: the embedded Gemma 3 270M, 4-shot).
         seed: Sampling seed.
-        adaptive: Sample in rounds of ``round_size`` up to ``max_n``, and stop
-            when the next round's expected gain, in units of the RM's score
-            spread on its test users, falls below ``min_gain``.
-        max_n, round_size, min_gain: The adaptive schedule.
+        n, adaptive, max_n, round_size, min_round_gain: The :class:`Schedule`.
         user_id: The user's id (default: derived from the profile).
         encoder: Sentence encoder (default: the RM's depth and dtype, with the on-disk cache).
+        min_gain: Deprecated name of ``min_round_gain`` (warns; removed in the next release).
 
     Raises:
         DataError: For a profile item that lacks the task's fields or an empty input.
-        ConfigError: For an unknown rule, a rule the RM cannot apply, bad N
-            settings, or an RM trained on another task.
+        ConfigError: For an unknown rule, a rule the RM cannot apply, bad N settings, or an RM trained on another task.
     """
-    from ttpkit import stages
-    from ttpkit.policy import PolicySpec
-    from ttpkit.reward.bundled import load_card
-    from ttpkit.selection import apply_rule, next_round_gain
-
+    if min_gain is not None:
+        warnings.warn("personalize(min_gain=...) is deprecated; use min_round_gain=...", DeprecationWarning, stacklevel=2)
+        min_round_gain = min_gain
     t0 = time.time()
     spec = get_task(task) if isinstance(task, str) else task
-    parsed = Rule.parse(rule)
-    if parsed.name == "soft":
-        raise ConfigError("personalize picks one answer: use mean, lcb:κ, ucb:κ or thompson (soft:τ is for curves)")
-    if not adaptive and n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
-    if adaptive and not (1 <= round_size <= max_n):
-        raise ConfigError(f"adaptive sampling needs 1 <= round_size <= max_n, got {round_size} and {max_n}")
-    if not isinstance(input, str) or not input.strip():
-        raise DataError("the input is empty")
+    schedule = Schedule(n, adaptive, max_n, round_size, min_round_gain)
+    parsed = _rule(rule, schedule, input)
     items = _profile(profile, spec)
     model, model_dir = _load_rm(rm, spec)
     if parsed.name != "mean" and not model.probabilistic:
         raise ConfigError(f"rule {rule!r} needs a probabilistic RM (user-prob); {model_dir} is {model.config.variant}")
-    warnings = []
-    if not items:
-        warnings.append("empty profile: no personalization; the prompt is zero-shot and the RM sees no history")
-    words = len(input.split())
-    if words > MAX_INPUT_WORDS:
-        warnings.append(f"the input has {words} words; the prompt keeps the first {MAX_INPUT_WORDS}")
     query = _query(items, input, spec, user_id)
-    default = PolicySpec("gemma3-270m", max_new_tokens=spec.max_new_tokens or 32)
-    pol = policy if policy is not None and not isinstance(policy, PolicySpec) else (policy or default).build(spec, seed)
+    pol = _policy(policy, spec, seed)
     enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers)
     card = load_card(model_dir) if model_dir != "(in memory)" else None
-
-    rows: list[dict] = []
-    rounds, target = 0, (round_size if adaptive else n)
-    while True:
-        rq = Query(id=f"{query.id}#{rounds}", user_id=query.user_id, input=query.input, source=query.source, profile=items)
-        cands = pol.sample([rq], target - len(rows))[0]
-        rows += [{QUERY_ID: query.id, USER_ID: query.user_id, IDX: len(rows) + i, TEXT: c.text} for i, c in enumerate(cands)]
-        rounds += 1
-        pool = pd.DataFrame(rows)
-        s = model.score(pool, {query.id: query}, encoder=enc)
-        values = apply_rule(s.mean, s.std if model.probabilistic else None, parsed, seed)
-        if not adaptive or len(rows) >= max_n:
-            break
-        step = min(round_size, max_n - len(rows))
-        if len(rows) >= 2 and next_round_gain(values, step, card.score_std if card else None) < min_gain:
-            break
-        target = len(rows) + step
+    rows, s, values, rounds = _draw(pol, model, enc, query, parsed, seed, schedule, card.score_std if card else None)
     enc.save_cache()
     best = int(np.argmax(values))
-    std = np.asarray(s.std) if model.probabilistic else None
-    scored = tuple(ScoredCandidate(int(r[IDX]), r[TEXT], float(s.mean[i]), None if std is None else float(std[i]), float(values[i]))
-                   for i, r in enumerate(rows))
     return Personalized(
-        text=rows[best][TEXT], chosen=best, candidates=scored, rule=str(rule), rm=model_dir, task=spec.name,
-        user_id=query.user_id, rounds=rounds, expected=_expectation(card, np.asarray(s.mean), len(rows)),
-        seconds=time.time() - t0, warnings=tuple(warnings),
+        text=rows[best][TEXT], chosen=best, candidates=_scored(rows, s, values, model.probabilistic), rule=str(rule),
+        rm=model_dir, task=spec.name, user_id=query.user_id, rounds=rounds,
+        expected=_expectation(card, np.asarray(s.mean), len(rows)), seconds=time.time() - t0, warnings=_warnings(items, input),
     )

@@ -13,6 +13,12 @@ Deterministic reward models have σ = 0, so every rule but ``soft`` reduces to
 score; :func:`ttpkit.scaling.curves` computes it exactly. The
 grammar of a rule (:class:`ttpkit.pool.Rule`) is part of the pool schema, since
 ``<name>@<rule>`` names a scorer of a pool.
+
+Adaptive best-of-N has one stopping rule, used online
+(:func:`ttpkit.personalize`) and replayed offline
+(:func:`ttpkit.scaling.adaptive_curve`): sample in rounds of ``round_size`` up
+to ``max_n`` and stop when :func:`round_gain` falls below ``min_round_gain``
+(:func:`next_round` says how many candidates the next round draws).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 
 from ttpkit.pool import RULES, Rule
 
-__all__ = ["RULES", "Rule", "apply_rule", "next_round_gain"]
+__all__ = ["RULES", "Rule", "apply_rule", "next_round", "next_round_gain", "round_gain"]
 
 
 def apply_rule(mean: np.ndarray, std: np.ndarray | None, rule: str | Rule = "mean", seed: int = 0) -> np.ndarray:
@@ -74,3 +80,36 @@ def next_round_gain(values: np.ndarray, r: int, scale: float | None = None) -> f
     x = np.linspace(best, m + 10 * s, 2001)
     tail = -np.expm1(r * log_ndtr((x - m) / s))  # 1 - Φ(z)^r, accurate in the far tail
     return float(np.trapezoid(tail, x) / unit) if best < m + 10 * s else 0.0
+
+
+def round_gain(values: np.ndarray, max_n: int, round_size: int, scale: float | None = None) -> float:
+    """What the stopping rule compares with ``min_round_gain`` after the ``len(values)`` candidates seen so far.
+
+    The next round draws ``min(round_size, max_n - len(values))`` candidates;
+    its gain is :func:`next_round_gain` of them. At ``max_n`` it is -inf (always
+    stop); with fewer than 2 candidates seen it is +inf (their spread is unknown:
+    always take another round).
+
+    Args:
+        values: Selection scores of the candidates seen so far.
+        max_n: Most candidates per query.
+        round_size: Candidates per round.
+        scale: Unit of the gain (see :func:`next_round_gain`).
+    """
+    k = len(values)
+    if k >= max_n:
+        return -np.inf
+    if k < 2:
+        return np.inf
+    return next_round_gain(values, min(round_size, max_n - k), scale)
+
+
+def next_round(values: np.ndarray, max_n: int, round_size: int, min_round_gain: float, scale: float | None = None) -> int:
+    """Candidates the next round of adaptive best-of-N draws after ``values``: 0 to stop.
+
+    It stops at ``max_n`` and where :func:`round_gain` is below ``min_round_gain``.
+    """
+    k = len(values)
+    if k >= max_n or round_gain(values, max_n, round_size, scale) < min_round_gain:
+        return 0
+    return min(round_size, max_n - k)

@@ -6,6 +6,8 @@ OpenAI client) can then sample from it, so one machine can serve many workers.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 import uuid
 from typing import Any, Optional, Union
@@ -33,6 +35,32 @@ class CompletionRequest(BaseModel):
     stop: Optional[Any] = None
 
 
+def _decoding(base: Any, req: CompletionRequest) -> Any:
+    """The policy's decoding settings with the request's overrides (a bad value is an HTTP 422)."""
+    from fastapi import HTTPException
+
+    try:
+        return dataclasses.replace(
+            base,
+            temperature=req.temperature if req.temperature is not None else base.temperature,
+            top_p=req.top_p if req.top_p is not None else base.top_p,
+            max_new_tokens=req.max_tokens or base.max_new_tokens,
+        )
+    except ValueError as e:
+        raise HTTPException(status_code=422, detail=str(e)) from None
+
+
+def _complete(policy: Completer, cfg: Any, prompts: list[str], n: int, seed: int) -> list[str]:
+    """``n`` completions of each prompt under ``cfg``, prompt-major (the caller holds the model's lock)."""
+    saved, policy.config = policy.config, cfg
+    try:
+        if len(prompts) > 1 and hasattr(policy, "complete_many"):  # one decode batch for all prompts
+            return [t for ts in policy.complete_many(prompts, n, [seed] * len(prompts)) for t in ts]
+        return [t for p in prompts for t in policy.complete(p, n, seed)]
+    finally:
+        policy.config = saved
+
+
 def create_app(policy: Completer, model_name: str = "ttpkit") -> Any:
     """Build the FastAPI app.
 
@@ -44,9 +72,6 @@ def create_app(policy: Completer, model_name: str = "ttpkit") -> Any:
             prompts decodes them in one batch (each seeded with ``seed``).
         model_name: Name reported by ``/v1/models``.
     """
-    import dataclasses
-    import threading
-
     from fastapi import FastAPI, HTTPException
 
     app = FastAPI(title="ttpkit", version=__version__)
@@ -62,28 +87,12 @@ def create_app(policy: Completer, model_name: str = "ttpkit") -> Any:
 
     @app.post("/v1/completions")
     def completions(req: CompletionRequest) -> dict[str, Any]:
-        base = policy.config
-        try:
-            cfg = dataclasses.replace(
-                base,
-                temperature=req.temperature if req.temperature is not None else base.temperature,
-                top_p=req.top_p if req.top_p is not None else base.top_p,
-                max_new_tokens=req.max_tokens or base.max_new_tokens,
-            )
-        except ValueError as e:
-            raise HTTPException(status_code=422, detail=str(e)) from None
+        cfg = _decoding(policy.config, req)
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not 1 <= len(prompts) <= MAX_PROMPTS:
             raise HTTPException(status_code=422, detail=f"prompt: give 1 to {MAX_PROMPTS} prompts, got {len(prompts)}")
         with lock:
-            saved, policy.config = policy.config, cfg
-            try:
-                if len(prompts) > 1 and hasattr(policy, "complete_many"):  # one decode batch for all prompts
-                    texts = [t for ts in policy.complete_many(prompts, req.n, [req.seed] * len(prompts)) for t in ts]
-                else:
-                    texts = [t for p in prompts for t in policy.complete(p, req.n, req.seed)]
-            finally:
-                policy.config = saved
+            texts = _complete(policy, cfg, prompts, req.n, req.seed)
         return {
             "id": f"cmpl-{uuid.uuid4().hex[:12]}",
             "object": "text_completion",

@@ -2,7 +2,7 @@
 
 | stage              | reads                    | writes                                      |
 |--------------------|--------------------------|---------------------------------------------|
-| :func:`sample_pool`| queries, a policy        | a resumable pool file                       |
+| :func:`sample_pool`| queries, a policy        | a resumable pool file, journaled per query  |
 | :func:`label_pool` | a pool file, its split   | ``rouge1``, ``rougeL``, ``score_style``     |
 | :func:`train_rm`   | labelled pools, splits   | a :class:`~ttpkit.reward.models.RewardModel`|
 | :func:`score_pool` | a pool, a reward model   | ``score_<name>`` (and ``std_<name>``)       |
@@ -19,32 +19,35 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from ttpkit.data import Dataset, Query, TaskSpec, load_split
 from ttpkit.errors import DataError, TtpkitError
+from ttpkit.manifest import check_resume, stamp
 from ttpkit.paths import check_writable, embeddings_cache_file
+from ttpkit.policy import Policy, PolicySpec
 from ttpkit.pool import (
+    POOL_COLUMNS,
     QUERY_ID,
     ROUGEL,
     PoolWriter,
-    fill_pool,
+    complete_queries,
     pool_manifest,
     read_pool,
     score_col,
     std_col,
     write_pool,
 )
-
-if TYPE_CHECKING:
-    from ttpkit.policy import Policy, PolicySpec
-    from ttpkit.reward.cross import CrossEncoderRM
-    from ttpkit.reward.ensemble import EnsembleRM
-    from ttpkit.reward.features import Encoder
-    from ttpkit.reward.models import RewardModel, RMConfig
+from ttpkit.reward.config import RMConfig
+from ttpkit.reward.cross import CrossEncoderRM
+from ttpkit.reward.encoder import Encoder
+from ttpkit.reward.ensemble import EnsembleRM
+from ttpkit.reward.models import RewardModel
+from ttpkit.reward.style import style_scores
+from ttpkit.utility import add_labels
 
 __all__ = [
     "NullProgress",
@@ -87,8 +90,6 @@ class NullProgress:
 
 def sampling_manifest(spec: PolicySpec, data: Dataset, m: int, seed: int) -> dict:
     """The manifest of a pool sampled from ``data`` by ``spec``: task, split, M, seed, decoding and model identity."""
-    from ttpkit.manifest import stamp
-
     decoding = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("name", "backend", "model", "base_url")}
     return stamp("pool", {"task": dataclasses.asdict(data.task), "split": data.split, "m": m, "seed": seed,
                           "policy": {"name": spec.name, **spec.identity(), **decoding}})
@@ -104,11 +105,17 @@ def sample_pool(
     manifest: dict | None = None,
     force_new: bool = False,
 ) -> int:
-    """Sample ``m`` candidates for every query into a resumable pool file.
+    """Sample ``m`` candidates for every query the pool file does not have yet.
+
+    The queries left are cut into batches of ``policy.batch_queries`` here, and
+    only here; each query is journaled as soon as its batch returns (an
+    interrupted run loses at most the batch in flight), and progress advances
+    per query. Samples do not depend on the cut: each query's generator is
+    seeded from (seed, query id) (:func:`ttpkit.policy.query_seed`).
 
     Args:
         queries: Queries to cover.
-        out: Pool file; queries it already holds are skipped.
+        out: Pool file (created, or resumed); queries it already holds are skipped.
         m: Candidates per query.
         policy: A policy, or a function that builds one (see
             :func:`ttpkit.policy.lazy_policy`): called only if work remains.
@@ -116,21 +123,47 @@ def sample_pool(
         label: Progress label.
         manifest: The run's settings (:func:`sampling_manifest`); a pool made
             under others is refused before any model loads.
-        force_new: Start the pool over instead of resuming it.
+        force_new: Delete an existing pool (and its journal) and start over.
 
     Returns:
         How many queries were sampled now.
+
+    Raises:
+        DataError: If ``queries`` is empty.
+        ConfigError: If the pool exists with another manifest (the message names
+            the differing key), or ``out`` cannot be written.
     """
     progress = progress or NullProgress()
     if not queries:
         raise DataError(f"{out}: no queries to sample")
-
-    def start(left: int) -> None:
-        progress.start(f"{label} M={m}", len(queries), done=len(queries) - left)
-        if 0 < left < len(queries):
-            progress.note(f"resuming: {len(queries) - left} of {len(queries)} queries already done")
-
-    return fill_pool(out, queries, m, policy, on_start=start, on_query=progress.advance, manifest=manifest, force_new=force_new)
+    path = Path(out)
+    writer = PoolWriter(path, manifest=manifest)
+    if force_new:
+        writer.discard()
+    existing = writer.existing()
+    if manifest is not None:
+        check_resume(path, pool_manifest(existing), manifest)
+        if not path.exists():  # the manifest is on disk before the first candidate
+            write_pool(pd.DataFrame({c: pd.Series(dtype=object) for c in POOL_COLUMNS}), path, manifest)
+    done = complete_queries(existing, m)
+    todo = [q for q in queries if q.id not in done]
+    progress.start(f"{label} M={m}", len(queries), done=len(queries) - len(todo))
+    if 0 < len(todo) < len(queries):
+        progress.note(f"resuming: {len(queries) - len(todo)} of {len(queries)} queries already done")
+    if not todo:
+        writer.fold()  # a journal left by a run killed during its last fold
+        if manifest is not None and pool_manifest(existing) is None:  # a pool from before manifests adopts this run's
+            write_pool(read_pool(path), path, manifest)
+        return 0
+    if not isinstance(policy, Policy):
+        policy = policy()
+    step = max(1, int(policy.batch_queries))  # queries the policy decodes in one batch
+    for i in range(0, len(todo), step):
+        for cands in policy.sample(todo[i : i + step], m):
+            writer.add(cands)
+            progress.advance()
+    writer.fold()
+    return len(todo)
 
 
 def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.DataFrame:
@@ -144,9 +177,6 @@ def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.Da
     Returns:
         The labelled pool.
     """
-    from ttpkit.reward.style import style_scores
-    from ttpkit.utility import add_labels
-
     PoolWriter(path).fold()
     pool = read_pool(path)
     if len(pool) == 0:
@@ -183,8 +213,6 @@ def dataset_for_pool(data: str | Path, pool: pd.DataFrame, split: str | None = N
 
 def default_encoder(dtype: str = "float32", layers: int | None = None) -> Encoder:
     """all-MiniLM-L6-v2 with its embedding cache persisted under :func:`ttpkit.paths.cache_dir`."""
-    from ttpkit.reward.features import Encoder
-
     return Encoder(cache_file=embeddings_cache_file(), dtype=dtype, layers=layers)
 
 
@@ -210,8 +238,6 @@ def train_rm(
         out: Directory to save the model to (checked before training starts).
         utility: Utility column to learn.
     """
-    from ttpkit.reward.models import RewardModel
-
     if out is not None:
         check_writable(out, "--out (reward model)", directory=True)
     enc = encoder or default_encoder(layers=config.encoder_layers)

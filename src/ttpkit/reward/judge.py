@@ -19,6 +19,7 @@ and only the five rating tokens' logits are computed.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,8 +27,8 @@ import pandas as pd
 
 from ttpkit.data import Query, TaskSpec
 from ttpkit.pool import QUERY_ID, TEXT
-from ttpkit.reward.models import Scores
 from ttpkit.retrieval import retrieve
+from ttpkit.reward.models import Scores
 
 __all__ = ["JudgeRM"]
 
@@ -125,8 +126,6 @@ class JudgeRM:
 
 def _cache_kw(module) -> str:
     """The cache keyword of a model's forward: ``cache`` (transformers >= 5) or ``past_key_values``."""
-    import inspect
-
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 

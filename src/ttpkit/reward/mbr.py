@@ -11,19 +11,29 @@ then fixed per candidate, and the exact best-of-N estimator applies. It is an
 approximation of within-draw MBR, labelled as such in every report; its gap to
 within-draw MBR is measured by :func:`within_draw_mbr_curve` (Monte Carlo over
 draws).
+
+Two scorers that :func:`ttpkit.stages.score_pool` takes like a trained RM
+(``ttpkit score --rm mbr`` / ``--rm reg:<base>:<beta>``): :class:`MBRScorer`
+(column ``mbr``) and :class:`RegScorer` (column ``reg``), MBR-regularized
+best-of-N, ``z(score_<base>) + β z(mbr)`` with both standardized over the pool.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ttpkit.pool import IDX, QUERY_ID, TEXT
+from ttpkit.data import Query
+from ttpkit.errors import ConfigError, DataError
+from ttpkit.pool import IDX, QUERY_ID, TEXT, score_col
+from ttpkit.reward.models import Scores
 from ttpkit.utility import lcs_f1, rouge_tokens
 
-__all__ = ["mbr_matrix", "mbr_scores", "within_draw_mbr_curve"]
+__all__ = ["MBRScorer", "RegScorer", "mbr_matrix", "mbr_scores", "standardize", "within_draw_mbr_curve"]
 
 
 def mbr_matrix(texts: Sequence[str]) -> np.ndarray:
@@ -76,3 +86,73 @@ def within_draw_mbr_curve(
     mean = arr.mean(axis=(0, 2))
     se = arr.mean(axis=0).std(axis=1, ddof=1) / np.sqrt(draws)
     return mean, 1.96 * se
+
+
+def standardize(x: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` over all of ``x`` (population std); all zeros where the std is 0."""
+    sd = float(np.std(x))
+    return (x - np.mean(x)) / sd if sd > 0 else np.zeros_like(x)
+
+
+class MBRScorer:
+    """Pool-consensus MBR as a scorer: :func:`mbr_scores` of the pool, no training, no profile.
+
+    ``config`` is None: :func:`ttpkit.stages.score_pool` then builds no encoder.
+    """
+
+    config: Any = None
+    probabilistic = False
+
+    @property
+    def name(self) -> str:
+        """Default column suffix: ``mbr``."""
+        return "mbr"
+
+    def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query] | None = None, encoder: Any = None) -> Scores:
+        """``mean``: :func:`mbr_scores` (R,); ``std``: zeros. ``by_id`` and ``encoder`` are not read."""
+        mean = mbr_scores(pool)
+        return Scores(mean=mean, std=np.zeros_like(mean))
+
+
+class RegScorer:
+    """MBR-regularized best-of-N (Jinnai et al. 2024): ``z(score_<base>) + beta * z(mbr)``.
+
+    ``z`` standardizes over the whole pool (:func:`standardize`). The base RM's
+    scores are read from the pool's ``score_<base>`` column, so score the pool
+    with the base RM first; MBR's from ``score_mbr`` when the pool has it
+    (computed otherwise).
+
+    Args:
+        base: Name of the base scorer (its column is ``score_<base>``).
+        beta: Weight of the MBR term (a finite number).
+    """
+
+    config: Any = None
+    probabilistic = False
+
+    def __init__(self, base: str, beta: float) -> None:
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"reg: the base must be a scorer name, got {base!r}")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta):
+            raise ConfigError(f"reg: beta must be a finite number, got {beta!r}")
+        self.base = base
+        self.beta = float(beta)
+
+    @property
+    def name(self) -> str:
+        """Default column suffix: ``reg``."""
+        return "reg"
+
+    def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query] | None = None, encoder: Any = None) -> Scores:
+        """``mean``: ``z(score_<base>) + beta * z(mbr)`` (R,); ``std``: zeros.
+
+        Raises:
+            DataError: If the pool has no ``score_<base>`` column.
+        """
+        col = score_col(self.base)
+        if col not in pool.columns:
+            raise DataError(f"pool has no column {col!r}: score it with the base RM {self.base!r} first "
+                            f"(ttpkit score --rm ... --name {self.base})")
+        mbr = pool[score_col("mbr")].to_numpy() if score_col("mbr") in pool.columns else mbr_scores(pool)  # the pool's own if scored
+        mean = standardize(pool[col].to_numpy()) + self.beta * standardize(mbr)
+        return Scores(mean=mean, std=np.zeros_like(mean))

@@ -8,7 +8,10 @@
 | ``user-prob``   | user     | Gaussian NLL of a mean and a learned log-variance    |
 
 All share one small MLP over standardized features. Weights are saved as
-safetensors and the config as JSON; nothing is pickled.
+safetensors and the config as JSON; nothing is pickled. The configuration
+(:class:`RMConfig`, :data:`VARIANTS`, :func:`read_rm_config`) lives in
+:mod:`ttpkit.reward.config` and the atomic save in :mod:`ttpkit.reward._io`;
+they are re-exported here for older imports.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,23 +29,18 @@ import pandas as pd
 
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError, NotFittedError, TtpkitError
+from ttpkit.manifest import stamp
+from ttpkit.paths import check_writable
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID
-from ttpkit.reward.features import (
-    GLOBAL_FEATURES,
-    LONG_FEATURES,
-    USER_FEATURES,
-    Encoder,
-    build_features,
-    check_layers,
-)
+from ttpkit.reward._io import CONFIG, WEIGHTS, check_weights, load_tensors, save_atomic
+from ttpkit.reward.config import VARIANTS, RMConfig, read_rm_config
+from ttpkit.reward.encoder import Encoder
+from ttpkit.reward.features import build_features
 from ttpkit.utility import within_query_corr
 
 __all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "feature_scaling", "gaussian_nll", "pairwise_loss", "read_rm_config"]
 
 log = logging.getLogger(__name__)
-
-VARIANTS = ("global-mse", "user-mse", "user-pairwise", "user-prob")
-
 
 _MIN_STD = 1e-5  # a training std at or below this marks a constant feature
 
@@ -70,82 +67,6 @@ class Scores:
     mean: np.ndarray
     std: np.ndarray
     members: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class RMConfig:
-    """Training configuration of a reward model.
-
-    Attributes:
-        variant: One of :data:`VARIANTS`.
-        hidden: Width of the two hidden layers.
-        lr: Adam learning rate (full-batch training; pools are small).
-        weight_decay: L2 penalty (AdamW).
-        max_epochs: Upper bound on full-batch steps.
-        patience: Early stopping: steps without a better dev loss.
-        var_floor: Variance floor of ``user-prob`` in utility units squared;
-            keeps the NLL finite on near-duplicate candidates.
-        beta: β of β-NLL (Seitzer et al. 2022); 0 is the plain Gaussian NLL.
-        k: Retrieved profile items used by the features.
-        seed: Seed of initialization and the dev split.
-        encoder_layers: MiniLM layers behind the embedding features (see
-            :class:`~ttpkit.reward.features.Encoder`); ``None``: all 6. The
-            model is scored with the same setting it was trained with.
-        encoder_dtype: The encoder's dtype when scoring: ``float32``,
-            ``bfloat16`` or ``auto`` (bfloat16 on CPUs with native bf16).
-            Scores agree to a Spearman correlation of 1.00000 (docs/performance.md).
-        long_form: Add the multi-line features of
-            :data:`~ttpkit.reward.features.LONG_FEATURES` (repetition,
-            vocabulary, coverage of the retrieved texts, line structure);
-            ``ttpkit train-rm`` sets it for multi-line tasks.
-    """
-
-    variant: str = "user-prob"
-    hidden: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-3
-    max_epochs: int = 2000
-    patience: int = 100
-    var_floor: float = 1e-4
-    beta: float = 0.0
-    k: int = 4
-    seed: int = 0
-    encoder_layers: int | None = None
-    encoder_dtype: str = "float32"
-    long_form: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "encoder_layers", check_layers(self.encoder_layers))
-        if self.encoder_dtype not in ("float32", "bfloat16", "auto"):
-            raise ConfigError(f"encoder_dtype must be float32, bfloat16 or auto, got {self.encoder_dtype!r}")
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"unknown RM variant {self.variant!r}; known variants: {', '.join(VARIANTS)}")
-        if not 0.0 <= self.beta <= 1.0:
-            raise ConfigError(f"beta must be in [0, 1], got {self.beta}")
-        for name, low, strict in (("hidden", 1, False), ("max_epochs", 1, False), ("patience", 1, False), ("k", 0, False),
-                                  ("lr", 0.0, True), ("var_floor", 0.0, True), ("weight_decay", 0.0, False)):
-            value = getattr(self, name)
-            integer = isinstance(low, int)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-                raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-            if not (value > low if strict else value >= low) or value != value or value in (float("inf"), float("-inf")):
-                raise ConfigError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        if not isinstance(self.long_form, bool):
-            raise ConfigError(f"long_form must be true or false, got {self.long_form!r}")
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        """Feature names used by this variant."""
-        if self.variant == "global-mse":
-            return GLOBAL_FEATURES + (LONG_FEATURES[len(USER_FEATURES):len(USER_FEATURES) + 2] if self.long_form else ())
-        return LONG_FEATURES if self.long_form else USER_FEATURES
-
-    @property
-    def probabilistic(self) -> bool:
-        """Whether the model predicts a variance."""
-        return self.variant == "user-prob"
 
 
 def gaussian_nll(mean, logvar, target, var_floor: float = 1e-4, beta: float = 0.0):
@@ -358,13 +279,9 @@ class RewardModel:
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and ``training.json``."""
+        """Write ``training.json``, ``model.safetensors`` and, last, ``config.json`` (see :mod:`ttpkit.reward._io`)."""
         import torch
         from safetensors.torch import save_file
-
-        from ttpkit.manifest import file_digest, stamp
-        from ttpkit.paths import check_writable
-        from ttpkit._faults import fault_point
 
         self._check()
         d = check_writable(directory, "reward model", directory=True)
@@ -377,39 +294,19 @@ class RewardModel:
                             "trained_on": self.trained_on_})
         if self.tasks_:
             meta["tasks"] = list(self.tasks_)
-        # Each file is written beside its target and renamed over it. config.json goes last and names the
-        # weights' SHA-256: a save killed half-way is detected at load, never read as a model.
-        for name, write in (("training.json", lambda p: p.write_text(json.dumps(self.history_, indent=1) + "\n")),
-                            ("model.safetensors", lambda p: save_file(tensors, str(p))),
-                            ("config.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))):
-            tmp = d / f".{name}.tmp{os.getpid()}"
-            write(tmp)
-            if name == "model.safetensors":
-                meta["weights_sha256"] = file_digest(tmp)
-            os.replace(tmp, d / name)
-            if name == "model.safetensors":
-                fault_point("rm-save")
-        return d
+        return save_atomic(d, [("training.json", lambda p: p.write_text(json.dumps(self.history_, indent=1) + "\n")),
+                               (WEIGHTS, lambda p: save_file(tensors, str(p)))], meta, record=CONFIG)
 
     @classmethod
     def load(cls, directory: str | Path) -> RewardModel:
         """Load a model written by :meth:`save`."""
         import torch
-        from safetensors.torch import load_file
 
         d = Path(directory)
         meta, config = read_rm_config(d)
-        weights = d / "model.safetensors"
-        if "weights_sha256" in meta:
-            from ttpkit.manifest import file_digest
-
-            if file_digest(weights) != meta["weights_sha256"]:
-                raise DataError(f"{weights}: does not match config.json's weights_sha256 (a save was interrupted, "
-                                "or the file was replaced); train the model again")
-        try:
-            tensors = load_file(str(weights))  # safetensors parses a header and raw arrays; it never runs code
-        except Exception as e:  # SafetensorError, OSError...: a truncated, random or non-safetensors file
-            raise DataError(f"{weights}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        weights = d / WEIGHTS
+        check_weights(weights, meta, CONFIG)
+        tensors = load_tensors(weights)
         for key in ("feature_mean", "feature_std"):
             if key not in tensors:
                 raise DataError(f"{weights}: no tensor {key!r}; not a ttpkit reward model")
@@ -447,47 +344,3 @@ class RewardModel:
         rm.trained_on_ = meta.get("trained_on")
         return rm
 
-
-def read_rm_config(directory: str | Path) -> tuple[dict, RMConfig]:
-    """Read and check a reward model's ``config.json``: its JSON, manifest, version and training config.
-
-    Raises:
-        DataError: Naming the file and what is wrong (missing, malformed, a key
-            of the wrong type, a format or feature list this version does not have).
-    """
-    from ttpkit import __version__
-    from ttpkit.manifest import check_format
-
-    d = Path(directory)
-    if not d.is_dir():
-        raise DataError(f"{d}: no such reward model directory")
-    path = d / "config.json"
-    if not path.is_file() or not (d / "model.safetensors").is_file():
-        raise DataError(f"{d}: not a ttpkit reward model (needs config.json and model.safetensors)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: expected a JSON object with a 'config' key, got a {type(meta).__name__}")
-    check_format(path, meta, "rm")
-    raw = meta.get("config")
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: no 'config' object (the model's training configuration)")
-    known = {f.name for f in dataclasses.fields(RMConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise DataError(f"{path}: config.{unknown[0]} is not a setting of ttpkit {__version__} "
-                        f"(the file says ttpkit {meta.get('ttpkit', '?')})")
-    try:
-        config = RMConfig(**raw)
-    except ConfigError as e:
-        raise DataError(f"{path}: config: {e}") from None
-    features = meta.get("features")
-    if features is not None and list(features) != list(config.features):
-        raise DataError(f"{path}: written by ttpkit {meta.get('ttpkit', '?')} with features {features}; "
-                        f"ttpkit {__version__} computes {list(config.features)} for {config.variant}")
-    tasks = meta.get("tasks", [])
-    if not isinstance(tasks, list):
-        raise DataError(f"{path}: 'tasks' must be a list of task names")
-    return meta, config

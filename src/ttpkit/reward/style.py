@@ -15,6 +15,7 @@ import pandas as pd
 from ttpkit.data import Query
 from ttpkit.errors import DataError
 from ttpkit.pool import QUERY_ID, TEXT
+from ttpkit.utility import lcs_f1, rouge_tokens
 
 __all__ = ["style_scores"]
 
@@ -30,8 +31,6 @@ def style_scores(pool: pd.DataFrame, by_id: Mapping[str, Query], max_targets: in
     Returns:
         (len(pool),) scores in [0, 1].
     """
-    from ttpkit.utility import lcs_f1, rouge_tokens
-
     out = np.zeros(len(pool))
     cache: dict[str, list] = {}
     for i, (qid, text) in enumerate(zip(pool[QUERY_ID], pool[TEXT].fillna(""))):

@@ -1,14 +1,26 @@
 """Best-of-N curves and the four-quantity scaling law.
 
-- :mod:`ttpkit.scaling._bon`: the exact best-of-N estimator, bootstrap
-  intervals and curves of any scorer on a labelled pool.
-- :mod:`ttpkit.scaling._law`: e_N, the oracle ceiling, the law
-  E_N = mu + (1 - c) * rho * sigma * e_N, its tail-aware form, the forms that
-  bend (``bend``, ``mixture``), the peak finder, the collapse and hacking
-  detectors, and compute-aware N.
+The face of the package; each private module holds one concern:
+
+- :mod:`ttpkit.scaling._bon`: the exact best-of-N estimator, the scorers'
+  values on a pool and the curves of any scorer (with bootstrap bands).
+- :mod:`ttpkit.scaling._soft`: the exact estimator of the ``soft:τ`` rule.
+- :mod:`ttpkit.scaling._bootstrap`: the one bootstrap over queries and the
+  intervals built on it (peak drop, whether a curve moves, a paired share difference).
+- :mod:`ttpkit.scaling._normal`: e_N and v_N, the moments of the maximum of N normals.
+- :mod:`ttpkit.scaling._stats`: per-query statistics (mu_q, s_q, rho_q, collapse), r² and log fits.
+- :mod:`ttpkit.scaling._law`: the law E_N = mu + (1 - c) * rho * sigma * e_N,
+  its tail-aware, log, ``bend`` and ``mixture`` forms and their fit, the tail
+  gain, the peak finder and compute-aware N.
+- :mod:`ttpkit.scaling._detect`: the collapse and hacking detectors.
+- :mod:`ttpkit.scaling._fixes`: measures of both failure modes, the back-off
+  fix and capped N.
 - :mod:`ttpkit.scaling._adaptive`: adaptive best-of-N replayed offline.
 - :mod:`ttpkit.scaling._diagnose`: :func:`diagnose`, all of the above for a
   pool's scorers at once, as a :class:`Diagnosis` that reports render.
+- :mod:`ttpkit.scaling._summary`: the law forms' targets over many curves
+  (shares that fit, peaks found) and adaptive N at matched cost, as tables
+  that :mod:`ttpkit.report` formats.
 """
 
 from __future__ import annotations
@@ -25,47 +37,41 @@ from ttpkit.scaling._bon import (
     pool_matrix,
     scorer_values,
 )
-from ttpkit.scaling._diagnose import (
-    Diagnosis,
-    ScorerDiagnosis,
-    bend_drivers,
-    curve_moves,
-    diagnose,
-    law_table,
-    peak_drop_ci,
-    per_user_n,
-)
+from ttpkit.scaling._bootstrap import bootstrap_means, bootstrap_stat, curve_moves, paired_share_diff, peak_drop_ci
+from ttpkit.scaling._detect import collapsed_users, hacked_queries
+from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, bend_drivers, diagnose, law_table, per_user_n
 from ttpkit.scaling._fixes import (
     COLLAPSED_SHARE,
     backoff_scores,
     capped_curve,
+    capped_scorer_curve,
     failure_measures,
     hack_suspects,
     within_query_share,
 )
 from ttpkit.scaling._law import (
     FORMS,
-    HACK_THRESHOLD,
     LawFit,
     Peak,
-    QueryStats,
     bend_coefficients,
-    collapsed_users,
-    expected_max_normal,
-    expected_sq_max_normal,
     find_peak,
     fit_law,
-    fit_log_curve,
-    hacked_queries,
+    is_monotone,
+    oracle_share,
     predict,
-    query_stats,
-    r_squared,
     recommend_n,
-    user_spread,
+    tail_gain,
 )
+from ttpkit.scaling._normal import expected_max_normal, expected_sq_max_normal
 from ttpkit.scaling._soft import soft_best_of_n
+from ttpkit.scaling._summary import cost_matched, law_targets, peak_targets, summarised
+from ttpkit.scaling._stats import HACK_THRESHOLD, QueryStats, fit_log_curve, query_stats, r_squared, user_spread
 
 __all__ = [
+    "cost_matched",
+    "law_targets",
+    "peak_targets",
+    "summarised",
     "BUILTIN_SCORERS",
     "COLLAPSED_SHARE",
     "FORMS",
@@ -83,7 +89,10 @@ __all__ = [
     "best_of_n",
     "bon_weights",
     "bootstrap_ci",
+    "bootstrap_means",
+    "bootstrap_stat",
     "capped_curve",
+    "capped_scorer_curve",
     "collapsed_users",
     "curve_moves",
     "curves",
@@ -92,11 +101,14 @@ __all__ = [
     "expected_sq_max_normal",
     "failure_measures",
     "find_peak",
+    "is_monotone",
+    "oracle_share",
     "fit_law",
     "fit_log_curve",
     "hack_suspects",
     "hacked_queries",
     "law_table",
+    "paired_share_diff",
     "peak_drop_ci",
     "per_query_curve",
     "per_user_n",
@@ -107,6 +119,7 @@ __all__ = [
     "recommend_n",
     "scorer_values",
     "soft_best_of_n",
+    "tail_gain",
     "user_spread",
     "within_query_share",
 ]

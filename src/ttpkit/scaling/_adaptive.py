@@ -1,8 +1,8 @@
 """Adaptive best-of-N, evaluated offline on labelled pools (re-exported by :mod:`ttpkit.scaling`).
 
 ``ttpkit personalize --adaptive`` samples a query in rounds and stops when the
-next round's expected gain (:func:`ttpkit.selection.next_round_gain`) falls
-below a threshold. :func:`adaptive_curve` replays that rule on a pool of M
+next round's expected gain (:func:`ttpkit.selection.round_gain`) falls
+below a threshold (``min_round_gain``). :func:`adaptive_curve` replays that rule on a pool of M
 candidates per query: for many random orders of each query's candidates it
 reveals them round by round, stops where the rule would, and keeps the
 highest-scored candidate seen. Averaging over orders gives the expected
@@ -20,6 +20,7 @@ import pandas as pd
 from ttpkit.errors import ConfigError
 from ttpkit.pool import Scorer
 from ttpkit.scaling._bon import bootstrap_ci, pool_matrix, scorer_values
+from ttpkit.selection import round_gain
 
 __all__ = ["adaptive_curve"]
 
@@ -40,8 +41,9 @@ def adaptive_curve(
     Args:
         pool: Labelled, scored pool (M candidates per query).
         scorer: Scorer (its selection values, rule applied).
-        thresholds: Stop when the next round's expected gain, in units of
-            ``scale``, is below the threshold.
+        thresholds: Values of ``min_round_gain``: stop when the next round's
+            expected gain (:func:`ttpkit.selection.round_gain`), in units of
+            ``scale``, is below it.
         utility: Utility column.
         round_size: Candidates per round (the first round too).
         max_n: Most candidates per query (default and at most: M).
@@ -54,8 +56,6 @@ def adaptive_curve(
         One row per threshold: ``threshold, mean_n, utility, lo, hi``
         (95% bootstrap interval over queries).
     """
-    from ttpkit.selection import next_round_gain
-
     values = scorer_values(pool, scorer, utility, seed)
     _, r = pool_matrix(pool, values)
     _, u = pool_matrix(pool, pool[utility].to_numpy(dtype=np.float64))
@@ -74,7 +74,7 @@ def adaptive_curve(
             order = rng.permutation(m)[:max_n]
             rs, us = r[i, order], u[i, order]
             # the gain each round would expect, computed once for every threshold
-            gains = [next_round_gain(rs[:k], min(round_size, max_n - k), unit) if k < max_n else -np.inf for k in stops]
+            gains = [round_gain(rs[:k], max_n, round_size, unit) for k in stops]
             for j, t in enumerate(th):
                 k = next(s for s, g in zip(stops, gains) if g < t)
                 used[i, j] += k

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaln
 
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.pool import (
@@ -30,6 +29,8 @@ from ttpkit.pool import (
     scorer_names,
     std_col,
 )
+from ttpkit.scaling._bootstrap import bootstrap_means
+from ttpkit.scaling._soft import soft_best_of_n
 from ttpkit.selection import apply_rule
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "scorer_values",
 ]
 
+
 def bon_weights(m: int, ns: Sequence[int]) -> np.ndarray:
     """Selection probabilities of best-of-N from a pool of ``m``.
 
@@ -51,6 +53,8 @@ def bon_weights(m: int, ns: Sequence[int]) -> np.ndarray:
         (len(ns), m) array; row k gives, for each ascending score rank i, the
         probability C(i-1, N-1) / C(m, N) that rank i is the best of N draws.
     """
+    from scipy.special import gammaln
+
     ns_arr = np.asarray(ns, dtype=np.int64)
     if np.any(ns_arr < 1) or np.any(ns_arr > m):
         raise ConfigError(f"every N must be in [1, {m}] for pools of {m}; got {list(ns)}")
@@ -113,10 +117,7 @@ def bootstrap_ci(
     Returns:
         (lo, hi), each of shape (K,).
     """
-    q = per_query.shape[0]
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(q, np.full(q, 1.0 / q), size=n_boot)  # (B, Q)
-    means = counts @ per_query / q  # (B, K)
+    means = bootstrap_means(per_query, n_boot, seed, scheme="counts")  # (B, K)
     return np.quantile(means, alpha / 2, axis=0), np.quantile(means, 1 - alpha / 2, axis=0)
 
 
@@ -231,8 +232,6 @@ def per_query_curve(
     sc = Scorer.parse(scorer) if isinstance(scorer, str) else scorer
     rule = Rule.parse(sc.rule) if sc.rule else None
     if rule is not None and rule.name == "soft":  # the answer is drawn by softmax among the N: its own exact estimator
-        from ttpkit.scaling._soft import soft_best_of_n
-
         sd = float(np.std(values))
         return qids, soft_best_of_n(r, u, ns, rule.tau * sd) if sd > 0 else best_of_n(r, u, ns)
     return qids, best_of_n(r, u, ns)

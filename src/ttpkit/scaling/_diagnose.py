@@ -7,6 +7,7 @@ plots, CSV, JSON).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -16,25 +17,14 @@ import pandas as pd
 from ttpkit.errors import ConfigError
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, Scorer, candidates_per_query, n_grid
 from ttpkit.scaling._bon import Curve, best_of_n, curves, scorer_values
-from ttpkit.scaling._law import (
-    FORMS,
-    HACK_THRESHOLD,
-    LawFit,
-    Peak,
-    _e,
-    bend_coefficients,
-    collapsed_users,
-    fit_law,
-    find_peak,
-    fit_log_curve,
-    hacked_queries,
-    query_stats,
-    r_squared,
-    recommend_n,
-)
+from ttpkit.scaling._bootstrap import curve_moves, peak_drop_ci
+from ttpkit.scaling._detect import collapsed_users, hacked_queries
+from ttpkit.scaling._law import FORMS, LawFit, Peak, bend_coefficients, find_peak, fit_law, oracle_share, recommend_n
+from ttpkit.scaling._normal import _e
+from ttpkit.scaling._stats import HACK_THRESHOLD, fit_log_curve, query_stats, r_squared
 from ttpkit.utility import within_query_corr
 
-__all__ = ["Diagnosis", "ScorerDiagnosis", "bend_drivers", "curve_moves", "diagnose", "law_table", "peak_drop_ci", "per_user_n"]
+__all__ = ["Diagnosis", "ScorerDiagnosis", "bend_drivers", "diagnose", "law_table", "per_user_n"]
 
 FLAT_FRACTION = 0.02  # an observed curve spanning less than this share of the oracle gain: R² only measures noise
 
@@ -97,7 +87,8 @@ class Diagnosis:
         m: Candidates per query in the pool (M).
         m_fit: Candidates per query the law was measured on.
         ns: N values of the observed curves.
-        ns_pred: N values of the predictions (up to ``n_max``).
+        ns_pred: N values of the predictions (up to ``max_n``, and at least M).
+        max_n: The largest N predicted that was asked for.
         n_queries: Queries in the pool.
         tau: Collapse threshold.
         cost_per_sample: Cost of one sample.
@@ -117,6 +108,7 @@ class Diagnosis:
     min_gain_per_cost: float
     oracle_log_fit: tuple[float, float, float]
     scorers: Mapping[str, ScorerDiagnosis]
+    max_n: int = 32
 
     @property
     def oracle_gain(self) -> float:
@@ -126,15 +118,13 @@ class Diagnosis:
 
     def frac_oracle_gain(self, scorer: str) -> float:
         """A scorer's gain from N=1 to the largest observed N as a share of the oracle's (NaN if the oracle gains nothing)."""
-        c = self.scorers[scorer].observed.mean
-        gain = self.oracle_gain
-        return float((c[-1] - c[0]) / gain) if gain > 0 else float("nan")
+        return oracle_share(self.scorers[scorer].observed.mean, self.scorers["oracle"].observed.mean)
 
     def as_dict(self) -> dict:
         """The diagnosis as JSON-ready data (the content of ``law.json``)."""
         a, b, r2 = self.oracle_log_fit
         out: dict = {
-            "settings": {"utility": self.utility, "m_fit": self.m_fit, "pool_size": self.m, "tau": self.tau,
+            "settings": {"utility": self.utility, "m_fit": self.m_fit, "m": self.m, "tau": self.tau,
                          "queries": self.n_queries, "cost_per_sample": self.cost_per_sample,
                          "min_gain_per_cost": self.min_gain_per_cost},
             "oracle_log_fit": {"a": a, "b": b, "r2": r2},
@@ -164,8 +154,8 @@ class Diagnosis:
 
 
 def per_user_n(
-    pool: pd.DataFrame, scorer: str | Scorer, utility: str, ns: Sequence[int], tau: float, cost: float, min_gain: float,
-    seed: int = 0,
+    pool: pd.DataFrame, scorer: str | Scorer, utility: str, ns: Sequence[int], tau: float, cost: float,
+    min_gain_per_cost: float, seed: int = 0,
 ) -> pd.DataFrame:
     """Recommended N per user from each user's own law quantities (N=1 for collapsed users).
 
@@ -181,18 +171,9 @@ def per_user_n(
         collapsed = bool(qs.collapsed[sel].all())
         rho_u = float((s * rho).sum() / s.sum()) if s.sum() > 0 else 0.0
         curve = qs.mu[sel].mean() + (0.0 if collapsed else rho_u * s.mean()) * e
-        n_u = 1 if collapsed else recommend_n(curve, ns, cost, min_gain)
+        n_u = 1 if collapsed else recommend_n(curve, ns, cost, min_gain_per_cost)
         rows.append({USER_ID: user, "queries": int(sel.sum()), "collapsed": collapsed, "rho": rho_u, "n": n_u})
     return pd.DataFrame(rows, columns=[USER_ID, "queries", "collapsed", "rho", "n"])
-
-
-def peak_drop_ci(per_query: np.ndarray, k: int, seed: int = 0, n_boot: int = 1000) -> tuple[float, float]:
-    """95% paired bootstrap interval (over queries) of curve[k] - curve[-1] from a (Q, len(ns)) per-query curve."""
-    diff = per_query[:, k] - per_query[:, -1]
-    rng = np.random.default_rng(seed)
-    means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_boot)]
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return float(lo), float(hi)
 
 
 def bend_drivers(
@@ -229,12 +210,12 @@ def _scorer_diagnosis(
         r2[form] = float("nan") if flat else r_squared(obs, at_obs)
         err[form] = float(np.abs(at_obs - obs).max() / gain) if gain > 0 else float("nan")
     peak = find_peak(ns_pred, predicted[fit.form])
-    n_star = recommend_n(fit.predict(ns_pred, "plain"), ns_pred, settings["cost"], settings["min_gain"]) if fit.rho > 0 else 1
+    n_star = recommend_n(fit.predict(ns_pred, "plain"), ns_pred, settings["cost"], settings["min_gain_per_cost"]) if fit.rho > 0 else 1
     if peak.inside:  # more samples stop paying at the predicted peak
         n_star = min(n_star, peak.n)
     seen = find_peak(ns, obs)
     bend_q, bend_u = bend_drivers(pool, scorer, utility, settings["m_fit"], tau, seed)
-    users = per_user_n(pool, scorer, utility, ns_pred, tau, settings["cost"], settings["min_gain"], seed)
+    users = per_user_n(pool, scorer, utility, ns_pred, tau, settings["cost"], settings["min_gain_per_cost"], seed)
     spent = float((users["n"] * users["queries"]).sum())
     scores = scorer_values(pool, scorer, utility, seed)
     return ScorerDiagnosis(
@@ -255,13 +236,15 @@ def diagnose(
     scorers: Sequence[str | Scorer],
     utility: str = ROUGEL,
     m_fit: int = 4,
-    n_max: int = 32,
+    max_n: int = 32,
     tau: float = 0.05,
     references: Mapping[str, str] | None = None,
     cost_per_sample: float = 1.0,
     min_gain_per_cost: float = 1e-3,
     seed: int = 0,
     ns: Sequence[int] | None = None,
+    *,
+    n_max: int | None = None,
 ) -> Diagnosis:
     """Fit the law for each scorer and measure how well it predicts, who is collapsed and what is hacked.
 
@@ -270,18 +253,22 @@ def diagnose(
         scorers: Scorers to diagnose; ``oracle`` is added first if missing.
         utility: Utility column.
         m_fit: Candidates per query the law is measured on (at most M).
-        n_max: Predict the curves up to this N.
+        max_n: Predict the curves up to this N.
         tau: Collapse threshold (fraction of the global score spread).
         references: Query id to reference text, shown beside hacked queries.
         cost_per_sample: Cost of one sample (any unit).
         min_gain_per_cost: Compute-aware N stops where the gain per cost falls below this.
         seed: Seed of the bootstrap and of the ``thompson`` rule.
         ns: N values of the observed curves (default: :func:`ttpkit.pool.n_grid` of M).
+        n_max: Deprecated name of ``max_n`` (warns; removed in the next release).
 
     Raises:
         ConfigError: If ``m_fit`` or an N exceeds the pools, or ``m_fit`` < 2.
         DataError: If the pool lacks a scorer's column or the utility.
     """
+    if n_max is not None:
+        warnings.warn("diagnose(n_max=...) is deprecated; use max_n=...", DeprecationWarning, stacklevel=2)
+        max_n = n_max
     m = candidates_per_query(pool)
     if not 2 <= m_fit <= m:
         raise ConfigError(f"m_fit must be in [2, {m}] for pools of {m} candidates per query, got {m_fit}")
@@ -295,28 +282,18 @@ def diagnose(
     ns = tuple(int(n) for n in (ns if ns is not None else n_grid(m)))
     if max(ns) > m:
         raise ConfigError(f"N={max(ns)} is larger than the pools ({m} candidates per query)")
-    ns_pred = tuple(sorted(set(n_grid(max(n_max, m))) | set(ns)))
+    ns_pred = tuple(sorted(set(n_grid(max(max_n, m))) | set(ns)))
     observed = curves(pool, parsed, utility, ns, seed=seed)
     oracle = observed["oracle"]
     gain = oracle.mean[-1] - oracle.mean[0]
     settings = {"utility": utility, "tau": tau, "seed": seed, "m_fit": m_fit, "ns": ns, "ns_pred": ns_pred,
-                "cost": cost_per_sample, "min_gain": min_gain_per_cost}
+                "cost": cost_per_sample, "min_gain_per_cost": min_gain_per_cost}
     by_scorer = {str(s): _scorer_diagnosis(pool, s, observed[str(s)], gain, settings, references) for s in parsed}
     return Diagnosis(
         utility=utility, m=m, m_fit=m_fit, ns=ns, ns_pred=ns_pred, n_queries=oracle.n_queries, tau=tau,
         cost_per_sample=cost_per_sample, min_gain_per_cost=min_gain_per_cost,
-        oracle_log_fit=fit_log_curve(ns, oracle.mean), scorers=by_scorer,
+        oracle_log_fit=fit_log_curve(ns, oracle.mean), scorers=by_scorer, max_n=max_n,
     )
-
-
-def curve_moves(per_query: np.ndarray, seed: int = 0, n_boot: int = 1000) -> bool:
-    """Whether a curve moves by more than its 95% CI: for some N, the paired bootstrap CI of E_N - E_1 excludes 0."""
-    diff = per_query - per_query[:, :1]
-    rng = np.random.default_rng(seed)
-    q = len(diff)
-    means = np.stack([diff[rng.integers(0, q, q)].mean(0) for _ in range(n_boot)])
-    lo, hi = np.quantile(means, [0.025, 0.975], axis=0)
-    return bool(np.any((lo > 1e-12) | (hi < -1e-12)))  # a flat curve's float noise is not a move
 
 
 def law_table(
@@ -339,7 +316,7 @@ def law_table(
     ns = tuple(int(n) for n in (ns if ns is not None else n_grid(m)))
     rows, diags = [], {}
     for m_fit in m_fits:
-        diag = diagnose(pool, scorers, utility, m_fit=m_fit, n_max=max(ns), seed=seed, ns=ns)
+        diag = diagnose(pool, scorers, utility, m_fit=m_fit, max_n=max(ns), seed=seed, ns=ns)
         diags[m_fit] = diag
         at = [diag.ns_pred.index(n) for n in ns]
         for name, d in diag.scorers.items():

@@ -8,7 +8,8 @@
   scorer, in one record.
 - :func:`backoff_scores`: select with a fallback scorer for the users the
   primary looks collapsed for (judged from scores alone, no utility), and
-  :func:`capped_curve`: stop spending samples on queries that look hacked.
+  :func:`capped_curve`: stop spending samples on queries that look hacked
+  (:func:`capped_scorer_curve`: the same from a pool and a scorer, as a curve).
 """
 
 from __future__ import annotations
@@ -20,11 +21,19 @@ import pandas as pd
 
 from ttpkit.errors import ConfigError
 from ttpkit.pool import QUERY_ID, USER_ID, Scorer, std_col
-from ttpkit.scaling._bon import scorer_values
-from ttpkit.scaling._law import HACK_THRESHOLD, query_stats, user_spread
+from ttpkit.scaling._bon import Curve, bootstrap_ci, per_query_curve, scorer_values
+from ttpkit.scaling._stats import HACK_THRESHOLD, query_stats, user_spread
 from ttpkit.utility import query_corr
 
-__all__ = ["backoff_scores", "capped_curve", "failure_measures", "hack_suspects", "within_query_share"]
+__all__ = [
+    "COLLAPSED_SHARE",
+    "backoff_scores",
+    "capped_curve",
+    "capped_scorer_curve",
+    "failure_measures",
+    "hack_suspects",
+    "within_query_share",
+]
 
 COLLAPSED_SHARE = 0.1  # a user whose scores vary less than this share within queries is collapsed for them
 
@@ -125,3 +134,24 @@ def capped_curve(qids: Sequence[str], per_query: np.ndarray, ns: Sequence[int], 
             k = list(ns).index(caps[q])
             out[row, k + 1 :] = out[row, k]
     return out
+
+
+def capped_scorer_curve(
+    pool: pd.DataFrame, scorer: str | Scorer, utility: str, ns: Sequence[int], caps: dict[str, int], seed: int = 0
+) -> Curve:
+    """The best-of-N curve of a scorer with N capped per query (:func:`capped_curve`), named ``<scorer>+cap``.
+
+    Args:
+        pool: Labelled, scored pool.
+        scorer: Scorer whose curve is capped.
+        utility: Utility column.
+        ns: The N values of the curve (ascending).
+        caps: Query id to the largest N it may use (say ``{q: 4 for q in hack_suspects(...)}``);
+            a cap need not be in ``ns``, but must be at most the pool's M.
+        seed: Seed of the ``thompson`` rule and of the bootstrap interval.
+    """
+    grid = sorted(set(ns) | set(caps.values()))
+    qids, pq = per_query_curve(pool, scorer, utility, grid, seed)
+    pq = capped_curve(qids, pq, grid, caps)[:, [grid.index(n) for n in ns]]
+    lo, hi = bootstrap_ci(pq, seed=seed)
+    return Curve(f"{scorer}+cap", tuple(ns), tuple(pq.mean(0)), tuple(lo), tuple(hi), pq.shape[0], pq, tuple(qids))

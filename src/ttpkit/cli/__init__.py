@@ -1,0 +1,45 @@
+"""The ``ttpkit`` command line. Heavy libraries are imported inside commands so ``--help`` is instant.
+
+- :mod:`ttpkit.cli._common`: the app, consoles, one-line errors, progress bars, shared options.
+- :mod:`ttpkit.cli._pools`: ``sample``, ``label``, ``curves``, ``train-rm``, ``score``, ``diagnose``.
+- :mod:`ttpkit.cli._apps`: ``bench``, ``personalize``, ``demo``, ``serve``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ttpkit.cli import _apps, _pools  # noqa: F401  (they register the commands, in the order --help lists them)
+from ttpkit.cli._common import app, console
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point: a bad option or value is one line on stderr and exit code 2."""
+    from rich.markup import escape
+
+    try:
+        from typer._click import exceptions as click  # recent typer vendors click
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import exceptions as click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as e:
+        print(e.format_message(), file=sys.stderr)
+        code = 2
+    except click.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        message = " ".join(e.format_message().split())  # click's messages may span lines
+        console.print(f"[bold red]error:[/] {escape(message)}{hint}", soft_wrap=True, highlight=False)
+        code = 2
+    except click.ClickException as e:
+        console.print(f"[bold red]error:[/] {escape(e.format_message())}", soft_wrap=True, highlight=False)
+        code = e.exit_code
+    except typer.Abort:
+        console.print("aborted", highlight=False)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,130 @@
+"""What every command shares: the app, the two consoles, one-line errors, progress bars, shared options.
+
+Nothing heavy is imported here, so ``ttpkit --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from ttpkit.errors import ConfigError, TtpkitError
+
+__all__ = ["app", "console", "deprecated", "friendly", "ints", "out", "progress", "quiet_libraries"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Test-time personalization: sample N personalized candidates, score them, pick the best.",
+)
+console = Console(stderr=True)  # notes, warnings, errors and progress
+out = Console()  # results
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Report ttpkit errors as one red line and exit code 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TtpkitError as e:
+            console.print(f"[bold red]error:[/] {e}", soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def quiet_libraries() -> None:
+    """Offline model loading (``HF_HUB_OFFLINE=1``) and no library warnings or progress bars."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+class RichProgress:
+    """:class:`ttpkit.stages.Progress` drawn as rich progress bars, with notes as lines above them."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.task: Any = None
+
+    def start(self, label: str, total: int, done: int = 0) -> None:  # noqa: D102
+        self.task = self.bar.add_task(label, total=total, completed=done)
+
+    def advance(self, steps: int = 1) -> None:  # noqa: D102
+        if self.task is not None:
+            self.bar.advance(self.task, steps)
+
+    def note(self, message: str) -> None:  # noqa: D102
+        self.bar.console.print(message)  # a plain line: stage notes survive in non-terminal logs
+
+
+@contextlib.contextmanager
+def progress() -> Iterator[RichProgress]:
+    """Rich progress bars on stderr for the duration of the block."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        yield RichProgress(bar)
+
+
+def ints(text: str, what: str) -> list[int]:
+    """Comma-separated positive integers (``--ns 1,2,4``)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{what} must be positive integers, got {text!r}")
+    return values
+
+
+def deprecated(value: Any, old: Any, old_flag: str, new_flag: str) -> Any:
+    """``old`` (with a warning) if the deprecated flag was given, else ``value``."""
+    if old is None:
+        return value
+    console.print(f"[yellow]warning:[/] {old_flag} is deprecated and will be removed; use {new_flag}", soft_wrap=True)
+    return old
+
+
+# options several commands share
+DataDir = Annotated[Path, typer.Option("--data", help="LaMP-layout data directory.")]
+TaskName = Annotated[Optional[str], typer.Option("--task", help="Task name; default from the data.")]
+TaskFile = Annotated[Optional[Path], typer.Option("--task-file", help="YAML/JSON task declaration (name, source_field, target_field, source_label, target_label, instruction).")]
+PoolSplit = Annotated[Optional[str], typer.Option("--split", help="Split of the pool (default: detected).")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed.")]
+Utility = Annotated[str, typer.Option("--utility", help="Utility column: rougeL | rouge1 | rougeLsum (multi-line outputs).")]
+Backend = Annotated[str, typer.Option(help="embedded | gguf | hf | openai.")]
+Model = Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf) or served name (openai).")]
+BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
+ProfileK = Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)]
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )

@@ -1,0 +1,42 @@
+"""Candidate pools: the schema every stage reads and writes, and resumable Parquet files.
+
+A pool has one row per candidate and M candidates per query. Filling one is the
+sampling stage, :func:`ttpkit.stages.sample_pool`.
+
+| module      | holds                                                                             |
+|-------------|-----------------------------------------------------------------------------------|
+| ``_schema`` | the column names (:data:`POOL_COLUMNS`, the utilities), :func:`score_col` and     |
+|             | :func:`std_col`, the :class:`Scorer` and :class:`Rule` grammar, :func:`n_grid`,   |
+|             | :func:`candidates_per_query`                                                      |
+| ``_files``  | atomic Parquet I/O (:func:`write_pool`, :func:`read_pool`, :func:`pool_manifest`),|
+|             | the per-query journal and :class:`PoolWriter`, :func:`complete_queries`           |
+"""
+
+from __future__ import annotations
+
+from ttpkit.manifest import MANIFEST_KEY  # noqa: F401  (older callers import it from here)
+from ttpkit.pool import _files, _schema
+from ttpkit.pool._files import PoolWriter, complete_queries, pool_manifest, read_pool, write_pool
+from ttpkit.pool._schema import (
+    BUILTIN_SCORERS,
+    IDX,
+    POLICY,
+    POOL_COLUMNS,
+    QUERY_ID,
+    ROUGE1,
+    ROUGEL,
+    ROUGELSUM,
+    RULES,
+    SEED,
+    TEXT,
+    USER_ID,
+    Rule,
+    Scorer,
+    candidates_per_query,
+    n_grid,
+    score_col,
+    scorer_names,
+    std_col,
+)
+
+__all__ = [*_schema.__all__, *_files.__all__]  # every public name of both modules

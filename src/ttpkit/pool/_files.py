@@ -1,0 +1,178 @@
+"""Pool files: atomic Parquet writes, reads that fold in an interrupted run's journal, and the writer.
+
+While sampling, finished queries are appended to a JSON-lines journal beside
+the file (``<pool>.journal.jsonl``, flushed per query) and folded into the
+Parquet file atomically every few queries and at the end, so an interrupted run
+loses at most the query in flight. The Parquet file's metadata carries the run's
+manifest (:mod:`ttpkit.manifest`): resuming with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ttpkit._faults import fault_point
+from ttpkit.errors import DataError
+from ttpkit.manifest import MANIFEST_KEY, check_format
+from ttpkit.paths import check_writable
+from ttpkit.policy.base import Candidate
+from ttpkit.pool._schema import IDX, POOL_COLUMNS, QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM
+
+__all__ = ["PoolWriter", "complete_queries", "pool_manifest", "read_pool", "write_pool"]
+
+log = logging.getLogger(__name__)
+
+
+def _journal(path: Path) -> Path:
+    return path.with_name(path.name + ".journal.jsonl")
+
+
+def pool_manifest(df: pd.DataFrame) -> dict | None:
+    """The manifest of the run that made a pool read by :func:`read_pool` (``None`` for pools older than manifests)."""
+    return df.attrs.get(MANIFEST_KEY)
+
+
+def write_pool(df: pd.DataFrame, path: str | Path, manifest: dict | None = None) -> None:
+    """Write a pool atomically (temporary file, then rename), keeping its manifest (``manifest`` or the frame's own)."""
+    path = Path(path)
+    check_writable(path, "pool")
+    df = df.copy(deep=False)
+    manifest = manifest or pool_manifest(df)
+    df.attrs = {MANIFEST_KEY: manifest} if manifest else {}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        df.to_parquet(tmp, index=False)
+        fault_point("write")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a pool file (and any unfolded journal rows of an interrupted run).
+
+    Args:
+        path: The Parquet pool file.
+        include_journal: Also read rows journaled but not yet folded.
+        require: Columns needed beyond :data:`POOL_COLUMNS` (say :data:`ROUGEL`).
+
+    Raises:
+        DataError: If the file is missing, unreadable or lacks a column; the
+            message names the file and the missing columns.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a pool file")
+    frames, manifest = [], None
+    if path.exists():
+        try:
+            frames.append(pd.read_parquet(path))
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise DataError(f"{path}: not a readable Parquet pool ({_first_line(e)})") from None
+        manifest = pool_manifest(frames[0])
+        if manifest is not None and not isinstance(manifest, dict):
+            raise DataError(f"{path}: the pool's manifest is damaged (not a JSON object)")
+        check_format(path, manifest, "pool")
+    journal = _journal(path)
+    if include_journal and journal.exists():
+        rows, bad = [], 0
+        with journal.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    bad += 1  # a line cut off by a crash; the records after it are whole and kept
+        if bad:
+            log.warning("%s: skipped %d damaged journal line(s)", journal, bad)
+        if rows:
+            frames.append(pd.DataFrame(rows))
+    if not frames:
+        raise DataError(f"{path}: pool file does not exist")
+    for f, where in zip(frames, (path, journal) if path.exists() else (journal,)):
+        if QUERY_ID in f.columns and IDX in f.columns and (dups := int(f.duplicated([QUERY_ID, IDX]).sum())):
+            log.warning("%s: dropped %d duplicate candidate row(s) (same query_id and idx; kept the first)", where, dups)
+    frames = [f for f in frames if len(f)] or frames[:1]  # an empty pool file (a run's manifest only) adds no rows
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    missing = [c for c in (*POOL_COLUMNS, *require) if c not in df.columns]
+    if missing:
+        hint = "; run `ttpkit label` first" if set(missing) & {ROUGE1, ROUGEL, ROUGELSUM} else ""
+        raise DataError(f"{path}: missing pool columns {missing}{hint}")
+    df = df.drop_duplicates([QUERY_ID, IDX], keep="first").reset_index(drop=True)
+    df.attrs = {MANIFEST_KEY: manifest} if manifest else {}
+    return df
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def complete_queries(df: pd.DataFrame, m: int) -> set[str]:
+    """Query ids that already have at least ``m`` candidates."""
+    counts = df.groupby(QUERY_ID)[IDX].nunique()
+    return set(counts[counts >= m].index)
+
+
+class PoolWriter:
+    """Appends sampled candidates to a pool, journaling each query as it finishes.
+
+    Args:
+        path: The Parquet pool file.
+        fold_every: Fold the journal into the Parquet file every this many queries.
+        manifest: The run's manifest, written into the file at every fold
+            (a pool that already has one keeps it).
+    """
+
+    def __init__(self, path: str | Path, fold_every: int = 8, manifest: dict | None = None) -> None:
+        self.path = Path(path)
+        self.fold_every = fold_every
+        self.manifest = manifest
+        self._pending = 0
+        check_writable(self.path, "pool")
+
+    def discard(self) -> None:
+        """Delete the pool file and its journal, to start the pool over."""
+        self.path.unlink(missing_ok=True)
+        _journal(self.path).unlink(missing_ok=True)
+
+    def existing(self) -> pd.DataFrame:
+        """Rows already in the pool (file plus journal); empty if there is none."""
+        if not self.path.exists() and not _journal(self.path).exists():
+            return pd.DataFrame(columns=list(POOL_COLUMNS))
+        return read_pool(self.path)
+
+    def add(self, candidates: Iterable[Candidate]) -> None:
+        """Journal one query's candidates (durable on return)."""
+        journal = _journal(self.path)
+        if journal.exists() and journal.stat().st_size > 0:
+            with journal.open("rb") as f:
+                f.seek(-1, os.SEEK_END)
+                cut = f.read(1) != b"\n"  # a crash mid-write: end that line so the next record starts whole
+        else:
+            cut = False
+        with journal.open("a", encoding="utf-8") as f:
+            if cut:
+                f.write("\n")
+            for c in candidates:
+                f.write(json.dumps({k: getattr(c, k) for k in POOL_COLUMNS}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._pending += 1
+        if self._pending >= self.fold_every:
+            self.fold()
+
+    def fold(self) -> None:
+        """Merge the journal into the Parquet file atomically, then drop the journal."""
+        journal = _journal(self.path)
+        if not journal.exists():
+            return
+        df = read_pool(self.path)
+        write_pool(df, self.path, pool_manifest(df) or self.manifest)
+        fault_point("fold")
+        journal.unlink()
+        self._pending = 0

@@ -1,0 +1,189 @@
+"""The pool schema: column names, the scorer and selection-rule grammar, and the N grid.
+
+A pool has one row per candidate. Sampling writes the columns of
+:data:`POOL_COLUMNS` (``query_id, user_id, idx, text, policy, seed``), labelling
+adds the utilities ``rouge1, rougeL``, and scoring adds :func:`score_col`
+(``score_<name>``) and, for probabilistic scorers, :func:`std_col`
+(``std_<name>``). A query has M candidates (``idx`` 0..M-1); best-of-N curves
+are computed on a grid ``ns`` of N values up to M (:func:`n_grid`). A scorer is
+named by the grammar ``oracle | random | <name>[@<rule>]`` (:class:`Scorer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ttpkit.errors import ConfigError, DataError
+
+__all__ = [
+    "BUILTIN_SCORERS",
+    "IDX",
+    "POLICY",
+    "POOL_COLUMNS",
+    "QUERY_ID",
+    "ROUGE1",
+    "ROUGELSUM",
+    "ROUGEL",
+    "RULES",
+    "SEED",
+    "TEXT",
+    "USER_ID",
+    "Rule",
+    "Scorer",
+    "candidates_per_query",
+    "n_grid",
+    "score_col",
+    "scorer_names",
+    "std_col",
+]
+
+log = logging.getLogger(__name__)
+
+QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED = "query_id", "user_id", "idx", "text", "policy", "seed"
+POOL_COLUMNS = (QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED)
+ROUGE1, ROUGEL, ROUGELSUM = "rouge1", "rougeL", "rougeLsum"  # utilities added by labelling (see ttpkit.utility)
+_SCORE, _STD = "score_", "std_"
+BUILTIN_SCORERS = ("oracle", "random")
+RULES = ("mean", "lcb:<kappa>", "ucb:<kappa>", "thompson", "soft:<tau>")
+
+
+def score_col(name: str) -> str:
+    """Column holding scorer ``name``'s score (its mean, for a probabilistic scorer)."""
+    return _SCORE + name
+
+
+def std_col(name: str) -> str:
+    """Column holding a probabilistic scorer's predicted standard deviation."""
+    return _STD + name
+
+
+def scorer_names(pool: pd.DataFrame) -> list[str]:
+    """Scorers a pool can be ranked by: the built-ins, then one per ``score_<name>`` column."""
+    return list(BUILTIN_SCORERS) + [c[len(_SCORE) :] for c in pool.columns if c.startswith(_SCORE)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A selection rule: ``mean``, ``lcb:κ``, ``ucb:κ``, ``thompson`` (applied by :mod:`ttpkit.selection`) or ``soft:τ``.
+
+    ``soft:τ`` is soft best-of-N: the answer is drawn from softmax(score / λ)
+    over the N drawn candidates, with λ = τ times the score's standard
+    deviation over the pool (so τ does not depend on the scorer's units);
+    :func:`ttpkit.scaling.curves` computes its expectation exactly.
+    """
+
+    name: str = "mean"
+    kappa: float = 0.0  # lcb / ucb: how many predicted stds below / above the mean
+    tau: float = 0.0  # soft: the temperature, in units of the score's std over the pool
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        """Parse ``"lcb:1.5"``; ``lcb``/``ucb`` without κ mean κ = 1.
+
+        Raises:
+            ConfigError: For an unknown rule or a bad κ; the message lists the rules.
+        """
+        name, _, arg = text.partition(":")
+        if name in ("mean", "thompson") and not arg:
+            return cls(name)
+        if name == "soft":
+            try:
+                tau = float(arg)
+            except ValueError:
+                raise ConfigError(f"selection rule {text!r}: soft needs a temperature, as in soft:0.1") from None
+            if not tau > 0:
+                raise ConfigError(f"selection rule {text!r}: the temperature must be > 0")
+            return cls(name, tau=tau)
+        if name in ("lcb", "ucb"):
+            try:
+                kappa = float(arg) if arg else 1.0
+            except ValueError:
+                raise ConfigError(f"selection rule {text!r}: kappa must be a number") from None
+            if not kappa >= 0:
+                raise ConfigError(f"selection rule {text!r}: kappa must be >= 0")
+            return cls(name, kappa)
+        raise ConfigError(f"unknown selection rule {text!r}; known rules: {', '.join(RULES)}")
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A scorer name parsed: ``oracle``, ``random``, or ``<name>[@<rule>]`` over ``score_<name>`` (and ``std_<name>``).
+
+    Attributes:
+        name: ``oracle``, ``random`` or the suffix of a ``score_`` column.
+        rule: The selection rule text (``"lcb:1"``), or ``None`` for the plain score.
+    """
+
+    name: str
+    rule: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Scorer:
+        """Parse ``"user-prob@lcb:1"``; the rule is checked here, the column when the pool is read.
+
+        Raises:
+            ConfigError: For an empty name, an unknown rule, or a rule on a built-in scorer.
+        """
+        name, at, rule = text.strip().partition("@")
+        if not name:
+            raise ConfigError(f"scorer {text!r}: empty name; scorers are oracle, random or <name>[@<rule>]")
+        if at:
+            Rule.parse(rule)
+            if name in BUILTIN_SCORERS:
+                raise ConfigError(f"scorer {text!r}: a selection rule applies to a reward model's scores, not to {name!r}")
+        return cls(name, rule if at else None)
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[Scorer]:
+        """Parse a comma-separated list (``"oracle,random,user-prob@lcb:1"``).
+
+        Raises:
+            ConfigError: If the list is empty or an entry is bad.
+        """
+        scorers = [cls.parse(part) for part in text.split(",") if part.strip()]
+        if not scorers:
+            raise ConfigError("no scorers given; scorers are oracle, random or <name>[@<rule>]")
+        return scorers
+
+    @property
+    def builtin(self) -> bool:
+        """Whether this is ``oracle`` or ``random`` (no column needed)."""
+        return self.name in BUILTIN_SCORERS
+
+    @property
+    def slug(self) -> str:
+        """File-name form (``user-prob@lcb:1`` -> ``user-prob_lcb1``)."""
+        return str(self).replace("@", "_").replace(":", "")
+
+    def __str__(self) -> str:
+        return self.name if self.rule is None else f"{self.name}@{self.rule}"
+
+
+def n_grid(m: int) -> tuple[int, ...]:
+    """The N values best-of-N is reported at for pools of ``m``: powers of two up to ``m``."""
+    if m < 1:
+        raise ConfigError(f"pools need at least one candidate per query, got {m}")
+    return tuple(1 << i for i in range(m.bit_length()) if 1 << i <= m)
+
+
+_warned_uneven: set[tuple[int, int, int]] = set()
+
+
+def candidates_per_query(pool: pd.DataFrame) -> int:
+    """M: candidates per query (the smallest query's count; uneven counts are logged as a warning).
+
+    Raises:
+        DataError: If the pool has no rows.
+    """
+    if len(pool) == 0:
+        raise DataError("the pool has no candidates")
+    counts = pool.groupby(QUERY_ID)[IDX].nunique()
+    low, high = int(counts.min()), int(counts.max())
+    if low != high and (key := (low, high, len(counts))) not in _warned_uneven:
+        _warned_uneven.add(key)
+        log.warning("queries have %d to %d candidates (%d of %d queries have fewer than %d); the first %d of each are used",
+                    low, high, int((counts < high).sum()), len(counts), high, low)
+    return low

@@ -1,0 +1,60 @@
+"""Shared pieces of every renderer: rich tables that fit 80 columns, number cells, and PNG and JSON writing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _table(title: str, first: str, names: list[str], columns: list[str]) -> Any:
+    """A rich Table whose first column holds ``names`` uncut; the other columns are right-aligned."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column(first, no_wrap=True, min_width=max([len(first), *map(len, names)]))
+    for col in columns:
+        table.add_column(col, justify="right", overflow="fold")
+    return table
+
+
+def _num(v: float, fmt: str = ".2f") -> str:
+    """A number, or ``n/a`` for NaN (a flat observed curve has no R²)."""
+    return "n/a" if v != v else format(v, fmt)
+
+
+def _pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (imported here: matplotlib is heavy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig: Any, ax: Any, path: str | Path) -> Path:
+    """Grid, legend, tight layout; save the figure as PNG and close it."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    """Tight layout; save the figure as PNG (creating its folder) and close it."""
+    plt = _pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_json(obj: object, path: str | Path) -> Path:
+    """Write JSON with a trailing newline."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    return path

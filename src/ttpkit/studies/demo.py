@@ -1,0 +1,83 @@
+"""``ttpkit demo``: the whole loop on the bundled sample with the embedded Gemma 3 270M.
+
+It samples M candidates for each of the 16 bundled git-commits queries, labels
+them with ROUGE, scores them with the bundled ``user-pairwise`` reward model
+(column ``score_rm``), and computes best-of-N for random, style, the RM and
+oracle selection. The output folder is scratch: a pool made with another M or
+seed is started over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ttpkit import stages
+from ttpkit.data import Dataset, bundled_sample_dir, load_split
+from ttpkit.errors import TtpkitError
+from ttpkit.manifest import check_resume
+from ttpkit.paths import check_writable
+from ttpkit.policy import PolicySpec, lazy_policy
+from ttpkit.pool import QUERY_ID, ROUGEL, n_grid, pool_manifest, read_pool, write_pool
+from ttpkit.report import curves_json, plot_curves, write_json
+from ttpkit.reward import bundled_path, load_rm
+from ttpkit.scaling import Curve, curves
+
+__all__ = ["SCORERS", "DemoResult", "demo_data", "run_demo"]
+
+SCORERS = ("random", "style", "rm", "oracle")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo made.
+
+    Attributes:
+        data: The bundled split it ran on.
+        pool: The labelled and scored pool (also at ``out/pool.parquet``).
+        curves: Best-of-N curve per scorer of :data:`SCORERS`.
+        example: The candidates of the query whose candidates differ most.
+        rm_name: The bundled reward model's name.
+    """
+
+    data: Dataset
+    pool: pd.DataFrame
+    curves: dict[str, Curve]
+    example: pd.DataFrame
+    rm_name: str
+
+
+def demo_data() -> Dataset:
+    """The demo's queries: the bundled git-commits sample's dev split."""
+    return load_split(bundled_sample_dir(), "dev")
+
+
+def _fresh(path: Path, manifest: dict) -> bool:
+    """Whether the scratch pool at ``path`` must start over (it was made with another M or seed, or is unreadable)."""
+    try:
+        check_resume(path, pool_manifest(read_pool(path)), manifest)
+        return False
+    except TtpkitError:
+        return True
+
+
+def run_demo(out: Path, m: int = 8, seed: int = 0, progress: stages.Progress | None = None) -> DemoResult:
+    """Run the demo into ``out`` (``pool.parquet``, ``curves.json``, ``curves.png``)."""
+    check_writable(out, "--out", directory=True)
+    progress = progress or stages.NullProgress()
+    data, spec, path = demo_data(), PolicySpec.from_options("embedded"), out / "pool.parquet"
+    manifest = stages.sampling_manifest(spec, data, m, seed)
+    stages.sample_pool(data.queries, path, m, lazy_policy(spec, data.task, seed, progress.note), progress,
+                       manifest=manifest, force_new=_fresh(path, manifest))
+    df = stages.label_pool(path, data)
+    rm = load_rm(bundled_path(data.task.name))
+    progress.note(f"scoring {len(df)} candidates with the bundled {rm.name} reward model")
+    df = stages.score_pool(df, rm, data, name="rm")
+    write_pool(df, path)
+    result = curves(df, list(SCORERS), ROUGEL, n_grid(m), seed=seed)
+    write_json(curves_json(result), out / "curves.json")
+    plot_curves(result, out / "curves.png", ROUGEL, title=f"ttpkit demo: best-of-N, {result['oracle'].n_queries} queries")
+    qid = df.groupby(QUERY_ID)[ROUGEL].std().idxmax()  # the query whose candidates differ most
+    return DemoResult(data, df, result, df[df[QUERY_ID] == qid].reset_index(drop=True), rm.name)
