@@ -2,8 +2,9 @@
 
 | stage              | reads                    | writes                                      |
 |--------------------|--------------------------|---------------------------------------------|
-| :func:`sample_pool`| queries, a policy        | a resumable pool file, journaled per query  |
-| :func:`label_pool` | a pool file, its split   | ``rouge1``, ``rougeL``, ``score_style``     |
+| :func:`sample_pool`| queries, a policy        | a resumable pool: a file journaled per      |
+|                    |                          | query, or a directory of part files         |
+| :func:`label_pool` | a pool, its split        | ``rouge1``, ``rougeL``, ``score_style``     |
 | :func:`train_rm`   | labelled pools, splits   | a :class:`~ttpkit.reward.models.RewardModel`|
 | :func:`score_pool` | a pool, a reward model   | ``score_<name>`` (and ``std_<name>``)       |
 
@@ -30,12 +31,13 @@ from ttpkit.manifest import check_resume, stamp
 from ttpkit.paths import check_writable, embeddings_cache_file
 from ttpkit.policy import Policy, PolicySpec
 from ttpkit.pool import (
-    POOL_COLUMNS,
     QUERY_ID,
     ROUGEL,
-    PoolWriter,
     complete_queries,
+    existing_pool,
+    is_partitioned,
     pool_manifest,
+    pool_writer,
     read_pool,
     score_col,
     std_col,
@@ -109,13 +111,16 @@ def sample_pool(
 
     The queries left are cut into batches of ``policy.batch_queries`` here, and
     only here; each query is journaled as soon as its batch returns (an
-    interrupted run loses at most the batch in flight), and progress advances
+    interrupted run loses at most the batch in flight; a pool directory writes
+    a part every 8 queries, so a killed run loses at most those), and progress advances
     per query. Samples do not depend on the cut: each query's generator is
     seeded from (seed, query id) (:func:`ttpkit.policy.query_seed`).
 
     Args:
         queries: Queries to cover.
-        out: Pool file (created, or resumed); queries it already holds are skipped.
+        out: Pool file (created, or resumed); queries it already holds are skipped. A
+            name not ending in ``.parquet`` is a pool directory of part files
+            (:func:`ttpkit.pool.is_partitioned`), which many writers can fill.
         m: Candidates per query.
         policy: A policy, or a function that builds one (see
             :func:`ttpkit.policy.lazy_policy`): called only if work remains.
@@ -137,14 +142,13 @@ def sample_pool(
     if not queries:
         raise DataError(f"{out}: no queries to sample")
     path = Path(out)
-    writer = PoolWriter(path, manifest=manifest)
+    writer = pool_writer(path, manifest)
     if force_new:
         writer.discard()
-    existing = writer.existing()
+    existing = existing_pool(path)
     if manifest is not None:
         check_resume(path, pool_manifest(existing), manifest)
-        if not path.exists():  # the manifest is on disk before the first candidate
-            write_pool(pd.DataFrame({c: pd.Series(dtype=object) for c in POOL_COLUMNS}), path, manifest)
+    writer.begin()  # the manifest is on disk before the first candidate
     done = complete_queries(existing, m)
     todo = [q for q in queries if q.id not in done]
     progress.start(f"{label} M={m}", len(queries), done=len(queries) - len(todo))
@@ -152,17 +156,19 @@ def sample_pool(
         progress.note(f"resuming: {len(queries) - len(todo)} of {len(queries)} queries already done")
     if not todo:
         writer.fold()  # a journal left by a run killed during its last fold
-        if manifest is not None and pool_manifest(existing) is None:  # a pool from before manifests adopts this run's
-            write_pool(read_pool(path), path, manifest)
+        if manifest is not None and pool_manifest(existing) is None and not is_partitioned(path):
+            write_pool(read_pool(path), path, manifest)  # a pool file from before manifests adopts this run's
         return 0
     if not isinstance(policy, Policy):
         policy = policy()
     step = max(1, int(policy.batch_queries))  # queries the policy decodes in one batch
-    for i in range(0, len(todo), step):
-        for cands in policy.sample(todo[i : i + step], m):
-            writer.add(cands)
-            progress.advance()
-    writer.fold()
+    try:
+        for i in range(0, len(todo), step):
+            for cands in policy.sample(todo[i : i + step], m):
+                writer.add(cands)
+                progress.advance()
+    finally:
+        writer.fold()  # an interrupted run (Ctrl-C, an error) keeps every query it finished
     return len(todo)
 
 
@@ -177,7 +183,7 @@ def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.Da
     Returns:
         The labelled pool.
     """
-    PoolWriter(path).fold()
+    pool_writer(path).fold()
     pool = read_pool(path)
     if len(pool) == 0:
         raise DataError(f"{path}: the pool has no candidates to label")

@@ -41,7 +41,7 @@ from ttpkit.errors import ConfigError
 @friendly
 def sample(
     data: DataDir,
-    out_path: Annotated[Path, typer.Option("--out", help="Pool file to write (Parquet); resumed if it exists.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Pool to write, resumed if it exists: a name ending in .parquet is one file; any other name is a directory of append-only part files (pool/).")],
     split: Annotated[str, typer.Option(help="Split to sample.")] = "test",
     m: Annotated[int, typer.Option("--m", help="Candidates per query (M).", min=1)] = 16,
     limit: Annotated[Optional[int], typer.Option(help="Only the first Q queries (after --offset).", min=1)] = None,
@@ -65,7 +65,7 @@ def sample(
     from ttpkit.data import load_split, resolve_task
     from ttpkit.manifest import check_resume
     from ttpkit.policy import PolicySpec, lazy_policy
-    from ttpkit.pool import PoolWriter, pool_manifest
+    from ttpkit.pool import existing_pool, pool_manifest, pool_writer
 
     t0 = time.time()
     m = deprecated(m, n_old, "--n", "--m")
@@ -78,8 +78,9 @@ def sample(
     if not queries:
         raise ConfigError(f"--offset {offset}: the {split} split has only {len(ds.queries)} queries")
     manifest = stages.sampling_manifest(spec, ds, m, seed)
+    pool_writer(out_path)  # refuse a directory that is no pool, or an unwritable place, before any model loads
     if not force_new:  # refuse a mismatched pool before the progress display starts
-        check_resume(out_path, pool_manifest(PoolWriter(out_path).existing()), manifest)
+        check_resume(out_path, pool_manifest(existing_pool(out_path)), manifest)
     with progress() as bar:
         stages.sample_pool(queries, out_path, m, lazy_policy(spec, ds.task, seed, on_load=bar.note), bar,
                            manifest=manifest, force_new=force_new)
@@ -89,7 +90,7 @@ def sample(
 @app.command()
 @friendly
 def label(
-    pool: Annotated[Path, typer.Option(help="Pool file to label in place.")],
+    pool: Annotated[Path, typer.Option(help="Pool to label in place (a file, or a directory: rewritten as a new set of parts).")],
     data: DataDir,
     split: Annotated[str, typer.Option(help="Split the pool was sampled from.")] = "test",
     task: TaskName = None,
@@ -195,7 +196,7 @@ def train_rm(
 @friendly
 def score(
     rm_dir: Annotated[str, typer.Option("--rm", help="A reward model directory; 'default' / 'default:user-prob' (the bundled model for the pool's task); 'mbr' (consensus, no training); or 'reg:<base>:<beta>' (z(score_<base>) + beta z(mbr), after scoring <base> and mbr).")],
-    pool: Annotated[Path, typer.Option(help="Pool to score in place.")],
+    pool: Annotated[Path, typer.Option(help="Pool to score in place (a file, or a directory: rewritten as a new set of parts).")],
     data: DataDir,
     name: Annotated[Optional[str], typer.Option(help="Column suffix (default: the scorer's name: the variant, mbr or reg).")] = None,
     split: PoolSplit = None,

@@ -9,14 +9,19 @@ sampling stage, :func:`ttpkit.stages.sample_pool`.
 |             | :func:`std_col`, the :class:`Scorer` and :class:`Rule` grammar, :func:`n_grid`,   |
 |             | :func:`candidates_per_query`                                                      |
 | ``_files``  | atomic Parquet I/O (:func:`write_pool`, :func:`read_pool`, :func:`pool_manifest`),|
-|             | the per-query journal and :class:`PoolWriter`, :func:`complete_queries`           |
+|             | the per-query journal and :class:`PoolWriter`, :func:`complete_queries`,          |
+|             | :func:`pool_writer` and :func:`existing_pool` (either layout)                     |
+| ``_parts``  | pool directories: append-only part files (:class:`PartWriter`), one per writer    |
+|             | and flush; :func:`is_partitioned` (the layout rule), :func:`read_parts`,          |
+|             | :func:`write_parts` (a rewrite, committed as a new generation)                    |
 """
 
 from __future__ import annotations
 
 from ttpkit.manifest import MANIFEST_KEY  # noqa: F401  (older callers import it from here)
-from ttpkit.pool import _files, _schema
-from ttpkit.pool._files import PoolWriter, complete_queries, pool_manifest, read_pool, write_pool
+from ttpkit.pool import _files, _parts, _schema
+from ttpkit.pool._files import PoolWriter, complete_queries, existing_pool, pool_manifest, pool_writer, read_pool, write_pool
+from ttpkit.pool._parts import PartWriter, is_partitioned, read_parts, write_parts
 from ttpkit.pool._schema import (
     BUILTIN_SCORERS,
     IDX,
@@ -39,4 +44,4 @@ from ttpkit.pool._schema import (
     std_col,
 )
 
-__all__ = [*_schema.__all__, *_files.__all__]  # every public name of both modules
+__all__ = [*_schema.__all__, *_files.__all__, *_parts.__all__]  # every public name of the three modules

@@ -1,5 +1,10 @@
 """Pool files: atomic Parquet writes, reads that fold in an interrupted run's journal, and the writer.
 
+:func:`read_pool`, :func:`write_pool` and :func:`pool_writer` take either
+layout: a single file (here) or a pool directory of part files
+(:mod:`ttpkit.pool._parts`, chosen by :func:`~ttpkit.pool.is_partitioned`: any
+name not ending in ``.parquet``).
+
 While sampling, finished queries are appended to a JSON-lines journal beside
 the file (``<pool>.journal.jsonl``, flushed per query) and folded into the
 Parquet file atomically every few queries and at the end, so an interrupted run
@@ -22,9 +27,10 @@ from ttpkit.errors import DataError
 from ttpkit.manifest import MANIFEST_KEY, check_format
 from ttpkit.paths import check_writable
 from ttpkit.policy.base import Candidate
+from ttpkit.pool._parts import PartWriter, is_partitioned, read_parts, write_parts
 from ttpkit.pool._schema import IDX, POOL_COLUMNS, QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM
 
-__all__ = ["PoolWriter", "complete_queries", "pool_manifest", "read_pool", "write_pool"]
+__all__ = ["PoolWriter", "complete_queries", "existing_pool", "pool_manifest", "pool_writer", "read_pool", "write_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +45,15 @@ def pool_manifest(df: pd.DataFrame) -> dict | None:
 
 
 def write_pool(df: pd.DataFrame, path: str | Path, manifest: dict | None = None) -> None:
-    """Write a pool atomically (temporary file, then rename), keeping its manifest (``manifest`` or the frame's own)."""
+    """Write a pool atomically (temporary file, then rename), keeping its manifest (``manifest`` or the frame's own).
+
+    A pool directory is rewritten as a new generation of parts, committed by one
+    rename (:func:`ttpkit.pool._parts.write_parts`).
+    """
     path = Path(path)
+    if is_partitioned(path):
+        write_parts(df, path, manifest or pool_manifest(df))
+        return
     check_writable(path, "pool")
     df = df.copy(deep=False)
     manifest = manifest or pool_manifest(df)
@@ -58,19 +71,21 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
     """Read a pool file (and any unfolded journal rows of an interrupted run).
 
     Args:
-        path: The Parquet pool file.
+        path: The Parquet pool file, or a pool directory (its part files).
         include_journal: Also read rows journaled but not yet folded.
         require: Columns needed beyond :data:`POOL_COLUMNS` (say :data:`ROUGEL`).
 
     Raises:
-        DataError: If the file is missing, unreadable or lacks a column; the
-            message names the file and the missing columns.
+        DataError: If the file is missing, unreadable or lacks a column, or a
+            directory is no pool; the message names the file and the missing columns.
     """
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a pool file")
     frames, manifest = [], None
-    if path.exists():
+    if path.is_dir():
+        frame, manifest = read_parts(path)
+        frames.append(frame)
+        check_format(path, manifest, "pool")
+    elif path.exists():
         try:
             frames.append(pd.read_parquet(path))
         except Exception as e:  # pyarrow raises several types for a bad file
@@ -80,7 +95,7 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
             raise DataError(f"{path}: the pool's manifest is damaged (not a JSON object)")
         check_format(path, manifest, "pool")
     journal = _journal(path)
-    if include_journal and journal.exists():
+    if include_journal and journal.exists() and not path.is_dir():
         rows, bad = [], 0
         with journal.open(encoding="utf-8") as f:
             for line in f:
@@ -94,7 +109,7 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
             frames.append(pd.DataFrame(rows))
     if not frames:
         raise DataError(f"{path}: pool file does not exist")
-    for f, where in zip(frames, (path, journal) if path.exists() else (journal,)):
+    for f, where in zip(frames, (path, journal) if path.exists() else (journal,)):  # a directory has no journal
         if QUERY_ID in f.columns and IDX in f.columns and (dups := int(f.duplicated([QUERY_ID, IDX]).sum())):
             log.warning("%s: dropped %d duplicate candidate row(s) (same query_id and idx; kept the first)", where, dups)
     frames = [f for f in frames if len(f)] or frames[:1]  # an empty pool file (a run's manifest only) adds no rows
@@ -110,6 +125,21 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
 
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def existing_pool(path: str | Path) -> pd.DataFrame:
+    """The rows already in the pool at ``path`` (file plus journal, or a directory's parts); empty if there is none."""
+    path = Path(path)
+    if path.is_dir() or path.exists() or _journal(path).exists():
+        return read_pool(path)
+    return pd.DataFrame(columns=list(POOL_COLUMNS))
+
+
+def pool_writer(path: str | Path, manifest: dict | None = None, every: int = 8) -> PoolWriter | PartWriter:
+    """The writer for ``path``'s layout: a :class:`PoolWriter` (folding every ``every`` queries) or a :class:`PartWriter`."""
+    if is_partitioned(path):
+        return PartWriter(path, flush_every=every, manifest=manifest)
+    return PoolWriter(path, fold_every=every, manifest=manifest)
 
 
 def complete_queries(df: pd.DataFrame, m: int) -> set[str]:
@@ -142,9 +172,12 @@ class PoolWriter:
 
     def existing(self) -> pd.DataFrame:
         """Rows already in the pool (file plus journal); empty if there is none."""
-        if not self.path.exists() and not _journal(self.path).exists():
-            return pd.DataFrame(columns=list(POOL_COLUMNS))
-        return read_pool(self.path)
+        return existing_pool(self.path)
+
+    def begin(self) -> None:
+        """Write the (empty) pool file with the run's manifest, so the manifest is on disk before the first candidate."""
+        if self.manifest is not None and not self.path.exists():
+            write_pool(pd.DataFrame({c: pd.Series(dtype=object) for c in POOL_COLUMNS}), self.path, self.manifest)
 
     def add(self, candidates: Iterable[Candidate]) -> None:
         """Journal one query's candidates (durable on return)."""
