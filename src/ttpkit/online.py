@@ -270,7 +270,7 @@ def personalize(
         raise ConfigError(f"rule {rule!r} needs a probabilistic RM (user-prob); {model_dir} is {model.config.variant}")
     query = _query(items, input, spec, user_id)
     pol = _policy(policy, spec, seed)
-    enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers)
+    enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers, getattr(policy, "device", "cpu"))
     card = load_card(model_dir) if model_dir != "(in memory)" else None
     rows, s, values, rounds = _draw(pol, model, enc, query, parsed, seed, schedule, card.score_std if card else None)
     enc.save_cache()

