@@ -1,4 +1,4 @@
-"""HTTP service: an OpenAI-compatible ``/v1/completions`` endpoint over a local policy.
+"""The FastAPI app: OpenAI-compatible routes over a batched local policy, metrics, and part A's routers.
 
 ``ttpkit serve`` runs it with uvicorn; the ``openai`` policy backend (and any
 OpenAI client) can then sample from it, so one machine can serve many workers.
@@ -6,100 +6,85 @@ OpenAI client) can then sample from it, so one machine can serve many workers.
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-import time
-import uuid
-from typing import Any, Optional, Union
+import json
+from typing import Any, Sequence
 
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import Response
 
 from ttpkit import __version__
 from ttpkit.policy.base import Completer
+from ttpkit.serve._batch import Batcher
+from ttpkit.serve._metrics import Metrics, MetricsMiddleware
+from ttpkit.serve._openai import openai_router
 
-__all__ = ["MAX_PROMPTS", "CompletionRequest", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "create_app"]
 
-MAX_PROMPTS = 64  # prompts per request
-
-
-class CompletionRequest(BaseModel):
-    """The subset of the OpenAI completions request that ttpkit honours."""
-
-    model: str = "default"
-    prompt: Union[str, list[str]] = Field(..., description="One prompt, or up to 64 decoded in one batch.")
-    n: int = Field(1, ge=1, le=256)
-    temperature: Optional[float] = Field(None, gt=0)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
-    max_tokens: Optional[int] = Field(None, ge=1, le=1024)
-    seed: int = 0
-    stop: Optional[Any] = None
+MAX_BODY_BYTES = 4 << 20  # a larger request body is a 413
 
 
-def _decoding(base: Any, req: CompletionRequest) -> Any:
-    """The policy's decoding settings with the request's overrides (a bad value is an HTTP 422)."""
-    from fastapi import HTTPException
+class _BodyLimit:
+    """ASGI middleware: a request whose declared ``Content-Length`` exceeds the limit gets a 413 with the reason."""
 
-    try:
-        return dataclasses.replace(
-            base,
-            temperature=req.temperature if req.temperature is not None else base.temperature,
-            top_p=req.top_p if req.top_p is not None else base.top_p,
-            max_new_tokens=req.max_tokens or base.max_new_tokens,
-        )
-    except ValueError as e:
-        raise HTTPException(status_code=422, detail=str(e)) from None
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
 
-
-def _complete(policy: Completer, cfg: Any, prompts: list[str], n: int, seed: int) -> list[str]:
-    """``n`` completions of each prompt under ``cfg``, prompt-major (the caller holds the model's lock)."""
-    saved, policy.config = policy.config, cfg
-    try:
-        if len(prompts) > 1 and hasattr(policy, "complete_many"):  # one decode batch for all prompts
-            return [t for ts in policy.complete_many(prompts, n, [seed] * len(prompts)) for t in ts]
-        return [t for p in prompts for t in policy.complete(p, n, seed)]
-    finally:
-        policy.config = saved
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.limit:
+                body = json.dumps({"detail": f"request body of {int(length)} bytes exceeds the {self.limit}-byte limit"})
+                await send({"type": "http.response.start", "status": 413,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body.encode()})
+                return
+        await self.app(scope, receive, send)
 
 
-def create_app(policy: Completer, model_name: str = "ttpkit") -> Any:
+def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: Sequence[APIRouter] = (),
+               dependencies: Sequence[Any] = (), batch_window_ms: float = 5.0, max_batch: int = 16) -> FastAPI:
     """Build the FastAPI app.
 
     Args:
         policy: A :class:`~ttpkit.policy.Completer` (``complete(prompt, n,
             seed) -> list[str]`` and a ``config``), such as
-            :class:`ttpkit.policy.local.LocalPolicy`; if it also has
-            ``complete_many(prompts, n, seeds)``, a request with a list of
-            prompts decodes them in one batch (each seeded with ``seed``).
-        model_name: Name reported by ``/v1/models``.
+            :class:`ttpkit.policy.local.LocalPolicy`; with
+            ``complete_many(prompts, n, seeds)``, concurrent requests decode
+            in one batch (see :class:`~ttpkit.serve.Batcher`).
+        model_name: Name reported by ``/v1/models`` and in responses.
+        extra_routers: More routes (the profile store, ``/v1/personalize``).
+        dependencies: FastAPI ``Depends`` objects applied to every route
+            except ``GET /health`` (an API-key check).
+        batch_window_ms: How long a request waits for batch-mates.
+        max_batch: Most prompts per decode batch.
+
+    The app's state holds ``batcher`` (``await app.state.batcher.complete(
+    prompts, n, seeds, cfg) -> list[list[str]]``), ``metrics`` (a
+    :class:`~ttpkit.serve.Metrics`) and ``policy``.
     """
-    from fastapi import FastAPI, HTTPException
+    metrics = Metrics()
+    batcher = Batcher(policy, window_ms=batch_window_ms, max_batch=max_batch, on_batch=metrics.on_batch)
+    app = FastAPI(title="ttpkit", version=__version__,
+                  description="Test-time personalization: OpenAI-compatible sampling and personalized best-of-n.")
+    app.state.batcher, app.state.metrics, app.state.policy = batcher, metrics, policy
 
-    app = FastAPI(title="ttpkit", version=__version__)
-    lock = threading.Lock()  # one model, one decode at a time
-
-    @app.get("/health")
+    @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/models")
-    def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "ttpkit"}]}
+    guarded = APIRouter(dependencies=list(dependencies))
 
-    @app.post("/v1/completions")
-    def completions(req: CompletionRequest) -> dict[str, Any]:
-        cfg = _decoding(policy.config, req)
-        prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
-        if not 1 <= len(prompts) <= MAX_PROMPTS:
-            raise HTTPException(status_code=422, detail=f"prompt: give 1 to {MAX_PROMPTS} prompts, got {len(prompts)}")
-        with lock:
-            texts = _complete(policy, cfg, prompts, req.n, req.seed)
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex[:12]}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": model_name,
-            # as in the OpenAI API: choice k is completion k % n of prompt k // n
-            "choices": [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)],
-        }
+    @guarded.get("/metrics", tags=["ops"], response_class=Response)
+    def prometheus() -> Response:
+        body, kind = metrics.render()
+        return Response(body, media_type=kind)
 
+    app.include_router(guarded)
+    app.include_router(openai_router(policy, batcher, model_name, on_samples=metrics.samples.inc),
+                       dependencies=list(dependencies))
+    for router in extra_routers:
+        app.include_router(router, dependencies=list(dependencies))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     return app
