@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import Response
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from ttpkit import __version__
 from ttpkit.policy.base import Completer
@@ -34,12 +37,31 @@ class _BodyLimit:
         if scope["type"] == "http":
             length = dict(scope.get("headers") or []).get(b"content-length", b"0")
             if length.isdigit() and int(length) > self.limit:
-                body = json.dumps({"detail": f"request body of {int(length)} bytes exceeds the {self.limit}-byte limit"})
+                reason = f"request body of {int(length)} bytes exceeds the {self.limit}-byte limit"
+                body = json.dumps({"detail": reason, "error": {"message": reason, "type": "invalid_request_error",
+                                                               "param": None, "code": 413}})
                 await send({"type": "http.response.start", "status": 413,
                             "headers": [(b"content-type", b"application/json")]})
                 await send({"type": "http.response.body", "body": body.encode()})
                 return
         await self.app(scope, receive, send)
+
+
+def _error(status: int, detail: Any, message: str, headers: Any = None) -> JSONResponse:
+    """FastAPI's ``detail`` plus OpenAI's ``error`` object, so OpenAI clients show the reason too."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"detail": detail, "error": {"message": message, "type": kind, "param": None, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return _error(exc.status_code, exc.detail, str(exc.detail), getattr(exc, "headers", None))
+
+
+async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = jsonable_encoder(exc.errors())
+    message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors)
+    return _error(422, errors, message)
 
 
 def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: Sequence[APIRouter] = (),
@@ -68,6 +90,8 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
     app = FastAPI(title="ttpkit", version=__version__,
                   description="Test-time personalization: OpenAI-compatible sampling and personalized best-of-n.")
     app.state.batcher, app.state.metrics, app.state.policy = batcher, metrics, policy
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_invalid)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
