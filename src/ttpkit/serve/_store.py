@@ -194,6 +194,11 @@ class ProfileStore:
                 return None
             return c.execute(select(func.count()).select_from(items).where(items.c.user_id == user_id)).scalar_one()
 
+    def user_ids(self) -> list[str]:
+        """Every user in the store."""
+        with self.engine.connect() as c:
+            return list(c.execute(select(users.c.id).order_by(users.c.id)).scalars())
+
     def profile(self, user_id: str, offset: int = 0, limit: int | None = None) -> list[dict]:
         """The user's items in profile order, ``limit`` of them from ``offset`` (all by default)."""
         q = select(items.c.fields).where(items.c.user_id == user_id).order_by(items.c.seq).offset(offset)
