@@ -217,3 +217,33 @@ def test_keys_admin_own_user_other_user_no_key_and_revoked(tmp_path, sample):
     assert client.delete(f"/v1/users/alice/keys/{key_id}", headers=admin).status_code == 200
     assert client.get("/v1/users/alice", headers=mine).status_code == 401  # at once
     assert client.get("/v1/users/bob", headers=admin).status_code == 200
+
+
+def test_the_feedback_loop_log_feedback_export_then_train_rm(tmp_path, sample):
+    from typer.testing import CliRunner
+
+    from ttpkit import stages
+    from ttpkit.cli import app
+    from ttpkit.pool import ROUGEL, read_pool
+    from ttpkit.reward import RMConfig
+    from ttpkit.utility import rouge
+
+    client = make_client(tmp_path, log_requests=True)
+    for q in sample.queries:  # each query's user writes their profile, asks, and keeps the real subject line
+        client.post(f"/v1/users/{q.user_id}/items", json={"items": items_of(q)})
+        rid = client.post("/v1/personalize", json={"user_id": q.user_id, "input": q.source, "n": 4}).json()["request_id"]
+        assert client.post("/v1/feedback", json={"request_id": rid, "text": q.reference}).status_code == 200
+    db, out = f"sqlite:///{tmp_path / 'profiles.db'}", tmp_path / "pool.parquet"
+    res = CliRunner().invoke(app, ["export-pool", "--db", db, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    pool = read_pool(out, require=[ROUGEL])
+    assert len(pool) == 4 * len(sample.queries) and pool["query_id"].nunique() == len(sample.queries)
+    data = stages.dataset_for_pool(tmp_path / "pool-data", pool)
+    first = pool.iloc[0]
+    assert first[ROUGEL] == pytest.approx(rouge(first["text"], data.by_id()[first["query_id"]].reference)[ROUGEL])
+    assert {q.source for q in data.queries} == {q.source for q in sample.queries}  # the input, without the instruction
+    rm = stages.train_rm(RMConfig(variant="user-pairwise", max_epochs=5, seed=0), pool, data, encoder=FakeEncoder(),
+                         out=tmp_path / "rm")
+    assert (tmp_path / "rm" / "model.safetensors").exists() and rm.tasks_ == ("git-commits",)
+    empty = CliRunner().invoke(app, ["export-pool", "--db", f"sqlite:///{tmp_path / 'other.db'}", "--out", str(out)])
+    assert empty.exit_code == 2 and "no logged request" in empty.output

@@ -12,6 +12,7 @@ import sys
 import typer
 
 from ttpkit.cli import _apps, _pools  # noqa: F401  (they register the commands, in the order --help lists them)
+from ttpkit.cli import _service  # noqa: F401  (serve, export-pool)
 from ttpkit.cli._common import app, console
 
 __all__ = ["app", "main"]
