@@ -247,3 +247,58 @@ def test_the_feedback_loop_log_feedback_export_then_train_rm(tmp_path, sample):
     assert (tmp_path / "rm" / "model.safetensors").exists() and rm.tasks_ == ("git-commits",)
     empty = CliRunner().invoke(app, ["export-pool", "--db", f"sqlite:///{tmp_path / 'other.db'}", "--out", str(out)])
     assert empty.exit_code == 2 and "no logged request" in empty.output
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """The service under a real uvicorn on a free 127.0.0.1 port (admin key 'adm'), stopped after the test."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_service(FakeLM(), f"sqlite:///{tmp_path / 'live.db'}", encoder=FakeEncoder(layers=2), admin_key="adm",
+                         log_requests=True, batch_window_ms=1.0)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_real_server_serves_every_endpoint_through_the_client(live_server, sample):
+    from ttpkit.client import Client, ServiceError
+
+    q = sample.queries[0]
+    with Client(live_server, api_key="adm") as admin:
+        assert admin.health() == {"status": "ok"} and admin.models()["data"]
+        assert admin.add_items("alice", items_of(q))["size"] == len(q.profile)
+        assert admin.profile("alice", offset=0, limit=2)["items"] == items_of(q)[:2]
+        issued = admin.issue_key("alice")
+        assert [k["id"] for k in admin.keys("alice")] == [issued["key_id"]]
+        assert len(admin.complete("Subject line:", n=3, seed=1)["choices"]) == 3
+        assert admin.chat([{"role": "user", "content": "hi"}], n=2)["choices"]
+    with Client(live_server, api_key=issued["key"]) as alice:
+        got = alice.personalize(q.source, user_id="alice", n=4, seed=2)
+        want = personalize(items_of(q), q.source, n=4, seed=2, policy=FakeLM(2), user_id="alice", encoder=FakeEncoder(layers=2))
+        assert got["text"] == want.text and [c["text"] for c in got["candidates"]] == [c.text for c in want.candidates]
+        assert alice.feedback(got["request_id"], q.reference)["recorded"]
+        with pytest.raises(ServiceError, match="403: .*may not act for 'bob'"):
+            alice.profile("bob")
+    with Client(live_server, api_key="adm") as admin:
+        assert "ttpkit_requests" in admin.metrics()
+        assert admin.revoke_key("alice", issued["key_id"])["revoked"]
+        with pytest.raises(ServiceError, match="401"):
+            Client(live_server, api_key=issued["key"]).profile("alice")
+        assert admin.forget("alice")["deleted"]["feedback"] == 1
+    with pytest.raises(ServiceError, match="401: missing API key"):
+        Client(live_server).profile("alice")
