@@ -177,3 +177,11 @@ def test_embedded_model_batched_equals_solo():
     solo = [policy.complete(p, 3, s) for p, s in zip(prompts, seeds)]
     assert sizes == [3]  # the three requests decoded in one batch
     assert [t[0] for t in together] == solo
+    from ttpkit.serve._openai import ChatMessage, chat_prompt, count_tokens
+
+    assert count_tokens(policy, "Subject: bump version", prompt=True) == policy.tokenizer(prompts[2], return_tensors="pt").input_ids.shape[1]
+    chat = chat_prompt(policy, [ChatMessage(role="user", content="hi")])
+    if policy.tokenizer.chat_template:  # Gemma's template, without the BOS the tokenizer adds itself
+        assert "<start_of_turn>user" in chat and not chat.startswith(policy.tokenizer.bos_token)
+    else:  # the GGUF conversion keeps no template: the plain role-prefixed prompt
+        assert chat == "User: hi\nAssistant:"
