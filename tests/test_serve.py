@@ -66,3 +66,122 @@ def test_a_list_of_prompts_answers_prompt_major_as_openai_does(fake):
         assert policy.batches == [2]  # one decode batch
     assert client.post("/v1/completions", json={"prompt": [], "n": 1}).status_code == 422
     assert client.post("/v1/completions", json={"prompt": ["x"] * 65, "n": 1}).status_code == 422
+
+
+# -- cross-request batching ------------------------------------------------------------------------
+import asyncio  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from ttpkit.serve import Batcher  # noqa: E402
+
+
+class SlowBatched(FakeBatched):
+    """Records each decode batch's prompts and thread; each batch takes ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay, self.calls, self.threads = delay, [], []
+
+    def complete_many(self, prompts, n, seeds):
+        self.calls.append((list(prompts), n, self.config.max_new_tokens))
+        self.threads.append(threading.current_thread().name)
+        time.sleep(self.delay)
+        return super().complete_many(prompts, n, seeds)
+
+
+def _gather(batcher, jobs):
+    async def main():
+        return await asyncio.gather(*(batcher.complete(*job) for job in jobs))
+
+    return asyncio.run(main())
+
+
+def test_concurrent_requests_share_one_decode_batch_and_keep_their_own_seeds():
+    policy = SlowBatched()
+    cfg = policy.config
+    batcher = Batcher(policy, window_ms=50, max_batch=16)
+    jobs = [([f"p{i}aaaa"], 2, [i], cfg) for i in range(4)] + [(["q1aaaa", "q2aaaa"], 2, [7, 8], cfg)]
+    out = _gather(batcher, jobs)
+    assert len(policy.calls) == 1 and len(policy.calls[0][0]) == 6  # five requests, six prompts, one batch
+    assert all(name.startswith("ttpkit-model") for name in policy.threads)  # never on the event loop's thread
+    for (prompts, n, seeds, _), texts in zip(jobs, out):  # each request gets its own prompts' texts
+        assert texts == [policy.complete(p, n, s) for p, s in zip(prompts, seeds)]
+
+
+def test_batches_split_by_n_and_settings_and_respect_the_cap():
+    import dataclasses
+
+    policy = SlowBatched()
+    cool = dataclasses.replace(policy.config, temperature=0.5)
+    batcher = Batcher(policy, window_ms=50, max_batch=3)
+    jobs = [(["aaaaa"], 2, [0], policy.config), (["bbbbb"], 3, [0], policy.config), (["ccccc"], 2, [0], cool),
+            (["ddddd"], 2, [1], policy.config), (["eeeee"], 2, [2], policy.config), (["fffff"], 2, [3], policy.config)]
+    out = _gather(batcher, jobs)
+    sizes = sorted((n, len(prompts)) for prompts, n, _ in policy.calls)
+    assert sizes == [(2, 1), (2, 1), (2, 3), (3, 1)]  # n=2 default: a, d, e capped at 3, then f; b and c alone
+    assert out[2] == [[t.replace("|1.0", "|0.5") for t in policy.complete("ccccc", 2, 0)]]  # its own temperature
+    assert policy.config.temperature == 1.0  # restored after the batch
+
+
+def test_a_cancelled_request_does_not_stall_its_batch_and_errors_reach_every_member():
+    policy = SlowBatched(delay=0.2)
+    batcher = Batcher(policy, window_ms=20)
+
+    async def main():
+        gone = asyncio.ensure_future(batcher.complete(["aaaaa"], 1, [0], policy.config))
+        kept = asyncio.ensure_future(batcher.complete(["bbbbb"], 1, [0], policy.config))
+        await asyncio.sleep(0.05)  # the batch is decoding
+        gone.cancel()
+        late = asyncio.ensure_future(batcher.complete(["ccccc"], 1, [0], policy.config))
+        await asyncio.sleep(0.001)
+        late.cancel()  # cancelled before its batch starts: dropped
+        return await asyncio.wait_for(kept, 5), await asyncio.wait_for(batcher.complete(["ddddd"], 1, [0], policy.config), 5)
+
+    kept, after = asyncio.run(main())
+    assert kept == [policy.complete("bbbbb", 1, 0)] and after == [policy.complete("ddddd", 1, 0)]
+    assert [p for p, _, _ in policy.calls] == [["aaaaa", "bbbbb"], ["ddddd"]]
+
+    class Broken(FakeBatched):
+        def complete_many(self, prompts, n, seeds):
+            raise RuntimeError("out of memory")
+
+    broken = Batcher(Broken(), window_ms=20)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _gather(broken, [(["aaaaa"], 1, [0], SamplingConfig()), (["bbbbb"], 1, [0], SamplingConfig())])
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        _gather(broken, [(["aaaaa"], 1, [0, 1], SamplingConfig())])
+
+
+def test_batcher_settings_are_checked():
+    from ttpkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_batch"):
+        Batcher(FakeLocal(), max_batch=0)
+    with pytest.raises(ConfigError, match="batch_window_ms"):
+        Batcher(FakeLocal(), window_ms=-1)
+
+
+@pytest.mark.slow
+def test_embedded_model_batched_equals_solo():
+    """Each prompt's samples are its own seed's, whatever its batch-mates (the real embedded model)."""
+    from ttpkit.data import get_task
+    from ttpkit.policy.local import LocalPolicy
+
+    policy = LocalPolicy.embedded(get_task("git-commits"), SamplingConfig(max_new_tokens=6))
+    prompts = ["Commit message: fix typo in", "Commit message: add tests for", "Subject: bump version"]
+    seeds = [11, 12, 13]
+    sizes = []
+    batcher = Batcher(policy, window_ms=200, on_batch=lambda requests, prompts, secs: sizes.append(prompts))
+    together = _gather(batcher, [([p], 3, [s], policy.config) for p, s in zip(prompts, seeds)])
+    solo = [policy.complete(p, 3, s) for p, s in zip(prompts, seeds)]
+    assert sizes == [3]  # the three requests decoded in one batch
+    assert [t[0] for t in together] == solo
+    from ttpkit.serve._openai import ChatMessage, chat_prompt, count_tokens
+
+    assert count_tokens(policy, "Subject: bump version", prompt=True) == policy.tokenizer(prompts[2], return_tensors="pt").input_ids.shape[1]
+    chat = chat_prompt(policy, [ChatMessage(role="user", content="hi")])
+    if policy.tokenizer.chat_template:  # Gemma's template, without the BOS the tokenizer adds itself
+        assert "<start_of_turn>user" in chat and not chat.startswith(policy.tokenizer.bos_token)
+    else:  # the GGUF conversion keeps no template: the plain role-prefixed prompt
+        assert chat == "User: hi\nAssistant:"

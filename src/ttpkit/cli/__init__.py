@@ -2,7 +2,8 @@
 
 - :mod:`ttpkit.cli._common`: the app, consoles, one-line errors, progress bars, shared options.
 - :mod:`ttpkit.cli._pools`: ``sample``, ``label``, ``curves``, ``train-rm``, ``score``, ``diagnose``.
-- :mod:`ttpkit.cli._apps`: ``bench``, ``personalize``, ``demo``, ``serve``.
+- :mod:`ttpkit.cli._apps`: ``bench``, ``personalize``, ``demo``.
+- :mod:`ttpkit.cli._service`: ``serve`` (the HTTP service) and ``export-pool`` (its feedback loop).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 import typer
 
-from ttpkit.cli import _apps, _pools  # noqa: F401  (they register the commands, in the order --help lists them)
+from ttpkit.cli import _apps, _pools, _service  # noqa: F401  (they register the commands, in the order --help lists them)
 from ttpkit.cli._common import app, console
 
 __all__ = ["app", "main"]

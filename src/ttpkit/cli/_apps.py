@@ -1,7 +1,7 @@
-"""The commands that run a whole job: ``bench``, ``personalize``, ``demo``, ``serve``.
+"""The commands that run a whole job: ``bench``, ``personalize``, ``demo`` (``serve``: :mod:`ttpkit.cli._service`).
 
 Each is a thin floor over one library call: :mod:`ttpkit.studies` (bench and
-demo), :func:`ttpkit.online.personalize`, :func:`ttpkit.serve.create_app`.
+demo), :func:`ttpkit.online.personalize`.
 """
 
 from __future__ import annotations
@@ -150,49 +150,3 @@ def demo(
     for line in demo_example_lines(res.example, res.data.by_id()):
         console.print(line, soft_wrap=True, highlight=False)
     console.print(f"wrote {out_dir}/pool.parquet, curves.json, curves.png in {time.time() - t0:.0f} s")
-
-
-@app.command()
-@friendly
-def serve(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    backend: Annotated[str, typer.Option(help="embedded | gguf | hf.")] = "embedded",
-    model: Annotated[Optional[str], typer.Option(help="GGUF file (gguf) or model dir (hf).")] = None,
-    task: Annotated[str, typer.Option(help="Task whose labels prompts use (raw prompts ignore it).")] = "git-commits",
-    device: Device = "cpu",
-) -> None:
-    """Serve a local policy as an OpenAI-compatible completions endpoint."""
-    import uvicorn
-
-    from ttpkit.data import get_task
-    from ttpkit.device import resolve_device
-    from ttpkit.policy import make_policy
-    from ttpkit.serve import create_app
-
-    if backend == "openai":
-        raise ConfigError("serve needs a local backend: embedded, gguf or hf")
-    device = resolve_device(device)
-    _check_port(host, port)  # before the model loads
-    quiet_libraries()
-    policy = make_policy(backend, get_task(task), model=model, device=device)
-    uvicorn.run(create_app(policy, model_name=policy.name), host=host, port=port)
-
-
-def _check_port(host: str, port: int) -> None:
-    """Fail at once when ``host:port`` cannot be bound (busy, or not an address of this machine)."""
-    import socket
-
-    if not 0 < port < 65536:
-        raise ConfigError(f"--port must be in 1..65535, got {port}")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise ConfigError(f"--host {host}: cannot resolve it ({e.strerror})") from None
-    family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError as e:
-            raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); is another server using it? pick --port") from None

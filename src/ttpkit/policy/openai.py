@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Optional
 
 from ttpkit.data import Query, TaskSpec
 from ttpkit.errors import TtpkitError
@@ -11,9 +12,18 @@ from ttpkit.policy.prompt import PromptBuilder, cut_completion
 
 __all__ = ["OpenAIPolicy"]
 
+log = logging.getLogger(__name__)
+
 
 class OpenAIPolicy:
     """Samples through ``POST {base_url}/completions`` with ``n`` choices per prompt.
+
+    Some servers (llama-cpp-python, several vendors) ignore ``n`` and answer
+    one choice. The first time that happens the policy warns once and falls
+    back to one request per sample, sample ``i`` seeded ``seed + i``, for the
+    rest of its life; :attr:`n_path` records which path ran (``"n"``,
+    ``"per-seed"``, or ``None`` before any request asked for ``n > 1``), for
+    the pool's manifest.
 
     Args:
         base_url: Server root including ``/v1`` (``http://127.0.0.1:8000/v1``).
@@ -44,9 +54,26 @@ class OpenAIPolicy:
         self.name = f"openai:{model}"
         self.batch_queries = 1  # one request per query
         self.client = client or httpx.Client(timeout=timeout)
+        self.n_path: Optional[str] = None
 
     def complete(self, prompt: str, n: int, seed: int) -> list[str]:
-        """``n`` one-line completions of a raw prompt."""
+        """``n`` one-line completions of a raw prompt (one request, or ``n`` where the server ignores ``n``)."""
+        if self.n_path == "per-seed":
+            return [self._request(prompt, 1, (seed + i) % (2**31))[0] for i in range(n)]
+        texts = self._request(prompt, n, seed)
+        if len(texts) == n:
+            if n > 1:
+                self.n_path = "n"
+            return texts
+        if len(texts) != 1 or self.n_path == "n":
+            raise TtpkitError(f"{self.base_url}: asked for {n} choices, got {len(texts)}")
+        log.warning("%s ignores n (asked for %d choices, got 1): sending one request per sample, seeded seed + i",
+                    self.base_url, n)
+        self.n_path = "per-seed"
+        return texts + [self._request(prompt, 1, (seed + i) % (2**31))[0] for i in range(1, n)]
+
+    def _request(self, prompt: str, n: int, seed: int) -> list[str]:
+        """The choices of one completions request, in index order, cut to one completion each."""
         import httpx
 
         cfg = self.config
@@ -66,9 +93,11 @@ class OpenAIPolicy:
             raise TtpkitError(f"{self.base_url}: request failed ({e})") from None
         if resp.status_code != 200:
             raise TtpkitError(f"{self.base_url}/completions answered {resp.status_code}: {resp.text[:300]}")
-        choices = sorted(resp.json().get("choices", []), key=lambda c: c.get("index", 0))
-        if len(choices) != n:
-            raise TtpkitError(f"{self.base_url}: asked for {n} choices, got {len(choices)}")
+        try:
+            choices = sorted(resp.json().get("choices", []), key=lambda c: c.get("index", 0))
+        except (ValueError, AttributeError, TypeError):
+            raise TtpkitError(f"{self.base_url}/completions answered something other than a completions object: "
+                              f"{resp.text[:300]}") from None
         return [cut_completion(c.get("text", ""), self.prompt.task) for c in choices]
 
     def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:

@@ -1,0 +1,45 @@
+"""HTTP service: OpenAI-compatible sampling, batched across requests, and TTP over a profile store.
+
+- :mod:`ttpkit.serve.app`: :func:`create_app`, the FastAPI app (routes, limits, middleware).
+- :mod:`ttpkit.serve._personalize`: ``/v1/personalize``, ``/v1/feedback`` and :func:`create_service`,
+  the whole service (``ttpkit serve``).
+- :mod:`ttpkit.serve._users`: profile and key routes.
+- :mod:`ttpkit.serve._auth`: the admin key and per-user keys.
+- :mod:`ttpkit.serve._store`: :class:`ProfileStore` (SQLAlchemy 2: SQLite with WAL, or PostgreSQL).
+- :mod:`ttpkit.serve._openai`: ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``,
+  their Pydantic requests, ``usage`` and ``finish_reason``.
+- :mod:`ttpkit.serve._batch`: :class:`Batcher`, concurrent requests in one ``complete_many`` batch.
+- :mod:`ttpkit.serve._metrics`: :class:`Metrics`, Prometheus metrics in a per-app registry.
+"""
+
+from ttpkit.serve._batch import Batcher
+from ttpkit.serve._metrics import Metrics
+from ttpkit.serve._openai import (
+    MAX_PROMPT_CHARS,
+    MAX_PROMPTS,
+    MAX_SAMPLES,
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    count_tokens,
+)
+from ttpkit.serve._personalize import create_service
+from ttpkit.serve._store import ProfileStore, StoreError
+from ttpkit.serve.app import MAX_BODY_BYTES, create_app
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_PROMPTS",
+    "MAX_PROMPT_CHARS",
+    "MAX_SAMPLES",
+    "Batcher",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "CompletionRequest",
+    "Metrics",
+    "ProfileStore",
+    "StoreError",
+    "count_tokens",
+    "create_app",
+    "create_service",
+]

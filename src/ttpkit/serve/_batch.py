@@ -1,0 +1,169 @@
+"""Cross-request batching: concurrent requests share one ``complete_many`` decode batch.
+
+Requests arriving within ``window_ms`` of the first waiting one, with the same
+``n`` and decoding settings, are decoded together (at most ``max_batch``
+prompts, a lone larger request goes alone). The model runs in one worker
+thread, so the event loop keeps accepting requests while a batch decodes, and
+the next batch forms from whatever arrived meanwhile. Each prompt keeps its
+own seed's generator (``complete_many``'s guarantee), so its samples do not
+depend on its batch-mates. A request whose caller went away (its future
+cancelled) is dropped before decoding and never blocks the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ttpkit.errors import ConfigError
+from ttpkit.policy.base import Completer
+
+__all__ = ["Batcher", "decode"]
+
+
+def _key(n: int, cfg: Any) -> tuple:
+    """Requests batch together only under the same n and decoding settings."""
+    return (n, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+
+
+def decode(policy: Completer, cfg: Any, prompts: list[str], n: int, seeds: list[int]) -> list[list[str]]:
+    """``n`` completions of each prompt under ``cfg``, one list per prompt (the caller serializes calls)."""
+    saved, policy.config = policy.config, cfg
+    try:
+        if hasattr(policy, "complete_many"):  # one decode batch for all prompts
+            return [list(ts) for ts in policy.complete_many(prompts, n, seeds)]
+        return [list(policy.complete(p, n, s)) for p, s in zip(prompts, seeds)]
+    finally:
+        policy.config = saved
+
+
+@dataclass
+class _Job:
+    prompts: list[str]
+    n: int
+    seeds: list[int]
+    cfg: Any
+    future: asyncio.Future
+    key: tuple = field(init=False)
+    since: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.key = _key(self.n, self.cfg)
+
+
+class Batcher:
+    """Gathers concurrent completion requests into shared decode batches.
+
+    Args:
+        policy: The completer; its ``complete_many`` (or ``complete``, one
+            prompt at a time) runs in a single worker thread.
+        window_ms: How long the first waiting request waits for batch-mates.
+        max_batch: Most prompts per decode batch.
+        on_batch: Called after each decode with (requests, prompts, seconds).
+    """
+
+    def __init__(self, policy: Completer, window_ms: float = 5.0, max_batch: int = 16,
+                 on_batch: Optional[Callable[[int, int, float], None]] = None) -> None:
+        if window_ms < 0:
+            raise ConfigError(f"batch_window_ms must be >= 0, got {window_ms}")
+        if max_batch < 1:
+            raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+        self.policy = policy
+        self.window = window_ms / 1000
+        self.max_batch = max_batch
+        self.on_batch = on_batch
+        self.lock = threading.Lock()  # held while the model decodes (for callers outside the batcher)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ttpkit-model")
+        self._pending: list[_Job] = []
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._wake: Optional[asyncio.Event] = None
+        self._worker: Optional[asyncio.Task] = None
+
+    async def complete(self, prompts: list[str], n: int, seeds: list[int], cfg: Any) -> list[list[str]]:
+        """``n`` completions of each prompt (one list per prompt), decoded with concurrent requests.
+
+        Args:
+            prompts: Full prompt texts.
+            n: Completions per prompt.
+            seeds: One generator seed per prompt.
+            cfg: Decoding settings (a :class:`~ttpkit.policy.SamplingConfig`).
+        """
+        if len(seeds) != len(prompts):
+            raise ValueError("Batcher.complete: one seed per prompt")
+        if not prompts:
+            return []
+        self._ensure_worker()
+        job = _Job(list(prompts), n, list(seeds), cfg, self._loop.create_future())
+        self._pending.append(job)
+        self._wake.set()
+        return await job.future
+
+    def _ensure_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._worker is None or self._worker.done():
+            self._loop, self._wake, self._pending = loop, asyncio.Event(), []
+            self._worker = loop.create_task(self._run())
+
+    def _queued(self, key: tuple) -> int:
+        return sum(len(j.prompts) for j in self._pending if j.key == key and not j.future.done())
+
+    async def _run(self) -> None:
+        while True:
+            while not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            first = self._pending[0]
+            while self._queued(first.key) < self.max_batch:
+                left = first.since + self.window - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+            batch = self._take(first.key)
+            if batch:
+                await self._decode(batch)
+
+    def _take(self, key: tuple) -> list[_Job]:
+        """Remove and return the live jobs of ``key`` in arrival order, up to the cap (at least one)."""
+        batch, rest, size = [], [], 0
+        for job in self._pending:
+            if job.future.done():  # its caller went away
+                continue
+            if job.key == key and (not batch or size + len(job.prompts) <= self.max_batch):
+                batch.append(job)
+                size += len(job.prompts)
+            else:
+                rest.append(job)
+        self._pending = rest
+        return batch
+
+    async def _decode(self, batch: list[_Job]) -> None:
+        prompts = [p for j in batch for p in j.prompts]
+        seeds = [s for j in batch for s in j.seeds]
+        start = time.perf_counter()
+        try:
+            texts = await self._loop.run_in_executor(self._executor, self._locked, batch[0].cfg, prompts,
+                                                     batch[0].n, seeds)
+        except Exception as e:  # noqa: BLE001 - every request of the batch gets the error
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(e)
+            return
+        if self.on_batch is not None:
+            self.on_batch(len(batch), len(prompts), time.perf_counter() - start)
+        at = 0
+        for job in batch:
+            if not job.future.done():
+                job.future.set_result(texts[at : at + len(job.prompts)])
+            at += len(job.prompts)
+
+    def _locked(self, cfg: Any, prompts: list[str], n: int, seeds: list[int]) -> list[list[str]]:
+        with self.lock:
+            return decode(self.policy, cfg, prompts, n, seeds)

@@ -1,0 +1,213 @@
+"""Profile routes: append items, read a profile page, forget a user, issue and revoke a user's keys.
+
+| route                                        | who                 | does                                    |
+|----------------------------------------------|---------------------|-----------------------------------------|
+| ``POST /v1/users/{user_id}/items``           | admin, the user     | append items, checked against the task  |
+| ``GET /v1/users/{user_id}?offset=&limit=``   | admin, the user     | one page of the profile                 |
+| ``DELETE /v1/users/{user_id}``               | admin, the user     | forget everything of the user           |
+| ``POST /v1/users/{user_id}/keys``            | admin               | a new key, shown once                   |
+| ``GET /v1/users/{user_id}/keys``             | admin, the user     | the keys' ids and dates, no secrets     |
+| ``DELETE /v1/users/{user_id}/keys/{key_id}`` | admin, the user     | revoke one key at once                  |
+
+:class:`Profiles` reads profiles from the store for ``/v1/personalize`` and
+keeps each user's items (and so their BM25 index) until the user's next write.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+
+from ttpkit import retrieval
+from ttpkit.data import ProfileItem, TaskSpec, get_task, make_profile
+from ttpkit.errors import DataError
+from ttpkit.serve._auth import Caller, caller
+from ttpkit.serve._store import ProfileStore
+
+__all__ = ["Limits", "Profiles", "ItemsRequest", "users_router"]
+
+USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the service (beyond them: a 413 or a 422 with the reason).
+
+    Attributes:
+        max_profile_items: Items one user's profile may hold (413 past it).
+        max_items_per_write: Items one ``POST .../items`` may append.
+        max_item_chars: Characters of one field of an item, or of an input.
+        max_n: Candidates one personalize request may draw.
+        max_page: Items one ``GET /v1/users/{id}`` page may return.
+    """
+
+    max_profile_items: int = 10_000
+    max_items_per_write: int = 1_000
+    max_item_chars: int = 20_000
+    max_n: int = 64
+    max_page: int = 1_000
+
+
+class ItemsRequest(BaseModel):
+    """Items to append: dicts with the task's source and target fields (and optionally ``id``)."""
+
+    task: str = Field("git-commits", description="The task whose fields the items carry (git-commits: text, title).")
+    items: list[dict[str, Any]] = Field(..., min_length=1, description="The items, appended in order.")
+
+
+def check_items(raw: list[dict[str, Any]], spec: TaskSpec, limits: Limits, where: str) -> tuple[ProfileItem, ...]:
+    """The items as :class:`ProfileItem`, or a 422 naming the item and the field."""
+    try:
+        parsed = make_profile(raw, spec, where)  # "<where>: profile item #j has no field 'title'"
+    except DataError as e:
+        raise HTTPException(422, detail=str(e)) from None
+    for j, p in enumerate(parsed):
+        longest = max(len(p.source), len(p.target))
+        if longest > limits.max_item_chars:
+            raise HTTPException(422, detail=f"{where}: profile item #{j} has a field of {longest} characters; "
+                                            f"the limit is {limits.max_item_chars}")
+    return parsed
+
+
+def task_spec(name: str) -> TaskSpec:
+    """The task called ``name``, or a 422 listing the known tasks."""
+    try:
+        return get_task(name)
+    except DataError as e:
+        raise HTTPException(422, detail=str(e)) from None
+
+
+class Profiles:
+    """Users' profiles from the store, each cached as :class:`ProfileItem` until that user's next write.
+
+    Args:
+        store: The profile store.
+        encoders: The service's sentence encoders (a list the RMs add to as they
+            load); forgetting a user drops the embeddings of their texts that no
+            other user's profile holds.
+    """
+
+    def __init__(self, store: ProfileStore, encoders: list | None = None) -> None:
+        self.store = store
+        self.encoders = encoders if encoders is not None else []
+        self._cache: dict[tuple[str, str], tuple[ProfileItem, ...]] = {}
+        self._lock = threading.Lock()
+
+    def items(self, user_id: str, spec: TaskSpec) -> tuple[ProfileItem, ...]:
+        """The user's profile for ``spec``: a 404 for an unknown user, a 422 for items without the task's fields."""
+        key = (user_id, spec.name)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        if self.store.size(user_id) is None:
+            raise HTTPException(404, detail=f"no user {user_id!r} in the store; POST /v1/users/{user_id}/items first")
+        try:
+            found = make_profile(self.store.profile(user_id), spec, f"user {user_id}")
+        except DataError as e:
+            raise HTTPException(422, detail=f"{e} (the stored items do not carry task {spec.name}'s fields)") from None
+        with self._lock:
+            self._cache[key] = found
+        return found
+
+    def append(self, user_id: str, new: tuple[ProfileItem, ...], spec: TaskSpec, limit: int) -> int:
+        """Append items (a 413 past ``limit``), dropping the user's cached profile; returns the new size."""
+        size = self.store.size(user_id) or 0
+        if size + len(new) > limit:
+            raise HTTPException(413, detail=f"user {user_id!r} would hold {size + len(new)} profile items; the limit is {limit}")
+        rows = [{"id": p.id, spec.source_field: p.source, spec.target_field: p.target} for p in new]
+        total = self.store.add_items(user_id, rows)
+        self.invalidate(user_id)
+        return total
+
+    def invalidate(self, user_id: str) -> None:
+        """Drop the user's cached profiles (every task)."""
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == user_id]:
+                del self._cache[key]
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Delete the user's rows, cached profiles, retrieval indexes and the embeddings only they use."""
+        theirs = self._texts(user_id)
+        deleted = self.store.forget(user_id)
+        self.invalidate(user_id)
+        retrieval._index.cache_clear()  # BM25 indexes are keyed by content; drop them all rather than keep theirs
+        self._drop_embeddings(theirs)
+        return deleted
+
+    def _texts(self, user_id: str) -> set[str]:
+        texts = {str(v) for item in self.store.profile(user_id) for v in item.values()}
+        for r in self.store.logged(with_feedback=False):
+            if r.user_id == user_id:
+                texts |= {r.input, *(c["text"] for c in r.candidates), *([r.feedback] if r.feedback else [])}
+        return texts
+
+    def _drop_embeddings(self, texts: set[str]) -> None:
+        live = [e for e in self.encoders if isinstance(getattr(e, "cache", None), dict) and hasattr(e, "_cache_key")]
+        if not live or not texts:
+            return
+        others = {str(v) for uid in self.store.user_ids() for item in self.store.profile(uid) for v in item.values()}
+        for enc in live:
+            for t in texts - others:
+                enc.cache.pop(enc._cache_key(t), None)
+            if getattr(enc, "cache_file", None):
+                enc.save_cache()  # the persisted cache forgets them too
+
+
+def users_router(profiles: Profiles, limits: Limits) -> APIRouter:
+    """The profile and key routes over ``profiles``."""
+    router = APIRouter(prefix="/v1/users", tags=["users"])
+    uid = Path(..., pattern=USER_ID, description="The user's id (letters, digits, . _ : @ -; at most 200).")
+    store = profiles.store
+
+    @router.post("/{user_id}/items")
+    def add_items(body: ItemsRequest, user_id: str = uid, who: Caller = Depends(caller)) -> dict[str, Any]:
+        who.may_act_for(user_id)
+        if len(body.items) > limits.max_items_per_write:
+            raise HTTPException(413, detail=f"{len(body.items)} items in one write; the limit is {limits.max_items_per_write}")
+        spec = task_spec(body.task)
+        new = check_items(body.items, spec, limits, "request body")
+        return {"user_id": user_id, "added": len(new), "size": profiles.append(user_id, new, spec, limits.max_profile_items)}
+
+    @router.get("/{user_id}")
+    def read_profile(user_id: str = uid, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1),
+                     who: Caller = Depends(caller)) -> dict[str, Any]:
+        who.may_act_for(user_id)
+        if limit > limits.max_page:
+            raise HTTPException(422, detail=f"limit {limit} is over the page limit {limits.max_page}")
+        size = store.size(user_id)
+        if size is None:
+            raise HTTPException(404, detail=f"no user {user_id!r} in the store")
+        return {"user_id": user_id, "size": size, "offset": offset, "limit": limit,
+                "items": store.profile(user_id, offset, limit)}
+
+    @router.delete("/{user_id}")
+    def forget(user_id: str = uid, who: Caller = Depends(caller)) -> dict[str, Any]:
+        who.may_act_for(user_id)
+        if not any(store.rows_of(user_id).values()):
+            raise HTTPException(404, detail=f"nothing of user {user_id!r} is in the store")
+        return {"user_id": user_id, "deleted": profiles.forget(user_id)}
+
+    @router.post("/{user_id}/keys", status_code=201)
+    def issue_key(user_id: str = uid, who: Caller = Depends(caller)) -> dict[str, str]:
+        who.must_be_admin("issuing a key")
+        key_id, key = store.issue_key(user_id)
+        return {"user_id": user_id, "key_id": key_id, "key": key}
+
+    @router.get("/{user_id}/keys")
+    def list_keys(user_id: str = uid, who: Caller = Depends(caller)) -> dict[str, Any]:
+        who.may_act_for(user_id)
+        return {"user_id": user_id, "keys": store.keys(user_id)}
+
+    @router.delete("/{user_id}/keys/{key_id}")
+    def revoke_key(key_id: str, user_id: str = uid, who: Caller = Depends(caller)) -> dict[str, Any]:
+        who.may_act_for(user_id)
+        if not store.revoke_key(user_id, key_id):
+            raise HTTPException(404, detail=f"user {user_id!r} has no live key {key_id!r}")
+        return {"user_id": user_id, "key_id": key_id, "revoked": True}
+
+    return router

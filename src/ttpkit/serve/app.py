@@ -1,0 +1,114 @@
+"""The FastAPI app: OpenAI-compatible routes over a batched local policy, metrics, and part A's routers.
+
+``ttpkit serve`` runs it with uvicorn; the ``openai`` policy backend (and any
+OpenAI client) can then sample from it, so one machine can serve many workers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from ttpkit import __version__
+from ttpkit.policy.base import Completer
+from ttpkit.serve._batch import Batcher
+from ttpkit.serve._metrics import Metrics, MetricsMiddleware
+from ttpkit.serve._openai import openai_router
+
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+MAX_BODY_BYTES = 4 << 20  # a larger request body is a 413
+
+
+class _BodyLimit:
+    """ASGI middleware: a request whose declared ``Content-Length`` exceeds the limit gets a 413 with the reason."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.limit:
+                reason = f"request body of {int(length)} bytes exceeds the {self.limit}-byte limit"
+                body = json.dumps({"detail": reason, "error": {"message": reason, "type": "invalid_request_error",
+                                                               "param": None, "code": 413}})
+                await send({"type": "http.response.start", "status": 413,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body.encode()})
+                return
+        await self.app(scope, receive, send)
+
+
+def _error(status: int, detail: Any, message: str, headers: Any = None) -> JSONResponse:
+    """FastAPI's ``detail`` plus OpenAI's ``error`` object, so OpenAI clients show the reason too."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"detail": detail, "error": {"message": message, "type": kind, "param": None, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return _error(exc.status_code, exc.detail, str(exc.detail), getattr(exc, "headers", None))
+
+
+async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = jsonable_encoder(exc.errors())
+    message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors)
+    return _error(422, errors, message)
+
+
+def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: Sequence[APIRouter] = (),
+               dependencies: Sequence[Any] = (), batch_window_ms: float = 5.0, max_batch: int = 16) -> FastAPI:
+    """Build the FastAPI app.
+
+    Args:
+        policy: A :class:`~ttpkit.policy.Completer` (``complete(prompt, n,
+            seed) -> list[str]`` and a ``config``), such as
+            :class:`ttpkit.policy.local.LocalPolicy`; with
+            ``complete_many(prompts, n, seeds)``, concurrent requests decode
+            in one batch (see :class:`~ttpkit.serve.Batcher`).
+        model_name: Name reported by ``/v1/models`` and in responses.
+        extra_routers: More routes (the profile store, ``/v1/personalize``).
+        dependencies: FastAPI ``Depends`` objects applied to every route
+            except ``GET /health`` (an API-key check).
+        batch_window_ms: How long a request waits for batch-mates.
+        max_batch: Most prompts per decode batch.
+
+    The app's state holds ``batcher`` (``await app.state.batcher.complete(
+    prompts, n, seeds, cfg) -> list[list[str]]``), ``metrics`` (a
+    :class:`~ttpkit.serve.Metrics`) and ``policy``.
+    """
+    metrics = Metrics()
+    batcher = Batcher(policy, window_ms=batch_window_ms, max_batch=max_batch, on_batch=metrics.on_batch)
+    app = FastAPI(title="ttpkit", version=__version__,
+                  description="Test-time personalization: OpenAI-compatible sampling and personalized best-of-n.")
+    app.state.batcher, app.state.metrics, app.state.policy = batcher, metrics, policy
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_invalid)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    guarded = APIRouter(dependencies=list(dependencies))
+
+    @guarded.get("/metrics", tags=["ops"], response_class=Response)
+    def prometheus() -> Response:
+        body, kind = metrics.render()
+        return Response(body, media_type=kind)
+
+    app.include_router(guarded)
+    app.include_router(openai_router(policy, batcher, model_name, on_samples=metrics.samples.inc),
+                       dependencies=list(dependencies))
+    for router in extra_routers:
+        app.include_router(router, dependencies=list(dependencies))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+    return app

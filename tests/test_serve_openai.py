@@ -1,0 +1,231 @@
+"""``ttpkit serve``'s app on a real uvicorn server (127.0.0.1, a free port), checked with the official ``openai`` client."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from ttpkit.policy import SamplingConfig
+from ttpkit.policy.openai import OpenAIPolicy
+from ttpkit.serve import MAX_PROMPT_CHARS, create_app
+
+
+class Fake:
+    """Completions of three words ("<seed> <i> <tail of the prompt>"), fewer when max_new_tokens is smaller."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.config = SamplingConfig()
+        self.delay, self.prompts, self.batches = delay, [], []
+
+    def complete(self, prompt, n, seed):
+        words = [f"{seed}", f"{{i}}", prompt.split()[-1] if prompt.split() else "-"]
+        return [" ".join(words[: self.config.max_new_tokens]).replace("{i}", str(i)) for i in range(n)]
+
+    def complete_many(self, prompts, n, seeds):
+        time.sleep(self.delay)
+        self.prompts += prompts
+        self.batches.append(len(prompts))
+        return [self.complete(p, n, s) for p, s in zip(prompts, seeds)]
+
+
+class CharTokenizer:
+    """A tokenizer with a chat template: one token per character, BOS on prompts."""
+
+    bos_token = "^"
+    chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>"
+
+    def __call__(self, text, add_special_tokens=True):
+        return type("Enc", (), {"input_ids": [0] * (len(text) + bool(add_special_tokens))})()
+
+    def apply_chat_template(self, turns, tokenize=False, add_generation_prompt=True):
+        return "^" + "".join(f"<{t['role']}>{t['content']}" for t in turns) + "<assistant>"
+
+
+@contextlib.contextmanager
+def live(app: FastAPI):
+    """Serve ``app`` on a free loopback port for the duration of the block; yields its root URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start within 10 s"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _client(root: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{root}/v1", api_key="unused", max_retries=0, timeout=20)
+
+
+def test_openai_client_completions_usage_n_and_finish_reason():
+    policy = Fake()
+    with live(create_app(policy, model_name="fake")) as root:
+        client = _client(root)
+        assert [m.id for m in client.models.list()] == ["fake"]
+        out = client.completions.create(model="fake", prompt="fix the parser", n=5, seed=3)
+        assert len(out.choices) == 5 and [c.text for c in out.choices] == [f"3 {i} parser" for i in range(5)]
+        assert {c.finish_reason for c in out.choices} == {"stop"}
+        assert out.usage.prompt_tokens == 3  # once, not 5 times
+        assert out.usage.completion_tokens == 15 and out.usage.total_tokens == 18
+        two = client.completions.create(model="fake", prompt=["a b", "c d e f"], n=2, max_tokens=2)
+        assert [c.text for c in two.choices] == ["0 0", "0 1", "0 0", "0 1"]  # prompt-major
+        assert {c.finish_reason for c in two.choices} == {"length"}  # cut at max_tokens
+        assert two.usage.prompt_tokens == 2 + 4 and two.usage.completion_tokens == 8
+        cut = client.completions.create(model="fake", prompt="x y", stop=[" 1"], n=2)
+        assert [c.text for c in cut.choices] == ["0 0 y", "0"] and [c.finish_reason for c in cut.choices] == ["stop"] * 2
+
+
+def test_openai_client_chat_plain_and_templated():
+    plain = Fake()
+    with live(create_app(plain)) as root:
+        chat = _client(root).chat.completions.create(
+            model="m", n=3, seed=9, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}])
+        assert plain.prompts == ["System: Be brief.\nUser: hi\nAssistant:"]
+        assert len(chat.choices) == 3 and chat.choices[2].message.role == "assistant"
+        assert chat.choices[2].message.content == "9 2 Assistant:"
+        assert chat.usage.prompt_tokens == 6 and chat.usage.completion_tokens == 9
+    templated = Fake()
+    templated.tokenizer = CharTokenizer()
+    with live(create_app(templated)) as root:
+        chat = _client(root).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert templated.prompts == ["<user>hi<assistant>"]  # the template, without a second BOS
+        assert chat.usage.prompt_tokens == len("<user>hi<assistant>") + 1  # characters + BOS
+        assert chat.usage.completion_tokens == len(chat.choices[0].message.content)
+
+
+def test_unsupported_fields_and_limits_are_4xx_with_a_reason():
+    with live(create_app(Fake())) as root:
+        client = _client(root)
+        for extra in [{"echo": True}, {"best_of": 3}, {"suffix": "!"}, {"logprobs": 2}, {"presence_penalty": 1.0}]:
+            with pytest.raises(openai.UnprocessableEntityError, match=f"{next(iter(extra))} is not supported"):
+                client.completions.create(model="m", prompt="x", **extra)
+        with pytest.raises(openai.UnprocessableEntityError, match="stream is not supported"):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True)
+        with pytest.raises(openai.UnprocessableEntityError, match="role"):
+            client.chat.completions.create(model="m", messages=[{"role": "wizard", "content": "x"}])
+        with pytest.raises(openai.UnprocessableEntityError, match="n x prompts = 200 x 3"):
+            client.completions.create(model="m", prompt=["a", "b", "c"], n=200)
+        with pytest.raises(openai.APIStatusError, match="more than 32000") as e:
+            client.completions.create(model="m", prompt="x" * (MAX_PROMPT_CHARS + 1))
+        assert e.value.status_code == 413
+        raw = httpx.post(f"{root}/v1/completions", json={"prompt": "x", "frobnicate": 1})
+        assert raw.status_code == 422 and "frobnicate" in raw.text and "Extra inputs" in raw.text
+        big = httpx.post(f"{root}/v1/completions", content=b"{" + b" " * (5 << 20) + b"}",
+                         headers={"content-type": "application/json"})
+        assert big.status_code == 413 and "limit" in big.json()["detail"]
+        assert httpx.post(f"{root}/v1/completions", json={"prompt": "x", "n": 0}).status_code == 422
+        docs = httpx.get(f"{root}/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+        paths = httpx.get(f"{root}/openapi.json").json()["paths"]
+        assert {"/v1/completions", "/v1/chat/completions", "/v1/models", "/metrics", "/health"} <= set(paths)
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and labels.items() <= s.labels.items())
+
+
+def test_metrics_count_what_was_sent():
+    policy = Fake(delay=0.05)
+    app = create_app(policy, batch_window_ms=30)
+    other = create_app(Fake())  # a second app in the process: its own registry
+    with live(app) as root:
+        client = _client(root)
+        for n in (1, 2, 3):
+            client.completions.create(model="m", prompt="a", n=n)
+        client.chat.completions.create(model="m", n=4, messages=[{"role": "user", "content": "x"}])
+        threads = [threading.Thread(target=client.completions.create, kwargs={"model": "m", "prompt": "b", "n": 2})
+                   for _ in range(4)]
+        [t.start() for t in threads]
+        [t.join(20) for t in threads]
+        with pytest.raises(openai.UnprocessableEntityError):
+            client.completions.create(model="m", prompt="a", echo=True)
+        assert httpx.get(f"{root}/nowhere").status_code == 404
+        text = httpx.get(f"{root}/metrics").text
+    assert _metric(text, "ttpkit_requests_total", route="/v1/completions", method="POST", status="200") == 7
+    assert _metric(text, "ttpkit_requests_total", route="/v1/completions", method="POST", status="422") == 1
+    assert _metric(text, "ttpkit_requests_total", route="/v1/chat/completions", method="POST", status="200") == 1
+    assert _metric(text, "ttpkit_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert _metric(text, "ttpkit_request_seconds_count", route="/v1/completions") == 8
+    assert _metric(text, "ttpkit_samples_total") == 1 + 2 + 3 + 4 + 4 * 2
+    assert _metric(text, "ttpkit_batch_prompts_sum") == 8 == sum(policy.batches)
+    assert _metric(text, "ttpkit_batch_requests_count") == len(policy.batches) < 8  # the 4 concurrent ones shared
+    assert "ttpkit_requests_total{" not in other.state.metrics.render()[0].decode()
+
+
+def test_a_disconnecting_client_does_not_stall_others_and_the_loop_stays_free():
+    policy = Fake(delay=0.4)
+    with live(create_app(policy, batch_window_ms=50)) as root:
+        def gone():
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(f"{root}/v1/completions", json={"prompt": "gone", "n": 2}, timeout=0.1)
+
+        quitter = threading.Thread(target=gone)
+        quitter.start()
+        time.sleep(0.02)
+        start = time.monotonic()
+        kept = httpx.post(f"{root}/v1/completions", json={"prompt": "kept", "n": 2}, timeout=10)
+        assert kept.status_code == 200 and [c["text"] for c in kept.json()["choices"]] == ["0 0 kept", "0 1 kept"]
+        assert time.monotonic() - start < 3
+        quitter.join(5)
+        policy.delay = 1.5
+        slow = threading.Thread(target=httpx.post, args=(f"{root}/v1/completions",), kwargs={"json": {"prompt": "z"}})
+        slow.start()
+        time.sleep(0.1)  # its batch is decoding in the model thread
+        start = time.monotonic()
+        assert httpx.get(f"{root}/health").status_code == 200
+        assert time.monotonic() - start < 0.75  # the event loop is not blocked by the model (1.5 s per batch)
+        slow.join(10)
+        assert httpx.post(f"{root}/v1/completions", json={"prompt": "after"}, timeout=10).status_code == 200
+
+
+def _ignores_n() -> tuple[FastAPI, list[dict]]:
+    """A completions server that answers one choice whatever n is (as llama-cpp-python does)."""
+    app, seen = FastAPI(), []
+
+    @app.post("/v1/completions")
+    def completions(body: dict) -> dict:
+        seen.append(body)
+        return {"choices": [{"index": 0, "text": f"fix {body['seed']} in {body['prompt'][-6:]}", "finish_reason": "stop"}]}
+
+    return app, seen
+
+
+def test_openai_backend_falls_back_to_one_request_per_seed_and_says_so_once(sample, caplog):
+    app, seen = _ignores_n()
+    with live(app) as root, caplog.at_level(logging.WARNING, logger="ttpkit.policy.openai"):
+        pol = OpenAIPolicy(f"{root}/v1", "m", sample.task, SamplingConfig(seed=5))
+        assert pol.n_path is None
+        first = pol.sample(sample.queries[:2], 4)
+        assert pol.n_path == "per-seed"
+        assert len(seen) == 1 + 3 + 4  # the probe with n=4, then one request per remaining sample
+        warnings = [r for r in caplog.records if "ignores n" in r.message]
+        assert len(warnings) == 1
+        for cands in first:
+            seeds = [int(c.text.split()[1]) for c in cands]
+            assert seeds == [seeds[0] + i for i in range(4)] and [c.idx for c in cands] == [0, 1, 2, 3]
+        assert pol.sample(sample.queries[:2], 4) == first  # the same samples on the fallback path
+    with live(create_app(Fake())) as root:
+        honest = OpenAIPolicy(f"{root}/v1", "m", sample.task)
+        (cands,) = honest.sample(sample.queries[:1], 3)
+        assert honest.n_path == "n" and len(cands) == 3
