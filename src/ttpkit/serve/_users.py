@@ -192,6 +192,13 @@ def users_router(profiles: Profiles, limits: Limits) -> APIRouter:
             raise HTTPException(404, detail=f"nothing of user {user_id!r} is in the store")
         return {"user_id": user_id, "deleted": profiles.forget(user_id)}
 
+    _key_routes(router, store, uid)
+    return router
+
+
+def _key_routes(router: APIRouter, store: Any, uid: Any) -> None:
+    """Add the key routes (issue: admin only; list and revoke: the user or the admin) to ``router``."""
+
     @router.post("/{user_id}/keys", status_code=201)
     def issue_key(user_id: str = uid, who: Caller = Depends(caller)) -> dict[str, str]:
         who.must_be_admin("issuing a key")
@@ -209,5 +216,3 @@ def users_router(profiles: Profiles, limits: Limits) -> APIRouter:
         if not store.revoke_key(user_id, key_id):
             raise HTTPException(404, detail=f"user {user_id!r} has no live key {key_id!r}")
         return {"user_id": user_id, "key_id": key_id, "revoked": True}
-
-    return router
