@@ -85,3 +85,12 @@ def test_an_error_is_one_line_at_any_width(tmp_path):
         assert "score_no-such-rm" in res.stderr and "scorers available" in res.stderr
     res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "oracle@lcb:1"])
     assert res.exit_code == 2 and "applies to a reward model's scores" in res.stderr
+
+
+def test_an_error_message_is_printed_as_text_not_markup(tmp_path):
+    """`reg:x:` would be rich's :x: emoji and `[bold]` a style tag: an error line shows the message as it is."""
+    path = _pool(tmp_path)
+    res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "style@lcb:x:"])
+    assert res.exit_code == 2 and "'lcb:x:': kappa must be a number" in res.output
+    res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "[bold]x"])
+    assert res.exit_code == 2 and "[bold]x" in res.output

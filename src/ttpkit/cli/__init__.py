@@ -35,10 +35,10 @@ def main() -> None:
     except click.UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
         message = " ".join(e.format_message().split())  # click's messages may span lines
-        console.print(f"[bold red]error:[/] {escape(message)}{hint}", soft_wrap=True, highlight=False)
+        console.print(f"[bold red]error:[/] {escape(message)}{hint}", soft_wrap=True, highlight=False, emoji=False)
         code = 2
     except click.ClickException as e:
-        console.print(f"[bold red]error:[/] {escape(e.format_message())}", soft_wrap=True, highlight=False)
+        console.print(f"[bold red]error:[/] {escape(e.format_message())}", soft_wrap=True, highlight=False, emoji=False)
         code = e.exit_code
     except typer.Abort:
         console.print("aborted", highlight=False)

@@ -37,7 +37,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except TtpkitError as e:
-            console.print(f"[bold red]error:[/] {e}", soft_wrap=True, highlight=False)
+            from rich.markup import escape  # the message is text, never markup or :emoji: codes ("reg:x:")
+
+            console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True, highlight=False, emoji=False)
             raise typer.Exit(2) from None
 
     return wrapper
