@@ -13,7 +13,8 @@ plot is drawn.
   training losses.
 - :mod:`ttpkit.report._diagnosis`: a :class:`ttpkit.scaling.Diagnosis`
   (tables, the peak in words, law plots, ``report.md`` and ``law.json``) and
-  ``law_forms.md``, the law forms' fit over many curves.
+  ``law_forms.md``, the law forms' fit over many curves; ``forecast.md``, the
+  forecasting protocol (:mod:`ttpkit.report._forecast`).
 - :mod:`ttpkit.report._studies`: study results: tables per data set and
   policy, the share of the oracle gain per regime, the law scatter and the
   reliability plot.
@@ -31,6 +32,7 @@ from ttpkit.report._diagnosis import (
     write_diagnosis,
 )
 from ttpkit.report._draw import write_json
+from ttpkit.report._forecast import forecast_markdown, plot_forecast_errors
 from ttpkit.report._runs import demo_example_lines, personalized_notes, personalized_table, plot_training
 from ttpkit.report._studies import plot_law_scatter, plot_reliability, regime_tables, study_markdown, study_tables
 
@@ -42,6 +44,8 @@ __all__ = [
     "demo_example_lines",
     "diagnosis_tables",
     "law_forms_markdown",
+    "forecast_markdown",
+    "plot_forecast_errors",
     "law_summary_markdown",
     "peak_sentence",
     "personalized_notes",

@@ -17,13 +17,13 @@ from ttpkit.report._draw import _finish, _num, _pyplot, _save, _table, write_jso
 from ttpkit.scaling import FORMS, HACK_THRESHOLD, Diagnosis
 from ttpkit.scaling import law_targets, peak_targets, summarised
 
-_STYLES = ("--", "-.", ":", "-", (0, (1, 3)))  # one line style per form of FORMS
+_STYLES = ("--", "-.", ":", "-", (0, (1, 3)), (0, (5, 1)))  # one line style per form of FORMS
 
 
 def peak_sentence(diag: Diagnosis, name: str) -> str:
     """Where more samples stop paying for one scorer, in words: the trusted form's predicted peak, then the observed one."""
     d = diag.scorers[name]
-    p, form = d.predicted_peak, d.fit.form
+    p, form = d.predicted_peak, d.trusted
     if p is None:
         return ""
     if p.inside:
@@ -34,6 +34,11 @@ def peak_sentence(diag: Diagnosis, name: str) -> str:
             text += "; the bend comes most from " + ", ".join(map(str, users["user_id"]))
     else:
         text = f"no peak predicted up to N={p.end_n} ({form} form)"
+    lo_n, hi_n = d.peak_band
+    text += f"; the dist form puts the peak at N in [{lo_n}, {hi_n}] (90% band)"
+    dist = d.fit.dist
+    if dist is not None and dist.tail_drop > 0.5:
+        text += f"; hacked tail: E[u | score] falls by {dist.tail_drop:.1f} σ at the highest scores"
     seen = d.observed_peak
     if seen is not None and seen.inside:
         lo, hi = d.observed_drop_ci
@@ -52,7 +57,7 @@ def diagnosis_tables(diag: Diagnosis) -> list[Any]:
     for name, d in diag.scorers.items():
         q = d.fit
         quantities.add_row(name, f"{q.mu:.3f}", f"{q.c:.2f}", f"{q.sigma:.3f}", f"{q.rho:.3f}", f"{q.rho_eff:.3f}",
-                           f"{q.bend_b:+.3f}", q.form, str(d.recommended_n))
+                           f"{q.bend_b:+.3f}", d.trusted, str(d.recommended_n))
         r2.add_row(name, *[_num(d.r2[f]) for f in FORMS])
         err.add_row(name, *[_num(d.max_error[f], ".0%") for f in FORMS])
     return [quantities, r2, err]
@@ -65,8 +70,10 @@ def _law_plot(diag: Diagnosis, name: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     ax.plot(d.observed.ns, d.observed.mean, "o-", color="k", label="observed")
     ax.fill_between(d.observed.ns, d.observed.lo, d.observed.hi, color="k", alpha=0.15)
+    if d.band[0]:
+        ax.fill_between(diag.ns_pred, d.band[0], d.band[1], color="tab:purple", alpha=0.12, label="dist 90% band")
     for form, style in zip(FORMS, _STYLES):
-        trusted = " *" if form == d.fit.form else ""
+        trusted = " *" if form == d.trusted else ""
         ax.plot(diag.ns_pred, d.predicted[form], linestyle=style, lw=2 if trusted else 1.2, label=f"law ({form}){trusted}")
     ax.plot(diag.ns_pred, d.fit.ceiling(diag.ns_pred), color="gray", alpha=0.6, label="oracle ceiling")
     ax.plot(oracle.ns, oracle.mean, "s", color="gray", alpha=0.6, ms=3, label="oracle observed")
@@ -88,12 +95,12 @@ def plot_law_grid(diag: Diagnosis, names: list[str], path: str | Path, title: st
         ax.plot(d.observed.ns, d.observed.mean, "o-", color="k", ms=3, label="observed")
         ax.fill_between(d.observed.ns, d.observed.lo, d.observed.hi, color="k", alpha=0.12)
         for form, style in zip(FORMS, _STYLES):
-            thick = form == d.fit.form
+            thick = form == d.trusted
             ax.plot(diag.ns_pred, d.predicted[form], linestyle=style, lw=2 if thick else 1, label=form)
         lo, hi = min(d.observed.lo), max(d.observed.hi)
         ax.set_ylim(lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo))  # a form that runs away leaves the panel
         ax.set_xscale("log", base=2)
-        ax.set_title(f"{name} (trusted: {d.fit.form})", fontsize=9)
+        ax.set_title(f"{name} (trusted: {d.trusted})", fontsize=9)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")

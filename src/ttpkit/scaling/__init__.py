@@ -12,6 +12,12 @@ The face of the package; each private module holds one concern:
 - :mod:`ttpkit.scaling._law`: the law E_N = mu + (1 - c) * rho * sigma * e_N,
   its tail-aware, log, ``bend`` and ``mixture`` forms and their fit, the tail
   gain, the peak finder and compute-aware N.
+- :mod:`ttpkit.scaling._dist`: the ``dist`` form, best-of-N under the
+  candidates' fitted joint distribution of score and utility, and its band.
+- :mod:`ttpkit.scaling._forecast`: the forecasting protocol, the same for
+  every form, and the held-out error ``diagnose`` trusts a form by.
+- :mod:`ttpkit.scaling._synthetic`: populations with known curves (hacked,
+  falling, plateau, collapsed), the forms' checks.
 - :mod:`ttpkit.scaling._detect`: the collapse and hacking detectors.
 - :mod:`ttpkit.scaling._fixes`: measures of both failure modes, the back-off
   fix and capped N.
@@ -39,6 +45,9 @@ from ttpkit.scaling._bon import (
 )
 from ttpkit.scaling._bootstrap import bootstrap_means, bootstrap_stat, curve_moves, paired_share_diff, peak_drop_ci
 from ttpkit.scaling._detect import collapsed_users, hacked_queries
+from ttpkit.scaling._dist import DistFit, dist_band, fit_dist
+from ttpkit.scaling._forecast import forecast, forecast_summary, gain_error, holdout_errors
+from ttpkit.scaling._synthetic import KINDS, synthetic_pool, true_curve
 from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, bend_drivers, diagnose, law_table, per_user_n
 from ttpkit.scaling._fixes import (
     COLLAPSED_SHARE,
@@ -78,6 +87,8 @@ __all__ = [
     "HACK_THRESHOLD",
     "Curve",
     "Diagnosis",
+    "DistFit",
+    "KINDS",
     "LawFit",
     "Peak",
     "QueryStats",
@@ -97,6 +108,14 @@ __all__ = [
     "curve_moves",
     "curves",
     "diagnose",
+    "dist_band",
+    "fit_dist",
+    "forecast",
+    "forecast_summary",
+    "gain_error",
+    "holdout_errors",
+    "synthetic_pool",
+    "true_curve",
     "expected_max_normal",
     "expected_sq_max_normal",
     "failure_measures",

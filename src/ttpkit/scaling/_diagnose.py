@@ -19,6 +19,8 @@ from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, Scorer, candidates_per_query,
 from ttpkit.scaling._bon import Curve, best_of_n, curves, scorer_values
 from ttpkit.scaling._bootstrap import curve_moves, peak_drop_ci
 from ttpkit.scaling._detect import collapsed_users, hacked_queries
+from ttpkit.scaling._dist import dist_band
+from ttpkit.scaling._forecast import holdout_errors
 from ttpkit.scaling._law import FORMS, LawFit, Peak, bend_coefficients, find_peak, fit_law, oracle_share, recommend_n
 from ttpkit.scaling._normal import _e
 from ttpkit.scaling._stats import HACK_THRESHOLD, fit_log_curve, query_stats, r_squared
@@ -55,6 +57,12 @@ class ScorerDiagnosis:
         saved_vs_global_n: Share of samples per-user N saves against one global N.
         collapsed_users: Users with near-constant scores (:func:`collapsed_users`).
         hacked_queries: Queries with rho_q below :data:`HACK_THRESHOLD` (:func:`hacked_queries`).
+        trusted: The form the diagnosis trusts: the least held-out error
+            (:func:`ttpkit.scaling.holdout_errors`, on the candidates after the
+            first ``m_fit``); ``fit.form`` when too few are held out.
+        holdout_error: ``{form: gain error on the held-out candidates}`` (empty when none are).
+        band: The ``dist`` form's 90% band of E_N at ``ns_pred`` (lower, upper), from a bootstrap over queries.
+        peak_band: The 90% band of the ``dist`` form's peak N.
     """
 
     scorer: str
@@ -76,6 +84,10 @@ class ScorerDiagnosis:
     saved_vs_global_n: float = 0.0
     collapsed_users: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
     hacked_queries: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    trusted: str = "tail"
+    holdout_error: Mapping[str, float] = field(default_factory=dict)
+    band: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+    peak_band: tuple[int, int] = (1, 1)
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,10 @@ class Diagnosis:
                 "max_error_frac_of_oracle_gain": dict(d.max_error),
                 "ceiling": {str(n): float(v) for n, v in zip(self.ns_pred, d.fit.ceiling(self.ns_pred))},
                 "form": d.fit.form,
+                "trusted": d.trusted,
+                "holdout_error": dict(d.holdout_error),
+                "dist_band": {"lower": {str(n): v for n, v in zip(self.ns_pred, d.band[0])},
+                              "upper": {str(n): v for n, v in zip(self.ns_pred, d.band[1])}, "peak_n": list(d.peak_band)},
                 "peak": {"observed": asdict(d.observed_peak), "observed_drop_ci": list(d.observed_drop_ci),
                          "predicted": asdict(d.predicted_peak),
                          "bend_queries": d.bend_queries.head(10).to_dict(orient="records"),
@@ -209,10 +225,16 @@ def _scorer_diagnosis(
         at_obs = fit.predict(ns, form)
         r2[form] = float("nan") if flat else r_squared(obs, at_obs)
         err[form] = float(np.abs(at_obs - obs).max() / gain) if gain > 0 else float("nan")
-    peak = find_peak(ns_pred, predicted[fit.form])
+    hold = holdout_errors(pool, fit, scorer, utility, seed)
+    finite = {f: e for f, e in hold.items() if np.isfinite(e)}
+    trusted = min(finite, key=finite.get) if finite else fit.form
+    peak = find_peak(ns_pred, predicted[trusted])
     n_star = recommend_n(fit.predict(ns_pred, "plain"), ns_pred, settings["cost"], settings["min_gain_per_cost"]) if fit.rho > 0 else 1
     if peak.inside:  # more samples stop paying at the predicted peak
         n_star = min(n_star, peak.n)
+    qs_fit = query_stats(pool, scorer, utility, tau, seed, settings["m_fit"])
+    lo, hi, peak_band = dist_band(qs_fit, ns_pred, n_boot=settings["n_band"], seed=seed)
+    level = predicted["dist"][0]
     seen = find_peak(ns, obs)
     bend_q, bend_u = bend_drivers(pool, scorer, utility, settings["m_fit"], tau, seed)
     users = per_user_n(pool, scorer, utility, ns_pred, tau, settings["cost"], settings["min_gain_per_cost"], seed)
@@ -228,6 +250,8 @@ def _scorer_diagnosis(
         saved_vs_global_n=1 - spent / (n_star * users["queries"].sum()) if n_star else 0.0,
         collapsed_users=collapsed_users(pool, scorer, utility, tau, seed),
         hacked_queries=hacked_queries(pool, scorer, utility, HACK_THRESHOLD, references=dict(references or {}), seed=seed),
+        trusted=trusted, holdout_error=hold, band=(tuple(float(level + v) for v in lo), tuple(float(level + v) for v in hi)),
+        peak_band=peak_band,
     )
 
 
@@ -244,6 +268,7 @@ def diagnose(
     seed: int = 0,
     ns: Sequence[int] | None = None,
     *,
+    n_band: int = 50,
     n_max: int | None = None,
 ) -> Diagnosis:
     """Fit the law for each scorer and measure how well it predicts, who is collapsed and what is hacked.
@@ -260,6 +285,7 @@ def diagnose(
         min_gain_per_cost: Compute-aware N stops where the gain per cost falls below this.
         seed: Seed of the bootstrap and of the ``thompson`` rule.
         ns: N values of the observed curves (default: :func:`ttpkit.pool.n_grid` of M).
+        n_band: Bootstrap resamples of the queries for the ``dist`` form's band.
         n_max: Deprecated name of ``max_n`` (warns; removed in the next release).
 
     Raises:
@@ -287,7 +313,7 @@ def diagnose(
     oracle = observed["oracle"]
     gain = oracle.mean[-1] - oracle.mean[0]
     settings = {"utility": utility, "tau": tau, "seed": seed, "m_fit": m_fit, "ns": ns, "ns_pred": ns_pred,
-                "cost": cost_per_sample, "min_gain_per_cost": min_gain_per_cost}
+                "cost": cost_per_sample, "min_gain_per_cost": min_gain_per_cost, "n_band": n_band}
     by_scorer = {str(s): _scorer_diagnosis(pool, s, observed[str(s)], gain, settings, references) for s in parsed}
     return Diagnosis(
         utility=utility, m=m, m_fit=m_fit, ns=ns, ns_pred=ns_pred, n_queries=oracle.n_queries, tau=tau,

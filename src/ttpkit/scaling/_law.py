@@ -30,6 +30,10 @@ curves (docs/theory.md derives both):
   centred utility h; E_N = mu + w (d + k e_N) + (1 - w) h with w = (1 - p)^N and
   d = -p h / (1 - p) (p = 0 is the ``tail`` form).
 
+The sixth form, ``dist``, is not regressed on the curve at all: it is the
+exact best-of-N expectation under the candidates' fitted joint distribution of
+score and utility (:mod:`ttpkit.scaling._dist`).
+
 e_N and v_N come from :mod:`ttpkit.scaling._normal`, the per-query quantities
 from :mod:`ttpkit.scaling._stats`.
 """
@@ -37,7 +41,7 @@ from :mod:`ttpkit.scaling._stats`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -46,12 +50,13 @@ from ttpkit.errors import ConfigError
 from ttpkit.pool import Scorer
 from ttpkit.scaling._bon import best_of_n
 from ttpkit.scaling._bootstrap import bootstrap_means
+from ttpkit.scaling._dist import DistFit, fit_dist
 from ttpkit.scaling._normal import _e, _v, expected_max_normal
 from ttpkit.scaling._stats import HACK_THRESHOLD, query_stats
 
 __all__ = ["FORMS", "LawFit", "Peak", "bend_coefficients", "find_peak", "fit_law", "is_monotone", "oracle_share", "predict", "recommend_n", "tail_gain"]
 
-FORMS = ("plain", "tail", "log", "bend", "mixture")
+FORMS = ("plain", "tail", "log", "bend", "mixture", "dist")
 
 
 def _bend_design(ns: Sequence[int]) -> np.ndarray:
@@ -151,6 +156,7 @@ class LawFit:
         bend_a, bend_b: (a, b) of the ``bend`` form at N <= m_fit.
         bend_b_hi: One-sided 95% upper bound of b over a bootstrap of the queries.
         mix_k, mix_p, mix_h: (k, p, h) of the ``mixture`` form at N <= m_fit.
+        dist: The ``dist`` form's fitted distribution (:mod:`ttpkit.scaling._dist`), on the same candidates.
     """
 
     scorer: str
@@ -171,6 +177,7 @@ class LawFit:
     mix_k: float = 0.0
     mix_p: float = 0.0
     mix_h: float = 0.0
+    dist: DistFit | None = field(default=None, repr=False, compare=False)
 
     @property
     def form(self) -> str:
@@ -188,8 +195,11 @@ class LawFit:
         return self.mu + (self.sigma_eff if form == "tail" else self.sigma) * _e(ns)
 
     def as_dict(self) -> dict[str, float | int | str]:
-        """The quantities as a JSON-ready dict."""
-        return asdict(self)
+        """The quantities as a JSON-ready dict (the ``dist`` form's as ``dist_<quantity>``)."""
+        out = {k: v for k, v in asdict(self).items() if k != "dist"}
+        if self.dist is not None:
+            out.update({f"dist_{k}": v for k, v in self.dist.summary().items()})
+        return out
 
 
 def tail_gain(rho_eff: float, sigma_eff: float, n: int) -> float:
@@ -205,6 +215,10 @@ def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
         return fit.mu + _bend_design(ns) @ np.array([fit.bend_a, fit.bend_b])
     if form == "mixture":
         return fit.mu + _mixture_term(ns, fit.mix_k, fit.mix_p, fit.mix_h)
+    if form == "dist":
+        if fit.dist is None:
+            raise ConfigError("this law fit has no dist form (fit it with fit_law)")
+        return fit.dist.predict(ns)
     if form == "plain":
         return fit.mu + (1 - fit.c) * fit.rho * fit.sigma * _e(ns)
     if form == "tail":
@@ -282,6 +296,7 @@ def fit_law(
         mix_k=mix[0],
         mix_p=mix[1],
         mix_h=mix[2],
+        dist=fit_dist(qs),
     )
 
 

@@ -1,0 +1,152 @@
+"""Forecasting best-of-N curves from a few candidates, the same protocol for every form of the law.
+
+:func:`forecast` fits every form of :data:`ttpkit.scaling.FORMS` on the first
+``m_fit`` candidates of each query, predicts the curve at every N of ``ns``,
+and scores the prediction against the curve observed on all M candidates:
+
+- ``err_<form>``: the largest error of the predicted gain over N = 1, as a share
+  of the oracle's gain at that N: max over N > 1 of
+  |(P_N - P_1) - (O_N - O_1)| / (oracle_N - oracle_1);
+- ``r2_<form>``: R² of P against O (NaN for a flat observed curve);
+- ``peak_<form>``: the predicted peak N (argmax over ``ns``) beside ``obs_peak``;
+- for ``dist``, ``in_band``: the share of N where O lies inside the 90%
+  bootstrap band, and ``peak_lo``/``peak_hi``, the band of the peak N.
+
+:func:`holdout_errors` is what ``diagnose`` trusts a form by: the same gain
+error, on the curve of the candidates the fit never saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ttpkit.errors import ConfigError
+from ttpkit.pool import IDX, Scorer, candidates_per_query, n_grid
+from ttpkit.scaling._bon import best_of_n, pool_matrix, scorer_values
+from ttpkit.scaling._dist import dist_band
+from ttpkit.scaling._law import FORMS, LawFit, fit_law, find_peak
+from ttpkit.scaling._stats import query_stats, r_squared
+
+__all__ = ["ERR_TARGET", "forecast", "forecast_summary", "gain_error", "holdout_errors"]
+
+ERR_TARGET = 0.10  # the issue's target: max error <= 10% of the oracle gain
+FLAT_FRACTION = 0.02  # an observed curve spanning less than this share of the oracle gain: R² only measures noise
+
+
+def gain_error(predicted: Sequence[float], observed: Sequence[float], oracle: Sequence[float]) -> float:
+    """max over N > 1 of |(P_N - P_1) - (O_N - O_1)| / (oracle_N - oracle_1), over the N where the oracle gains."""
+    p, o, r = (np.asarray(x, dtype=np.float64) for x in (predicted, observed, oracle))
+    og = r[1:] - r[0]
+    ok = og > 1e-12
+    if not ok.any():
+        return float("nan")
+    return float((np.abs((p[1:] - p[0]) - (o[1:] - o[0]))[ok] / og[ok]).max())
+
+
+def _curve(scores: np.ndarray, utils: np.ndarray, ns: Sequence[int]) -> np.ndarray:
+    return best_of_n(scores, utils, ns).mean(0)
+
+
+def holdout_errors(pool: pd.DataFrame, fit: LawFit, scorer: str | Scorer, utility: str, seed: int = 0) -> dict[str, float]:
+    """Each form's gain error (:func:`gain_error`) on the candidates after the first ``fit.m_fit``: fitted on some, judged on others.
+
+    Returns:
+        ``{form: error}``; empty when fewer than 2 candidates per query are held out.
+    """
+    m = candidates_per_query(pool)
+    held = m - fit.m_fit
+    if held < 2:
+        return {}
+    rest = pool[pool[IDX] >= fit.m_fit]
+    qs = query_stats(rest, scorer, utility, seed=seed)
+    r = np.where(qs.collapsed[:, None], 0.0, qs.scores)
+    ns = list(n_grid(held))
+    observed, oracle = _curve(r, qs.utils, ns), _curve(qs.utils, qs.utils, ns)
+    return {form: gain_error(fit.predict(ns, form), observed, oracle) for form in FORMS}
+
+
+def forecast(
+    pool: pd.DataFrame,
+    scorers: Sequence[str | Scorer],
+    utility: str = "rougeL",
+    m_fit: int = 8,
+    ns: Sequence[int] | None = None,
+    n_boot: int = 100,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The forecasting protocol on one pool: every form, fitted on ``m_fit`` candidates per query, against all M.
+
+    Args:
+        pool: Labelled, scored pool with M > ``m_fit`` candidates per query.
+        scorers: Scorers to forecast (``oracle`` is the unit of error and is not a row).
+        utility: Utility column.
+        m_fit: Candidates per query to fit on (the first by idx).
+        ns: N values to predict and score (default: 1..M in the pool's grid).
+        n_boot: Bootstrap resamples of the queries for the ``dist`` band.
+        seed: Seed of the bootstrap and of the ``thompson`` rule.
+
+    Returns:
+        One row per scorer: ``scorer, m_fit, m, queries, share, obs_peak`` and,
+        per form, ``err_``, ``r2_``, ``peak_``; ``in_band``, ``peak_lo``, ``peak_hi``.
+
+    Raises:
+        ConfigError: If ``m_fit`` is not below M, or below 3.
+    """
+    m = candidates_per_query(pool)
+    if not 3 <= m_fit < m:
+        raise ConfigError(f"m_fit must be in [3, {m - 1}] to forecast pools of {m} candidates per query, got {m_fit}")
+    ns = [int(n) for n in (ns if ns is not None else n_grid(m))]
+    _, u = pool_matrix(pool, pool[utility].to_numpy(dtype=np.float64))
+    oracle = _curve(u, u, ns)
+    rows = []
+    for scorer in scorers:
+        if str(scorer) == "oracle":
+            continue
+        _, r = pool_matrix(pool, scorer_values(pool, scorer, utility, seed))
+        observed = _curve(r, u, ns)
+        fit = fit_law(pool, scorer, utility, m_fit=m_fit, seed=seed)
+        gain = oracle[-1] - oracle[0]
+        flat = gain > 0 and np.ptp(observed) < FLAT_FRACTION * gain
+        row: dict = {"scorer": str(scorer), "m_fit": m_fit, "m": m, "queries": len(u),
+                     "share": float((observed[-1] - observed[0]) / gain) if gain > 0 else float("nan"),
+                     "obs_peak": find_peak(ns, observed).n, "flat": bool(flat)}
+        for form in FORMS:
+            pred = fit.predict(ns, form)
+            row[f"err_{form}"] = gain_error(pred, observed, oracle)
+            row[f"r2_{form}"] = float("nan") if flat else r_squared(observed, pred)
+            row[f"peak_{form}"] = find_peak(ns, pred).n
+        qs = query_stats(pool, scorer, utility, seed=seed, m=m_fit)
+        lo, hi, (p_lo, p_hi) = dist_band(qs, ns, n_boot=n_boot, seed=seed)
+        seen = observed - observed[0]  # the band is of the gain over N = 1
+        inside = (seen[1:] >= lo[1:] - 1e-12) & (seen[1:] <= hi[1:] + 1e-12)
+        row.update({"in_band": float(inside.mean()), "peak_lo": p_lo, "peak_hi": p_hi,
+                    "dist_tail_drop": fit.dist.tail_drop, "dist_c": 1 - fit.dist.live})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def forecast_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The protocol's targets per (source, M_fit, form) over the rows of :func:`forecast` tables.
+
+    Columns: ``source, m_fit, form, curves, err_ok`` (share with max gain error
+    <= :data:`ERR_TARGET`), ``median_err``, ``median_r2``, ``peaks`` (curves whose
+    observed peak is before the largest N), ``peak_x2`` (share of those whose
+    predicted peak is within a factor 2), and for ``dist`` ``in_band`` (share of
+    (curve, N) points inside the 90% band).
+    """
+    rows = []
+    for (source, m_fit), g in table.groupby(["source", "m_fit"], sort=True):
+        end = g["m"].astype(int)
+        peaked = g["obs_peak"] < end
+        for form in FORMS:
+            err = g[f"err_{form}"]
+            ratio = g[f"peak_{form}"] / g["obs_peak"]
+            rows.append({"source": source, "m_fit": int(m_fit), "form": form, "curves": len(g),
+                         "err_ok": float((err <= ERR_TARGET).mean()), "median_err": float(err.median()),
+                         "median_r2": float(g[f"r2_{form}"].median()), "peaks": int(peaked.sum()),
+                         "peak_x2": float(((ratio >= 0.5) & (ratio <= 2))[peaked].mean()) if peaked.any() else float("nan"),
+                         "in_band": float(g["in_band"].mean()) if form == "dist" else float("nan")})
+    return pd.DataFrame(rows)
