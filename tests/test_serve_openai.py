@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from ttpkit.policy import SamplingConfig
 from ttpkit.policy.openai import OpenAIPolicy
 from ttpkit.serve import MAX_PROMPT_CHARS, create_app
+
+from conftest import live
 
 
 class Fake:
@@ -48,26 +47,6 @@ class CharTokenizer:
 
     def apply_chat_template(self, turns, tokenize=False, add_generation_prompt=True):
         return "^" + "".join(f"<{t['role']}>{t['content']}" for t in turns) + "<assistant>"
-
-
-@contextlib.contextmanager
-def live(app: FastAPI):
-    """Serve ``app`` on a free loopback port for the duration of the block; yields its root URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start within 10 s"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _client(root: str) -> openai.OpenAI:
