@@ -11,7 +11,7 @@ cancelled) is dropped before decoding and never blocks the others.
 
 A personalize request asks through :meth:`Batcher.complete_grouped` and gets,
 with its texts, its batch's :class:`~ttpkit.serve._scoring.ScoreGroup`: the
-personalize requests of one decode batch are then scored in one RM call.
+personalize requests of one decode batch are then scored in one RM pass.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Batcher:
         window_ms: How long the first waiting request waits for batch-mates.
         max_batch: Most prompts per decode batch.
         on_batch: Called after each decode with (requests, prompts, seconds).
-        on_score: Called after each shared RM call with (requests, rows, seconds).
+        on_score: Called after each shared RM pass with (requests, rows, seconds).
     """
 
     def __init__(self, policy: Completer, window_ms: float = 5.0, max_batch: int = 16,

@@ -7,7 +7,7 @@
 - ``ttpkit_batch_requests`` / ``ttpkit_batch_prompts``: histograms of decode batch sizes,
   ``ttpkit_batch_seconds``: time per decode batch;
 - ``ttpkit_score_requests`` / ``ttpkit_score_rows``: histograms of personalize requests and
-  candidates per shared RM call (one call per decode batch, :mod:`ttpkit.serve._scoring`).
+  candidates per shared RM pass (one pass per decode batch, :mod:`ttpkit.serve._scoring`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ class Metrics:
         self.batch_requests = Histogram("ttpkit_batch_requests", "Requests per decode batch.", buckets=_SIZES, registry=r)
         self.batch_prompts = Histogram("ttpkit_batch_prompts", "Prompts per decode batch.", buckets=_SIZES, registry=r)
         self.batch_seconds = Histogram("ttpkit_batch_seconds", "Seconds per decode batch.", buckets=_LATENCY, registry=r)
-        self.score_requests = Histogram("ttpkit_score_requests", "Personalize requests per RM call.", buckets=_SIZES,
+        self.score_requests = Histogram("ttpkit_score_requests", "Personalize requests per RM pass.", buckets=_SIZES,
                                         registry=r)
-        self.score_rows = Histogram("ttpkit_score_rows", "Candidates per RM call.", buckets=_ROWS, registry=r)
+        self.score_rows = Histogram("ttpkit_score_rows", "Candidates per RM pass.", buckets=_ROWS, registry=r)
 
     def on_batch(self, requests: int, prompts: int, seconds: float) -> None:
         """Record one decode batch (the batcher's callback)."""
@@ -47,7 +47,7 @@ class Metrics:
         self.batch_seconds.observe(seconds)
 
     def on_score(self, requests: int, rows: int, seconds: float) -> None:
-        """Record one shared RM call (the score group's callback)."""
+        """Record one shared RM pass (the score group's callback)."""
         self.score_requests.observe(requests)
         self.score_rows.observe(rows)
 

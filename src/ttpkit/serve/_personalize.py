@@ -8,7 +8,7 @@ from: :class:`BatchedPolicy` builds the prompts and seeds exactly as
 :meth:`ttpkit.policy.local.LocalPolicy.sample` does and hands them to the app's
 batcher, so concurrent requests share one decode batch, and :class:`_TimedRM`
 scores each round's rows in that batch's :class:`~ttpkit.serve._scoring.ScoreGroup`,
-so the requests of one decode batch share one RM call. With ``log_requests``
+so the requests of one decode batch share one RM pass. With ``log_requests``
 each answer and its scored candidates are kept in the store, and
 ``POST /v1/feedback`` records the text the user finally kept.
 """
@@ -117,9 +117,9 @@ class BatchedPolicy:
 
 
 class _TimedRM:
-    """The reward model for one request: each round's rows join their decode batch's shared RM call, timed.
+    """The reward model for one request: each round's rows join their decode batch's shared RM pass, timed.
 
-    One RM call runs at a time (``lock``: the encoder's cache is shared).
+    One RM pass runs at a time (``lock``: the encoder's cache is shared).
     """
 
     def __init__(self, model: RewardModel, lock: threading.Lock, timings: dict[str, float], policy: BatchedPolicy) -> None:

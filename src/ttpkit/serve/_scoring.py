@@ -61,7 +61,7 @@ class ScoreGroup:
         wait_s: Longest a leader waits for missing batch-mates before scoring
             those that came (a request that failed between decoding and
             scoring never arrives).
-        on_score: Called after each RM call with (requests, rows, seconds).
+        on_score: Called after each RM pass with (requests, rows, seconds).
     """
 
     def __init__(self, expected: int, wait_s: float = 2.0,
@@ -82,7 +82,7 @@ class ScoreGroup:
             pool: This request's rows (``query_id``, ``text``, ...).
             by_id: This request's queries by id.
             encoder: Sentence encoder.
-            lock: Held around each RM call (the model's encoder cache is shared).
+            lock: Held around each RM pass (the model's encoder cache is shared).
         """
         me = _Member(model, pool, by_id, encoder, lock)
         with self._cond:
@@ -116,7 +116,7 @@ class ScoreGroup:
         return me.scores
 
     def _score_all(self, batch: list[_Member]) -> None:
-        """One RM call per (model, encoder) among ``batch``; each member gets its rows' scores or the error."""
+        """One RM pass per (model, encoder) among ``batch``; each member gets its rows' scores or the error."""
         groups: dict[tuple[int, int], list[_Member]] = {}
         for m in batch:
             groups.setdefault((id(m.model), id(m.encoder)), []).append(m)
