@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import random
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ttpkit.data import bundled_sample_dir, load_split
+from ttpkit.data import bundled_sample_dir, get_task, load_split
+from ttpkit.policy import PromptBuilder, SamplingConfig
 from ttpkit.policy.base import Candidate
+from ttpkit.policy.local import LocalPolicy
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +76,54 @@ class FakeEncoder:
 
     def save_cache(self):
         """Nothing to persist."""
+
+
+class FakeLM:
+    """A served policy: completions are a function of prompt and seed; ``sample`` is LocalPolicy's own code."""
+
+    name = "fake-lm"
+    batch_queries = 4
+    sample = LocalPolicy.sample  # the library's path: PromptBuilder prompts, query_seed seeds, complete_many
+
+    def __init__(self, seed: int = 0) -> None:
+        self.config = SamplingConfig(seed=seed)
+        self.prompt = PromptBuilder(get_task("git-commits"), k=self.config.k)
+        self.batches: list[int] = []
+
+    def complete(self, prompt, n, seed):
+        return self.complete_many([prompt], n, [seed])[0]
+
+    def complete_many(self, prompts, n, seeds):
+        self.batches.append(len(prompts))
+        out = []
+        for p, s in zip(prompts, seeds):
+            rng, words = random.Random(f"{s}:{p}"), p.split()
+            out.append([" ".join(rng.choice(words) for _ in range(4)) for _ in range(n)])
+        return out
+
+
+def items_of(query):
+    """A query's profile as the service's item bodies (git-commits fields)."""
+    return [{"id": p.id, "text": p.source, "title": p.target} for p in query.profile]
+
+
+@contextlib.contextmanager
+def live(app, start_s: float = 20.0):
+    """Serve ``app`` under a real uvicorn on a free 127.0.0.1 port for the block; yields its root URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_s
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, f"uvicorn did not start within {start_s:.0f} s"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

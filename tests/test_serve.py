@@ -185,3 +185,44 @@ def test_embedded_model_batched_equals_solo():
         assert "<start_of_turn>user" in chat and not chat.startswith(policy.tokenizer.bos_token)
     else:  # the GGUF conversion keeps no template: the plain role-prefixed prompt
         assert chat == "User: hi\nAssistant:"
+
+
+def test_a_score_group_scores_its_members_in_one_pass_and_never_waits_past_its_limit():
+    import threading
+    import time
+
+    import numpy as np
+    import pandas as pd
+
+    from ttpkit.data import Query
+    from ttpkit.reward.models import Scores
+    from ttpkit.serve._scoring import ScoreGroup
+
+    class Model:  # a row's feature is its query's input length plus its text's
+        passes: list = []
+
+        def features(self, pool, by_id, encoder=None):
+            self.passes.append(sorted(set(pool["query_id"])))
+            return np.array([[len(by_id[q].input) + len(t)] for q, t in zip(pool["query_id"], pool["text"])], float)
+
+        def score_features(self, x):
+            return Scores(mean=x[:, 0], std=np.zeros(len(x)))
+
+    model, out = Model(), {}
+    group = ScoreGroup(expected=3, wait_s=0.5)  # the third member never comes
+    members = {"a": ("xx", ["1", "22"]), "b": ("yyyy", ["333"])}
+
+    def member(name):
+        source, texts = members[name]
+        query = Query(id="q", user_id="u", input=source, source=source, profile=())  # one query id for both
+        pool = pd.DataFrame({"query_id": ["q"] * len(texts), "text": texts})
+        out[name] = list(group.score(model, pool, {"q": query}).mean)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=member, args=(n,)) for n in members]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert out == {"a": [3.0, 4.0], "b": [7.0]} and len(model.passes) == 1 and len(model.passes[0]) == 2
+    assert 0.4 < time.monotonic() - start < 4

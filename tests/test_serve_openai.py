@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from ttpkit.policy import SamplingConfig
 from ttpkit.policy.openai import OpenAIPolicy
 from ttpkit.serve import MAX_PROMPT_CHARS, create_app
+
+from conftest import live
 
 
 class Fake:
@@ -48,26 +47,6 @@ class CharTokenizer:
 
     def apply_chat_template(self, turns, tokenize=False, add_generation_prompt=True):
         return "^" + "".join(f"<{t['role']}>{t['content']}" for t in turns) + "<assistant>"
-
-
-@contextlib.contextmanager
-def live(app: FastAPI):
-    """Serve ``app`` on a free loopback port for the duration of the block; yields its root URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start within 10 s"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _client(root: str) -> openai.OpenAI:
@@ -229,3 +208,46 @@ def test_openai_backend_falls_back_to_one_request_per_seed_and_says_so_once(samp
         honest = OpenAIPolicy(f"{root}/v1", "m", sample.task)
         (cands,) = honest.sample(sample.queries[:1], 3)
         assert honest.n_path == "n" and len(cands) == 3
+
+
+def test_sample_records_n_path_in_the_pool_manifest_and_resumes_across_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app as cli
+    from ttpkit.data import bundled_sample_dir
+    from ttpkit.pool import pool_manifest, read_pool
+    from ttpkit.serve import create_service
+
+    from conftest import FakeLM
+
+    def sample(root: str, out, limit: int):
+        args = ["sample", "--data", str(bundled_sample_dir()), "--split", "dev", "--m", "3", "--limit", str(limit),
+                "--backend", "openai", "--base-url", f"{root}/v1", "--out", str(out)]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        pool = read_pool(out)
+        assert len(pool) == 3 * limit
+        return pool_manifest(pool)["n_path"], res.output
+
+    file, parts = tmp_path / "pool.parquet", tmp_path / "pool-dir"
+    honours = [False]  # the server's behaviour, switched below (the base URL, part of the manifest, stays)
+    fake = FastAPI()
+
+    @fake.post("/v1/completions")
+    def completions(body: dict) -> dict:
+        n = body["n"] if honours[0] else 1
+        return {"choices": [{"index": i, "text": f"fix {body['seed']}.{i}", "finish_reason": "stop"} for i in range(n)]}
+
+    with live(fake) as root:
+        path, said = sample(root, file, 2)
+        assert path == "per-seed" and "(n_path per-seed)" in said
+        assert sample(root, file, 2)[0] == "per-seed"  # nothing left to sample: kept
+        assert sample(root, file, 3)[0] == "per-seed"  # resumed on the same path
+        assert sample(root, parts, 2)[0] == "per-seed"
+        honours[0] = True
+        assert sample(root, file, 4)[0] == "mixed"  # resumed on the other path: not refused, recorded
+        assert sample(root, parts, 3)[0] == "mixed"
+    service = create_service(FakeLM(), f"sqlite:///{tmp_path / 'p.db'}", admin_key="")
+    with live(service) as root:  # a running ttpkit server honours n
+        assert sample(root, tmp_path / "served.parquet", 2)[0] == "n"
+        assert sample(root, tmp_path / "served-dir", 2)[0] == "n"

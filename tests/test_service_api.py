@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -11,38 +9,12 @@ from fastapi.testclient import TestClient
 from ttpkit import retrieval
 from ttpkit.data import get_task
 from ttpkit.online import personalize
-from ttpkit.policy import PromptBuilder, SamplingConfig
-from ttpkit.policy.local import LocalPolicy
 from ttpkit.serve._personalize import create_service
 from ttpkit.serve._users import Limits
 
-from conftest import FakeEncoder
+from conftest import FakeEncoder, FakeLM, items_of, live
 
 TASK = get_task("git-commits")
-
-
-class FakeLM:
-    """A served policy: completions are a function of prompt and seed; ``sample`` is LocalPolicy's own code."""
-
-    name = "fake-lm"
-    batch_queries = 4
-    sample = LocalPolicy.sample  # the library's path: PromptBuilder prompts, query_seed seeds, complete_many
-
-    def __init__(self, seed: int = 0) -> None:
-        self.config = SamplingConfig(seed=seed)
-        self.prompt = PromptBuilder(TASK, k=self.config.k)
-        self.batches: list[int] = []
-
-    def complete(self, prompt, n, seed):
-        return self.complete_many([prompt], n, [seed])[0]
-
-    def complete_many(self, prompts, n, seeds):
-        self.batches.append(len(prompts))
-        out = []
-        for p, s in zip(prompts, seeds):
-            rng, words = random.Random(f"{s}:{p}"), p.split()
-            out.append([" ".join(rng.choice(words) for _ in range(4)) for _ in range(n)])
-        return out
 
 
 class CachingEncoder(FakeEncoder):
@@ -60,10 +32,6 @@ class CachingEncoder(FakeEncoder):
         for t, v in zip(texts, out):
             self.cache[self._cache_key(t)] = v
         return out
-
-
-def items_of(query):
-    return [{"id": p.id, "text": p.source, "title": p.target} for p in query.profile]
 
 
 def make_client(tmp_path, **kw) -> TestClient:
@@ -252,27 +220,10 @@ def test_the_feedback_loop_log_feedback_export_then_train_rm(tmp_path, sample):
 @pytest.fixture
 def live_server(tmp_path):
     """The service under a real uvicorn on a free 127.0.0.1 port (admin key 'adm'), stopped after the test."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     app = create_service(FakeLM(), f"sqlite:///{tmp_path / 'live.db'}", encoder=FakeEncoder(layers=2), admin_key="adm",
                          log_requests=True, batch_window_ms=1.0)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live(app) as root:
+        yield root
 
 
 def test_a_real_server_serves_every_endpoint_through_the_client(live_server, sample):

@@ -13,6 +13,11 @@ Two rules follow from it:
   names the first key that differs (``ttpkit sample --force-new`` starts over).
   A policy name from before a rename (``embedded``, now ``gemma3-270m``) still
   matches its new name.
+* **What a run learns is recorded, not compared.** The ``openai`` backend finds
+  out only while sampling whether its server honours ``n``; ``ttpkit sample``
+  then stamps :data:`N_PATH` into the manifest (``"n"``, ``"per-seed"``, or
+  ``"mixed"`` when a resumption ran the other path). Like the version and the
+  time, it may differ between a run and its resumption (:data:`VOLATILE`).
 * **Load only what this version understands.** :func:`check_format` refuses an
   artifact whose format is newer than this ttpkit's, naming both versions.
 """
@@ -30,11 +35,12 @@ from typing import Any
 from ttpkit import __version__
 from ttpkit.errors import ConfigError, DataError
 
-__all__ = ["FORMATS", "MANIFEST_KEY", "RENAMED_POLICIES", "check_format", "check_resume", "diff", "file_digest", "record_study", "stamp"]
+__all__ = ["FORMATS", "MANIFEST_KEY", "N_PATH", "RENAMED_POLICIES", "check_format", "check_resume", "diff", "file_digest", "record_study", "stamp"]
 
 FORMATS = {"pool": 1, "rm": 1, "study": 1}  # bump when a reader of the old layout would misread the new one
 MANIFEST_KEY = "ttpkit_manifest"  # where a DataFrame (df.attrs) and a Parquet file keep a pool's manifest
-VOLATILE = ("created", "ttpkit", "format", "kind")  # keys that may differ between a run and its resumption
+N_PATH = "n_path"  # how an openai-backend pool got its n samples per query: "n", "per-seed" or "mixed"
+VOLATILE = ("created", "ttpkit", "format", "kind", N_PATH)  # keys that may differ between a run and its resumption
 # Policy names a pool's manifest may carry from before a rename, keyed by (old name, backend); the new name
 # is ttpkit.policy.EMBEDDED_NAME (not imported: ttpkit.policy imports this module).
 RENAMED_POLICIES = {("embedded", "embedded"): "gemma3-270m"}

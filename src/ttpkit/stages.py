@@ -27,12 +27,13 @@ import pandas as pd
 
 from ttpkit.data import Dataset, Query, TaskSpec, load_split
 from ttpkit.errors import DataError, TtpkitError
-from ttpkit.manifest import check_resume, stamp
+from ttpkit.manifest import N_PATH, check_resume, stamp
 from ttpkit.paths import check_writable, embeddings_cache_file
 from ttpkit.policy import Policy, PolicySpec
 from ttpkit.pool import (
     QUERY_ID,
     ROUGEL,
+    amend_manifest,
     complete_queries,
     existing_pool,
     is_partitioned,
@@ -57,6 +58,7 @@ __all__ = [
     "dataset_for_pool",
     "default_encoder",
     "label_pool",
+    "record_n_path",
     "sample_pool",
     "sampling_manifest",
     "score_pool",
@@ -172,6 +174,29 @@ def sample_pool(
     finally:
         writer.fold()  # an interrupted run (Ctrl-C, an error) keeps every query it finished
     return len(todo)
+
+
+def record_n_path(out: str | Path, policy: Policy) -> str | None:
+    """Stamp how ``policy`` got its ``n`` samples per prompt into the pool's manifest (:data:`ttpkit.manifest.N_PATH`).
+
+    Only a policy that found out while sampling has an ``n_path`` (the
+    ``openai`` backend: ``"n"``, one request with ``n`` choices, or
+    ``"per-seed"``, one request per sample from a server that ignores ``n``).
+    A pool resumed on the other path than its first run's records ``"mixed"``.
+
+    Returns:
+        The value recorded, or ``None`` (nothing sampled, or not such a policy).
+    """
+    now = getattr(policy, "n_path", None)
+    if now is None:
+        return None
+
+    def update(manifest: dict) -> dict:
+        was = manifest.get(N_PATH)
+        return {**manifest, N_PATH: now if was in (None, now) else "mixed"}
+
+    new = amend_manifest(out, update)
+    return None if new is None else new[N_PATH]
 
 
 def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.DataFrame:

@@ -85,9 +85,10 @@ def sample(
     if not force_new:  # refuse a mismatched pool before the progress display starts
         check_resume(out_path, pool_manifest(existing_pool(out_path)), manifest)
     with progress() as bar:
-        stages.sample_pool(queries, out_path, m, lazy_policy(spec, ds.task, seed, on_load=bar.note), bar,
-                           manifest=manifest, force_new=force_new)
-    console.print(f"wrote {out_path} in {time.time() - t0:.0f} s")
+        policy = lazy_policy(spec, ds.task, seed, on_load=bar.note)
+        sampled = stages.sample_pool(queries, out_path, m, policy, bar, manifest=manifest, force_new=force_new)
+    n_path = stages.record_n_path(out_path, policy()) if sampled else None  # sampled: the policy is built already
+    console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
 
 
 @app.command()

@@ -22,8 +22,9 @@ class OpenAIPolicy:
     one choice. The first time that happens the policy warns once and falls
     back to one request per sample, sample ``i`` seeded ``seed + i``, for the
     rest of its life; :attr:`n_path` records which path ran (``"n"``,
-    ``"per-seed"``, or ``None`` before any request asked for ``n > 1``), for
-    the pool's manifest.
+    ``"per-seed"``, or ``None`` before any request asked for ``n > 1``);
+    ``ttpkit sample`` stamps it into the pool's manifest
+    (:func:`ttpkit.stages.record_n_path`).
 
     Args:
         base_url: Server root including ``/v1`` (``http://127.0.0.1:8000/v1``).

@@ -8,7 +8,8 @@ sampling stage, :func:`ttpkit.stages.sample_pool`.
 | ``_schema`` | the column names (:data:`POOL_COLUMNS`, the utilities), :func:`score_col` and     |
 |             | :func:`std_col`, the :class:`Scorer` and :class:`Rule` grammar, :func:`n_grid`,   |
 |             | :func:`candidates_per_query`                                                      |
-| ``_files``  | atomic Parquet I/O (:func:`write_pool`, :func:`read_pool`, :func:`pool_manifest`),|
+| ``_files``  | atomic Parquet I/O (:func:`write_pool`, :func:`read_pool`, :func:`pool_manifest`,|
+|             | :func:`amend_manifest`),                                                          |
 |             | the per-query journal and :class:`PoolWriter`, :func:`complete_queries`,          |
 |             | :func:`pool_writer` and :func:`existing_pool` (either layout)                     |
 | ``_parts``  | pool directories: append-only part files (:class:`PartWriter`), one per writer    |
@@ -20,8 +21,17 @@ from __future__ import annotations
 
 from ttpkit.manifest import MANIFEST_KEY  # noqa: F401  (older callers import it from here)
 from ttpkit.pool import _files, _parts, _schema
-from ttpkit.pool._files import PoolWriter, complete_queries, existing_pool, pool_manifest, pool_writer, read_pool, write_pool
-from ttpkit.pool._parts import PartWriter, is_partitioned, read_parts, write_parts
+from ttpkit.pool._files import (
+    PoolWriter,
+    amend_manifest,
+    complete_queries,
+    existing_pool,
+    pool_manifest,
+    pool_writer,
+    read_pool,
+    write_pool,
+)
+from ttpkit.pool._parts import PartWriter, amend_parts_manifest, is_partitioned, read_parts, write_parts
 from ttpkit.pool._schema import (
     BUILTIN_SCORERS,
     IDX,

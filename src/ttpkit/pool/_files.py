@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -27,10 +27,11 @@ from ttpkit.errors import DataError
 from ttpkit.manifest import MANIFEST_KEY, check_format
 from ttpkit.paths import check_writable
 from ttpkit.policy.base import Candidate
-from ttpkit.pool._parts import PartWriter, is_partitioned, read_parts, write_parts
+from ttpkit.pool._parts import PartWriter, amend_parts_manifest, is_partitioned, read_parts, write_parts
 from ttpkit.pool._schema import IDX, POOL_COLUMNS, QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM
 
-__all__ = ["PoolWriter", "complete_queries", "existing_pool", "pool_manifest", "pool_writer", "read_pool", "write_pool"]
+__all__ = ["PoolWriter", "amend_manifest", "complete_queries", "existing_pool", "pool_manifest", "pool_writer", "read_pool",
+           "write_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,30 @@ def existing_pool(path: str | Path) -> pd.DataFrame:
     if path.is_dir() or path.exists() or _journal(path).exists():
         return read_pool(path)
     return pd.DataFrame(columns=list(POOL_COLUMNS))
+
+
+def amend_manifest(path: str | Path, update: Callable[[dict], dict]) -> dict | None:
+    """Replace a finished pool's manifest by ``update(manifest)``: facts a run learnt while sampling.
+
+    A pool directory's ``manifest.json`` is replaced alone; a pool file is
+    rewritten (atomically, as :func:`write_pool` does) only if the manifest
+    changed. A pool without a manifest (from before manifests) is left as it is.
+
+    Returns:
+        The new manifest, or ``None`` for a pool without one.
+    """
+    path = Path(path)
+    if is_partitioned(path):
+        return amend_parts_manifest(path, update)
+    pool_writer(path).fold()  # a journal left by an interrupted fold
+    df = read_pool(path)
+    old = pool_manifest(df)
+    if old is None:
+        return None
+    new = update(dict(old))
+    if new != old:
+        write_pool(df, path, new)
+    return new
 
 
 def pool_writer(path: str | Path, manifest: dict | None = None, every: int = 8) -> PoolWriter | PartWriter:

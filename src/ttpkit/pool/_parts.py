@@ -37,7 +37,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ from ttpkit.errors import ConfigError, DataError
 from ttpkit.policy.base import Candidate
 from ttpkit.pool._schema import IDX, POLICY, POOL_COLUMNS, QUERY_ID, SEED, TEXT, USER_ID
 
-__all__ = ["PartWriter", "is_partitioned", "read_parts", "write_parts"]
+__all__ = ["PartWriter", "amend_parts_manifest", "is_partitioned", "read_parts", "write_parts"]
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA = pa.schema([(QUERY_ID, pa.string()), (USER_ID, pa.string()), (IDX, pa.int64()), (TEXT, pa.string()),
@@ -174,6 +174,27 @@ def write_parts(df: pd.DataFrame, path: str | Path, manifest: dict | None = None
     for p in _parts(path):
         if not p.name.startswith(f"part-g{new}-"):
             p.unlink(missing_ok=True)
+
+
+def amend_parts_manifest(path: str | Path, update: Callable[[dict], dict]) -> dict | None:
+    """Replace a pool directory's manifest by ``update(manifest)`` (one atomic rename; parts untouched).
+
+    Returns the new manifest, or ``None`` (and nothing changes) for a pool without one.
+
+    Raises:
+        DataError: If the directory is not a pool or its manifest is damaged.
+    """
+    path = Path(path)
+    meta = _meta(path)
+    if meta is None:
+        raise DataError(f"{path}: is a directory but not a ttpkit pool (no {MANIFEST_FILE})")
+    gen, manifest = meta
+    if manifest is None:
+        return None
+    new = update(dict(manifest))
+    if new != manifest:
+        _write_meta(path, gen, new)
+    return new
 
 
 def _grouped(df: pd.DataFrame) -> pd.DataFrame:

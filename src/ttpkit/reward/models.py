@@ -260,8 +260,20 @@ class RewardModel:
     def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder | None = None) -> Scores:
         """Score every pool row from the query input, the candidate and the profile (never the reference)."""
 
+        return self.score_features(self.features(pool, by_id, encoder))
+
+    def features(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Encoder | None = None) -> np.ndarray:
+        """The (R, F) features :meth:`score` scores: row i's depend only on row i and its own query.
+
+        So rows of several pools may be built in one call (one encoder pass)
+        and scored apart with :meth:`score_features` (the serving path:
+        :mod:`ttpkit.serve._scoring`), which gives each pool exactly its own
+        :meth:`score`; scoring them in one network call does not (the network's
+        CPU matmul is not batch-invariant: a row's last float bits depend on
+        how many rows it is scored with).
+        """
         self._check()
-        return self.score_features(build_features(pool, by_id, self._encoder(encoder), self.config.features, k=self.config.k))
+        return build_features(pool, by_id, self._encoder(encoder), self.config.features, k=self.config.k)
 
     def score_features(self, x: np.ndarray) -> Scores:
         """Scores of rows whose features are already built: ``x`` is (R, F) in :attr:`RMConfig.features` order."""

@@ -9,6 +9,7 @@
 - :mod:`ttpkit.serve._openai`: ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``,
   their Pydantic requests, ``usage`` and ``finish_reason``.
 - :mod:`ttpkit.serve._batch`: :class:`Batcher`, concurrent requests in one ``complete_many`` batch.
+- :mod:`ttpkit.serve._scoring`: :class:`ScoreGroup`, a decode batch's personalize requests in one RM pass.
 - :mod:`ttpkit.serve._metrics`: :class:`Metrics`, Prometheus metrics in a per-app registry.
 """
 

@@ -8,6 +8,10 @@ the next batch forms from whatever arrived meanwhile. Each prompt keeps its
 own seed's generator (``complete_many``'s guarantee), so its samples do not
 depend on its batch-mates. A request whose caller went away (its future
 cancelled) is dropped before decoding and never blocks the others.
+
+A personalize request asks through :meth:`Batcher.complete_grouped` and gets,
+with its texts, its batch's :class:`~ttpkit.serve._scoring.ScoreGroup`: the
+personalize requests of one decode batch are then scored in one RM pass.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Callable, Optional
 
 from ttpkit.errors import ConfigError
 from ttpkit.policy.base import Completer
+from ttpkit.serve._scoring import ScoreGroup
 
 __all__ = ["Batcher", "decode"]
 
@@ -48,6 +53,7 @@ class _Job:
     seeds: list[int]
     cfg: Any
     future: asyncio.Future
+    grouped: bool = False  # a personalize request: it scores with its batch-mates
     key: tuple = field(init=False)
     since: float = field(default_factory=time.monotonic)
 
@@ -64,10 +70,12 @@ class Batcher:
         window_ms: How long the first waiting request waits for batch-mates.
         max_batch: Most prompts per decode batch.
         on_batch: Called after each decode with (requests, prompts, seconds).
+        on_score: Called after each shared RM pass with (requests, rows, seconds).
     """
 
     def __init__(self, policy: Completer, window_ms: float = 5.0, max_batch: int = 16,
-                 on_batch: Optional[Callable[[int, int, float], None]] = None) -> None:
+                 on_batch: Optional[Callable[[int, int, float], None]] = None,
+                 on_score: Optional[Callable[[int, int, float], None]] = None) -> None:
         if window_ms < 0:
             raise ConfigError(f"batch_window_ms must be >= 0, got {window_ms}")
         if max_batch < 1:
@@ -76,6 +84,7 @@ class Batcher:
         self.window = window_ms / 1000
         self.max_batch = max_batch
         self.on_batch = on_batch
+        self.on_score = on_score
         self.lock = threading.Lock()  # held while the model decodes (for callers outside the batcher)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ttpkit-model")
         self._pending: list[_Job] = []
@@ -92,12 +101,26 @@ class Batcher:
             seeds: One generator seed per prompt.
             cfg: Decoding settings (a :class:`~ttpkit.policy.SamplingConfig`).
         """
-        if len(seeds) != len(prompts):
-            raise ValueError("Batcher.complete: one seed per prompt")
-        if not prompts:
+        if not prompts and not seeds:
             return []
+        return await self._submit(prompts, n, seeds, cfg, grouped=False)
+
+    async def complete_grouped(self, prompts: list[str], n: int, seeds: list[int], cfg: Any,
+                               ) -> tuple[list[list[str]], ScoreGroup]:
+        """As :meth:`complete`, and the :class:`ScoreGroup` this request's batch-mates score in.
+
+        Every caller of this method must then call the group's ``score`` once
+        (or its batch-mates wait up to the group's ``wait_s`` for it).
+        """
+        if not prompts:
+            raise ValueError("Batcher.complete_grouped: no prompts")
+        return await self._submit(prompts, n, seeds, cfg, grouped=True)
+
+    async def _submit(self, prompts: list[str], n: int, seeds: list[int], cfg: Any, grouped: bool) -> Any:
+        if len(seeds) != len(prompts):
+            raise ValueError(f"Batcher: one seed per prompt, got {len(seeds)} seeds for {len(prompts)} prompts")
         self._ensure_worker()
-        job = _Job(list(prompts), n, list(seeds), cfg, self._loop.create_future())
+        job = _Job(list(prompts), n, list(seeds), cfg, self._loop.create_future(), grouped)
         self._pending.append(job)
         self._wake.set()
         return await job.future
@@ -158,10 +181,13 @@ class Batcher:
             return
         if self.on_batch is not None:
             self.on_batch(len(batch), len(prompts), time.perf_counter() - start)
+        scorers = sum(1 for j in batch if j.grouped and not j.future.done())
+        group = ScoreGroup(scorers, on_score=self.on_score) if scorers else None
         at = 0
         for job in batch:
             if not job.future.done():
-                job.future.set_result(texts[at : at + len(job.prompts)])
+                mine = texts[at : at + len(job.prompts)]
+                job.future.set_result((mine, group) if job.grouped else mine)
             at += len(job.prompts)
 
     def _locked(self, cfg: Any, prompts: list[str], n: int, seeds: list[int]) -> list[list[str]]:

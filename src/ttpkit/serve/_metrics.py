@@ -5,7 +5,9 @@
 - ``ttpkit_request_seconds{route}``: latency histogram;
 - ``ttpkit_samples_total``: completions generated;
 - ``ttpkit_batch_requests`` / ``ttpkit_batch_prompts``: histograms of decode batch sizes,
-  ``ttpkit_batch_seconds``: time per decode batch.
+  ``ttpkit_batch_seconds``: time per decode batch;
+- ``ttpkit_score_requests`` / ``ttpkit_score_rows``: histograms of personalize requests and
+  candidates per shared RM pass (one pass per decode batch, :mod:`ttpkit.serve._scoring`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = ["Metrics", "MetricsMiddleware"]
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _SIZES = (1, 2, 4, 8, 16, 32, 64)
+_ROWS = (1, 4, 16, 64, 256, 1024)
 
 
 class Metrics:
@@ -33,12 +36,20 @@ class Metrics:
         self.batch_requests = Histogram("ttpkit_batch_requests", "Requests per decode batch.", buckets=_SIZES, registry=r)
         self.batch_prompts = Histogram("ttpkit_batch_prompts", "Prompts per decode batch.", buckets=_SIZES, registry=r)
         self.batch_seconds = Histogram("ttpkit_batch_seconds", "Seconds per decode batch.", buckets=_LATENCY, registry=r)
+        self.score_requests = Histogram("ttpkit_score_requests", "Personalize requests per RM pass.", buckets=_SIZES,
+                                        registry=r)
+        self.score_rows = Histogram("ttpkit_score_rows", "Candidates per RM pass.", buckets=_ROWS, registry=r)
 
     def on_batch(self, requests: int, prompts: int, seconds: float) -> None:
         """Record one decode batch (the batcher's callback)."""
         self.batch_requests.observe(requests)
         self.batch_prompts.observe(prompts)
         self.batch_seconds.observe(seconds)
+
+    def on_score(self, requests: int, rows: int, seconds: float) -> None:
+        """Record one shared RM pass (the score group's callback)."""
+        self.score_requests.observe(requests)
+        self.score_rows.observe(rows)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

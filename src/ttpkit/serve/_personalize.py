@@ -6,7 +6,9 @@ server's loaded policy and reward model, so its answer for a seed is the
 library's for the same arguments. The one difference is where the samples come
 from: :class:`BatchedPolicy` builds the prompts and seeds exactly as
 :meth:`ttpkit.policy.local.LocalPolicy.sample` does and hands them to the app's
-batcher, so concurrent requests share one decode batch. With ``log_requests``
+batcher, so concurrent requests share one decode batch, and :class:`_TimedRM`
+scores each round's rows in that batch's :class:`~ttpkit.serve._scoring.ScoreGroup`,
+so the requests of one decode batch share one RM pass. With ``log_requests``
 each answer and its scored candidates are kept in the store, and
 ``POST /v1/feedback`` records the text the user finally kept.
 """
@@ -17,11 +19,13 @@ import dataclasses
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
 import numpy as np
+import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,8 +38,9 @@ from ttpkit.policy.base import Candidate, Completer, query_seed
 from ttpkit.policy.prompt import PromptBuilder
 from ttpkit.pool import TEXT
 from ttpkit.reward.bundled import ModelCard, load_card
-from ttpkit.reward.models import RewardModel
+from ttpkit.reward.models import RewardModel, Scores
 from ttpkit.serve._auth import Caller, caller, key_check
+from ttpkit.serve._scoring import ScoreGroup
 from ttpkit.serve._store import LoggedRequest, ProfileStore
 from ttpkit.serve._users import USER_ID, Limits, Profiles, check_items, task_spec, users_router
 from ttpkit.serve.app import create_app
@@ -82,6 +87,8 @@ class BatchedPolicy:
     Prompts and seeds are :meth:`LocalPolicy.sample`'s: ``PromptBuilder(task,
     k)`` and ``query_seed(seed, query.id)``; the decoding settings are the
     served policy's with this request's seed (and the task's token limit).
+    After each :meth:`sample`, :attr:`group` is the decode batch's
+    :class:`ScoreGroup`, which the request's next scoring call joins.
     """
 
     batch_queries = 1
@@ -92,6 +99,7 @@ class BatchedPolicy:
         self.config = dataclasses.replace(base, seed=seed, max_new_tokens=task.max_new_tokens or base.max_new_tokens)
         self.prompt = PromptBuilder(task, k=self.config.k)
         self.name = str(getattr(state.policy, "name", "served"))
+        self.group: ScoreGroup | None = None
 
     def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
         """``m`` candidates per query, decoded in the batcher's next batch."""
@@ -99,7 +107,7 @@ class BatchedPolicy:
         prompts = [self.prompt(q) for q in queries]  # BM25 over the user's items
         t1 = time.perf_counter()
         seeds = [query_seed(self.config.seed, q.id) for q in queries]
-        texts = anyio.from_thread.run(self.batcher.complete, prompts, m, seeds, self.config)
+        texts, self.group = anyio.from_thread.run(self.batcher.complete_grouped, prompts, m, seeds, self.config)
         self.timings["retrieval"] += t1 - t0
         self.timings["sampling"] += time.perf_counter() - t1
         if self.metrics is not None:
@@ -109,16 +117,24 @@ class BatchedPolicy:
 
 
 class _TimedRM:
-    """The reward model, one scoring call at a time (its encoder's cache is shared), timed."""
+    """The reward model for one request: each round's rows join their decode batch's shared RM pass, timed.
 
-    def __init__(self, model: RewardModel, lock: threading.Lock, timings: dict[str, float]) -> None:
-        self.model, self.lock, self.timings = model, lock, timings
+    One RM pass runs at a time (``lock``: the encoder's cache is shared).
+    """
+
+    def __init__(self, model: RewardModel, lock: threading.Lock, timings: dict[str, float], policy: BatchedPolicy) -> None:
+        self.model, self.lock, self.timings, self.policy = model, lock, timings, policy
         self.probabilistic = model.probabilistic
 
-    def score(self, *args: Any, **kwargs: Any) -> Any:
+    def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query], encoder: Any = None) -> Scores:
+        """``model.score(pool, by_id, encoder=encoder)``, in the group of the policy's last decode batch."""
         t0 = time.perf_counter()
-        with self.lock:
-            out = self.model.score(*args, **kwargs)
+        group, self.policy.group = self.policy.group, None
+        if group is not None:
+            out = group.score(self.model, pool, by_id, encoder, self.lock)
+        else:
+            with self.lock:
+                out = self.model.score(pool, by_id, encoder=encoder)
         self.timings["scoring"] += time.perf_counter() - t0
         return out
 
@@ -201,8 +217,10 @@ class Personalizer:
             raise HTTPException(422, detail=f"rule {body.rule!r} needs a probabilistic RM (user-prob); {rm.path} is "
                                             f"{rm.model.config.variant}")
         query = _query(items, body.input, spec, user_id)
-        rows, s, values, rounds = _draw(BatchedPolicy(state, spec, body.seed, timings), _TimedRM(rm.model, self._score_lock, timings),
-                                        rm.encoder, query, parsed, body.seed, schedule, rm.card.score_std if rm.card else None)
+        policy = BatchedPolicy(state, spec, body.seed, timings)
+        scorer = _TimedRM(rm.model, self._score_lock, timings, policy)
+        rows, s, values, rounds = _draw(policy, scorer, rm.encoder, query, parsed, body.seed, schedule,
+                                        rm.card.score_std if rm.card else None)
         best, request_id = int(np.argmax(values)), "pers-" + uuid.uuid4().hex[:24]
         candidates = [dataclasses.asdict(c) for c in _scored(rows, s, values, rm.model.probabilistic)]
         expected = _expectation(rm.card, np.asarray(s.mean), len(rows))

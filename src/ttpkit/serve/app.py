@@ -86,7 +86,8 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
     :class:`~ttpkit.serve.Metrics`) and ``policy``.
     """
     metrics = Metrics()
-    batcher = Batcher(policy, window_ms=batch_window_ms, max_batch=max_batch, on_batch=metrics.on_batch)
+    batcher = Batcher(policy, window_ms=batch_window_ms, max_batch=max_batch, on_batch=metrics.on_batch,
+                      on_score=metrics.on_score)
     app = FastAPI(title="ttpkit", version=__version__,
                   description="Test-time personalization: OpenAI-compatible sampling and personalized best-of-n.")
     app.state.batcher, app.state.metrics, app.state.policy = batcher, metrics, policy
