@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -19,24 +21,35 @@ FILES = HERE / "files"
 CASES = yaml.safe_load((HERE / "cases.yaml").read_text())
 
 
-def _run(case: dict, tmp: Path) -> subprocess.CompletedProcess:
+def _prepare(case: dict, tmp: Path) -> dict:
+    """The case's working directory with its files copied in, and its argv."""
     tmp.mkdir(parents=True)
     for name in case.get("copy", []):
         src = FILES / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / name)
     args = [a.format(files=FILES, tmp=tmp, sample=bundled_sample_dir()) for a in case["args"]]
+    return {"id": case["id"], "argv": args, "cwd": str(tmp)}
+
+
+def _run_batch(batch: list[dict]) -> dict[str, SimpleNamespace]:
+    """One process runs a batch of cases through ``ttpkit.cli.main`` (``tests/bad_inputs/_driver.py``)."""
     env = {**os.environ, "COLUMNS": "40", "PYTHONWARNINGS": "ignore"}  # narrow: a one-line error must not wrap
-    return subprocess.run([sys.executable, "-m", "ttpkit.cli", *args], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=tmp, stdin=subprocess.DEVNULL)
+    r = subprocess.run([sys.executable, str(HERE / "_driver.py")], input=json.dumps(batch), capture_output=True,
+                       text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {k: SimpleNamespace(**v) for k, v in json.loads(r.stdout).items()}
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess]:
-    """Every case run once, two at a time (the suite runs on 2 cores)."""
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SimpleNamespace]:
+    """Every case run once, in two processes (the suite runs on 2 cores), each paying the imports once."""
     root = tmp_path_factory.mktemp("bad")
+    prepared = [_prepare(c, root / c["id"]) for c in CASES]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        done = pool.map(lambda c: (c["id"], _run(c, root / c["id"])), CASES)
-        return dict(done)
+        done: dict[str, SimpleNamespace] = {}
+        for part in pool.map(_run_batch, [prepared[0::2], prepared[1::2]]):
+            done.update(part)
+    return done
 
 
 def test_the_corpus_covers_every_family_with_60_kinds():
@@ -59,6 +72,22 @@ def test_a_bad_input_is_one_clear_line(case: dict, results: dict) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     if "expect" in case:
         assert str(case["expect"]).lower() in lines[0].lower(), lines[0]
+
+
+def test_the_in_process_driver_answers_as_a_separate_process_does(results: dict, tmp_path: Path) -> None:
+    """One case of each of four families through ``python -m ttpkit.cli``: same exit code and error line."""
+    picked = {}
+    for c in CASES:
+        picked.setdefault(c["family"], c)
+    env = {**os.environ, "COLUMNS": "40", "PYTHONWARNINGS": "ignore"}
+    for case in list(picked.values())[:4]:
+        p = _prepare(case, tmp_path / case["id"])
+        r = subprocess.run([sys.executable, "-m", "ttpkit.cli", *p["argv"]], capture_output=True, text=True, timeout=300,
+                           env=env, cwd=p["cwd"], stdin=subprocess.DEVNULL)
+        mine = results[case["id"]]
+        theirs = " ".join(r.stderr.replace(p["cwd"], "<tmp>").split())
+        ours = " ".join(mine.stderr.replace(mine.cwd, "<tmp>").split())
+        assert (r.returncode, theirs) == (mine.returncode, ours), case["id"]
 
 
 def test_serve_on_a_busy_port_fails_at_once_in_one_line():
