@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
-from ttpkit.pool import IDX, QUERY_ID, ROUGEL, USER_ID, score_col
+from ttpkit.pool import IDX, QUERY_ID, ROUGEL, TEXT, USER_ID, score_col
 
 __all__ = ["KINDS", "synthetic_pool", "true_curve"]
 
@@ -59,7 +59,7 @@ def _draw(kind: str, q: int, m: int, rng: np.random.Generator, effects: dict) ->
 def _effects(kind: str, q: int, seed: int) -> dict:
     rng = np.random.default_rng([seed, 7])
     return {"mu": rng.uniform(0.1, 0.4, (q, 1)), "s": rng.uniform(0.05, 0.15, (q, 1)),
-            "scale": rng.uniform(0.5, 2.0, (q, 1)), "offset": rng.uniform(-1, 1, (q, 1)),
+            "scale": rng.uniform(0.7, 1.4, (q, 1)), "offset": rng.uniform(-1, 1, (q, 1)),
             "collapsed": (rng.random((q, 1)) < 1 / 3) if kind == "collapsed" else np.zeros((q, 1), bool)}
 
 
@@ -73,8 +73,9 @@ def synthetic_pool(kind: str, queries: int = 400, m: int = 64, seed: int = 0) ->
         raise ConfigError(f"unknown synthetic population {kind!r}; known: {', '.join(KINDS)}")
     r, u = _draw(kind, queries, m, np.random.default_rng([seed, 1]), _effects(kind, queries, seed))
     ids = np.repeat([f"q{i}" for i in range(queries)], m)
-    return pd.DataFrame({QUERY_ID: ids, USER_ID: np.char.replace(ids, "q", "u"), IDX: np.tile(np.arange(m), queries),
-                         ROUGEL: u.ravel(), score_col("rm"): r.ravel()})
+    idx = np.tile(np.arange(m), queries)
+    return pd.DataFrame({QUERY_ID: ids, USER_ID: np.char.replace(ids, "q", "u"), IDX: idx,
+                         TEXT: [f"candidate {i}" for i in idx], ROUGEL: u.ravel(), score_col("rm"): r.ravel()})
 
 
 def true_curve(kind: str, ns: Sequence[int], queries: int = 400, seed: int = 0, m: int = 1024) -> np.ndarray:
