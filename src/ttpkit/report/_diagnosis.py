@@ -17,7 +17,7 @@ from ttpkit.report._draw import _finish, _num, _pyplot, _save, _table, write_jso
 from ttpkit.scaling import FORMS, HACK_THRESHOLD, Diagnosis
 from ttpkit.scaling import law_targets, peak_targets, summarised
 
-_STYLES = ("--", "-.", ":", "-", (0, (1, 3)), (0, (5, 1)))  # one line style per form of FORMS
+_STYLES = ("--", "-.", ":", "-", (0, (1, 3)), (0, (5, 1)), (0, (3, 1, 1, 1)))  # one line style per form of FORMS
 
 
 def peak_sentence(diag: Diagnosis, name: str) -> str:

@@ -32,7 +32,8 @@ curves (docs/theory.md derives both):
 
 The sixth form, ``dist``, is not regressed on the curve at all: it is the
 exact best-of-N expectation under the candidates' fitted joint distribution of
-score and utility (:mod:`ttpkit.scaling._dist`).
+score and utility (:mod:`ttpkit.scaling._dist`); ``tails``, its Best-of-Tails-style
+baseline, fits each query's own score tail and slope without pooling.
 
 e_N and v_N come from :mod:`ttpkit.scaling._normal`, the per-query quantities
 from :mod:`ttpkit.scaling._stats`.
@@ -50,13 +51,13 @@ from ttpkit.errors import ConfigError
 from ttpkit.pool import Scorer
 from ttpkit.scaling._bon import best_of_n
 from ttpkit.scaling._bootstrap import bootstrap_means
-from ttpkit.scaling._dist import DistFit, fit_dist
+from ttpkit.scaling._dist import DistFit, fit_dist, tails_gain
 from ttpkit.scaling._normal import _e, _v, expected_max_normal
-from ttpkit.scaling._stats import HACK_THRESHOLD, query_stats
+from ttpkit.scaling._stats import HACK_THRESHOLD, QueryStats, query_stats
 
 __all__ = ["FORMS", "LawFit", "Peak", "bend_coefficients", "find_peak", "fit_law", "is_monotone", "oracle_share", "predict", "recommend_n", "tail_gain"]
 
-FORMS = ("plain", "tail", "log", "bend", "mixture", "dist")
+FORMS = ("plain", "tail", "log", "bend", "mixture", "dist", "tails")
 
 
 def _bend_design(ns: Sequence[int]) -> np.ndarray:
@@ -157,6 +158,7 @@ class LawFit:
         bend_b_hi: One-sided 95% upper bound of b over a bootstrap of the queries.
         mix_k, mix_p, mix_h: (k, p, h) of the ``mixture`` form at N <= m_fit.
         dist: The ``dist`` form's fitted distribution (:mod:`ttpkit.scaling._dist`), on the same candidates.
+        stats: Those candidates' per-query statistics, which the ``tails`` baseline fits each query's own tail on.
     """
 
     scorer: str
@@ -178,6 +180,7 @@ class LawFit:
     mix_p: float = 0.0
     mix_h: float = 0.0
     dist: DistFit | None = field(default=None, repr=False, compare=False)
+    stats: QueryStats | None = field(default=None, repr=False, compare=False)
 
     @property
     def form(self) -> str:
@@ -196,7 +199,7 @@ class LawFit:
 
     def as_dict(self) -> dict[str, float | int | str]:
         """The quantities as a JSON-ready dict (the ``dist`` form's as ``dist_<quantity>``)."""
-        out = {k: v for k, v in asdict(self).items() if k != "dist"}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("dist", "stats")}
         if self.dist is not None:
             out.update({f"dist_{k}": v for k, v in self.dist.summary().items()})
         return out
@@ -219,6 +222,10 @@ def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
         if fit.dist is None:
             raise ConfigError("this law fit has no dist form (fit it with fit_law)")
         return fit.dist.predict(ns)
+    if form == "tails":
+        if fit.stats is None:
+            raise ConfigError("this law fit has no candidates for the tails form (fit it with fit_law)")
+        return fit.mu + tails_gain(fit.stats, ns)
     if form == "plain":
         return fit.mu + (1 - fit.c) * fit.rho * fit.sigma * _e(ns)
     if form == "tail":
@@ -297,6 +304,7 @@ def fit_law(
         mix_p=mix[1],
         mix_h=mix[2],
         dist=fit_dist(qs),
+        stats=qs,
     )
 
 
