@@ -28,8 +28,9 @@ import _fake_policies  # noqa: E402
 from _fake_policies import DyingPolicy, SeededPolicy  # noqa: E402
 
 from ttpkit import stages  # noqa: E402
-from ttpkit.data import bundled_sample_dir  # noqa: E402
+from ttpkit.data import bundled_sample_dir, load_split  # noqa: E402
 from ttpkit.engine import Engine  # noqa: E402
+from ttpkit.policy import PolicySpec, lazy_policy  # noqa: E402
 from ttpkit.pool import IDX, QUERY_ID, TEXT, read_pool, score_col  # noqa: E402
 from ttpkit.reward import load_rm  # noqa: E402
 from ttpkit.reward.bundled import bundled_path  # noqa: E402
@@ -151,9 +152,10 @@ def test_a_pool_sampled_on_ray_resumes_after_its_driver_is_killed(tmp_path, serv
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert "resuming" in err
-    ref = tmp_path / "ref.parquet"
-    local = _sample_cli(server, ref)
-    assert local.wait(timeout=300) == 0, local.communicate()[1]
+    ref = tmp_path / "ref.parquet"  # what the CLI's local engine would write, sampled here (no third process start)
+    data = load_split(SAMPLE, "dev")
+    spec = PolicySpec.from_options("openai", base_url=server, max_new_tokens=data.task.max_new_tokens or 32)
+    stages.sample_pool(data.queries, ref, 4, lazy_policy(spec, data.task, 0))
     got = _sorted(out)
     assert not got.duplicated([QUERY_ID, IDX]).any()
     pd.testing.assert_frame_equal(got[[QUERY_ID, IDX, TEXT]], _sorted(ref)[[QUERY_ID, IDX, TEXT]])
