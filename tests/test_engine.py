@@ -76,3 +76,13 @@ def test_a_lazy_policy_pickles_without_its_hook_or_model():
     copy = pickle.loads(pickle.dumps(lazy))
     assert isinstance(copy, LazyPolicy) and copy.on_load is None and copy._built is None
     assert (copy.spec, copy.task, copy.seed) == (lazy.spec, lazy.task, 5)
+
+
+def test_cuda_for_ray_actors_is_checked_where_the_model_loads(monkeypatch):
+    import ttpkit.device
+
+    monkeypatch.setattr(ttpkit.device, "_cuda_available", lambda: False)  # a driver without a GPU
+    spec = PolicySpec(device="cuda")
+    with pytest.raises(ConfigError, match="torch sees no CUDA device"):
+        spec.check()
+    spec.check(device_here=False)  # GPU workers: the actor's build checks it

@@ -132,7 +132,8 @@ def sample_pool(
             (:func:`ttpkit.pool.is_partitioned`), which many writers can fill.
         m: Candidates per query.
         policy: A policy, or a function that builds one (see
-            :func:`ttpkit.policy.lazy_policy`): called only if work remains.
+            :func:`ttpkit.policy.lazy_policy`): called only if work remains
+            (under Ray, once in each actor: it must pickle, as lazy_policy's does).
         progress: Where to report progress.
         label: Progress label.
         manifest: The run's settings (:func:`sampling_manifest`); a pool made

@@ -172,8 +172,13 @@ class PolicySpec:
         """The decoding settings with a run seed."""
         return SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, seed, self.k)
 
-    def check(self) -> None:
+    def check(self, device_here: bool = True) -> None:
         """Check that the policy can be built, without loading it (model files, server URL).
+
+        Args:
+            device_here: Check ``cuda`` against this machine's torch. ``False`` when the
+                model loads elsewhere (Ray actors on GPU workers, driven from a node
+                without one): the actor's build checks it there.
 
         Raises:
             ConfigError: Naming the missing model or setting.
@@ -189,7 +194,8 @@ class PolicySpec:
             if self.int8:
                 raise ConfigError("int8 applies to local backends (embedded, gguf, hf), not to a server")
         if self.backend != "openai" or self.device != "cpu":
-            device = resolve_device(self.device)  # cuda without CUDA is refused here, before any model loads
+            # cuda without CUDA is refused here, before any model loads
+            device = resolve_device(self.device) if device_here or self.device != "cuda" else "cuda"
             if device != "cpu" and (self.int8 or self.backend == "openai"):
                 raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
 
