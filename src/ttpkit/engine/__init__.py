@@ -9,14 +9,16 @@ exactly what the stages did before engines existed.
 | module    | holds                                                                               |
 |-----------|-------------------------------------------------------------------------------------|
 | ``_base`` | :class:`Engine` (kind, Ray address, actor count and resources), :data:`ENGINES`,    |
-|           | :data:`LOCAL`, :func:`batches` (the one place a run's queries are cut)              |
-| ``_local``| sampling in this process, batch after batch                                         |
+|           | :data:`LOCAL`                                                                       |
+| ``_local``| sampling in this process, batch after batch; :func:`batches` (the one place a run's |
+|           | queries are cut, for either engine)                                                 |
 | ``_ray``  | actors that load the model once, restarts and retries, the driver-side cache merge  |
 |           | (imported only when a Ray engine runs: ``import ttpkit`` never imports ray)         |
 """
 
 from __future__ import annotations
 
-from ttpkit.engine._base import ENGINES, LOCAL, Engine, batches
+from ttpkit.engine._base import ENGINES, LOCAL, Engine
+from ttpkit.engine._local import batches
 
 __all__ = ["ENGINES", "LOCAL", "Engine", "batches"]

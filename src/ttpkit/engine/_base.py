@@ -2,7 +2,6 @@
 
 An engine only maps work to workers and hands the results back; the stage that
 called it writes them (:func:`ttpkit.stages.sample_pool`, :func:`ttpkit.stages.score_pool`).
-:func:`batches` is the one place a run's queries are cut.
 """
 
 from __future__ import annotations
@@ -11,25 +10,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ttpkit.data import Query
+from ttpkit.engine import _local
 from ttpkit.errors import ConfigError
+from ttpkit.policy.base import Candidate, Policy
 
-if TYPE_CHECKING:  # the engines import these; the face stays light
+if TYPE_CHECKING:  # annotations only
     import pandas as pd
 
-    from ttpkit.data import Query
-    from ttpkit.policy.base import Candidate, Policy
     from ttpkit.reward.models import Scores
 
-__all__ = ["ENGINES", "LOCAL", "Engine", "batches"]
+__all__ = ["ENGINES", "LOCAL", "Engine"]
 
 ENGINES = ("local", "ray")
 RAY_HINT = "pip install 'ttpkit[ray]'"
-
-
-def batches(items: Sequence[Any], size: int) -> list[list[Any]]:
-    """``items`` cut into consecutive lists of ``size`` (the last may be shorter); ``size`` below 1 counts as 1."""
-    step = max(1, int(size))
-    return [list(items[i : i + step]) for i in range(0, len(items), step)]
 
 
 @dataclass(frozen=True)
@@ -101,9 +95,9 @@ class Engine:
             note: Called with one-line status messages (actors starting).
         """
         if self.kind == "local":
-            from ttpkit.engine._local import sample
-        else:
-            from ttpkit.engine._ray import sample
+            return _local.sample(queries, m, policy)
+        from ttpkit.engine._ray import sample  # imports ray: only when a Ray engine runs
+
         return sample(self, queries, m, policy, note)
 
     def score(self, pool: pd.DataFrame, rm: Any, by_id: Mapping[str, Query], encoder: Any,
@@ -120,7 +114,7 @@ class Engine:
         """
         if self.kind == "local" or encoder is None:
             return rm.score(pool, by_id, encoder=encoder)
-        from ttpkit.engine._ray import score
+        from ttpkit.engine._ray import score  # imports ray: only when a Ray engine runs
 
         return score(self, pool, rm, by_id, encoder, note)
 

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ttpkit.engine._base import RAY_HINT, Engine, batches
+from ttpkit.engine._base import RAY_HINT, Engine
+from ttpkit.engine._local import batches
 from ttpkit.errors import ConfigError, TtpkitError
 from ttpkit.policy.base import Candidate, Policy
 from ttpkit.pool import QUERY_ID
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_RESTARTS", "MAX_TASK_RETRIES", "connect", "sample", "score"]
 
-log = logging.getLogger(__name__)
 
 MAX_RESTARTS = 3  # per actor: a model that cannot load fails after 4 tries, not forever
 MAX_TASK_RETRIES = 3  # per batch, across the restarts of its actor
