@@ -12,6 +12,9 @@
 :func:`default_encoder` is the sentence encoder with its persistent cache.
 Progress is reported through a :class:`Progress` object the caller passes in
 (the CLI's draws rich bars); nothing here prints, and nothing imports the CLI.
+:func:`sample_pool` and :func:`score_pool` run where their ``engine`` says
+(:class:`ttpkit.engine.Engine`: this process by default, or Ray actors); the
+stage itself always writes, in the calling process.
 Analysis of a finished pool is :func:`ttpkit.scaling.diagnose`.
 """
 
@@ -26,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.data import Dataset, Query, TaskSpec, load_split
+from ttpkit.engine import LOCAL, Engine
 from ttpkit.errors import DataError, TtpkitError
 from ttpkit.manifest import N_PATH, check_resume, stamp
 from ttpkit.paths import check_writable, embeddings_cache_file
@@ -110,15 +114,18 @@ def sample_pool(
     label: str = "sampling",
     manifest: dict | None = None,
     force_new: bool = False,
+    engine: Engine | None = None,
 ) -> int:
     """Sample ``m`` candidates for every query the pool file does not have yet.
 
-    The queries left are cut into batches of ``policy.batch_queries`` here, and
-    only here; each query is journaled as soon as its batch returns (an
-    interrupted run loses at most the batch in flight; a pool directory writes
-    a part every 8 queries, so a killed run loses at most those), and progress advances
-    per query. Samples do not depend on the cut: each query's generator is
-    seeded from (seed, query id) (:func:`ttpkit.policy.query_seed`).
+    The queries left are cut into batches of ``policy.batch_queries`` by the
+    engine (:func:`ttpkit.engine.batches`, the one place they are cut); each
+    query is journaled here as soon as its batch returns (an interrupted run
+    loses at most the batch in flight; a pool directory writes a part every 8
+    queries, so a killed run loses at most those), and progress advances per
+    query over the whole job. Samples do not depend on the cut, nor on the
+    engine or its actors: each query's generator is seeded from (seed, query
+    id) (:func:`ttpkit.policy.query_seed`).
 
     Args:
         queries: Queries to cover.
@@ -127,12 +134,16 @@ def sample_pool(
             (:func:`ttpkit.pool.is_partitioned`), which many writers can fill.
         m: Candidates per query.
         policy: A policy, or a function that builds one (see
-            :func:`ttpkit.policy.lazy_policy`): called only if work remains.
+            :func:`ttpkit.policy.lazy_policy`): called only if work remains
+            (under Ray, once in each actor: it must pickle, as lazy_policy's does).
         progress: Where to report progress.
         label: Progress label.
         manifest: The run's settings (:func:`sampling_manifest`); a pool made
             under others is refused before any model loads.
         force_new: Delete an existing pool (and its journal) and start over.
+        engine: Where the policy runs (default :data:`ttpkit.engine.LOCAL`: here).
+            Under Ray each actor builds the policy once; the results come back
+            here and this process alone writes them.
 
     Returns:
         How many queries were sampled now.
@@ -163,14 +174,10 @@ def sample_pool(
         if manifest is not None and pool_manifest(existing) is None and not is_partitioned(path):
             write_pool(read_pool(path), path, manifest)  # a pool file from before manifests adopts this run's
         return 0
-    if not isinstance(policy, Policy):
-        policy = policy()
-    step = max(1, int(policy.batch_queries))  # queries the policy decodes in one batch
     try:
-        for i in range(0, len(todo), step):
-            for cands in policy.sample(todo[i : i + step], m):
-                writer.add(cands)
-                progress.advance()
+        for cands in (engine or LOCAL).sample(todo, m, policy, progress.note):
+            writer.add(cands)
+            progress.advance()
     finally:
         writer.fold()  # an interrupted run (Ctrl-C, an error) keeps every query it finished
     return len(todo)
@@ -289,6 +296,7 @@ def train_rm(
 
 def score_pool(
     pool: pd.DataFrame, rm: RewardModel | EnsembleRM | CrossEncoderRM, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
+    engine: Engine | None = None, progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Return ``pool`` with ``score_<name>`` (and ``std_<name>`` for a probabilistic RM) added.
 
@@ -298,11 +306,16 @@ def score_pool(
         data: The split the pool was sampled from (inputs and profiles; references are not read).
         name: Column suffix (default: the RM's name, its variant or ``<variant>-ens<K>``).
         encoder: Sentence encoder; it must have the RM's depth (default: :func:`default_encoder` at that depth).
+        engine: Where the RM runs (default: here). Under Ray, actors score batches of
+            whole queries and send back the embeddings they computed; they join the
+            encoder's cache, which is saved here. Scorers without an encoder
+            (``mbr``, ``reg``, a cross-encoder) always score here.
+        progress: Where to report notes (Ray actors starting).
     """
     layers = getattr(rm.config, "encoder_layers", False)  # a cross-encoder brings its own encoder
     dtype = getattr(rm.config, "encoder_dtype", "float32")
     enc = encoder or (default_encoder(dtype, layers) if layers is not False else None)
-    scores = rm.score(pool, data.by_id(), encoder=enc)
+    scores = (engine or LOCAL).score(pool, rm, data.by_id(), enc, (progress or NullProgress()).note)
     bad = int((~np.isfinite(scores.mean)).sum() + (~np.isfinite(scores.std)).sum())
     if bad:
         raise DataError(f"reward model {getattr(rm, 'name', '?')} gave {bad} NaN or infinite scores; nothing was written")

@@ -14,9 +14,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ttpkit.cli._common import (
+    ActorCpus,
+    ActorGpus,
+    Actors,
+    Address,
     BaseUrl,
     Backend,
     Device,
+    EngineKind,
     Model,
     ProfileK,
     Seed,
@@ -24,6 +29,7 @@ from ttpkit.cli._common import (
     app,
     console,
     deprecated,
+    engine_option,
     friendly,
     out,
     progress,
@@ -38,14 +44,20 @@ def bench(
     study: Annotated[Optional[Path], typer.Argument(help="Study YAML (see studies/paper.yaml; `kind: failures` for studies/failures.yaml).")] = None,
     quick: Annotated[bool, typer.Option(help="Run the small smoke study on the bundled sample instead.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Results directory (default: runs/<study name>).")] = None,
+    engine: EngineKind = "local",
+    address: Address = "auto",
+    actors: Actors = 2,
+    actor_cpus: ActorCpus = 1.0,
+    actor_gpus: ActorGpus = None,
 ) -> None:
-    """Run a whole study (sample, label, train RMs, score, curves, law) from YAML; reruns resume."""
+    """Run a whole study (sample, label, train RMs, score, curves, law) from YAML; reruns resume; --engine ray samples and scores on Ray."""
     from ttpkit import report
     from ttpkit.paths import check_writable
     from ttpkit.studies import KINDS, load_study
 
     if (study is None) == (not quick):
         raise ConfigError("give a study YAML file or --quick (not both)")
+    eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
     if quick:
         from ttpkit.studies.paper import quick_study
 
@@ -57,7 +69,7 @@ def bench(
     target = check_writable(out_dir or Path("runs") / cfg.name, "--out", directory=True)  # before the progress display
     t0 = time.time()
     with progress() as bar:
-        table = kind.load("run")(cfg, target, bar)
+        table = kind.load("run")(cfg, target, bar, engine=eng)
     for t in getattr(report, kind.tables)(table):
         out.print(t)
     console.print(f"wrote {target}/{kind.wrote} and plots in {time.time() - t0:.0f} s")

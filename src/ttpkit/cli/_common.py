@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ttpkit.errors import ConfigError, TtpkitError
 
-__all__ = ["app", "console", "deprecated", "friendly", "ints", "out", "progress", "quiet_libraries"]
+__all__ = ["app", "console", "deprecated", "engine_option", "friendly", "ints", "out", "progress", "quiet_libraries"]
 
 app = typer.Typer(
     add_completion=False,
@@ -108,6 +108,13 @@ def deprecated(value: Any, old: Any, old_flag: str, new_flag: str) -> Any:
     return old
 
 
+def engine_option(kind: str, address: str, actors: int, actor_cpus: float, actor_gpus: float | None) -> Any:
+    """The :class:`ttpkit.engine.Engine` of the engine flags, checked (known kind, Ray installed) before any model loads."""
+    from ttpkit.engine import Engine
+
+    return Engine(kind, address=address, num_actors=actors, num_cpus=actor_cpus, num_gpus=actor_gpus).check()
+
+
 # options several commands share
 DataDir = Annotated[Path, typer.Option("--data", help="LaMP-layout data directory.")]
 TaskName = Annotated[Optional[str], typer.Option("--task", help="Task name; default from the data.")]
@@ -120,6 +127,11 @@ Model = Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir 
 BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
 ProfileK = Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda: where local models run (auto: CUDA when torch sees one; bf16 there).")]
+EngineKind = Annotated[str, typer.Option("--engine", help="local | ray: run here, or on Ray actors that each load the model once (pip install 'ttpkit[ray]').")]
+Address = Annotated[str, typer.Option("--address", help="Ray cluster for --engine ray: auto (RAY_ADDRESS, or a cluster `ray start` began on this machine, else a new local one), host:port or ray://host:port.")]
+Actors = Annotated[int, typer.Option("--actors", help="Ray actors for --engine ray (each loads the model once).", min=1)]
+ActorCpus = Annotated[float, typer.Option("--actor-cpus", help="CPUs each Ray actor reserves; also its torch threads.", min=0.01)]
+ActorGpus = Annotated[Optional[float], typer.Option("--actor-gpus", help="GPUs each Ray actor reserves (default: 1 with --device cuda, else 0).", min=0)]
 
 
 @app.callback()

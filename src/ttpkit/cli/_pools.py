@@ -15,10 +15,15 @@ from typing import Annotated, Optional
 import typer
 
 from ttpkit.cli._common import (
+    ActorCpus,
+    ActorGpus,
+    Actors,
+    Address,
     BaseUrl,
     Backend,
     DataDir,
     Device,
+    EngineKind,
     Model,
     PoolSplit,
     ProfileK,
@@ -29,6 +34,7 @@ from ttpkit.cli._common import (
     app,
     console,
     deprecated,
+    engine_option,
     friendly,
     ints,
     out,
@@ -60,9 +66,14 @@ def sample(
     int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
     device: Device = "cpu",
+    engine: EngineKind = "local",
+    address: Address = "auto",
+    actors: Actors = 2,
+    actor_cpus: ActorCpus = 1.0,
+    actor_gpus: ActorGpus = None,
     n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
 ) -> None:
-    """Sample M candidates per query from a personalized policy into a pool file."""
+    """Sample M candidates per query from a personalized policy into a pool file (or directory), here or on Ray."""
     from ttpkit import stages
     from ttpkit.data import load_split, resolve_task
     from ttpkit.device import resolve_device
@@ -72,8 +83,10 @@ def sample(
 
     t0 = time.time()
     m = deprecated(m, n_old, "--n", "--m")
-    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": resolve_device(device)}
-    PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check()
+    eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
+    remote = eng.kind == "ray" and device == "cuda"  # GPU actors: CUDA is checked where the model loads, not on this driver
+    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device)}
+    PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check(device_here=not remote)
     quiet_libraries()
     ds = load_split(data, split, resolve_task(task, task_file))
     spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or ds.task.max_new_tokens or 32, **decoding)
@@ -86,8 +99,9 @@ def sample(
         check_resume(out_path, pool_manifest(existing_pool(out_path)), manifest)
     with progress() as bar:
         policy = lazy_policy(spec, ds.task, seed, on_load=bar.note)
-        sampled = stages.sample_pool(queries, out_path, m, policy, bar, manifest=manifest, force_new=force_new)
-    n_path = stages.record_n_path(out_path, policy()) if sampled else None  # sampled: the policy is built already
+        sampled = stages.sample_pool(queries, out_path, m, policy, bar, manifest=manifest, force_new=force_new, engine=eng)
+    # the local engine built the policy already; under Ray the actors did, and their n_path stays with them
+    n_path = stages.record_n_path(out_path, policy()) if sampled and eng.kind == "local" else None
     console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
 
 
@@ -210,14 +224,20 @@ def score(
     task_file: TaskFile = None,
     encoder_dtype: Annotated[Optional[str], typer.Option(help="float32 | bfloat16 | auto (bf16 on CPUs with native bf16); default: the model's own setting.")] = None,
     device: Device = "cpu",
+    engine: EngineKind = "local",
+    address: Address = "auto",
+    actors: Actors = 2,
+    actor_cpus: ActorCpus = 1.0,
+    actor_gpus: ActorGpus = None,
 ) -> None:
-    """Add score_<name> (and std_<name> for a probabilistic RM) to a pool."""
+    """Add score_<name> (and std_<name> for a probabilistic RM) to a pool, here or on Ray actors."""
     from ttpkit import stages
     from ttpkit.data import resolve_task
     from ttpkit.device import resolve_device
     from ttpkit.pool import read_pool, score_col, write_pool
     from ttpkit.reward import resolve_scorer
 
+    eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
     device = resolve_device(device)
     df = read_pool(pool)
     quiet_libraries()
@@ -227,7 +247,7 @@ def score(
     dtype = encoder_dtype or getattr(getattr(rm, "config", None), "encoder_dtype", "float32")
     encoder = stages.default_encoder(dtype, layers, device) if (encoder_dtype or device != "cpu") and layers is not False else None
     with console.status(f"scoring {len(df)} candidates ..."):
-        df = stages.score_pool(df, rm, ds, name=name, encoder=encoder)
+        df = stages.score_pool(df, rm, ds, name=name, encoder=encoder, engine=eng)
     write_pool(df, pool)
     console.print(f"added {score_col(name or rm.name)} to {pool} ({len(df)} candidates)")
 

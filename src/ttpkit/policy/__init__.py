@@ -8,6 +8,7 @@ Every backend implements :class:`Policy`: ``sample(queries, m)`` returns ``m``
 | ``base``     | the interface: :class:`Policy`, :class:`Completer`, :class:`Candidate`,          |
 |              | :class:`SamplingConfig`, :func:`query_seed`                                      |
 | ``spec``     | :class:`PolicySpec` (a setting by name), :func:`make_policy`, :func:`lazy_policy`,|
+|              | :class:`LazyPolicy` (picklable, for Ray actors),                                 |
 |              | :func:`resolve_model`, :data:`BACKENDS`, :data:`EMBEDDED_NAME`                   |
 | ``prompt``   | :class:`PromptBuilder` (few-shot prompts from retrieved profile items)           |
 | ``local``    | :class:`~ttpkit.policy.local.LocalPolicy` (``embedded``, ``gguf``, ``hf``)       |
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 from ttpkit.policy.base import Candidate, Completer, Policy, SamplingConfig, query_seed
 from ttpkit.policy.prompt import PromptBuilder
-from ttpkit.policy.spec import BACKENDS, EMBEDDED_NAME, PolicySpec, lazy_policy, make_policy, resolve_model
+from ttpkit.policy.spec import BACKENDS, EMBEDDED_NAME, LazyPolicy, PolicySpec, lazy_policy, make_policy, resolve_model
 
 __all__ = [
     "BACKENDS",
     "EMBEDDED_NAME",
     "Candidate",
     "Completer",
+    "LazyPolicy",
     "Policy",
     "PolicySpec",
     "PromptBuilder",

@@ -2,8 +2,8 @@
 
 :class:`PolicySpec` is a policy setting (backend, model, decoding) as the CLI's
 options and a study's ``policies`` entries give it; :func:`make_policy` builds
-a backend by name, and :func:`lazy_policy` defers the build until a sampling
-stage has work left. :func:`resolve_model` reads ``pkg://`` model paths.
+a backend by name, and :func:`lazy_policy` (a picklable :class:`LazyPolicy`)
+defers the build until a sampling stage, or a Ray actor, has work left. :func:`resolve_model` reads ``pkg://`` model paths.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ttpkit.policy.base import Policy, SamplingConfig
 from ttpkit.policy.local import LocalPolicy, embedded_gguf_path
 from ttpkit.policy.openai import OpenAIPolicy
 
-__all__ = ["BACKENDS", "EMBEDDED_NAME", "PolicySpec", "lazy_policy", "make_policy", "resolve_model"]
+__all__ = ["BACKENDS", "EMBEDDED_NAME", "LazyPolicy", "PolicySpec", "lazy_policy", "make_policy", "resolve_model"]
 
 BACKENDS = ("embedded", "gguf", "hf", "openai")
 EMBEDDED_NAME = "gemma3-270m"  # the embedded policy's one name: PolicySpec.from_options, the pool's policy column, manifests
@@ -172,8 +172,13 @@ class PolicySpec:
         """The decoding settings with a run seed."""
         return SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, seed, self.k)
 
-    def check(self) -> None:
+    def check(self, device_here: bool = True) -> None:
         """Check that the policy can be built, without loading it (model files, server URL).
+
+        Args:
+            device_here: Check ``cuda`` against this machine's torch. ``False`` when the
+                model loads elsewhere (Ray actors on GPU workers, driven from a node
+                without one): the actor's build checks it there.
 
         Raises:
             ConfigError: Naming the missing model or setting.
@@ -189,7 +194,8 @@ class PolicySpec:
             if self.int8:
                 raise ConfigError("int8 applies to local backends (embedded, gguf, hf), not to a server")
         if self.backend != "openai" or self.device != "cpu":
-            device = resolve_device(self.device)  # cuda without CUDA is refused here, before any model loads
+            # cuda without CUDA is refused here, before any model loads
+            device = resolve_device(self.device) if device_here or self.device != "cuda" else "cuda"
             if device != "cpu" and (self.int8 or self.backend == "openai"):
                 raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
 
@@ -212,11 +218,12 @@ class PolicySpec:
                            device=self.device)
 
 
-def lazy_policy(spec: PolicySpec, task: TaskSpec, seed: int = 0, on_load: Callable[[str], None] | None = None) -> Callable[[], Policy]:
-    """A function that builds ``spec``'s policy on its first call and returns the same object afterwards.
+class LazyPolicy:
+    """Builds ``spec``'s policy on its first call and returns the same object afterwards (see :func:`lazy_policy`).
 
-    Sampling stages take it instead of a policy so that a model loads only
-    when some query still needs samples (a resumed or cached run loads none).
+    Picklable for the Ray engine (:mod:`ttpkit.engine`): a pickled copy carries
+    the setting, the task and the seed, but neither the load hook nor a policy
+    already built, so each actor loads its own model once.
 
     Args:
         spec: The policy setting.
@@ -224,13 +231,34 @@ def lazy_policy(spec: PolicySpec, task: TaskSpec, seed: int = 0, on_load: Callab
         seed: Run seed.
         on_load: Called with a message just before the model loads.
     """
-    built: list[Policy] = []
 
-    def get() -> Policy:
-        if not built:
-            if on_load is not None:
-                on_load(f"loading policy {spec.name} ({spec.backend}) ...")
-            built.append(spec.build(task, seed))
-        return built[0]
+    def __init__(self, spec: PolicySpec, task: TaskSpec, seed: int = 0, on_load: Callable[[str], None] | None = None) -> None:
+        self.spec, self.task, self.seed, self.on_load = spec, task, seed, on_load
+        self._built: Policy | None = None
 
-    return get
+    def __call__(self) -> Policy:
+        if self._built is None:
+            if self.on_load is not None:
+                self.on_load(f"loading policy {self.spec.name} ({self.spec.backend}) ...")
+            self._built = self.spec.build(self.task, self.seed)
+        return self._built
+
+    def __getstate__(self) -> dict:
+        return {"spec": self.spec, "task": self.task, "seed": self.seed, "on_load": None, "_built": None}
+
+
+def lazy_policy(spec: PolicySpec, task: TaskSpec, seed: int = 0, on_load: Callable[[str], None] | None = None) -> LazyPolicy:
+    """A function that builds ``spec``'s policy on its first call and returns the same object afterwards.
+
+    Sampling stages take it instead of a policy so that a model loads only
+    when some query still needs samples (a resumed or cached run loads none).
+    It pickles without its hook or model (:class:`LazyPolicy`), so the Ray
+    engine sends it to actors as it is.
+
+    Args:
+        spec: The policy setting.
+        task: Task spec for prompts.
+        seed: Run seed.
+        on_load: Called with a message just before the model loads.
+    """
+    return LazyPolicy(spec, task, seed, on_load)

@@ -35,7 +35,7 @@ class StudyKind:
     Attributes:
         module: The module that holds the kind.
         config: Its config class (with ``from_yaml`` and ``check_models``).
-        run: Its runner, ``run(config, out, progress) -> DataFrame``.
+        run: Its runner, ``run(config, out, progress, engine=None) -> DataFrame``.
         tables: The :mod:`ttpkit.report` function that renders its table for the terminal.
         wrote: What the run writes, for the closing line.
     """
@@ -73,9 +73,9 @@ def load_study(path: str | Path) -> tuple[StudyKind, Any]:
     return kind, kind.load("config").from_yaml(p)
 
 
-def run_study(config: Any, out: str | Path, progress: Any = None) -> Any:
-    """Run (or resume) a study of any kind into ``out``; returns its results table."""
+def run_study(config: Any, out: str | Path, progress: Any = None, engine: Any = None) -> Any:
+    """Run (or resume) a study of any kind into ``out`` (on ``engine``, a :class:`ttpkit.engine.Engine`; default here); returns its results table."""
     for kind in KINDS.values():
         if type(config).__name__ == kind.config and type(config).__module__ == kind.module:
-            return kind.load("run")(config, out, progress)
+            return kind.load("run")(config, out, progress, engine=engine)
     raise ConfigError(f"not a study config: {type(config).__name__}")

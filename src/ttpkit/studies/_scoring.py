@@ -17,6 +17,7 @@ import pandas as pd
 
 from ttpkit import stages
 from ttpkit.data import Dataset, TaskSpec, load_split
+from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
 from ttpkit.pool import QUERY_ID, ROUGEL, read_pool, score_col, std_col, write_pool
 from ttpkit.reward import VARIANTS, CrossConfig, CrossEncoderRM, EnsembleRM, JudgeRM, MBRScorer, RegScorer, RMConfig, style_scores
@@ -44,8 +45,9 @@ def load_ref(ref: PoolRef, profile_items: int | None = None) -> Dataset:
 class RegimeModels:
     """The RMs of one (train, dev) pair, trained once and cached on disk and in memory."""
 
-    def __init__(self, study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any) -> None:
+    def __init__(self, study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, engine: Engine | None = None) -> None:
         self.study, self.spec, self.out, self.encoder = study, spec, out, encoder
+        self.engine = engine  # where the variants score their pools (None: here); the ensemble always scores here
         self.train_ref, self.dev_ref = study.pools[spec.train], study.pools[spec.dev]
         self._loaded: dict[tuple, Any] = {}  # dev and test are scored by the same models: load each once
 
@@ -90,7 +92,7 @@ class RegimeModels:
 def _score_all(pool: pd.DataFrame, models: RegimeModels, data: Dataset, beta: float | None, cross: bool) -> pd.DataFrame:
     """Every method's columns on one pool (``beta``: the MBR weight of ``reg``; None leaves ``reg`` out)."""
     for variant in VARIANTS:
-        pool = stages.score_pool(pool, models.get(variant), data, encoder=models.encoder)
+        pool = stages.score_pool(pool, models.get(variant), data, encoder=models.encoder, engine=models.engine)
     ens, label = models.get(DET, ensemble=True), models.study.ensemble_label
     s = ens.score(pool, data.by_id(), encoder=models.encoder)
     pool[score_col(label)], pool[std_col(label)], pool[score_col(f"{label}-min")] = s.mean, s.std, s.members.min(0)

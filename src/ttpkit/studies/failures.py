@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ttpkit import stages
+from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
 from ttpkit.paths import check_writable
@@ -214,9 +215,9 @@ def _test_curves(test: pd.DataFrame, methods: dict[str, Method], ns: tuple[int, 
 
 
 def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, progress: stages.Progress,
-            judge: JudgeModel) -> dict[str, Any]:
+            judge: JudgeModel, engine: Engine | None = None) -> dict[str, Any]:
     """Score one regime's dev and test pools with every method and measure them."""
-    models, ens = RegimeModels(study, spec, out, encoder), study.ensemble_label
+    models, ens = RegimeModels(study, spec, out, encoder, engine), study.ensemble_label
     progress.note(f"{spec.name}: tuning on {spec.dev}")
     dev_ref, test_ref = study.pools[spec.dev], study.pools[spec.test]
     dev = scored_pool(out, models, dev_ref, None, None)
@@ -268,7 +269,8 @@ def _write(out: Path, results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def run_failures(study: FailureStudy, out: str | Path, progress: stages.Progress | None = None, encoder: Any = None) -> pd.DataFrame:
+def run_failures(study: FailureStudy, out: str | Path, progress: stages.Progress | None = None, encoder: Any = None,
+                 engine: Engine | None = None) -> pd.DataFrame:
     """Run every regime and write the results directory (see the module docstring); returns ``regimes.csv``'s table.
 
     Args:
@@ -276,6 +278,7 @@ def run_failures(study: FailureStudy, out: str | Path, progress: stages.Progress
         out: Results directory (``out/cache`` holds RMs and scored pools).
         progress: Where to report progress (default: nowhere).
         encoder: Sentence encoder (default: :func:`ttpkit.stages.default_encoder`).
+        engine: Where the RM variants score the pools (default: here); the study samples nothing.
     """
     progress = progress or stages.NullProgress()
     out = check_writable(out, "results", directory=True)
@@ -286,6 +289,6 @@ def run_failures(study: FailureStudy, out: str | Path, progress: stages.Progress
     judge = JudgeModel(study.judge)
     results = {}
     for spec in study.regimes:
-        results[spec.name] = _regime(study, spec, out, encoder, progress, judge)
+        results[spec.name] = _regime(study, spec, out, encoder, progress, judge, engine)
         _plot_regime(out, spec.name, results[spec.name])
     return _write(out, results)

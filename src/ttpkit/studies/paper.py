@@ -23,6 +23,7 @@ import pandas as pd
 
 from ttpkit import stages
 from ttpkit.data import Dataset, bundled_sample_dir, load_split
+from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
 from ttpkit.policy import PolicySpec, lazy_policy
@@ -203,6 +204,7 @@ class _Cell:
     out: Path
     encoder: Any
     progress: Any
+    engine: Engine | None = None  # where sampling and scoring run (None: here)
 
     def pool(self, split: SplitSpec, policy: Any) -> tuple[Path, Dataset]:
         """Sample (resuming) and label one pool; returns its path and its split's data."""
@@ -210,7 +212,7 @@ class _Cell:
         data = load_split(self.spec.path, split.split)
         queries = list(data.queries[split.offset :])[: split.limit]
         stages.sample_pool(queries, path, split.m, policy, self.progress, label=f"{self.spec.name}/{split.split} {self.pol.name}",
-                           manifest=stages.sampling_manifest(self.pol, data, split.m, self.config.seed))
+                           manifest=stages.sampling_manifest(self.pol, data, split.m, self.config.seed), engine=self.engine)
         stages.label_pool(path, data, overwrite=False)
         return path, data
 
@@ -238,7 +240,7 @@ class _Cell:
             rm_dir = cache / f"rm-{cache_key(train_p.name, dev_name, variant, cfg.seed, *layers)}"
             rm_cfg = RMConfig(variant=variant, seed=cfg.seed, encoder_layers=cfg.encoder_layers)
             rm = cached_rm(rm_dir, lambda: stages.train_rm(rm_cfg, train, train_d, dev, dev_d, encoder=self.encoder, out=rm_dir))
-            scored = stages.score_pool(scored, rm, test_d, encoder=self.encoder)
+            scored = stages.score_pool(scored, rm, test_d, encoder=self.encoder, engine=self.engine, progress=self.progress)
             write_pool(scored, scored_path)
         return scored
 
@@ -277,13 +279,15 @@ def _write_results(config: StudyConfig, out: Path, rows: list[dict], points: lis
     return table
 
 
-def run_paper(config: StudyConfig, out: str | Path, progress: stages.Progress | None = None) -> pd.DataFrame:
+def run_paper(config: StudyConfig, out: str | Path, progress: stages.Progress | None = None,
+              engine: Engine | None = None) -> pd.DataFrame:
     """Run (or resume) a paper study and write its results directory.
 
     Args:
         config: The study.
         out: Results directory; ``out/cache`` holds the reusable artefacts.
         progress: Where to report progress (default: nowhere).
+        engine: Where sampling and scoring run (default: here; :class:`ttpkit.engine.Engine`).
 
     Returns:
         The combined results table (also written as CSV and Markdown).
@@ -300,7 +304,7 @@ def run_paper(config: StudyConfig, out: str | Path, progress: stages.Progress | 
     rows, points = [], []
     for spec in config.datasets:
         for pol in config.policies:
-            cell = _Cell(config, spec, pol, out, encoder, progress)
+            cell = _Cell(config, spec, pol, out, encoder, progress, engine)
             progress.note(f"{spec.name} / {pol.name}: pools")
             pools = cell.pools()  # the policy is freed when this returns (RSS stays ~ one model)
             progress.note(f"{spec.name} / {pol.name}: reward models {', '.join(config.variants)}")
