@@ -6,7 +6,7 @@ M: the synthetic populations of ttpkit.scaling (M = 64, 400 queries), the M = 64
 bundled-RM pools, the main-results pools and the long-form ablation). Test pools are only scored, never tuned on:
 the dist form's settings were fixed on the synthetic populations first.
 
-    python scripts/forecast_law.py --out results/forecast [--m64 DIR]
+    python scripts/forecast_law.py --out results/forecast [--m64 DIR]   (about 15 min on 2 cores)
 
 --m64 names a directory with git-commits-64.parquet and debian-synopsis-64.parquet scored by
 `ttpkit score --rm default|default:user-prob|mbr` (results/failures/*/test64.parquet carry only style).
@@ -47,8 +47,11 @@ def main() -> None:
     ap.add_argument("--m64", type=Path, default=None)
     ap.add_argument("--boot", type=int, default=100, help="bootstrap resamples of the dist band")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", action="store_true", help="only re-render forecast.md and the plot from forecast.csv")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        return _render(pd.read_csv(args.out / "forecast.csv"), args.out)
     rows = []
     for kind in KINDS:
         pool = synthetic_pool(kind, seed=args.seed)
@@ -67,9 +70,13 @@ def main() -> None:
             print(f"{name} M_fit={m_fit}: {len(t)} curves, dist err ≤ 10% on {(t['err_dist'] <= 0.1).mean():.0%}", flush=True)
     table = pd.concat(rows, ignore_index=True)
     table.to_csv(args.out / "forecast.csv", index=False)
-    (args.out / "forecast.md").write_text(forecast_markdown(table))
-    plot_forecast_errors(table, args.out / "forecast_errors.png")
-    print(f"wrote {args.out}/forecast.csv, forecast.md and forecast_errors.png")
+    _render(table, args.out)
+
+
+def _render(table: pd.DataFrame, out: Path) -> None:
+    (out / "forecast.md").write_text(forecast_markdown(table))
+    plot_forecast_errors(table, out / "forecast_errors.png")
+    print(f"wrote {out}/forecast.csv, forecast.md and forecast_errors.png")
 
 
 if __name__ == "__main__":

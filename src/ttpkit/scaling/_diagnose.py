@@ -226,7 +226,7 @@ def _scorer_diagnosis(
         r2[form] = float("nan") if flat else r_squared(obs, at_obs)
         err[form] = float(np.abs(at_obs - obs).max() / gain) if gain > 0 else float("nan")
     hold = holdout_errors(pool, fit, scorer, utility, seed)
-    finite = {f: e for f, e in hold.items() if np.isfinite(e)}
+    finite = {f: e for f, e in hold.items() if np.isfinite(e) and f != "tails"}  # tails is a baseline, never trusted
     trusted = min(finite, key=finite.get) if finite else fit.form
     peak = find_peak(ns_pred, predicted[trusted])
     n_star = recommend_n(fit.predict(ns_pred, "plain"), ns_pred, settings["cost"], settings["min_gain_per_cost"]) if fit.rho > 0 else 1

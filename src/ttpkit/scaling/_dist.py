@@ -157,8 +157,9 @@ class DistFit:
         """E[d | z]: linear between knots, constant below the first, the tail slope past the last."""
         z = np.asarray(z, dtype=np.float64)
         out = np.interp(z, self.knots_z, self.knots_g)
-        past = z > self.knots_z[-1]
-        out[past] = self.knots_g[-1] + self.tail_slope * (z[past] - self.knots_z[-1])
+        past = z > self.knots_z[-1]  # continued with the tail slope up to the largest observed z, then held
+        reach = np.minimum(z[past], max(self.threshold, self.knots_z[-1]))
+        out[past] = self.knots_g[-1] + self.tail_slope * (reach - self.knots_z[-1])
         return out
 
     def gain(self, ns: Sequence[int]) -> np.ndarray:

@@ -10,7 +10,11 @@ and scores the prediction against the curve observed on all M candidates:
 - ``r2_<form>``: R² of P against O (NaN for a flat observed curve);
 - ``peak_<form>``: the predicted peak N (argmax over ``ns``) beside ``obs_peak``;
 - for ``dist``, ``in_band``: the share of N where O lies inside the 90%
-  bootstrap band, and ``peak_lo``/``peak_hi``, the band of the peak N.
+  bootstrap band, and ``peak_lo``/``peak_hi``, the band of the peak N;
+- ``trusted``: the form a user without the M candidates would pick, using only
+  the ``m_fit`` they have: each form fitted on the first half of them and
+  judged on the exact curve of all ``m_fit`` (N <= m_fit); ``err_trusted`` is
+  that form's error above, fitted on all ``m_fit``.
 
 :func:`holdout_errors` is what ``diagnose`` trusts a form by: the same gain
 error, on the curve of the candidates the fit never saw.
@@ -68,6 +72,25 @@ def holdout_errors(pool: pd.DataFrame, fit: LawFit, scorer: str | Scorer, utilit
     return {form: gain_error(fit.predict(ns, form), observed, oracle) for form in FORMS}
 
 
+def _pick(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, seed: int) -> str:
+    """The form with the least gain error when fitted on the first ``m_fit // 2`` candidates and judged on all ``m_fit``.
+
+    ``tails``, a baseline, is never picked.
+    """
+    half = max(3, m_fit // 2)
+    if half >= m_fit:
+        return "tail"
+    fit = fit_law(pool, scorer, utility, m_fit=half, seed=seed, n_boot=20)
+    first = pool[pool[IDX] < m_fit]
+    qs = query_stats(first, scorer, utility, seed=seed)
+    r = np.where(qs.collapsed[:, None], 0.0, qs.scores)
+    ns = list(n_grid(m_fit))
+    observed, oracle = _curve(r, qs.utils, ns), _curve(qs.utils, qs.utils, ns)
+    errors = {form: gain_error(fit.predict(ns, form), observed, oracle) for form in FORMS if form != "tails"}
+    finite = {f: e for f, e in errors.items() if np.isfinite(e)}
+    return min(finite, key=finite.get) if finite else "tail"
+
+
 def forecast(
     pool: pd.DataFrame,
     scorers: Sequence[str | Scorer],
@@ -118,6 +141,8 @@ def forecast(
             row[f"err_{form}"] = gain_error(pred, observed, oracle)
             row[f"r2_{form}"] = float("nan") if flat else r_squared(observed, pred)
             row[f"peak_{form}"] = find_peak(ns, pred).n
+        row["trusted"] = _pick(pool, scorer, utility, m_fit, seed)
+        row["err_trusted"] = row[f"err_{row['trusted']}"]
         qs = query_stats(pool, scorer, utility, seed=seed, m=m_fit)
         lo, hi, (p_lo, p_hi) = dist_band(qs, ns, n_boot=n_boot, seed=seed)
         seen = observed - observed[0]  # the band is of the gain over N = 1
@@ -128,11 +153,20 @@ def forecast(
     return pd.DataFrame(rows)
 
 
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a share k / n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
 def forecast_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The protocol's targets per (source, M_fit, form) over the rows of :func:`forecast` tables.
 
     Columns: ``source, m_fit, form, curves, err_ok`` (share with max gain error
-    <= :data:`ERR_TARGET`), ``median_err``, ``median_r2``, ``peaks`` (curves whose
+    <= :data:`ERR_TARGET`) with its 95% Wilson interval ``err_ok_lo``/``err_ok_hi``, ``median_err``, ``median_r2``, ``peaks`` (curves whose
     observed peak is before the largest N), ``peak_x2`` (share of those whose
     predicted peak is within a factor 2), and for ``dist`` ``in_band`` (share of
     (curve, N) points inside the 90% band).
@@ -141,12 +175,16 @@ def forecast_summary(table: pd.DataFrame) -> pd.DataFrame:
     for (source, m_fit), g in table.groupby(["source", "m_fit"], sort=True):
         end = g["m"].astype(int)
         peaked = g["obs_peak"] < end
-        for form in FORMS:
+        for form in (*FORMS, "trusted"):
             err = g[f"err_{form}"]
-            ratio = g[f"peak_{form}"] / g["obs_peak"]
+            peak = g[f"peak_{form}"] if form != "trusted" else pd.Series([r[f"peak_{r['trusted']}"] for _, r in g.iterrows()], index=g.index)
+            ratio = peak / g["obs_peak"]
+            lo, hi = _wilson(int((err <= ERR_TARGET).sum()), len(g))
             rows.append({"source": source, "m_fit": int(m_fit), "form": form, "curves": len(g),
-                         "err_ok": float((err <= ERR_TARGET).mean()), "median_err": float(err.median()),
-                         "median_r2": float(g[f"r2_{form}"].median()), "peaks": int(peaked.sum()),
+                         "err_ok": float((err <= ERR_TARGET).mean()), "err_ok_lo": lo, "err_ok_hi": hi,
+                         "median_err": float(err.median()),
+                         "median_r2": float(g[f"r2_{form}"].median()) if form != "trusted" else float("nan"),
+                         "peaks": int(peaked.sum()),
                          "peak_x2": float(((ratio >= 0.5) & (ratio <= 2))[peaked].mean()) if peaked.any() else float("nan"),
                          "in_band": float(g["in_band"].mean()) if form == "dist" else float("nan")})
     return pd.DataFrame(rows)

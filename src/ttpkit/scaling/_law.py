@@ -76,12 +76,20 @@ def _fit_mixture(ns: Sequence[int], centred: np.ndarray) -> tuple[float, float, 
     """Least-squares (k, p, h) of the mixture on a centred small-N curve (multi-start; p in [0, .5])."""
     from scipy.optimize import least_squares
 
-    e_last = float(_e(ns)[-1])
+    e = _e(ns)
+    n = np.asarray(ns, dtype=np.float64)
+
+    def residual(t: np.ndarray) -> np.ndarray:  # _mixture_term(ns, *t) - centred, with e_N computed once
+        k, p, h = t
+        w = (1.0 - p) ** n
+        return w * (-p * h / (1.0 - p) + k * e) + (1.0 - w) * h - centred
+
+    e_last = float(e[-1])
     k0 = float(np.clip(centred[-1] / e_last, -0.9, 0.9)) if e_last > 0 else 0.0
     best = None
     for p0 in (0.01, 0.05, 0.15, 0.3):
         for h0 in (-0.05, 0.0, 0.05):
-            sol = least_squares(lambda t: _mixture_term(ns, *t) - centred, [k0, p0, h0], bounds=([-1, 0, -1], [1, 0.5, 1]))
+            sol = least_squares(residual, [k0, p0, h0], bounds=([-1, 0, -1], [1, 0.5, 1]))
             if best is None or sol.cost < best.cost:
                 best = sol
     k, p, h = (float(x) for x in best.x)
