@@ -8,8 +8,9 @@ the dist form's settings were fixed on the synthetic populations first.
 
     python scripts/forecast_law.py --out results/forecast [--m64 DIR]   (about 15 min on 2 cores)
 
---m64 names a directory with git-commits-64.parquet and debian-synopsis-64.parquet scored by
-`ttpkit score --rm default|default:user-prob|mbr` (results/failures/*/test64.parquet carry only style).
+--m64 (default results/forecast/m64) holds git-commits-64.parquet and debian-synopsis-64.parquet:
+results/failures/*/test64.parquet (which carry only style) scored by
+`ttpkit score --rm default|default:user-prob|mbr --pool <copy> --data ../shared/data/<set> --split test`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _real_pools(m64: Path | None) -> dict[str, pd.DataFrame]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "forecast")
-    ap.add_argument("--m64", type=Path, default=None)
+    ap.add_argument("--m64", type=Path, default=ROOT / "results" / "forecast" / "m64")
     ap.add_argument("--boot", type=int, default=100, help="bootstrap resamples of the dist band")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--render", action="store_true", help="only re-render forecast.md and the plot from forecast.csv")
