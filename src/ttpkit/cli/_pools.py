@@ -19,6 +19,7 @@ from ttpkit.cli._common import (
     Backend,
     DataDir,
     Device,
+    Dtype,
     Model,
     PoolSplit,
     ProfileK,
@@ -60,6 +61,7 @@ def sample(
     int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
     device: Device = "cpu",
+    dtype: Dtype = "float32",
     n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
 ) -> None:
     """Sample M candidates per query from a personalized policy into a pool file."""
@@ -72,7 +74,7 @@ def sample(
 
     t0 = time.time()
     m = deprecated(m, n_old, "--n", "--m")
-    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": resolve_device(device)}
+    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": resolve_device(device), "dtype": dtype}
     PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check()
     quiet_libraries()
     ds = load_split(data, split, resolve_task(task, task_file))
