@@ -27,8 +27,9 @@ def native(monkeypatch):
     return set_native
 
 
-def test_auto_is_bf16_on_cuda_and_on_cpus_with_native_bf16(native):
+def test_auto_is_bf16_on_cuda_and_on_cpus_with_native_bf16_and_unset_is_the_devices_default(native):
     native(True)
+    assert dev.resolve_dtype(None, "cpu") == "float32" and dev.resolve_dtype(None, "cuda") == "bfloat16"
     assert dev.resolve_dtype("auto", "cpu") == "bfloat16" and dev.resolve_dtype("auto", "cuda") == "bfloat16"
     native(False)
     assert dev.resolve_dtype("auto", "cpu") == "float32" and dev.resolve_dtype("auto", "cuda") == "bfloat16"
@@ -57,8 +58,9 @@ def test_the_manifest_names_a_resolved_dtype_only_off_the_devices_default(sample
     with pytest.raises(ConfigError, match="dtype"):
         check_resume("pool.parquet", default, bf16)  # a float32 pool is not resumed in bf16
     monkeypatch.setattr(dev, "_cuda_available", lambda: True)
-    on_cuda = dataclasses.replace(spec, device="cuda", dtype="auto")
+    on_cuda = dataclasses.replace(spec, device="cuda")
     assert "dtype" not in sampling_manifest(on_cuda, sample, 4, 0)["policy"]  # CUDA ran bf16 before --dtype
+    assert "dtype" not in sampling_manifest(dataclasses.replace(on_cuda, dtype="auto"), sample, 4, 0)["policy"]
     assert sampling_manifest(dataclasses.replace(on_cuda, dtype="float32"), sample, 4, 0)["policy"]["dtype"] == "float32"
 
 
@@ -103,3 +105,17 @@ def test_bf16_shared_prefix_decoding_keeps_float32_softmax_and_matches_the_plain
         assert b.dtype == torch.bfloat16
         err_plain, err_shared = (a.float() - ref).abs().max(), (b.float() - ref).abs().max()
         assert err_shared <= 2 * err_plain + 2e-2, (err_shared, err_plain)
+
+
+def test_place_casts_to_the_resolved_dtype_and_leaves_a_float32_cpu_model_alone():
+    torch = pytest.importorskip("torch")
+    import types
+
+    from test_policy import _tiny
+
+    from ttpkit.policy.spec import _place
+
+    model = _tiny("llama")
+    assert _place(types.SimpleNamespace(model=model), "cpu", "float32").model is model
+    bf16 = _place(types.SimpleNamespace(model=model), "cpu", "bfloat16").model
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16} and bf16.device.type == "cpu"

@@ -9,12 +9,13 @@ turns ``auto`` into the device that will be used, refusing ``cuda`` on a
 machine without CUDA. Pool manifests record the device only when it is not
 ``cpu``, so pools sampled before the option still resume.
 
-``--dtype`` is the local policy's weight precision. ``float32`` is the default
-on the CPU; ``bfloat16`` runs the matrix products in bf16 (about 2.5x as fast
-per product on CPUs with native bf16: AVX512-BF16 or AMX) while logits,
+``--dtype`` is the local policy's weight precision. Left unset it is the
+device's :func:`model_dtype`, as before the option: float32 on the CPU,
+bfloat16 on CUDA. ``bfloat16`` runs the matrix products in bf16 (about 2.5x as
+fast per product on CPUs with native bf16: AVX512-BF16 or AMX) while logits,
 softmax and the nucleus draw stay in float32; ``auto`` is bfloat16 on CUDA and
 on CPUs with :func:`native_bf16`, else float32. :func:`resolve_dtype` turns
-``auto`` into the dtype that will be used, before it enters a manifest. A pool
+unset and ``auto`` into the dtype that will be used, before it enters a manifest. A pool
 manifest records the dtype only when it differs from the device's
 :func:`model_dtype` (float32 on the CPU, bfloat16 on CUDA: what each device ran
 before the option), so earlier pools still resume.
@@ -102,15 +103,18 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
-    """``float32`` or ``bfloat16``: what ``dtype`` (one of :data:`DTYPES`) means on a resolved ``device``.
+def resolve_dtype(dtype: str | None, device: str) -> str:
+    """``float32`` or ``bfloat16``: what ``dtype`` (one of :data:`DTYPES`, or None) means on a resolved ``device``.
 
-    ``auto`` is bfloat16 on CUDA and on a CPU with :func:`native_bf16`, else
-    float32 (bf16 without native support is emulated, and slower than float32).
+    None is the device's :func:`model_dtype`. ``auto`` is bfloat16 on CUDA and
+    on a CPU with :func:`native_bf16`, else float32 (bf16 without native
+    support is emulated, and slower than float32).
 
     Raises:
         ConfigError: For an unknown dtype.
     """
+    if dtype is None:
+        return model_dtype(device)
     check_dtype(dtype)
     if dtype != "auto":
         return dtype

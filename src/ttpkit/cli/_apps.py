@@ -85,7 +85,7 @@ def personalize(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record instead of the text and table.")] = False,
     seed: Seed = 0,
     device: Device = "cpu",
-    dtype: Dtype = "float32",
+    dtype: Dtype = None,
     min_gain_old: Annotated[Optional[float], typer.Option("--min-gain", hidden=True)] = None,
 ) -> None:
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""

@@ -120,7 +120,7 @@ Model = Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir 
 BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
 ProfileK = Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda: where local models run (auto: CUDA when torch sees one; bf16 there).")]
-Dtype = Annotated[str, typer.Option("--dtype", help="float32 | bfloat16 | auto: precision of a local (or vllm) policy; bfloat16 changes samples (auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX).")]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | auto: precision of a local (or vllm) policy; bfloat16 changes samples (auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX; default: float32 on the CPU, bf16 on CUDA).")]
 
 
 @app.callback()

@@ -61,7 +61,7 @@ def sample(
     int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
     device: Device = "cpu",
-    dtype: Dtype = "float32",
+    dtype: Dtype = None,
     n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
 ) -> None:
     """Sample M candidates per query from a personalized policy into a pool file."""

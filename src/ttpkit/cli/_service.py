@@ -31,7 +31,7 @@ def serve(
     batch_window_ms: Annotated[float, typer.Option(help="How long a request waits for batch-mates (ms).", min=0)] = 5.0,
     max_batch: Annotated[int, typer.Option(help="Most prompts per decode batch.", min=1)] = 16,
     device: Device = "cpu",
-    dtype: Dtype = "float32",
+    dtype: Dtype = None,
 ) -> None:
     """Serve TTP over HTTP: profiles, /v1/personalize, per-user keys (TTPKIT_API_KEY), OpenAI-compatible completions."""
     import uvicorn
@@ -47,7 +47,8 @@ def serve(
         raise ConfigError(f"serve needs a local backend: embedded, gguf or hf, got {backend!r}")
     spec = get_task(task)
     device = resolve_device(device)
-    check_dtype(dtype)  # a bad --dtype fails before the store opens
+    if dtype is not None:
+        check_dtype(dtype)  # a bad --dtype fails before the store opens
     _check_port(host, port)  # before the store opens and the model loads
     store = ProfileStore(db)
     resolve_rm(rm, spec.name)  # a bad --rm fails before the model loads

@@ -56,7 +56,7 @@ def make_policy(
     base_url: str | None = None,
     int8: bool = False,
     device: str = "cpu",
-    dtype: str = "float32",
+    dtype: str | None = None,
 ) -> Policy:
     """Build a policy by backend name.
 
@@ -71,14 +71,14 @@ def make_policy(
         int8: Local backends only: int8 dynamic quantization of the linear
             layers (faster on CPU; changes the samples).
         device: Local backends only: ``cpu``, ``cuda`` or ``auto`` (:mod:`ttpkit.device`).
-        dtype: Local backends and ``vllm``: ``float32``, ``bfloat16`` or ``auto``
-            (:func:`ttpkit.device.resolve_dtype`).
+        dtype: Local backends and ``vllm``: ``float32``, ``bfloat16``, ``auto``, or
+            None for the device's default (:func:`ttpkit.device.resolve_dtype`).
     """
     config = config or SamplingConfig()
     device = resolve_device(device)
     if device != "cpu" and (int8 or backend == "openai"):
         raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
-    dtype = _check_dtype(backend, resolve_dtype(dtype, device), int8)
+    dtype = _check_dtype(backend, dtype if backend == "openai" else resolve_dtype(dtype, device), int8)
     if backend == "embedded":
         policy = LocalPolicy.embedded(task, config, dtype=dtype)
         return _place(policy.quantize_int8() if int8 else policy, device, dtype)
@@ -151,7 +151,8 @@ class PolicySpec:
         device: Where a local model runs: ``cpu`` (default) or ``cuda``
             (resolve ``auto`` first with :func:`ttpkit.device.resolve_device`, so
             the manifest records the device used).
-        dtype: Precision of a local (or ``vllm``) model: ``float32`` (default),
+        dtype: Precision of a local (or ``vllm``) model: None (default: the
+            device's, float32 on the CPU and bfloat16 on CUDA), ``float32``,
             ``bfloat16`` (matrix products in bf16, logits and sampling in
             float32; changes the samples) or ``auto`` (bfloat16 on CUDA and on
             CPUs with native bf16). :meth:`manifest_dtype` resolves it for the
@@ -168,7 +169,7 @@ class PolicySpec:
     int8: bool = False
     base_url: str | None = None
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str | None = None
 
     @classmethod
     def from_options(
@@ -184,7 +185,7 @@ class PolicySpec:
         k: int = 4,
         int8: bool = False,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str | None = None,
     ) -> PolicySpec:
         """A setting from command-line options, named :data:`EMBEDDED_NAME` for the embedded backend, else by its backend.
 
@@ -201,8 +202,9 @@ class PolicySpec:
             raise ConfigError(f"unknown policy backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
         self.sampling(0)  # range checks of the decoding settings
         check_device(self.device)
-        check_dtype(self.dtype)
-        if self.dtype != "auto":
+        if self.dtype is not None:
+            check_dtype(self.dtype)
+        if self.dtype not in (None, "auto"):
             _check_dtype(self.backend, self.dtype, self.int8)
 
     def sampling(self, seed: int) -> SamplingConfig:
