@@ -119,3 +119,12 @@ def test_place_casts_to_the_resolved_dtype_and_leaves_a_float32_cpu_model_alone(
     assert _place(types.SimpleNamespace(model=model), "cpu", "float32").model is model
     bf16 = _place(types.SimpleNamespace(model=model), "cpu", "bfloat16").model
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16} and bf16.device.type == "cpu"
+
+
+def test_a_study_keys_its_pools_by_the_resolved_dtype_so_older_caches_stay_valid(native):
+    from ttpkit.studies.paper import _policy_key
+
+    spec = PolicySpec.from_options("embedded")
+    assert "dtype" not in _policy_key(spec) and _policy_key(spec) == _policy_key(dataclasses.replace(spec, dtype="float32"))
+    native(True)
+    assert _policy_key(dataclasses.replace(spec, dtype="auto"))["dtype"] == "bfloat16"
