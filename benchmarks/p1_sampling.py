@@ -9,7 +9,10 @@ distributions (mean length in tokens, share of empty lines, total-variation
 distance of the first-token distributions, against two naive runs as the noise
 floor). int8 is opt-in and changes the outputs; the statistics show by how much.
 
-    python benchmarks/p1_sampling.py [--data ../shared/data/git-commits] [--queries 4] [--n 16] [--batch 4]
+    python benchmarks/p1_sampling.py [--data ../shared/data/git-commits] [--queries 4] [--n 16] [--batch 4] [--device cuda]
+
+On ``--device cuda`` both samplers run on the GPU in bfloat16 (int8 is skipped:
+it is CPU-only); ``benchmarks/p1_dtype.py`` compares float32 with bfloat16.
 
 A multi-line task (``--data ../shared/data/debian-description``) decodes up to the
 task's token limit (192) and stops at EOS or at a line that starts the next
@@ -25,13 +28,15 @@ from collections import Counter
 import torch
 
 from ttpkit.data import load_split
+from ttpkit.device import model_dtype
 from ttpkit.policy import SamplingConfig
 from ttpkit.policy.local import LocalPolicy
+from ttpkit.policy.spec import _place
 
 
 def naive(policy: LocalPolicy, prompt: str, n: int, seed: int) -> list[list[int]]:
     tok, model, cfg = policy.tokenizer, policy.model, policy.config
-    ids = tok(prompt, return_tensors="pt").input_ids
+    ids = tok(prompt, return_tensors="pt").input_ids.to(model.device)
     stop = policy._stop_mask.nonzero().squeeze(1).tolist()
     task = policy.prompt.task
     extra = {"stop_strings": [f"\n{task.source_label}:", f"\n{task.target_label}:"], "tokenizer": tok} if task.multiline else {}
@@ -62,12 +67,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (32 one-line, 192 multi-line)")
     ap.add_argument("--skip-int8", action="store_true", help="do not measure the opt-in int8 model")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda: bfloat16 on the GPU, int8 skipped")
     args = ap.parse_args()
+    args.skip_int8 = args.skip_int8 or args.device != "cpu"
     ds = load_split(args.data, args.split)
     policy = LocalPolicy.embedded(ds.task, SamplingConfig(seed=0, max_new_tokens=args.max_new_tokens or ds.task.max_new_tokens or 32))
+    policy = _place(policy, args.device, model_dtype(args.device))
     prompts = [policy.prompt(q) for q in ds.queries[: args.queries]]
     lens = [policy.tokenizer(p, return_tensors="pt").input_ids.shape[1] for p in prompts]
-    print(f"{len(prompts)} prompts, mean {sum(lens) / len(lens):.0f} tokens, N={args.n}, threads={torch.get_num_threads()}")
+    print(f"{len(prompts)} prompts, mean {sum(lens) / len(lens):.0f} tokens, N={args.n}, threads={torch.get_num_threads()}, "
+          f"device {args.device} ({policy.model.dtype})")
     policy.complete(prompts[0], 2, 0)  # warm-up
     seeds = list(range(len(prompts)))
 

@@ -27,19 +27,20 @@ from ttpkit.reward.features import Encoder
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--batch", default="16,64,128", help="comma-separated encoder batch sizes")
-    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--dtypes", default="float32,bfloat16", help="on cuda the encoder runs in bfloat16 either way")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     setup = load(ap)
     args, rm, pool, queries, cached = setup.args, setup.rm, setup.pool, setup.queries, setup.cached
     scores = {}
     for dtype in args.dtypes.split(","):
         for batch in (int(b) for b in args.batch.split(",")):
-            enc = Encoder(batch_size=batch, dtype=dtype, layers=rm.config.encoder_layers)
+            enc = Encoder(batch_size=batch, dtype=dtype, layers=rm.config.encoder_layers, device=args.device)
             enc.encode(cached)  # the cached part
             enc.encode(["warm-up"])
             t0 = time.perf_counter()
             scores[dtype] = rm.score(pool, queries, encoder=enc).mean
             dt = time.perf_counter() - t0
-            print(f"{dtype:>8}, encoder batch {batch:>3}: {len(pool)} candidates of {pool['query_id'].nunique()} queries in {dt:.2f} s: "
+            print(f"{args.device} {dtype:>8}, encoder batch {batch:>3}: {len(pool)} candidates of {pool['query_id'].nunique()} queries in {dt:.2f} s: "
                   f"{len(pool) / dt:.0f} candidates/s ({rm.config.variant}, encoder layers: {rm.config.encoder_layers or 'all'})")
     if {"float32", "bfloat16"} <= set(scores):
         a, b = scores["float32"], scores["bfloat16"]

@@ -73,3 +73,27 @@ def test_plain_cache_fallback_gives_the_same_samples(policy, sample):
     finally:
         policy._shared_prefix = True
     assert plain == shared
+
+
+def test_bf16_keeps_the_first_token_distribution_and_its_seeded_draws(policy, sample):
+    """--dtype bfloat16: bf16 weights and cache, float32 logits; the first token's top-p nucleus moves by little."""
+    import torch
+
+    from ttpkit.policy import SamplingConfig, make_policy
+
+    bf16 = make_policy("embedded", sample.task, SamplingConfig(seed=0), dtype="bfloat16")
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
+    q = sample.queries[4]
+    a = bf16.complete(bf16.prompt(q), 3, seed=11)
+    assert a == bf16.complete(bf16.prompt(q), 3, seed=11) and all(t and "\n" not in t for t in a)
+
+    def nucleus(pol):
+        with torch.inference_mode():
+            _, first, _ = pol._prefill([pol.prompt(q)])
+        assert first[0].dtype == torch.float32
+        p, idx = torch.softmax(first[0][0].masked_fill(pol._stop_mask, float("-inf")), -1).sort(descending=True)
+        keep = (p.cumsum(-1) - p) < pol.config.top_p
+        return dict(zip(idx[keep].tolist(), (p[keep] / p[keep].sum()).tolist()))
+
+    ref, low = nucleus(policy), nucleus(bf16)
+    assert 0.5 * sum(abs(ref.get(k, 0) - low.get(k, 0)) for k in set(ref) | set(low)) < 0.05

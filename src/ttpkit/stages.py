@@ -101,6 +101,9 @@ def sampling_manifest(spec: PolicySpec, data: Dataset, m: int, seed: int) -> dic
     decoding = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("name", "backend", "model", "base_url")}
     if decoding.get("device") == "cpu":
         del decoding["device"]  # recorded only off the CPU, so pools from before --device still resume
+    del decoding["dtype"]
+    if (dtype := spec.manifest_dtype()) is not None:  # resolved; only off the device's default, as the device
+        decoding["dtype"] = dtype
     return stamp("pool", {"task": dataclasses.asdict(data.task), "split": data.split, "m": m, "seed": seed,
                           "policy": {"name": spec.name, **spec.identity(), **decoding}})
 

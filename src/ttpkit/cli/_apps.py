@@ -22,6 +22,7 @@ from ttpkit.cli._common import (
     Backend,
     Device,
     EngineKind,
+    Dtype,
     Model,
     ProfileK,
     Seed,
@@ -96,6 +97,7 @@ def personalize(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record instead of the text and table.")] = False,
     seed: Seed = 0,
     device: Device = "cpu",
+    dtype: Dtype = None,
     min_gain_old: Annotated[Optional[float], typer.Option("--min-gain", hidden=True)] = None,
 ) -> None:
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
@@ -108,7 +110,8 @@ def personalize(
     min_round_gain = deprecated(min_round_gain, min_gain_old, "--min-gain", "--min-round-gain")
     Rule.parse(rule)  # fail before any model loads
     spec = resolve_task(task if task_file is None else None, task_file)
-    pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or 32, device=resolve_device(device))
+    pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or 32, device=resolve_device(device),
+                                  dtype=dtype)
     pol.check()
     items = read_profile(profile, user)
     quiet_libraries()

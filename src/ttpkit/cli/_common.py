@@ -122,8 +122,8 @@ TaskFile = Annotated[Optional[Path], typer.Option("--task-file", help="YAML/JSON
 PoolSplit = Annotated[Optional[str], typer.Option("--split", help="Split of the pool (default: detected).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed.")]
 Utility = Annotated[str, typer.Option("--utility", help="Utility column: rougeL | rouge1 | rougeLsum (multi-line outputs).")]
-Backend = Annotated[str, typer.Option(help="embedded | gguf | hf | openai.")]
-Model = Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf) or served name (openai).")]
+Backend = Annotated[str, typer.Option(help="embedded | gguf | hf | openai | vllm (pip install 'ttpkit[vllm]').")]
+Model = Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf), served name (openai); for vllm a model dir, a GGUF file or 'embedded'.")]
 BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
 ProfileK = Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda: where local models run (auto: CUDA when torch sees one; bf16 there).")]
@@ -132,6 +132,7 @@ Address = Annotated[str, typer.Option("--address", help="Ray cluster for --engin
 Actors = Annotated[int, typer.Option("--actors", help="Ray actors for --engine ray (each loads the model once).", min=1)]
 ActorCpus = Annotated[float, typer.Option("--actor-cpus", help="CPUs each Ray actor reserves; also its torch threads.", min=0.01)]
 ActorGpus = Annotated[Optional[float], typer.Option("--actor-gpus", help="GPUs each Ray actor reserves (default: 1 with --device cuda, else 0).", min=0)]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | auto: precision of a local (or vllm) policy; bfloat16 changes samples (auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX; default: float32 on the CPU, bf16 on CUDA).")]
 
 
 @app.callback()

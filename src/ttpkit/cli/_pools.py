@@ -24,6 +24,7 @@ from ttpkit.cli._common import (
     DataDir,
     Device,
     EngineKind,
+    Dtype,
     Model,
     PoolSplit,
     ProfileK,
@@ -71,6 +72,7 @@ def sample(
     actors: Actors = 2,
     actor_cpus: ActorCpus = 1.0,
     actor_gpus: ActorGpus = None,
+    dtype: Dtype = None,
     n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
 ) -> None:
     """Sample M candidates per query from a personalized policy into a pool file (or directory), here or on Ray."""
@@ -85,7 +87,7 @@ def sample(
     m = deprecated(m, n_old, "--n", "--m")
     eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
     remote = eng.kind == "ray" and device == "cuda"  # GPU actors: CUDA is checked where the model loads, not on this driver
-    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device)}
+    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device), "dtype": dtype}
     PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check(device_here=not remote)
     quiet_libraries()
     ds = load_split(data, split, resolve_task(task, task_file))

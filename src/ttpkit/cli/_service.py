@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ttpkit.cli._common import Device, app, console, friendly, quiet_libraries
+from ttpkit.cli._common import Device, Dtype, app, console, friendly, quiet_libraries
 from ttpkit.errors import ConfigError
 
 DEFAULT_DB = "sqlite:///profiles.db"
@@ -31,26 +31,29 @@ def serve(
     batch_window_ms: Annotated[float, typer.Option(help="How long a request waits for batch-mates (ms).", min=0)] = 5.0,
     max_batch: Annotated[int, typer.Option(help="Most prompts per decode batch.", min=1)] = 16,
     device: Device = "cpu",
+    dtype: Dtype = None,
 ) -> None:
     """Serve TTP over HTTP: profiles, /v1/personalize, per-user keys (TTPKIT_API_KEY), OpenAI-compatible completions."""
     import uvicorn
 
     from ttpkit.data import get_task
-    from ttpkit.device import resolve_device
+    from ttpkit.device import check_dtype, resolve_device
     from ttpkit.policy import make_policy
     from ttpkit.reward.bundled import resolve_rm
     from ttpkit.serve._personalize import create_service
     from ttpkit.serve._store import ProfileStore
 
-    if backend == "openai":
-        raise ConfigError("serve needs a local backend: embedded, gguf or hf")
+    if backend in ("openai", "vllm"):
+        raise ConfigError(f"serve needs a local backend: embedded, gguf or hf, got {backend!r}")
     spec = get_task(task)
     device = resolve_device(device)
+    if dtype is not None:
+        check_dtype(dtype)  # a bad --dtype fails before the store opens
     _check_port(host, port)  # before the store opens and the model loads
     store = ProfileStore(db)
     resolve_rm(rm, spec.name)  # a bad --rm fails before the model loads
     quiet_libraries()
-    policy = make_policy(backend, spec, model=model, device=device)
+    policy = make_policy(backend, spec, model=model, device=device, dtype=dtype)
     app_ = create_service(policy, store, rm=rm, log_requests=log_requests, model_name=policy.name,
                           batch_window_ms=batch_window_ms, max_batch=max_batch)
     uvicorn.run(app_, host=host, port=port)

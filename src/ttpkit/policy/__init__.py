@@ -1,4 +1,4 @@
-"""Policy backends: ``embedded`` (Gemma 3 270M), ``gguf``, ``hf`` and ``openai``.
+"""Policy backends: ``embedded`` (Gemma 3 270M), ``gguf``, ``hf``, ``openai`` and ``vllm``.
 
 Every backend implements :class:`Policy`: ``sample(queries, m)`` returns ``m``
 :class:`Candidate` objects per query.
@@ -13,6 +13,7 @@ Every backend implements :class:`Policy`: ``sample(queries, m)`` returns ``m``
 | ``prompt``   | :class:`PromptBuilder` (few-shot prompts from retrieved profile items)           |
 | ``local``    | :class:`~ttpkit.policy.local.LocalPolicy` (``embedded``, ``gguf``, ``hf``)       |
 | ``openai``   | :class:`~ttpkit.policy.openai.OpenAIPolicy` (an OpenAI-compatible server)        |
+| ``vllm``     | :class:`~ttpkit.policy.vllm.VLLMPolicy` (vLLM in process; optional extra)         |
 | ``_sampling``| nucleus sampling of a batch of rows, each prompt from its own generator          |
 | ``_cache``   | the shared-prefix KV cache: a prompt's N rows attend to one copy of it           |
 """

@@ -20,6 +20,11 @@ from these layers (the prefill) it is ``transformers``' SDPA attention.
 
 The logits equal those of the plain cache up to float rounding (the test suite
 checks this on Gemma 3, which mixes sliding and full attention layers, and Llama).
+
+In bfloat16 the matrix products take bf16 inputs while the scores, their
+exponentials and the running sums are float32 (as flash attention keeps them);
+in float32 every upcast is a no-op. The buffers live on the device and in the
+dtype of the prefilled keys, so a CUDA model keeps its cache on the GPU.
 """
 
 from __future__ import annotations
@@ -56,27 +61,28 @@ def _shared_prefix_attention(module: Any, query: Any, key: Any, value: Any, atte
     group = heads // kv_heads
     scaling = dim**-0.5 if scaling is None else scaling
     q = query.reshape(rows, kv_heads, group, dim) * scaling
+    low = query.dtype  # bf16 products, float32 softmax
     peak, mass, acc = [], [], []
     for g, start, end in layer.spans:  # one prompt's rows at a time
         pk, pv = layer.visible_prefix(g)  # (kv_heads, P, D)
         r = end - start
         qg = q[start:end].transpose(0, 1).reshape(kv_heads, r * group, dim)
-        sp = torch.matmul(qg, pk.transpose(1, 2))  # (kv_heads, r * group, P)
+        sp = torch.matmul(qg, pk.transpose(1, 2)).float()  # (kv_heads, r * group, P)
         if softcap is not None:
             sp = torch.tanh(sp / softcap) * softcap
         m = sp.amax(-1, keepdim=True)
         e = (sp - m).exp()
         peak.append(m.reshape(kv_heads, r, group, 1).transpose(0, 1))
         mass.append(e.sum(-1, keepdim=True).reshape(kv_heads, r, group, 1).transpose(0, 1))
-        acc.append(torch.matmul(e, pv).reshape(kv_heads, r, group, dim).transpose(0, 1))
+        acc.append(torch.matmul(e.to(low), pv).float().reshape(kv_heads, r, group, dim).transpose(0, 1))
     mp, sp_sum, op = (torch.cat(x) if len(x) > 1 else x[0] for x in (peak, mass, acc))  # (rows, kv_heads, group, .)
-    ss = torch.matmul(q, key.transpose(-1, -2))  # (rows, kv_heads, group, S): own generated tokens
+    ss = torch.matmul(q, key.transpose(-1, -2)).float()  # (rows, kv_heads, group, S): own generated tokens
     if softcap is not None:
         ss = torch.tanh(ss / softcap) * softcap
     top = torch.maximum(mp, ss.amax(-1, keepdim=True))
     wp, es = (mp - top).exp(), (ss - top).exp()
-    out = (op * wp + torch.matmul(es, value)) / (sp_sum * wp + es.sum(-1, keepdim=True))  # (rows, kv_heads, group, D)
-    return out.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
+    out = (op * wp + torch.matmul(es.to(low), value).float()) / (sp_sum * wp + es.sum(-1, keepdim=True))  # (rows, kv_heads, group, D)
+    return out.to(low).reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
 def enable(model: Any) -> bool:
@@ -157,8 +163,9 @@ def _layer_classes() -> tuple[type, type]:
         def batch_select_indices(self, indices: Any) -> None:
             if len(indices) > 1 and not bool((indices[1:] > indices[:-1]).all()):
                 raise RuntimeError("shared-prefix cache: rows must stay in order")
-            self.buf_k, self.buf_v = self.buf_k[indices], self.buf_v[indices]
-            self.row_group = self.row_group[indices]
+            at = indices.to(self.buf_k.device)
+            self.buf_k, self.buf_v = self.buf_k[at], self.buf_v[at]
+            self.row_group = self.row_group[indices.to(self.row_group.device)]  # bookkeeping on the CPU
             self._regroup()
             self._sync()
 

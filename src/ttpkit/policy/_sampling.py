@@ -6,6 +6,11 @@
 only flatter rows widen the search (16,384 tokens, then a full sort). The draw is
 an inverse-CDF lookup on one uniform number per row, taken from the caller's
 generator, so a seed fixes the samples.
+
+Everything here runs in float32 on the logits' device (a bf16 model's logits
+are upcast first); the uniform numbers come from the generator's device (the
+CPU in :class:`~ttpkit.policy.local.LocalPolicy`) and move to the logits, so a
+seed draws the same numbers whether the model runs on the CPU or on CUDA.
 """
 
 from __future__ import annotations
@@ -56,13 +61,14 @@ def draw_tokens(logits: Any, generator: Any, temperature: float, top_p: float, b
 
     Args:
         logits: (B, V) next-token logits.
-        generator: ``torch.Generator`` the uniform draws come from (one per row).
+        generator: ``torch.Generator`` the uniform draws come from (one per row),
+            on any device.
         temperature: Softmax temperature (> 0).
         top_p: Nucleus mass; 1.0 samples from the full distribution.
-        ban: Optional (V,) boolean mask of tokens that may not be drawn.
+        ban: Optional (V,) boolean mask of tokens that may not be drawn, on the logits' device.
 
     Returns:
-        (B,) int64 token ids.
+        (B,) int64 token ids, on the logits' device.
     """
     import torch
 
@@ -70,7 +76,7 @@ def draw_tokens(logits: Any, generator: Any, temperature: float, top_p: float, b
     if ban is not None:
         logits = logits.masked_fill(ban, float("-inf"))
     rows, vocab = logits.shape
-    u = torch.rand(rows, 1, generator=generator)
+    u = torch.rand(rows, 1, generator=generator, device=generator.device).to(logits.device)
     if top_p >= 1.0:
         cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)
         return torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_max(vocab - 1).squeeze(1)

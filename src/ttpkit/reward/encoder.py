@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttpkit.device import resolve_device
+from ttpkit.device import native_bf16, resolve_device  # native_bf16 is re-exported here
 from ttpkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,6 @@ __all__ = ["Encoder", "check_layers", "native_bf16"]
 
 def _key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX on Linux); elsewhere False."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class Encoder:

@@ -185,12 +185,16 @@ def quick_study() -> StudyConfig:
 
 
 def _policy_key(pol: PolicySpec) -> dict[str, Any]:
-    """The policy's part of a pool's cache key (``base_url`` only when set, ``device`` only off the CPU: older caches stay valid)."""
+    """The policy's part of a pool's cache key (``base_url`` only when set, ``device`` only off the CPU, ``dtype``
+    resolved and only off the device's default, as the pool manifest records it: older caches stay valid)."""
     key = dataclasses.asdict(pol)
     if key["base_url"] is None:
         del key["base_url"]
     if key["device"] == "cpu":
         del key["device"]
+    del key["dtype"]
+    if (dtype := pol.manifest_dtype()) is not None:
+        key["dtype"] = dtype
     return key
 
 
