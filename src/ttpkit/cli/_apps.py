@@ -6,13 +6,13 @@ demo), :func:`ttpkit.online.personalize`.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from ttpkit import jsonio
 from ttpkit.cli._common import (
     BaseUrl,
     Backend,
@@ -106,7 +106,7 @@ def personalize(
     for w in res.warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if as_json:
-        print(json.dumps(res.as_dict(), indent=2, ensure_ascii=False, allow_nan=False))
+        print(jsonio.dumps(res.as_dict(), indent=2, ensure_ascii=False))
     else:
         _print_personalized(res)
 

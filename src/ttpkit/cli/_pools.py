@@ -7,13 +7,13 @@ Each parses its options, makes one call into :mod:`ttpkit.stages` or
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ttpkit import jsonio
 from ttpkit.cli._common import (
     BaseUrl,
     Backend,
@@ -142,7 +142,7 @@ def curves(
     df = read_pool(pool, require=[utility])
     result = compute(df, names, utility, grid or n_grid(candidates_per_query(df)), seed=seed)
     if fmt == "json":
-        print(json.dumps(curves_json(result), indent=2, allow_nan=False))
+        print(jsonio.dumps(curves_json(result), indent=2))
     elif fmt == "markdown":
         print(curves_markdown(result))
     else:

@@ -21,14 +21,13 @@ and 8 candidates against every observed curve: :func:`ttpkit.scaling.law_table`)
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ttpkit import stages
+from ttpkit import jsonio, stages
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
 from ttpkit.paths import check_writable
@@ -261,10 +260,10 @@ def _write(out: Path, results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     pd.DataFrame(gather("paired")).to_csv(out / "paired.csv", index=False)
     cal = gather("calibration")
     pd.DataFrame(cal).drop(columns=["bins_std", "bins_rmse"]).to_csv(out / "calibration.csv", index=False)
-    (out / "calibration.json").write_text(json.dumps(cal, indent=1) + "\n")
+    (out / "calibration.json").write_text(jsonio.dumps(cal, indent=1) + "\n")
     plot_reliability(cal, out / "reliability.png")
-    (out / "tuning.json").write_text(json.dumps({k: r["tuned"] for k, r in results.items()}, indent=2) + "\n")
-    (out / "examples.json").write_text(json.dumps(gather("examples"), indent=1, ensure_ascii=False) + "\n")
+    (out / "tuning.json").write_text(jsonio.dumps({k: r["tuned"] for k, r in results.items()}, indent=2) + "\n")
+    (out / "examples.json").write_text(jsonio.dumps(gather("examples"), indent=1, ensure_ascii=False) + "\n")
     return table
 
 

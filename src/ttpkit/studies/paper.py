@@ -14,14 +14,13 @@ resumes mid-pool.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ttpkit import stages
+from ttpkit import jsonio, stages
 from ttpkit.data import Dataset, bundled_sample_dir, load_split
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
@@ -294,7 +293,7 @@ def run_paper(config: StudyConfig, out: str | Path, progress: stages.Progress | 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory")
     (out / "cache").mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    (out / "config.json").write_text(jsonio.dumps(dataclasses.asdict(config), indent=2) + "\n")
     record_study(out, {"study": dataclasses.asdict(config)})
     encoder = stages.default_encoder(layers=config.encoder_layers)
     rows, points = [], []
