@@ -180,6 +180,18 @@ def profiles() -> None:
     (FILES / "a-file").write_text("a file where a folder is expected\n")
 
 
+def settings() -> None:
+    """Settings that were accepted, then ignored or used out of range (issue 24, class 3)."""
+    good = pd.read_parquet(FILES / "pool-good.parquet")
+    write_pool(good.assign(score_p=good.score_style, std_p=np.where(good.idx == 1, -0.5, 0.1)),
+               FILES / "pool-std-negative.parquet")
+    write_pool(good.assign(mine=3.0 * good.rougeL), FILES / "pool-utility-above-one.parquet")
+    task = {"name": "mine", "source_field": "text", "target_field": "title", "source_label": "Message", "target_label": "Title"}
+    (FILES / "task-duplicate-key.yaml").write_text("".join(f"{k}: {v}\n" for k, v in task.items()) + "target_field: text\n")
+    (FILES / "task-good.yaml").write_text(json.dumps(task) + "\n")
+    (FILES / "study-duplicate-key.yaml").write_text("name: a\nns: [1, 2]\nname: b\n")
+
+
 def main() -> None:
     if FILES.exists():
         shutil.rmtree(FILES)
@@ -194,6 +206,7 @@ def main() -> None:
     reward_models()
     studies()
     profiles()
+    settings()
     print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
 
 

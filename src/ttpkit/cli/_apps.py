@@ -89,12 +89,14 @@ def personalize(
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
     from ttpkit.data import read_profile, resolve_task
     from ttpkit.device import resolve_device
+    from ttpkit.online import Schedule
     from ttpkit.online import personalize as run
     from ttpkit.policy import PolicySpec
     from ttpkit.pool import Rule
 
     min_round_gain = deprecated(min_round_gain, min_gain_old, "--min-gain", "--min-round-gain")
     Rule.parse(rule)  # fail before any model loads
+    Schedule(n, adaptive, max_n).check()
     spec = resolve_task(task if task_file is None else None, task_file)
     pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or 32, device=resolve_device(device))
     pol.check()

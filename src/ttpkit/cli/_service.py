@@ -38,12 +38,14 @@ def serve(
     from ttpkit.data import get_task
     from ttpkit.device import resolve_device
     from ttpkit.policy import make_policy
+    from ttpkit.policy.spec import check_backend_options
     from ttpkit.reward.bundled import resolve_rm
     from ttpkit.serve._personalize import create_service
     from ttpkit.serve._store import ProfileStore
 
     if backend == "openai":
         raise ConfigError("serve needs a local backend: embedded, gguf or hf")
+    check_backend_options(backend, model, None)
     spec = get_task(task)
     device = resolve_device(device)
     _check_port(host, port)  # before the store opens and the model loads

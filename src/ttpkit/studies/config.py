@@ -1,7 +1,7 @@
 """One typed loader for every study kind: YAML in, frozen dataclasses out, every error naming its key path.
 
-A study file is a YAML mapping. :func:`read_yaml` parses it (``yaml.safe_load``)
-and :func:`build` turns a mapping into a dataclass after checking its keys
+A study file is a YAML mapping. :func:`read_yaml` parses it (:func:`ttpkit.yamlio.load`,
+``yaml.safe_load`` refusing a repeated key) and :func:`build` turns a mapping into a dataclass after checking its keys
 against the dataclass's fields and each value against the field's annotation,
 so an unknown key, a wrong type or an out-of-range value fails when the file
 loads, with the key path (``study datasets[0].test.m``), not an hour into the
@@ -17,6 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from ttpkit import yamlio
 from ttpkit.errors import ConfigError
 
 __all__ = ["as_list", "build", "load_yaml", "mapping", "rename_deprecated", "read_yaml", "type_ok"]
@@ -32,7 +33,7 @@ def read_yaml(path: str | Path) -> Any:
     if not p.is_file():
         raise ConfigError(f"{p}: study file not found")
     try:
-        return yaml.safe_load(p.read_text())
+        return yamlio.load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
 
