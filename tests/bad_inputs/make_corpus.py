@@ -192,6 +192,19 @@ def settings() -> None:
     (FILES / "study-duplicate-key.yaml").write_text("name: a\nns: [1, 2]\nname: b\n")
 
 
+def degenerate(questions: list[dict], golds: list[dict]) -> None:
+    """Legal JSON that names no user or record (issue 24, class 5), and a split given twice."""
+    q0 = questions[0]
+    for name, rec in {"data-user-id-true": {**q0, "user_id": True}, "data-user-id-empty": {**q0, "user_id": ""},
+                      "data-user-id-nan": {**q0, "user_id": float("nan")}, "data-id-nan": {**q0, "id": float("nan")}}.items():
+        _json(FILES / name / "dev_questions.json", [rec])  # json.dumps writes NaN, as other tools do
+        _json(FILES / name / "dev_outputs.json", {"task": "git-commits", "golds": golds[:1]})
+    d = FILES / "data-outputs-twice"
+    _json(d / "dev_questions.json", questions)
+    _json(d / "dev_outputs.json", {"task": "git-commits", "golds": golds})
+    (d / "dev_outputs.json.gz").write_bytes(gzip.compress((d / "dev_outputs.json").read_bytes(), mtime=0))
+
+
 def main() -> None:
     if FILES.exists():
         shutil.rmtree(FILES)
@@ -207,6 +220,7 @@ def main() -> None:
     studies()
     profiles()
     settings()
+    degenerate(questions, golds)
     print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
 
 
