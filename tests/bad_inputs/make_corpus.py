@@ -164,6 +164,8 @@ def studies() -> None:
         "study-unknown-key": {**base, "colour": "red"},
         "study-data-missing": {**base, "datasets": [{**base["datasets"][0], "path": "nowhere"}]},
         "study-ns-above-m": {**base, "ns": [1, 2, 4, 8]},
+        "study-datasets-same-name": {**base, "datasets": base["datasets"] * 2},
+        "study-name-a-path": {**base, "name": "../../elsewhere"},
         "failures-pools-scalar": {"kind": "failures", "name": "f", "data": {}, "pools": 5, "regimes": []},
         "failures-unknown-pool": {"kind": "failures", "name": "f", "data": {}, "pools": {},
                                   "regimes": [{"name": "r", "train": "a", "dev": "b", "test": "c"}]},

@@ -12,6 +12,7 @@ build their configs with it.
 from __future__ import annotations
 
 import logging
+import re
 import types
 import typing
 from pathlib import Path
@@ -20,9 +21,28 @@ from typing import Any
 from ttpkit import yamlio
 from ttpkit.errors import ConfigError
 
-__all__ = ["as_list", "build", "load_yaml", "mapping", "rename_deprecated", "read_yaml", "type_ok"]
+__all__ = ["as_list", "build", "check_names", "load_yaml", "mapping", "rename_deprecated", "read_yaml", "type_ok"]
 
 log = logging.getLogger(__name__)
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a study's names become folder and plot names under runs/
+
+
+def check_names(names: Any, where: str) -> None:
+    """Names that can be told apart and stay inside the study's folder, else a :class:`ConfigError` naming the key.
+
+    Each must be a plain file name (letters, digits, ``.``, ``_``, ``+``, ``-``; no ``/`` and no ``..``), and no
+    two may be equal: their rows could not be told apart and their plots would overwrite each other.
+    """
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+            raise ConfigError(f"{where}: {name!r} names files under the study's folder; use letters, digits, "
+                              "'.', '_', '+' and '-' (no '/', no '..')")
+        if name in seen:
+            raise ConfigError(f"{where}: the name {name!r} is given twice; their rows and plots would be mixed")
+        seen.add(name)
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -37,7 +37,7 @@ from ttpkit.report import law_forms_markdown, plot_curves, plot_law_grid, plot_r
 from ttpkit.scaling import curves, law_table
 from ttpkit.studies import _measure
 from ttpkit.studies._scoring import DET, JudgeModel, RegimeModels, judged_columns, load_ref, scored_pool
-from ttpkit.studies.config import as_list, build, load_yaml, mapping, rename_deprecated
+from ttpkit.studies.config import as_list, build, check_names, load_yaml, mapping, rename_deprecated
 
 __all__ = ["METHODS", "FailureStudy", "Method", "PoolRef", "RegimeSpec", "run_failures"]
 
@@ -146,6 +146,8 @@ class FailureStudy:
     def __post_init__(self) -> None:
         if self.members < 1 or self.cross_epochs < 0:
             raise ConfigError(f"members must be >= 1 and cross_epochs >= 0, got {self.members} and {self.cross_epochs}")
+        check_names([self.name], "name")
+        check_names([r.name for r in self.regimes], "regimes[].name")
 
     @property
     def ensemble_label(self) -> str:
