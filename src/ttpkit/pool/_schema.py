@@ -213,16 +213,27 @@ def n_grid(m: int) -> tuple[int, ...]:
 
 
 _warned_uneven: set[tuple[int, int, int]] = set()
+_warned_mixed: set[tuple[str, ...]] = set()
 
 
 def candidates_per_query(pool: pd.DataFrame) -> int:
     """M: candidates per query (the smallest query's count; uneven counts are logged as a warning).
+
+    A query whose candidates come from more than one policy is logged as a warning too: its best-of-N
+    mixes two policies' samples into one curve (sample each policy into its own pool).
 
     Raises:
         DataError: If the pool has no rows.
     """
     if len(pool) == 0:
         raise DataError("the pool has no candidates")
+    if POLICY in pool.columns:
+        per_query = pool.groupby(QUERY_ID)[POLICY].nunique()
+        if (per_query > 1).any() and (key2 := tuple(sorted(map(str, pool[POLICY].unique())))) not in _warned_mixed:
+            _warned_mixed.add(key2)
+            log.warning("%d of %d queries hold candidates of several policies (%s); their curves mix the policies' "
+                        "samples: sample each policy into its own pool", int((per_query > 1).sum()), len(per_query),
+                        ", ".join(key2))
     counts = pool.groupby(QUERY_ID)[IDX].nunique()
     low, high = int(counts.min()), int(counts.max())
     if low != high and (key := (low, high, len(counts))) not in _warned_uneven:
