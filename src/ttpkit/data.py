@@ -122,14 +122,19 @@ def read_json(path: Path) -> Any:
     """Parse a JSON or gzipped JSON file.
 
     Raises:
-        DataError: Naming the file when it cannot be read or parsed.
+        DataError: Naming the file when it cannot be read or parsed, is not a regular file (a FIFO would block
+            for ever) or nests too deeply for the parser.
     """
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a regular file (a directory, FIFO or device); give a JSON file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read") from None
 
 
 def _need_str(obj: Any, field: str, where: str, path: Path) -> str:

@@ -91,12 +91,16 @@ def load_task_file(path: str | Path) -> TaskSpec:
     import yaml
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: the task file is not a regular file (a directory, FIFO or device)")
     try:
         raw = yamlio.load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise DataError(f"{path}: cannot read the task file ({e.strerror or e})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to read") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: a task file is a mapping of {', '.join(TASK_FILE_KEYS)}, got {type(raw).__name__}")
     missing = [k for k in TASK_FILE_KEYS if k not in raw]

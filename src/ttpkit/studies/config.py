@@ -56,6 +56,8 @@ def read_yaml(path: str | Path) -> Any:
         return yamlio.load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to read") from None
 
 
 def load_yaml(kind: Any, path: str | Path) -> Any:
