@@ -107,6 +107,12 @@ def test_curves_table_splits_the_n_columns_to_fit_80_columns(pool):
         assert tables[0].title.startswith("expected rougeL of best-of-N") and not tables[1].title
 
 
+def test_a_curve_of_one_query_has_no_interval_rather_than_plus_minus_zero(pool):
+    one = pool[pool["query_id"] == "q0"]
+    text = " ".join(" ".join(_rendered(curves_table(curves(one, ["oracle", "rm"], "rougeL", [1, 2, 4], n_boot=20)))).split())
+    assert "1 query: no interval" in text and "±n/a" in text and "±0.000" not in text
+
+
 def test_curves_renderers(pool, tmp_path):
     cs = curves(pool, ["oracle", "random", "rm", "anti"], "rougeL", [1, 2, 4, 8, 16], n_boot=20)
     data = curves_json(cs)
