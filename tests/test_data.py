@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import json
+import os
+import re
 
 import pytest
 from conftest import write_split
 
-from ttpkit.data import Query, TaskSpec, get_task, load_split
+from ttpkit.data import Query, TaskSpec, get_task, load_split, resolve_task
 from ttpkit.errors import DataError
 
 Q = [{"id": "q1", "input": "Generate a title for the following abstract of a paper: We study cats.",
@@ -138,3 +139,19 @@ def test_bad_task_files_are_named(tmp_path, text, needle):
         load_task_file(path)
     with pytest.raises(DataError, match="cannot read the task file"):
         load_task_file(tmp_path / "missing.yaml")
+
+
+def test_a_fifo_or_deeply_nested_json_is_a_data_error_not_a_hang_or_a_recursion_error(tmp_path):
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "dev_questions.json")  # opening it would block until a writer came
+    with pytest.raises(DataError, match="not a regular file"):
+        load_split(fifo, "dev", "git-commits")
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "dev_questions.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(DataError, match="nested too deeply"):
+        load_split(deep, "dev", "git-commits")
+    (tmp_path / "task.yaml").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(DataError, match="task.yaml"):
+        resolve_task(None, tmp_path / "task.yaml")

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import logging
+
+import pandas as pd
 import pytest
 from conftest import EchoPolicy
 
-from ttpkit.pool import PoolWriter, complete_queries, read_pool
+from ttpkit.pool import PoolWriter, candidates_per_query, complete_queries, read_pool
 from ttpkit.stages import sample_pool
 
 
@@ -93,3 +96,14 @@ def test_read_pool_names_what_is_wrong(tmp_path):
     write_pool(pd.DataFrame([{k: v for k, v in row.items() if k != "text"}]), tmp_path / "q.parquet")
     with pytest.raises(DataError, match=r"q.parquet: missing pool columns \['text'\]"):
         read_pool(tmp_path / "q.parquet")
+
+
+def test_a_query_mixing_two_policies_is_warned(caplog):
+    one = pd.DataFrame({"query_id": ["a", "a", "b", "b"], "idx": [0, 1, 0, 1], "policy": ["p", "p", "q", "q"]})
+    with caplog.at_level(logging.WARNING, logger="ttpkit.pool._schema"):
+        assert candidates_per_query(one) == 2  # two policies, each query from one: fine
+    assert "several policies" not in caplog.text
+    mixed = one.assign(policy=["p", "q", "q", "q"])
+    with caplog.at_level(logging.WARNING, logger="ttpkit.pool._schema"):
+        assert candidates_per_query(mixed) == 2
+    assert "1 of 2 queries hold candidates of several policies (p, q)" in caplog.text

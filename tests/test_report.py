@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from ttpkit.jsonio import dumps
 from ttpkit.report import (
     adaptive_markdown,
     curves_json,
@@ -104,6 +105,12 @@ def test_curves_table_splits_the_n_columns_to_fit_80_columns(pool):
         for t in tables:
             _fits(t, names)
         assert tables[0].title.startswith("expected rougeL of best-of-N") and not tables[1].title
+
+
+def test_a_curve_of_one_query_has_no_interval_rather_than_plus_minus_zero(pool):
+    one = pool[pool["query_id"] == "q0"]
+    text = " ".join(" ".join(_rendered(curves_table(curves(one, ["oracle", "rm"], "rougeL", [1, 2, 4], n_boot=20)))).split())
+    assert "1 query: no interval" in text and "±n/a" in text and "±0.000" not in text
 
 
 def test_curves_renderers(pool, tmp_path):
@@ -211,7 +218,7 @@ def test_write_diagnosis_writes_report_law_and_plots(diag, tmp_path):
     for slug in ("oracle", "random", "rm", "anti", "flat"):
         assert (out / f"law_{slug}.png").read_bytes().startswith(PNG)
         assert (out / f"collapsed_{slug}.csv").exists() and (out / f"hacked_{slug}.csv").exists()
-    assert json.loads((out / "law.json").read_text()) == json.loads(json.dumps(law))
+    assert json.loads((out / "law.json").read_text()) == json.loads(dumps(law))  # NaN written as null
     report = (out / "report.md").read_text()
     assert report.startswith("# ttpkit diagnosis\n") and report.endswith("![rho histogram](rho_hist.png)\n\n")
     rows = [line for line in report.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in diag.scorers]
@@ -392,3 +399,14 @@ def _old_law_forms_markdown(table, m_fit=8):
         lines.append(f"| {r.regime} | {r.method} | {r.obs_peak} | {r.obs_drop:.3f} ({r.obs_drop_lo:+.3f}..{r.obs_drop_hi:+.3f}) | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def test_law_json_of_a_flat_curve_holds_null_not_nan(tmp_path):
+    """A flat observed curve has no R² (NaN); law.json writes null there, so strict parsers (jq, JavaScript) accept it."""
+    flat = _pool().assign(rougeL=0.25)
+    d = diagnose(flat, ["rm"], ns=[1, 2, 4, 8, 16], max_n=16)
+    law = write_diagnosis(d, tmp_path / "d")
+    assert "NaN" in json.dumps(law)  # the diagnosis itself has an undefined value
+    text = (tmp_path / "d" / "law.json").read_text()
+    json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert "NaN" not in text and "null" in text

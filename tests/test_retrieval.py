@@ -29,3 +29,14 @@ def test_deterministic_across_index_rebuilds_and_prefix_consistent(sample):
         assert [it.id for it in retrieve(q, 4)] == first and len(first) == 4
         assert [it.id for it in retrieve(q, 2)] == first[:2]  # top-2 is the head of top-4
         assert all(it in q.profile for it in retrieve(q, 4))  # only the user's own items
+
+
+def test_a_profile_without_indexable_words_gives_its_newest_items_with_a_warning(caplog):
+    """Empty, stopword-only and punctuation-only sources give bm25s no vocabulary; retrieval must not crash."""
+    for sources in (["", "  "], ["the and of", "it is"], ["!!!", "...", "--"]):
+        q = _q("fix the parser", sources)
+        with caplog.at_level("WARNING", logger="ttpkit.retrieval"):
+            got = [it.id for it in retrieve(q, k=2)]
+        assert got == [str(len(sources) - 1), str(len(sources) - 2)]  # newest (last stored) first
+    assert "no indexable words" in caplog.text
+    assert retrieve(_q("the", ["the"]), k=0) == []

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ttpkit.errors import TtpkitError
+from ttpkit.errors import ConfigError, DataError, TtpkitError
 from ttpkit.selection import Rule, apply_rule
 
 
@@ -16,13 +16,17 @@ def test_rules():
     assert int(np.argmax(apply_rule(mu, sd, "ucb:1"))) == 2
 
 
-def test_thompson_is_seeded_and_deterministic_rms_reduce_to_mean():
+def test_thompson_is_seeded_and_rules_needing_a_std_refuse_deterministic_rms():
     mu, sd = np.linspace(0, 1, 50), np.full(50, 0.2)
     a, b = apply_rule(mu, sd, "thompson", seed=4), apply_rule(mu, sd, "thompson", seed=4)
     assert np.array_equal(a, b) and not np.array_equal(a, apply_rule(mu, sd, "thompson", seed=5))
     assert np.std(a - mu) == pytest.approx(0.2, rel=0.3)
     for rule in ("lcb:3", "ucb:3", "thompson"):
-        assert np.array_equal(apply_rule(mu, None, rule), mu)
+        with pytest.raises(ConfigError, match="standard deviations"):
+            apply_rule(mu, None, rule)  # it would silently equal the mean
+    with pytest.raises(DataError, match=">= 0"):
+        apply_rule(mu, -sd, "lcb:1")
+    assert np.array_equal(apply_rule(mu, None, "soft:0.1"), mu)
 
 
 @pytest.mark.parametrize("bad", ["best", "lcb:x", "ucb:-1", "mean:2"])

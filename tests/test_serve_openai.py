@@ -110,6 +110,9 @@ def test_unsupported_fields_and_limits_are_4xx_with_a_reason():
                          headers={"content-type": "application/json"})
         assert big.status_code == 413 and "limit" in big.json()["detail"]
         assert httpx.post(f"{root}/v1/completions", json={"prompt": "x", "n": 0}).status_code == 422
+        for field, value in [("seed", 10**20), ("seed", -1), ("temperature", 1e-300)]:  # an overflow, not a 500
+            raw = httpx.post(f"{root}/v1/completions", json={"prompt": "x", field: value})
+            assert raw.status_code == 422 and field in raw.json()["error"]["message"], raw.text
         docs = httpx.get(f"{root}/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         paths = httpx.get(f"{root}/openapi.json").json()["paths"]
@@ -251,3 +254,15 @@ def test_sample_records_n_path_in_the_pool_manifest_and_resumes_across_it(tmp_pa
     with live(service) as root:  # a running ttpkit server honours n
         assert sample(root, tmp_path / "served.parquet", 2)[0] == "n"
         assert sample(root, tmp_path / "served-dir", 2)[0] == "n"
+
+
+def test_a_response_with_an_undefined_number_is_json_with_null_not_a_500():
+    app = create_app(Fake())
+
+    @app.get("/nan")
+    def nan() -> dict:
+        return {"r2": float("nan"), "gain": float("inf"), "n": 3}
+
+    with live(app) as root:
+        raw = httpx.get(f"{root}/nan")
+    assert raw.status_code == 200 and raw.text == '{"r2":null,"gain":null,"n":3}'

@@ -144,7 +144,7 @@ def _study(**top):
         (_study(m_fit=16), "m_fit: must be in [2, 8]"),
         (_study(policies=[{"name": "p", "temperature": "hot"}]), "policies[0].temperature: 'hot' is not a valid float"),
         (_study(policies=[{"name": "p", "backend": "tpu"}]), "policies[0]: unknown policy backend 'tpu'"),
-        (_study(policies=[{"name": "p", "temperature": -1}]), "policies[0]: temperature must be > 0"),
+        (_study(policies=[{"name": "p", "temperature": -1}]), "policies[0]: temperature must be >= 0.001"),
         (_study(seed="zero"), "top level.seed: 'zero' is not a valid int"),
         ({**_study(), "datasets": [{"name": "d", "path": "p", "train": {"split": "train", "n": 0}, "test": {"split": "t"}}]},
          "datasets[0].train: m must be >= 1"),
@@ -184,3 +184,24 @@ def test_bad_study_file_fails_before_any_work(tmp_path):
 def test_probabilistic_variants_get_every_rule():
     cfg = StudyConfig.from_dict(_study(variants=["global-mse", "user-prob"], rules=["mean", "lcb:1"], ns=[1, 2]))
     assert cfg.scorers == ["random", "style", "global-mse", "user-prob", "oracle", "user-prob@lcb:1"]
+
+
+def test_a_train_pool_that_is_the_test_pool_is_warned_and_disjoint_ranges_are_not(caplog):
+    quick = quick_study()  # train: the first 8 queries of dev; test: from the 9th on
+    with caplog.at_level("WARNING", logger="ttpkit.studies.paper"):
+        quick.check_models()
+    assert "same queries" not in caplog.text
+    d = quick.datasets[0]
+    same = dataclasses.replace(quick, datasets=(dataclasses.replace(d, test=dataclasses.replace(d.test, offset=4)),))
+    with caplog.at_level("WARNING", logger="ttpkit.studies.paper"):
+        same.check_models()
+    assert "train and test take the same queries of split 'dev'" in caplog.text
+
+
+def test_study_names_must_be_distinct_plain_names():
+    quick = quick_study()
+    with pytest.raises(TtpkitError, match="given twice"):
+        dataclasses.replace(quick, datasets=quick.datasets * 2)
+    for bad in ("../out", "a/b", ""):
+        with pytest.raises(TtpkitError, match="no '/'"):
+            dataclasses.replace(quick, name=bad)

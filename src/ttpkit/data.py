@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "Query",
     "TaskSpec",
     "bundled_sample_dir",
+    "check_split",
     "get_task",
     "load_task_file",
     "make_profile",
@@ -98,25 +100,41 @@ def _derive_user_id(profile: list[dict[str, Any]]) -> str:
 
 
 def _find(directory: Path, stem: str) -> Path | None:
-    for suffix in (".json", ".json.gz"):
-        p = directory / f"{stem}{suffix}"
-        if p.exists():
-            return p
-    return None
+    """``<stem>.json`` or ``<stem>.json.gz``; both at once is a :class:`DataError` (which one is meant?)."""
+    found = [p for p in (directory / f"{stem}.json", directory / f"{stem}.json.gz") if p.exists()]
+    if len(found) > 1:
+        raise DataError(f"{directory}: both {found[0].name} and {found[1].name} exist; keep one")
+    return found[0] if found else None
+
+
+_SPLIT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a file-name stem: no "/", no "..", nothing outside data_dir
+
+
+def check_split(split: str) -> str:
+    """``split`` if it names files inside the data directory, else a :class:`ConfigError` (``../other/dev`` is refused)."""
+    if not isinstance(split, str) or not _SPLIT.fullmatch(split) or ".." in split:
+        raise ConfigError(f"--split {split!r}: a split is a name such as train, dev or test (letters, digits, "
+                          "'_', '-', '.'; no path)")
+    return split
 
 
 def read_json(path: Path) -> Any:
     """Parse a JSON or gzipped JSON file.
 
     Raises:
-        DataError: Naming the file when it cannot be read or parsed.
+        DataError: Naming the file when it cannot be read or parsed, is not a regular file (a FIFO would block
+            for ever) or nests too deeply for the parser.
     """
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a regular file (a directory, FIFO or device); give a JSON file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read") from None
 
 
 def _need_str(obj: Any, field: str, where: str, path: Path) -> str:
@@ -126,6 +144,8 @@ def _need_str(obj: Any, field: str, where: str, path: Path) -> str:
         raise DataError(f"{path}: {where} has no field {field!r}")
     value = obj[field]
     if isinstance(value, (int, float)) and not isinstance(value, bool) and field == "id":
+        if not math.isfinite(value):
+            raise DataError(f"{path}: {where} field 'id' is {value}; an id is a string or a finite number")
         value = str(value)
     if not isinstance(value, str):
         raise DataError(f"{path}: {where} field {field!r} is {type(value).__name__}, expected a string")
@@ -157,6 +177,7 @@ def load_split(data_dir: str | Path, split: str, task: str | TaskSpec | None = N
         DataError: On a missing file or a malformed record; the message names
             the file, the record and the field.
     """
+    check_split(split)
     directory = Path(data_dir)
     if not directory.is_dir():
         raise DataError(f"{directory}: data directory does not exist")
@@ -212,8 +233,10 @@ def load_split(data_dir: str | Path, split: str, task: str | TaskSpec | None = N
         uid = rec.get("user_id")
         if uid is None:
             uid = _derive_user_id(prof)
-        elif not isinstance(uid, (str, int)):
-            raise DataError(f"{qpath}: {where} field 'user_id' must be a string")
+        elif isinstance(uid, bool) or not isinstance(uid, (str, int)):
+            raise DataError(f"{qpath}: {where} field 'user_id' must be a string, got {json.dumps(uid)}")
+        elif not str(uid).strip():
+            raise DataError(f"{qpath}: {where} field 'user_id' is empty; leave it out to derive one from the profile")
         queries.append(
             Query(
                 id=qid,

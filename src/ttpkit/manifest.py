@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ttpkit import __version__
+from ttpkit import __version__, jsonio
 from ttpkit.errors import ConfigError, DataError
 
 __all__ = ["FORMATS", "MANIFEST_KEY", "N_PATH", "RENAMED_POLICIES", "check_format", "check_resume", "diff", "file_digest", "record_study", "stamp"]
@@ -142,6 +142,6 @@ def record_study(directory: str | Path, settings: Mapping[str, Any]) -> dict[str
         check_format(path, old if isinstance(old, dict) else None, "study")
     manifest = stamp("study", settings)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    tmp.write_text(jsonio.dumps(manifest, indent=2, default=str) + "\n")
     os.replace(tmp, path)
     return manifest

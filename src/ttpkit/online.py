@@ -43,7 +43,7 @@ from ttpkit.selection import apply_rule, next_round
 if TYPE_CHECKING:
     from ttpkit.reward.features import Encoder
 
-__all__ = ["Expectation", "Personalized", "ScoredCandidate", "Schedule", "personalize"]
+__all__ = ["MAX_N", "Expectation", "Personalized", "ScoredCandidate", "Schedule", "personalize"]
 
 MAX_INPUT_WORDS = 200  # what the prompt keeps of an input (ttpkit.policy.prompt.PromptBuilder.max_query_words)
 
@@ -104,6 +104,9 @@ class Personalized:
         return {**asdict(self), "n": self.n}
 
 
+MAX_N = 256  # most candidates one personalization draws (serve's n too); 10**8 would try to allocate terabytes
+
+
 @dataclass(frozen=True)
 class Schedule:
     """How many candidates :func:`personalize` draws: ``n`` at once, or adaptive rounds.
@@ -127,8 +130,10 @@ class Schedule:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for settings that cannot draw a candidate."""
-        if not self.adaptive and self.n < 1:
-            raise ConfigError(f"n must be >= 1, got {self.n}")
+        if not self.adaptive and not 1 <= self.n <= MAX_N:
+            raise ConfigError(f"n must be in 1..{MAX_N}, got {self.n}")
+        if self.adaptive and self.max_n > MAX_N:
+            raise ConfigError(f"max_n must be at most {MAX_N}, got {self.max_n}")
         if self.adaptive and not (1 <= self.round_size <= self.max_n):
             raise ConfigError(f"adaptive sampling needs 1 <= round_size <= max_n, got {self.round_size} and {self.max_n}")
 

@@ -8,8 +8,9 @@
 | ``thompson``| one draw from N(μ, σ²)    |
 | ``soft:τ``  | μ, picked by softmax(μ/λ) |
 
-Deterministic reward models have σ = 0, so every rule but ``soft`` reduces to
-``mean``. ``soft`` changes how the answer is picked among the N drawn, not the
+``lcb``, ``ucb`` and ``thompson`` need a predicted σ (a probabilistic reward
+model, whose pool column is ``std_<name>``): without one they would silently
+equal ``mean``, so they are refused, and so is a negative σ. ``soft`` changes how the answer is picked among the N drawn, not the
 score; :func:`ttpkit.scaling.curves` computes it exactly. The
 grammar of a rule (:class:`ttpkit.pool.Rule`) is part of the pool schema, since
 ``<name>@<rule>`` names a scorer of a pool.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ttpkit.errors import ConfigError, DataError
 from ttpkit.pool import RULES, Rule
 
 __all__ = ["RULES", "Rule", "apply_rule", "next_round", "next_round_gain", "round_gain"]
@@ -35,18 +37,25 @@ def apply_rule(mean: np.ndarray, std: np.ndarray | None, rule: str | Rule = "mea
 
     Args:
         mean: (R,) predicted utility.
-        std: (R,) predicted standard deviation, or ``None`` (treated as 0).
+        std: (R,) predicted standard deviation (>= 0), or ``None`` for a
+            deterministic scorer (``mean`` and ``soft`` only).
         rule: A rule of :data:`RULES`, as text or parsed.
         seed: Seed of the Thompson draw.
 
     Raises:
-        ConfigError: For an unknown rule.
+        ConfigError: For an unknown rule, or ``lcb``/``ucb``/``thompson`` without ``std``.
+        DataError: For a negative or missing (NaN) ``std``.
     """
     r = Rule.parse(rule) if isinstance(rule, str) else rule
     mean = np.asarray(mean, dtype=np.float64)
-    std = np.zeros_like(mean) if std is None else np.asarray(std, dtype=np.float64)
     if r.name in ("mean", "soft"):
         return mean
+    if std is None:
+        raise ConfigError(f"selection rule {r.name!r} needs predicted standard deviations (a probabilistic scorer "
+                          "such as user-prob); this scorer has none, and the rule would equal 'mean'")
+    std = np.asarray(std, dtype=np.float64)
+    if not (std >= 0).all():
+        raise DataError(f"predicted standard deviations must be >= 0 and not missing; got {np.nanmin(std) if (std == std).any() else 'NaN'}")
     if r.name == "lcb":
         return mean - r.kappa * std
     if r.name == "ucb":

@@ -38,6 +38,8 @@ from ttpkit.pool import (
     QUERY_ID,
     ROUGEL,
     amend_manifest,
+    check_scorer_name,
+    check_utility,
     complete_queries,
     existing_pool,
     is_partitioned,
@@ -281,6 +283,9 @@ def train_rm(
         out: Directory to save the model to (checked before training starts).
         utility: Utility column to learn.
     """
+    for df in (train, dev):
+        if df is not None:
+            check_utility(df, utility)
     if out is not None:
         check_writable(out, "--out (reward model)", directory=True)
     enc = encoder or default_encoder(layers=config.encoder_layers)
@@ -324,7 +329,7 @@ def score_pool(
         raise DataError(f"reward model {getattr(rm, 'name', '?')} gave {bad} NaN or infinite scores; nothing was written")
     if enc is not None:
         enc.save_cache()
-    col = name or rm.name
+    col = check_scorer_name(name) if name is not None else rm.name
     out = pool.copy()
     out[score_col(col)] = scores.mean
     if rm.probabilistic:

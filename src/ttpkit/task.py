@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ttpkit import yamlio
 from ttpkit.errors import ConfigError, DataError
 
 __all__ = ["TASKS", "TASK_FILE_KEYS", "TaskSpec", "get_task", "load_task_file", "resolve_task"]
@@ -90,12 +91,16 @@ def load_task_file(path: str | Path) -> TaskSpec:
     import yaml
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: the task file is not a regular file (a directory, FIFO or device)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlio.load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise DataError(f"{path}: cannot read the task file ({e.strerror or e})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to read") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: a task file is a mapping of {', '.join(TASK_FILE_KEYS)}, got {type(raw).__name__}")
     missing = [k for k in TASK_FILE_KEYS if k not in raw]
@@ -123,11 +128,11 @@ def resolve_task(task: str | TaskSpec | None = None, task_file: str | Path | Non
 
     Raises:
         DataError: For an unknown name or a bad task file.
-        ConfigError: If both are given and disagree.
+        ConfigError: If both are given.
     """
     if isinstance(task, TaskSpec):
         return task
     spec = load_task_file(task_file) if task_file is not None else None
-    if task is not None and spec is not None and task != spec.name:
-        raise ConfigError(f"--task {task} and --task-file {task_file} (task {spec.name!r}) disagree; give one")
+    if task is not None and task_file is not None:
+        raise ConfigError(f"--task {task} and --task-file {task_file}: give one (the file declares the task)")
     return spec or (get_task(task) if task is not None else None)

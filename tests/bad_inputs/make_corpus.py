@@ -164,6 +164,8 @@ def studies() -> None:
         "study-unknown-key": {**base, "colour": "red"},
         "study-data-missing": {**base, "datasets": [{**base["datasets"][0], "path": "nowhere"}]},
         "study-ns-above-m": {**base, "ns": [1, 2, 4, 8]},
+        "study-datasets-same-name": {**base, "datasets": base["datasets"] * 2},
+        "study-name-a-path": {**base, "name": "../../elsewhere"},
         "failures-pools-scalar": {"kind": "failures", "name": "f", "data": {}, "pools": 5, "regimes": []},
         "failures-unknown-pool": {"kind": "failures", "name": "f", "data": {}, "pools": {},
                                   "regimes": [{"name": "r", "train": "a", "dev": "b", "test": "c"}]},
@@ -180,6 +182,31 @@ def profiles() -> None:
     (FILES / "a-file").write_text("a file where a folder is expected\n")
 
 
+def settings() -> None:
+    """Settings that were accepted, then ignored or used out of range (issue 24, class 3)."""
+    good = pd.read_parquet(FILES / "pool-good.parquet")
+    write_pool(good.assign(score_p=good.score_style, std_p=np.where(good.idx == 1, -0.5, 0.1)),
+               FILES / "pool-std-negative.parquet")
+    write_pool(good.assign(mine=3.0 * good.rougeL), FILES / "pool-utility-above-one.parquet")
+    task = {"name": "mine", "source_field": "text", "target_field": "title", "source_label": "Message", "target_label": "Title"}
+    (FILES / "task-duplicate-key.yaml").write_text("".join(f"{k}: {v}\n" for k, v in task.items()) + "target_field: text\n")
+    (FILES / "task-good.yaml").write_text(json.dumps(task) + "\n")
+    (FILES / "study-duplicate-key.yaml").write_text("name: a\nns: [1, 2]\nname: b\n")
+
+
+def degenerate(questions: list[dict], golds: list[dict]) -> None:
+    """Legal JSON that names no user or record (issue 24, class 5), and a split given twice."""
+    q0 = questions[0]
+    for name, rec in {"data-user-id-true": {**q0, "user_id": True}, "data-user-id-empty": {**q0, "user_id": ""},
+                      "data-user-id-nan": {**q0, "user_id": float("nan")}, "data-id-nan": {**q0, "id": float("nan")}}.items():
+        _json(FILES / name / "dev_questions.json", [rec])  # json.dumps writes NaN, as other tools do
+        _json(FILES / name / "dev_outputs.json", {"task": "git-commits", "golds": golds[:1]})
+    d = FILES / "data-outputs-twice"
+    _json(d / "dev_questions.json", questions)
+    _json(d / "dev_outputs.json", {"task": "git-commits", "golds": golds})
+    (d / "dev_outputs.json.gz").write_bytes(gzip.compress((d / "dev_outputs.json").read_bytes(), mtime=0))
+
+
 def main() -> None:
     if FILES.exists():
         shutil.rmtree(FILES)
@@ -194,6 +221,8 @@ def main() -> None:
     reward_models()
     studies()
     profiles()
+    settings()
+    degenerate(questions, golds)
     print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
 
 

@@ -6,13 +6,13 @@ demo), :func:`ttpkit.online.personalize`.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from ttpkit import jsonio
 from ttpkit.cli._common import (
     ActorCpus,
     ActorGpus,
@@ -103,12 +103,14 @@ def personalize(
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
     from ttpkit.data import read_profile, resolve_task
     from ttpkit.device import resolve_device
+    from ttpkit.online import Schedule
     from ttpkit.online import personalize as run
     from ttpkit.policy import PolicySpec
     from ttpkit.pool import Rule
 
     min_round_gain = deprecated(min_round_gain, min_gain_old, "--min-gain", "--min-round-gain")
     Rule.parse(rule)  # fail before any model loads
+    Schedule(n, adaptive, max_n).check()
     spec = resolve_task(task if task_file is None else None, task_file)
     pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or 32, device=resolve_device(device),
                                   dtype=dtype)
@@ -121,7 +123,7 @@ def personalize(
     for w in res.warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if as_json:
-        print(json.dumps(res.as_dict(), indent=2, ensure_ascii=False, allow_nan=False))
+        print(jsonio.dumps(res.as_dict(), indent=2, ensure_ascii=False))
     else:
         _print_personalized(res)
 

@@ -120,7 +120,8 @@ DataDir = Annotated[Path, typer.Option("--data", help="LaMP-layout data director
 TaskName = Annotated[Optional[str], typer.Option("--task", help="Task name; default from the data.")]
 TaskFile = Annotated[Optional[Path], typer.Option("--task-file", help="YAML/JSON task declaration (name, source_field, target_field, source_label, target_label, instruction).")]
 PoolSplit = Annotated[Optional[str], typer.Option("--split", help="Split of the pool (default: detected).")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed.")]
+MAX_SEED = 2**63 - 1  # ttpkit.policy.base.MAX_SEED (not imported: this module stays light)
+Seed = Annotated[int, typer.Option("--seed", help="Seed (0 to 2**63-1).", min=0, max=MAX_SEED)]
 Utility = Annotated[str, typer.Option("--utility", help="Utility column: rougeL | rouge1 | rougeLsum (multi-line outputs).")]
 Backend = Annotated[str, typer.Option(help="embedded | gguf | hf | openai | vllm (pip install 'ttpkit[vllm]').")]
 Model = Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf), served name (openai); for vllm a model dir, a GGUF file or 'embedded'.")]

@@ -7,13 +7,13 @@ Each parses its options, makes one call into :mod:`ttpkit.stages` or
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ttpkit import jsonio
 from ttpkit.cli._common import (
     ActorCpus,
     ActorGpus,
@@ -138,7 +138,7 @@ def curves(
     ns: Annotated[Optional[str], typer.Option("--ns", help="Comma-separated N values, each at most M (default: 1, 2, 4 ... up to M).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | json | markdown.")] = "table",
     plot: Annotated[Optional[Path], typer.Option(help="PNG to write (default: <pool>.curves.png for tables).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the thompson rule.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the thompson rule (0 to 2**63-1).", min=0, max=2**63 - 1)] = 0,
     n_old: Annotated[Optional[str], typer.Option("--n", hidden=True)] = None,
 ) -> None:
     """Exact expected utility of best-of-N for each scorer, with bootstrap intervals."""
@@ -158,7 +158,7 @@ def curves(
     df = read_pool(pool, require=[utility])
     result = compute(df, names, utility, grid or n_grid(candidates_per_query(df)), seed=seed)
     if fmt == "json":
-        print(json.dumps(curves_json(result), indent=2, allow_nan=False))
+        print(jsonio.dumps(curves_json(result), indent=2))
     elif fmt == "markdown":
         print(curves_markdown(result))
     else:
@@ -236,10 +236,12 @@ def score(
     from ttpkit import stages
     from ttpkit.data import resolve_task
     from ttpkit.device import resolve_device
-    from ttpkit.pool import read_pool, score_col, write_pool
+    from ttpkit.pool import check_scorer_name, read_pool, score_col, write_pool
     from ttpkit.reward import resolve_scorer
 
     eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
+    if name is not None:
+        check_scorer_name(name)  # before the pool is read and the model loads
     device = resolve_device(device)
     df = read_pool(pool)
     quiet_libraries()

@@ -39,12 +39,14 @@ def serve(
     from ttpkit.data import get_task
     from ttpkit.device import check_dtype, resolve_device
     from ttpkit.policy import make_policy
+    from ttpkit.policy.spec import check_backend_options
     from ttpkit.reward.bundled import resolve_rm
     from ttpkit.serve._personalize import create_service
     from ttpkit.serve._store import ProfileStore
 
     if backend in ("openai", "vllm"):
         raise ConfigError(f"serve needs a local backend: embedded, gguf or hf, got {backend!r}")
+    check_backend_options(backend, model, None)
     spec = get_task(task)
     device = resolve_device(device)
     if dtype is not None:

@@ -9,7 +9,17 @@ from typing import Protocol, runtime_checkable
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError
 
-__all__ = ["Candidate", "Completer", "Policy", "SamplingConfig", "query_seed"]
+__all__ = ["MAX_SEED", "MIN_TEMPERATURE", "Candidate", "Completer", "Policy", "SamplingConfig", "check_seed", "query_seed"]
+
+MAX_SEED = 2**63 - 1  # seeds go into the pool's int64 seed column: a larger one could never be written
+MIN_TEMPERATURE = 1e-3  # below this, logits / T overflows float32 (1e-300 decoded as "p p p ..."); use a small T for near-greedy
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` if it is an integer in 0..:data:`MAX_SEED`, else a :class:`ConfigError` giving the range."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{what} must be an integer in 0..{MAX_SEED} (2**63-1), got {seed!r}")
+    return seed
 
 
 @dataclass(frozen=True)
@@ -29,11 +39,11 @@ class SamplingConfig:
     """Decoding settings shared by every backend.
 
     Attributes:
-        temperature: Softmax temperature (> 0).
+        temperature: Softmax temperature (>= :data:`MIN_TEMPERATURE`).
         top_p: Nucleus mass kept (0 < top_p <= 1).
         max_new_tokens: Upper bound on generated tokens per candidate; a
             subject line or synopsis rarely needs more than 32.
-        seed: Run seed; each query's generator is seeded from (seed, query id),
+        seed: Run seed (0..:data:`MAX_SEED`); each query's generator is seeded from (seed, query id),
             so a query's samples do not depend on batching or on resuming.
         k: Retrieved profile items per prompt.
     """
@@ -46,14 +56,16 @@ class SamplingConfig:
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not self.temperature >= MIN_TEMPERATURE:
+            raise ConfigError(f"temperature must be >= {MIN_TEMPERATURE} (smaller values overflow the softmax), "
+                              f"got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.k < 0:
             raise ConfigError(f"k (retrieved profile items) must be >= 0, got {self.k}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        check_seed(self.seed)
 
 
 def query_seed(seed: int, query_id: str) -> int:

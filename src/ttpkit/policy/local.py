@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from ttpkit import jsonio
 from ttpkit.data import Query, TaskSpec
 from ttpkit.errors import ConfigError, TtpkitError
 from ttpkit.paths import cache_dir
@@ -136,7 +136,7 @@ def load_gguf_model(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]
         save_file({k: state[k] for k in names}, str(tmp / filename), metadata={"format": "pt", "source": gguf.name})
     if split.is_sharded:
         index = {"metadata": {**split.metadata, "source": gguf.name}, "weight_map": split.tensor_to_filename}
-        (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+        (tmp / "model.safetensors.index.json").write_text(jsonio.dumps(index, indent=1))
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -148,7 +148,7 @@ def load_gguf_model(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]
     tok.save_pretrained(tmp)
     del tok
     _release_memory()
-    (tmp / "DONE").write_text(json.dumps({"gguf": str(gguf)}))
+    (tmp / "DONE").write_text(jsonio.dumps({"gguf": str(gguf)}))
     if target.exists():  # another process won the race
         import shutil
 

@@ -22,7 +22,7 @@ from ttpkit.policy.local import LocalPolicy, embedded_gguf_path
 from ttpkit.policy.openai import OpenAIPolicy
 from ttpkit.policy.vllm import VLLMPolicy, import_vllm  # vllm itself is imported only when a vllm policy is built
 
-__all__ = ["BACKENDS", "EMBEDDED_NAME", "LazyPolicy", "PolicySpec", "lazy_policy", "make_policy", "resolve_model"]
+__all__ = ["BACKENDS", "EMBEDDED_NAME", "LazyPolicy", "PolicySpec", "check_backend_options", "lazy_policy", "make_policy", "resolve_model"]
 
 BACKENDS = ("embedded", "gguf", "hf", "openai", "vllm")
 EMBEDDED_NAME = "gemma3-270m"  # the embedded policy's one name: PolicySpec.from_options, the pool's policy column, manifests
@@ -46,6 +46,20 @@ def resolve_model(model: str | Path) -> Path:
     if not path.exists():
         raise ConfigError(f"{text}: no file {rel!r} in package {package!r}")
     return path
+
+
+def check_backend_options(backend: str, model: str | Path | None, base_url: str | None) -> None:
+    """Refuse a model or server the backend would ignore (forgetting ``--backend gguf`` would run Gemma instead).
+
+    Raises:
+        ConfigError: For ``--model``/``--base-url`` with ``embedded``, or ``--base-url`` with ``gguf``/``hf``/``vllm``.
+    """
+    if backend == "embedded" and (model is not None or base_url is not None):
+        given = " and ".join(f for f, v in (("--model", model), ("--base-url", base_url)) if v is not None)
+        raise ConfigError(f"{given} given, but --backend is embedded (the default, the bundled Gemma 3 270M), which "
+                          "takes neither; add --backend gguf or hf for a model file, --backend openai for a server")
+    if backend in ("gguf", "hf", "vllm") and base_url is not None:
+        raise ConfigError(f"--base-url given, but --backend {backend} runs a local model; use --backend openai for a server")
 
 
 def make_policy(
@@ -74,6 +88,7 @@ def make_policy(
         dtype: Local backends and ``vllm``: ``float32``, ``bfloat16``, ``auto``, or
             None for the device's default (:func:`ttpkit.device.resolve_dtype`).
     """
+    check_backend_options(backend, model, base_url)
     config = config or SamplingConfig()
     device = resolve_device(device)
     if device != "cpu" and (int8 or backend == "openai"):
@@ -200,6 +215,7 @@ class PolicySpec:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown policy backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
+        check_backend_options(self.backend, self.model, self.base_url)
         self.sampling(0)  # range checks of the decoding settings
         check_device(self.device)
         if self.dtype is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ttpkit import jsonio
 from ttpkit._faults import fault_point
 from ttpkit.errors import DataError
 from ttpkit.manifest import MANIFEST_KEY, check_format
@@ -217,7 +218,7 @@ class PoolWriter:
             if cut:
                 f.write("\n")
             for c in candidates:
-                f.write(json.dumps({k: getattr(c, k) for k in POOL_COLUMNS}, ensure_ascii=False) + "\n")
+                f.write(jsonio.dumps({k: getattr(c, k) for k in POOL_COLUMNS}, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
         self._pending += 1

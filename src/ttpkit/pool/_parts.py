@@ -45,6 +45,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ttpkit import jsonio
 from ttpkit._faults import fault_point
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.policy.base import Candidate
@@ -88,7 +89,7 @@ def _meta(path: Path) -> tuple[int, dict | None] | None:
 
 def _write_meta(path: Path, generation: int, manifest: dict | None) -> None:
     tmp = path / f".{MANIFEST_FILE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps({"generation": generation, "manifest": manifest}, indent=1, default=str) + "\n")
+    tmp.write_text(jsonio.dumps({"generation": generation, "manifest": manifest}, indent=1, default=str) + "\n")
     os.replace(tmp, path / MANIFEST_FILE)
 
 

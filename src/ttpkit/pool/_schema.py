@@ -12,7 +12,10 @@ named by the grammar ``oracle | random | <name>[@<rule>]`` (:class:`Scorer`).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+
+import numpy as np
 
 import pandas as pd
 
@@ -33,7 +36,10 @@ __all__ = [
     "USER_ID",
     "Rule",
     "Scorer",
+    "UTILITIES",
     "candidates_per_query",
+    "check_scorer_name",
+    "check_utility",
     "n_grid",
     "score_col",
     "scorer_names",
@@ -47,6 +53,9 @@ POOL_COLUMNS = (QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED)
 ROUGE1, ROUGEL, ROUGELSUM = "rouge1", "rougeL", "rougeLsum"  # utilities added by labelling (see ttpkit.utility)
 _SCORE, _STD = "score_", "std_"
 BUILTIN_SCORERS = ("oracle", "random")
+UTILITIES = (ROUGE1, ROUGEL, ROUGELSUM)
+RESERVED_SCORERS = (*BUILTIN_SCORERS, "style")  # style: the baseline `ttpkit label` writes
+_SCORER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no "@", ",", ":" or spaces: the Scorer grammar splits there
 RULES = ("mean", "lcb:<kappa>", "ucb:<kappa>", "thompson", "soft:<tau>")
 
 
@@ -58,6 +67,40 @@ def score_col(name: str) -> str:
 def std_col(name: str) -> str:
     """Column holding a probabilistic scorer's predicted standard deviation."""
     return _STD + name
+
+
+def check_scorer_name(name: str) -> str:
+    """``name`` if a scorer may write ``score_<name>`` under it, else a :class:`ConfigError` saying why.
+
+    The built-in scorers and the ``style`` baseline are reserved, and a name must parse back as one
+    :class:`Scorer` (``curves --scorers`` splits at ``,`` and ``@``).
+    """
+    if name in RESERVED_SCORERS:
+        raise ConfigError(f"scorer name {name!r} is reserved ({', '.join(RESERVED_SCORERS)}); choose another --name")
+    if not _SCORER_NAME.fullmatch(name):
+        raise ConfigError(f"scorer name {name!r}: use letters, digits, '.', '_' and '-' (starting with a letter or "
+                          "digit), so that --scorers can name it")
+    return name
+
+
+def check_utility(pool: pd.DataFrame, column: str) -> None:
+    """A utility column: one of :data:`UTILITIES`, or another numeric column with every value in [0, 1].
+
+    Raises:
+        DataError: For a missing column, a pool or score column, or values outside [0, 1] (or missing).
+    """
+    if column not in pool.columns:
+        raise DataError(f"pool has no utility column {column!r}; run `ttpkit label` first (utilities: {', '.join(UTILITIES)})")
+    if column in POOL_COLUMNS or column.startswith((_SCORE, _STD)):
+        raise DataError(f"--utility {column!r} is a pool or score column, not a utility; utilities: {', '.join(UTILITIES)} "
+                        "or a column of values in [0, 1]")
+    try:
+        values = pool[column].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"pool column {column!r} is not numeric") from None
+    if column not in UTILITIES and len(values) and not ((values >= 0) & (values <= 1)).all():
+        raise DataError(f"--utility {column!r}: a utility's values lie in [0, 1]; this column holds "
+                        f"{np.nanmin(values):g} to {np.nanmax(values):g} (or missing values)")
 
 
 def scorer_names(pool: pd.DataFrame) -> list[str]:
@@ -170,16 +213,27 @@ def n_grid(m: int) -> tuple[int, ...]:
 
 
 _warned_uneven: set[tuple[int, int, int]] = set()
+_warned_mixed: set[tuple[str, ...]] = set()
 
 
 def candidates_per_query(pool: pd.DataFrame) -> int:
     """M: candidates per query (the smallest query's count; uneven counts are logged as a warning).
+
+    A query whose candidates come from more than one policy is logged as a warning too: its best-of-N
+    mixes two policies' samples into one curve (sample each policy into its own pool).
 
     Raises:
         DataError: If the pool has no rows.
     """
     if len(pool) == 0:
         raise DataError("the pool has no candidates")
+    if POLICY in pool.columns:
+        per_query = pool.groupby(QUERY_ID)[POLICY].nunique()
+        if (per_query > 1).any() and (key2 := tuple(sorted(map(str, pool[POLICY].unique())))) not in _warned_mixed:
+            _warned_mixed.add(key2)
+            log.warning("%d of %d queries hold candidates of several policies (%s); their curves mix the policies' "
+                        "samples: sample each policy into its own pool", int((per_query > 1).sum()), len(per_query),
+                        ", ".join(key2))
     counts = pool.groupby(QUERY_ID)[IDX].nunique()
     low, high = int(counts.min()), int(counts.max())
     if low != high and (key := (low, high, len(counts))) not in _warned_uneven:

@@ -5,7 +5,8 @@ wide tables are split rather than squeezed. matplotlib is imported only when a
 plot is drawn.
 
 - :mod:`ttpkit.report._draw`: shared pieces: rich tables, number cells
-  (``n/a`` for NaN), saving PNGs, :func:`write_json`.
+  (``n/a`` for NaN), saving PNGs. :func:`write_json` is :func:`ttpkit.jsonio.write_json`
+  (NaN and inf written as ``null``), re-exported.
 - :mod:`ttpkit.report._curves`: best-of-N curves (table, JSON, Markdown,
   plot) and adaptive stopping against fixed N.
 - :mod:`ttpkit.report._runs`: one run's output: a personalization's
@@ -22,6 +23,7 @@ plot is drawn.
 
 from __future__ import annotations
 
+from ttpkit.jsonio import write_json
 from ttpkit.report._curves import adaptive_markdown, curves_json, curves_markdown, curves_table, plot_adaptive, plot_curves
 from ttpkit.report._diagnosis import (
     diagnosis_tables,
@@ -31,7 +33,6 @@ from ttpkit.report._diagnosis import (
     plot_law_grid,
     write_diagnosis,
 )
-from ttpkit.report._draw import write_json
 from ttpkit.report._forecast import forecast_markdown, plot_forecast_errors
 from ttpkit.report._runs import demo_example_lines, personalized_notes, personalized_table, plot_training
 from ttpkit.report._studies import plot_law_scatter, plot_reliability, regime_tables, study_markdown, study_tables

@@ -33,7 +33,8 @@ def curves_table(curves: Mapping[str, Curve], utility: str = "rougeL", width: in
     from rich.console import Group
 
     first = next(iter(curves.values()))
-    title = f"expected {utility} of best-of-N ({first.n_queries} queries, ± half 95% CI)"
+    one = first.n_queries < 2  # a bootstrap over one query has no spread: say "n/a", not a false ±0.000
+    title = f"expected {utility} of best-of-N (" + ("1 query: no interval)" if one else f"{first.n_queries} queries, ± half 95% CI)")
     per_table = max(1, (width - 2 - max([len("scorer"), *map(len, curves)])) // CELL_WIDTH)
     tables = []
     for start in range(0, len(first.ns), per_table):
@@ -41,7 +42,7 @@ def curves_table(curves: Mapping[str, Curve], utility: str = "rougeL", width: in
         table = _table(title if start == 0 else "", "scorer", list(curves), [f"N={n}" for n in first.ns[part]])
         for name, c in curves.items():
             cells = zip(c.mean[part], c.lo[part], c.hi[part])
-            table.add_row(name, *[f"{m:.3f} ±{(hi - lo) / 2:.3f}" for m, lo, hi in cells])
+            table.add_row(name, *[f"{m:.3f} ±" + ("n/a" if one else f"{(hi - lo) / 2:.3f}") for m, lo, hi in cells])
         tables.append(table)
     return tables[0] if len(tables) == 1 else Group(*tables)
 

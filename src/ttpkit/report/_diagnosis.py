@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
+from ttpkit.jsonio import write_json
 from ttpkit.pool import Scorer
-from ttpkit.report._draw import _finish, _num, _pyplot, _save, _table, write_json
+from ttpkit.report._draw import _finish, _num, _pyplot, _save, _table
 from ttpkit.scaling import FORMS, HACK_THRESHOLD, Diagnosis
 from ttpkit.scaling import law_targets, peak_targets, summarised
 

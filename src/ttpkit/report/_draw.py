@@ -1,8 +1,7 @@
-"""Shared pieces of every renderer: rich tables that fit 80 columns, number cells, and PNG and JSON writing."""
+"""Shared pieces of every renderer: rich tables that fit 80 columns, number cells, and PNG writing."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +51,3 @@ def _save(fig: Any, path: str | Path) -> Path:
     return path
 
 
-def write_json(obj: object, path: str | Path) -> Path:
-    """Write JSON with a trailing newline."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2) + "\n")
-    return path

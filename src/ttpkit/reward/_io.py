@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ttpkit import jsonio
 from ttpkit._faults import fault_point
 from ttpkit.errors import DataError
 from ttpkit.manifest import check_format, file_digest
@@ -51,7 +52,7 @@ def write_file(directory: Path, name: str, write: Writer) -> Path:
 
 def write_record(directory: Path, record: str, meta: Mapping[str, Any]) -> Path:
     """Write the record (JSON, atomically): the last file of a save, which makes it a model."""
-    return write_file(directory, record, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return write_file(directory, record, lambda p: p.write_text(jsonio.dumps(meta, indent=2) + "\n"))
 
 
 def save_atomic(directory: Path, files: Sequence[tuple[str, Writer]], meta: dict[str, Any], record: str = CONFIG) -> Path:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ttpkit import jsonio
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError, NotFittedError, TtpkitError
 from ttpkit.manifest import stamp
@@ -306,7 +307,7 @@ class RewardModel:
                             "trained_on": self.trained_on_})
         if self.tasks_:
             meta["tasks"] = list(self.tasks_)
-        return save_atomic(d, [("training.json", lambda p: p.write_text(json.dumps(self.history_, indent=1) + "\n")),
+        return save_atomic(d, [("training.json", lambda p: p.write_text(jsonio.dumps(self.history_, indent=1) + "\n")),
                                (WEIGHTS, lambda p: save_file(tensors, str(p)))], meta, record=CONFIG)
 
     @classmethod

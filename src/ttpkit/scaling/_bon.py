@@ -25,6 +25,7 @@ from ttpkit.pool import (
     Rule,
     Scorer,
     candidates_per_query,
+    check_utility,
     score_col,
     scorer_names,
     std_col,
@@ -170,7 +171,14 @@ def scorer_values(pool: pd.DataFrame, scorer: str | Scorer, utility: str, seed: 
     mean = _numeric(pool, col)
     if sc.rule is None:
         return mean
-    std = _numeric(pool, std_col(sc.name)) if std_col(sc.name) in pool.columns else None
+    if std_col(sc.name) not in pool.columns:
+        if Rule.parse(sc.rule).name in ("mean", "soft"):
+            return apply_rule(mean, None, sc.rule, seed)
+        raise DataError(f"scorer {str(sc)!r}: the rule needs predicted stds, and the pool has no column "
+                        f"{std_col(sc.name)!r} (only probabilistic RMs such as user-prob write one)")
+    std = _numeric(pool, std_col(sc.name))
+    if not (std >= 0).all():
+        raise DataError(f"pool column {std_col(sc.name)!r} holds negative or missing standard deviations")
     return apply_rule(mean, std, sc.rule, seed)
 
 
@@ -212,8 +220,7 @@ def per_query_curve(
     Args:
         m: Use only the first ``m`` candidates (by idx) of each query; by default all.
     """
-    if utility not in pool.columns:
-        raise DataError(f"pool has no utility column {utility!r}; run `ttpkit label` first")
+    check_utility(pool, utility)
     _check_finite(pool, utility)
     if m is not None:
         pool = pool[pool[IDX] < m]

@@ -23,7 +23,7 @@ from typing import Any, Literal, Optional, Union
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ttpkit.policy.base import Completer
+from ttpkit.policy.base import MAX_SEED, MIN_TEMPERATURE, Completer
 from ttpkit.serve._batch import Batcher
 
 __all__ = ["MAX_PROMPTS", "MAX_PROMPT_CHARS", "MAX_SAMPLES", "ChatCompletionRequest", "ChatMessage",
@@ -45,10 +45,10 @@ class _Decoding(BaseModel):
 
     model: str = "default"
     n: int = Field(1, ge=1, le=256, description="Completions per prompt.")
-    temperature: Optional[float] = Field(None, gt=0)
+    temperature: Optional[float] = Field(None, ge=MIN_TEMPERATURE, description="Softmax temperature (smaller overflows).")
     top_p: Optional[float] = Field(None, gt=0, le=1)
     max_tokens: Optional[int] = Field(None, ge=1, le=1024)
-    seed: int = Field(0, description="Seed of each prompt's generator; same seed, same samples.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of each prompt's generator; same seed, same samples.")
     stop: Optional[Union[str, list[str]]] = Field(None, description="Up to 4 strings; a completion ends before the first.")
     user: Optional[str] = Field(None, description="Accepted and ignored (an end-user id in the OpenAI API).")
     stream: Optional[bool] = None

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ttpkit import stages
 from ttpkit.data import ProfileItem, Query, TaskSpec
 from ttpkit.errors import TtpkitError
-from ttpkit.online import Schedule, _draw, _expectation, _load_rm, _query, _rule, _scored, _warnings
-from ttpkit.policy.base import Candidate, Completer, query_seed
+from ttpkit.online import MAX_N, Schedule, _draw, _expectation, _load_rm, _query, _rule, _scored, _warnings
+from ttpkit.policy.base import MAX_SEED, Candidate, Completer, query_seed
 from ttpkit.policy.prompt import PromptBuilder
 from ttpkit.pool import TEXT
 from ttpkit.reward.bundled import ModelCard, load_card
@@ -57,13 +57,13 @@ class PersonalizeRequest(BaseModel):
     profile: list[dict[str, Any]] | None = Field(None, description="Inline profile items instead of a stored user.")
     input: str = Field(..., min_length=1, description="The new input (a commit message, a package description...).")
     task: str = Field("git-commits", description="Task name (its fields and prompt labels).")
-    n: int = Field(8, ge=1, description="Candidates to draw (N of best-of-N).")
+    n: int = Field(8, ge=1, le=MAX_N, description=f"Candidates to draw (N of best-of-N), at most {MAX_N}.")
     adaptive: bool = Field(False, description="Sample in rounds and stop when the next round's expected gain is small.")
-    max_n: int = Field(32, ge=1, description="Most candidates adaptive sampling draws.")
+    max_n: int = Field(32, ge=1, le=MAX_N, description=f"Most candidates adaptive sampling draws, at most {MAX_N}.")
     round_size: int = Field(4, ge=1, description="Candidates per adaptive round.")
     min_round_gain: float = Field(0.05, ge=0, description="Adaptive threshold, in RM score stds.")
     rule: str = Field("mean", description="mean | lcb:κ | ucb:κ | thompson (all but mean need a probabilistic RM).")
-    seed: int = Field(0, ge=0, description="Sampling seed.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Sampling seed (0 to 2**63-1).")
 
     @model_validator(mode="after")
     def _one_source(self) -> PersonalizeRequest:

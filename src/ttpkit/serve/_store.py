@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from ttpkit import __version__
+from ttpkit import __version__, jsonio
 from ttpkit.errors import TtpkitError
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "LoggedRequest", "ProfileStore", "StoreError", "export_pool", "hash_key"]
@@ -314,8 +314,8 @@ def export_pool(store: ProfileStore, out: str | Path, data_dir: str | Path, task
     golds = {"task": spec.name, "golds": [{"id": r.id, "output": r.feedback} for r in logged]}
     directory = Path(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "train_questions.json").write_text(json.dumps(questions, ensure_ascii=False), encoding="utf-8")
-    (directory / "train_outputs.json").write_text(json.dumps(golds, ensure_ascii=False), encoding="utf-8")
+    (directory / "train_questions.json").write_text(jsonio.dumps(questions, ensure_ascii=False), encoding="utf-8")
+    (directory / "train_outputs.json").write_text(jsonio.dumps(golds, ensure_ascii=False), encoding="utf-8")
     rows = [(r.id, r.user_id, int(c["idx"]), c["text"], "served", r.seed) for r in logged for c in r.candidates]
     pool = add_labels(pd.DataFrame(rows, columns=list(POOL_COLUMNS)), load_split(directory, "train", spec).by_id())
     write_pool(pool, out, stamp("pool", {"source": "export-pool", "task": spec.name, "split": "train",

@@ -6,7 +6,6 @@ OpenAI client) can then sample from it, so one machine can serve many workers.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
@@ -15,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from ttpkit import __version__
+from ttpkit import __version__, jsonio
 from ttpkit.policy.base import Completer
 from ttpkit.serve._batch import Batcher
 from ttpkit.serve._metrics import Metrics, MetricsMiddleware
@@ -38,7 +37,7 @@ class _BodyLimit:
             length = dict(scope.get("headers") or []).get(b"content-length", b"0")
             if length.isdigit() and int(length) > self.limit:
                 reason = f"request body of {int(length)} bytes exceeds the {self.limit}-byte limit"
-                body = json.dumps({"detail": reason, "error": {"message": reason, "type": "invalid_request_error",
+                body = jsonio.dumps({"detail": reason, "error": {"message": reason, "type": "invalid_request_error",
                                                                "param": None, "code": 413}})
                 await send({"type": "http.response.start", "status": 413,
                             "headers": [(b"content-type", b"application/json")]})
@@ -47,11 +46,18 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
+class _FiniteJSON(JSONResponse):
+    """Every response body: NaN and inf become ``null`` (starlette's own ``allow_nan=False`` would make them a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(jsonio.finite(content))
+
+
 def _error(status: int, detail: Any, message: str, headers: Any = None) -> JSONResponse:
     """FastAPI's ``detail`` plus OpenAI's ``error`` object, so OpenAI clients show the reason too."""
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"detail": detail, "error": {"message": message, "type": kind, "param": None, "code": status}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return _FiniteJSON(body, status_code=status, headers=headers)
 
 
 async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -88,7 +94,7 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
     metrics = Metrics()
     batcher = Batcher(policy, window_ms=batch_window_ms, max_batch=max_batch, on_batch=metrics.on_batch,
                       on_score=metrics.on_score)
-    app = FastAPI(title="ttpkit", version=__version__,
+    app = FastAPI(title="ttpkit", version=__version__, default_response_class=_FiniteJSON,
                   description="Test-time personalization: OpenAI-compatible sampling and personalized best-of-n.")
     app.state.batcher, app.state.metrics, app.state.policy = batcher, metrics, policy
     app.add_exception_handler(HTTPException, _on_http_error)

@@ -1,7 +1,7 @@
 """One typed loader for every study kind: YAML in, frozen dataclasses out, every error naming its key path.
 
-A study file is a YAML mapping. :func:`read_yaml` parses it (``yaml.safe_load``)
-and :func:`build` turns a mapping into a dataclass after checking its keys
+A study file is a YAML mapping. :func:`read_yaml` parses it (:func:`ttpkit.yamlio.load`,
+``yaml.safe_load`` refusing a repeated key) and :func:`build` turns a mapping into a dataclass after checking its keys
 against the dataclass's fields and each value against the field's annotation,
 so an unknown key, a wrong type or an out-of-range value fails when the file
 loads, with the key path (``study datasets[0].test.m``), not an hour into the
@@ -12,16 +12,37 @@ build their configs with it.
 from __future__ import annotations
 
 import logging
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+from ttpkit import yamlio
 from ttpkit.errors import ConfigError
 
-__all__ = ["as_list", "build", "load_yaml", "mapping", "rename_deprecated", "read_yaml", "type_ok"]
+__all__ = ["as_list", "build", "check_names", "load_yaml", "mapping", "rename_deprecated", "read_yaml", "type_ok"]
 
 log = logging.getLogger(__name__)
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a study's names become folder and plot names under runs/
+
+
+def check_names(names: Any, where: str) -> None:
+    """Names that can be told apart and stay inside the study's folder, else a :class:`ConfigError` naming the key.
+
+    Each must be a plain file name (letters, digits, ``.``, ``_``, ``+``, ``-``; no ``/`` and no ``..``), and no
+    two may be equal: their rows could not be told apart and their plots would overwrite each other.
+    """
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+            raise ConfigError(f"{where}: {name!r} names files under the study's folder; use letters, digits, "
+                              "'.', '_', '+' and '-' (no '/', no '..')")
+        if name in seen:
+            raise ConfigError(f"{where}: the name {name!r} is given twice; their rows and plots would be mixed")
+        seen.add(name)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -32,9 +53,11 @@ def read_yaml(path: str | Path) -> Any:
     if not p.is_file():
         raise ConfigError(f"{p}: study file not found")
     try:
-        return yaml.safe_load(p.read_text())
+        return yamlio.load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to read") from None
 
 
 def load_yaml(kind: Any, path: str | Path) -> Any:

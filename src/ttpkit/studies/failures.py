@@ -21,14 +21,13 @@ and 8 candidates against every observed curve: :func:`ttpkit.scaling.law_table`)
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ttpkit import stages
+from ttpkit import jsonio, stages
 from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
@@ -39,7 +38,7 @@ from ttpkit.report import law_forms_markdown, plot_curves, plot_law_grid, plot_r
 from ttpkit.scaling import curves, law_table
 from ttpkit.studies import _measure
 from ttpkit.studies._scoring import DET, JudgeModel, RegimeModels, judged_columns, load_ref, scored_pool
-from ttpkit.studies.config import as_list, build, load_yaml, mapping, rename_deprecated
+from ttpkit.studies.config import as_list, build, check_names, load_yaml, mapping, rename_deprecated
 
 __all__ = ["METHODS", "FailureStudy", "Method", "PoolRef", "RegimeSpec", "run_failures"]
 
@@ -148,6 +147,8 @@ class FailureStudy:
     def __post_init__(self) -> None:
         if self.members < 1 or self.cross_epochs < 0:
             raise ConfigError(f"members must be >= 1 and cross_epochs >= 0, got {self.members} and {self.cross_epochs}")
+        check_names([self.name], "name")
+        check_names([r.name for r in self.regimes], "regimes[].name")
 
     @property
     def ensemble_label(self) -> str:
@@ -262,10 +263,10 @@ def _write(out: Path, results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     pd.DataFrame(gather("paired")).to_csv(out / "paired.csv", index=False)
     cal = gather("calibration")
     pd.DataFrame(cal).drop(columns=["bins_std", "bins_rmse"]).to_csv(out / "calibration.csv", index=False)
-    (out / "calibration.json").write_text(json.dumps(cal, indent=1) + "\n")
+    (out / "calibration.json").write_text(jsonio.dumps(cal, indent=1) + "\n")
     plot_reliability(cal, out / "reliability.png")
-    (out / "tuning.json").write_text(json.dumps({k: r["tuned"] for k, r in results.items()}, indent=2) + "\n")
-    (out / "examples.json").write_text(json.dumps(gather("examples"), indent=1, ensure_ascii=False) + "\n")
+    (out / "tuning.json").write_text(jsonio.dumps({k: r["tuned"] for k, r in results.items()}, indent=2) + "\n")
+    (out / "examples.json").write_text(jsonio.dumps(gather("examples"), indent=1, ensure_ascii=False) + "\n")
     return table
 
 

@@ -14,14 +14,14 @@ resumes mid-pool.
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ttpkit import stages
+from ttpkit import jsonio, stages
 from ttpkit.data import Dataset, bundled_sample_dir, load_split
 from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
@@ -33,9 +33,11 @@ from ttpkit.reward import VARIANTS, RMConfig
 from ttpkit.reward.encoder import check_layers
 from ttpkit.scaling import Diagnosis, diagnose
 from ttpkit.studies._cache import cache_key, cached_rm
-from ttpkit.studies.config import as_list, build, load_yaml, mapping
+from ttpkit.studies.config import as_list, build, check_names, load_yaml, mapping
 
 __all__ = ["DatasetSpec", "SplitSpec", "StudyConfig", "quick_study", "run_paper"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class StudyConfig:
         object.__setattr__(self, "encoder_layers", check_layers(self.encoder_layers))
         if not self.datasets or not self.policies:
             raise ConfigError("needs at least one entry in 'datasets' and in 'policies'")
+        check_names([self.name], "name")
+        check_names([d.name for d in self.datasets], "datasets[].name")
+        check_names([p.name for p in self.policies], "policies[].name")
         for v in self.variants:
             if v not in VARIANTS:
                 raise ConfigError(f"variants: unknown RM variant {v!r}; known variants: {', '.join(VARIANTS)}")
@@ -124,6 +129,10 @@ class StudyConfig:
                 pol.check()
             except ConfigError as e:
                 raise ConfigError(f"study policies[{i}] ({pol.name}): {e}") from None
+        for i, d in enumerate(self.datasets):  # last: a warning, once every check has passed
+            if _overlap(d.train, d.test):
+                log.warning("study datasets[%d] (%s): train and test take the same queries of split %r; the RMs are "
+                            "then measured on their own training queries", i, d.name, d.test.split)
 
     @classmethod
     def from_dict(cls, raw: Any, base: Path | None = None) -> StudyConfig:
@@ -148,6 +157,12 @@ class StudyConfig:
     def from_yaml(cls, path: str | Path) -> StudyConfig:
         """Load a study YAML file."""
         return load_yaml(cls, path)
+
+
+def _overlap(a: SplitSpec, b: SplitSpec) -> bool:
+    """Whether two pools share queries: the same split and overlapping [offset, offset + limit) ranges."""
+    inf = float("inf")
+    return a.split == b.split and a.offset < (b.offset + (b.limit or inf)) and b.offset < (a.offset + (a.limit or inf))
 
 
 def _dataset(obj: Any, where: str, base: Path | None) -> DatasetSpec:
@@ -302,7 +317,7 @@ def run_paper(config: StudyConfig, out: str | Path, progress: stages.Progress | 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory")
     (out / "cache").mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    (out / "config.json").write_text(jsonio.dumps(dataclasses.asdict(config), indent=2) + "\n")
     record_study(out, {"study": dataclasses.asdict(config)})
     encoder = stages.default_encoder(layers=config.encoder_layers)
     rows, points = [], []
