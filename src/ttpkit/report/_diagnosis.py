@@ -35,8 +35,9 @@ def peak_sentence(diag: Diagnosis, name: str) -> str:
             text += "; the bend comes most from " + ", ".join(map(str, users["user_id"]))
     else:
         text = f"no peak predicted up to N={p.end_n} ({form} form)"
-    lo_n, hi_n = d.peak_band
-    text += f"; the dist form puts the peak at N in [{lo_n}, {hi_n}] (90% band)"
+    if len(d.band[0]):
+        lo_n, hi_n = d.peak_band
+        text += f"; the dist form puts the peak at N in [{lo_n}, {hi_n}] (90% band)"
     dist = d.fit.dist
     if dist is not None and dist.tail_drop > 0.5:
         text += f"; hacked tail: E[u | score] falls by {dist.tail_drop:.1f} σ at the highest scores"

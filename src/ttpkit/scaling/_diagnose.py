@@ -232,8 +232,11 @@ def _scorer_diagnosis(
     n_star = recommend_n(fit.predict(ns_pred, "plain"), ns_pred, settings["cost"], settings["min_gain_per_cost"]) if fit.rho > 0 else 1
     if peak.inside:  # more samples stop paying at the predicted peak
         n_star = min(n_star, peak.n)
-    qs_fit = query_stats(pool, scorer, utility, tau, seed, settings["m_fit"])
-    lo, hi, peak_band = dist_band(qs_fit, ns_pred, n_boot=settings["n_band"], seed=seed)
+    if settings["n_band"] > 0:
+        qs_fit = query_stats(pool, scorer, utility, tau, seed, settings["m_fit"])
+        lo, hi, peak_band = dist_band(qs_fit, ns_pred, n_boot=settings["n_band"], seed=seed)
+    else:  # no band asked for (law_table)
+        lo, hi, peak_band = np.array([]), np.array([]), (peak.n, peak.n)
     level = predicted["dist"][0]
     seen = find_peak(ns, obs)
     bend_q, bend_u = bend_drivers(pool, scorer, utility, settings["m_fit"], tau, seed)
@@ -285,7 +288,7 @@ def diagnose(
         min_gain_per_cost: Compute-aware N stops where the gain per cost falls below this.
         seed: Seed of the bootstrap and of the ``thompson`` rule.
         ns: N values of the observed curves (default: :func:`ttpkit.pool.n_grid` of M).
-        n_band: Bootstrap resamples of the queries for the ``dist`` form's band.
+        n_band: Bootstrap resamples of the queries for the ``dist`` form's band (0: no band).
         n_max: Deprecated name of ``max_n`` (warns; removed in the next release).
 
     Raises:
@@ -342,7 +345,7 @@ def law_table(
     ns = tuple(int(n) for n in (ns if ns is not None else n_grid(m)))
     rows, diags = [], {}
     for m_fit in m_fits:
-        diag = diagnose(pool, scorers, utility, m_fit=m_fit, max_n=max(ns), seed=seed, ns=ns)
+        diag = diagnose(pool, scorers, utility, m_fit=m_fit, max_n=max(ns), seed=seed, ns=ns, n_band=0)
         diags[m_fit] = diag
         at = [diag.ns_pred.index(n) for n in ns]
         for name, d in diag.scorers.items():

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ttpkit.errors import ConfigError
 from ttpkit.scaling._stats import QueryStats
 
 __all__ = ["DistFit", "dist_band", "fit_dist", "gpd_pwm", "tails_gain"]
@@ -334,6 +335,8 @@ def dist_band(
     rng = np.random.default_rng(seed)
     q = len(qs.mu)
     curves, peaks = [], []
+    if n_boot < 1:
+        raise ConfigError(f"dist_band needs n_boot >= 1, got {n_boot}")
     for _ in range(n_boot):
         fit = fit_dist(_resample(qs, rng.integers(0, q, q)), m_fit)
         c = fit.predict(ns)
