@@ -99,11 +99,13 @@ def paired_share_diff(
     """
     q = len(oracle)
 
-    def share(pq: np.ndarray, idx: np.ndarray) -> float:
-        gain = oracle[idx, -1].mean() - oracle[idx, 0].mean()
-        return (pq[idx, -1].mean() - pq[idx, 0].mean()) / gain if gain > 0 else np.nan
+    def share(pq: np.ndarray, idx: np.ndarray) -> np.ndarray:  # idx (..., Q): one share per resample
+        gain = oracle[idx, -1].mean(-1) - oracle[idx, 0].mean(-1)
+        ok = gain > 0
+        return np.where(ok, (pq[idx, -1].mean(-1) - pq[idx, 0].mean(-1)) / np.where(ok, gain, 1.0), np.nan)
 
     full = np.arange(q)
-    diffs = bootstrap_stat(lambda i: share(fix, i) - share(base, i), q, n_boot, seed)
+    idx = np.stack(list(_indices(q, n_boot, seed)))  # (B, Q), the same draws as bootstrap_stat's loop
+    diffs = share(fix, idx) - share(base, idx)
     lo, hi = np.nanquantile(diffs, [0.025, 0.975])
     return float(share(fix, full) - share(base, full)), float(lo), float(hi)

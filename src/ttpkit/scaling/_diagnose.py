@@ -216,7 +216,8 @@ def _scorer_diagnosis(
     utility, tau, seed = settings["utility"], settings["tau"], settings["seed"]
     ns, ns_pred = settings["ns"], settings["ns_pred"]
     fit = fit_law(pool, scorer, utility, m_fit=settings["m_fit"], tau=tau, seed=seed)
-    full = fit_law(pool, scorer, utility, tau=tau, seed=seed)
+    # on the whole pool; the same fit when M_fit is every candidate
+    full = fit if settings["m_fit"] >= settings["m"] else fit_law(pool, scorer, utility, tau=tau, seed=seed)
     obs = np.array(observed.mean)
     flat = gain > 0 and np.ptp(obs) < FLAT_FRACTION * gain
     predicted, r2, err = {}, {}, {}
@@ -316,7 +317,7 @@ def diagnose(
     oracle = observed["oracle"]
     gain = oracle.mean[-1] - oracle.mean[0]
     settings = {"utility": utility, "tau": tau, "seed": seed, "m_fit": m_fit, "ns": ns, "ns_pred": ns_pred,
-                "cost": cost_per_sample, "min_gain_per_cost": min_gain_per_cost, "n_band": n_band}
+                "cost": cost_per_sample, "min_gain_per_cost": min_gain_per_cost, "n_band": n_band, "m": m}
     by_scorer = {str(s): _scorer_diagnosis(pool, s, observed[str(s)], gain, settings, references) for s in parsed}
     return Diagnosis(
         utility=utility, m=m, m_fit=m_fit, ns=ns, ns_pred=ns_pred, n_queries=oracle.n_queries, tau=tau,

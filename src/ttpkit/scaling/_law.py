@@ -84,12 +84,18 @@ def _fit_mixture(ns: Sequence[int], centred: np.ndarray) -> tuple[float, float, 
         w = (1.0 - p) ** n
         return w * (-p * h / (1.0 - p) + k * e) + (1.0 - w) * h - centred
 
+    def jacobian(t: np.ndarray) -> np.ndarray:  # (len(ns), 3): d residual / d (k, p, h), exact
+        k, p, h = t
+        w, dw = (1.0 - p) ** n, -n * (1.0 - p) ** (n - 1)
+        inner = -p * h / (1.0 - p) + k * e
+        return np.stack([w * e, dw * (inner - h) - w * h / (1.0 - p) ** 2, 1.0 - w - w * p / (1.0 - p)], axis=1)
+
     e_last = float(e[-1])
     k0 = float(np.clip(centred[-1] / e_last, -0.9, 0.9)) if e_last > 0 else 0.0
     best = None
     for p0 in (0.01, 0.05, 0.15, 0.3):
         for h0 in (-0.05, 0.0, 0.05):
-            sol = least_squares(residual, [k0, p0, h0], bounds=([-1, 0, -1], [1, 0.5, 1]))
+            sol = least_squares(residual, [k0, p0, h0], jac=jacobian, bounds=([-1, 0, -1], [1, 0.5, 1]))
             if best is None or sol.cost < best.cost:
                 best = sol
     k, p, h = (float(x) for x in best.x)
