@@ -23,12 +23,11 @@ from ttpkit.scaling._dist import dist_band
 from ttpkit.scaling._forecast import holdout_errors
 from ttpkit.scaling._law import FORMS, LawFit, Peak, bend_coefficients, find_peak, fit_law, oracle_share, recommend_n
 from ttpkit.scaling._normal import _e
-from ttpkit.scaling._stats import HACK_THRESHOLD, fit_log_curve, query_stats, r_squared
+from ttpkit.scaling._stats import FLAT_FRACTION, HACK_THRESHOLD, fit_log_curve, query_stats, r_squared
 from ttpkit.utility import within_query_corr
 
 __all__ = ["Diagnosis", "ScorerDiagnosis", "bend_drivers", "diagnose", "law_table", "per_user_n"]
 
-FLAT_FRACTION = 0.02  # an observed curve spanning less than this share of the oracle gain: R² only measures noise
 
 
 @dataclass(frozen=True)

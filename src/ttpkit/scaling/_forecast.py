@@ -32,12 +32,11 @@ from ttpkit.pool import IDX, Scorer, candidates_per_query, n_grid
 from ttpkit.scaling._bon import best_of_n, pool_matrix, scorer_values
 from ttpkit.scaling._dist import dist_band
 from ttpkit.scaling._law import FORMS, LawFit, fit_law, find_peak
-from ttpkit.scaling._stats import query_stats, r_squared
+from ttpkit.scaling._stats import FLAT_FRACTION, query_stats, r_squared
 
 __all__ = ["ERR_TARGET", "forecast", "forecast_summary", "gain_error", "holdout_errors"]
 
 ERR_TARGET = 0.10  # the target: max error <= 10% of the oracle gain
-FLAT_FRACTION = 0.02  # an observed curve spanning less than this share of the oracle gain: R² only measures noise
 
 
 def gain_error(predicted: Sequence[float], observed: Sequence[float], oracle: Sequence[float]) -> float:

@@ -23,6 +23,7 @@ from ttpkit.utility import query_corr
 __all__ = ["HACK_THRESHOLD", "QueryStats", "fit_log_curve", "query_stats", "r_squared", "user_spread"]
 
 HACK_THRESHOLD = -0.1  # a query is hacked when its score-utility correlation is below this
+FLAT_FRACTION = 0.02  # an observed curve spanning less than this share of the oracle gain: R² only measures noise
 
 
 @dataclass(frozen=True)
