@@ -51,4 +51,8 @@ def load(text: str) -> Any:
     Raises:
         yaml.YAMLError: For text that is not YAML, and :class:`DuplicateKeyError` for a repeated key.
     """
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    loader = _Loader(text)  # a SafeLoader: plain data only, no Python objects
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

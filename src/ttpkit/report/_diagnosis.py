@@ -39,8 +39,8 @@ def peak_sentence(diag: Diagnosis, name: str) -> str:
         lo_n, hi_n = d.peak_band
         text += f"; the dist form puts the peak at N in [{lo_n}, {hi_n}] (90% band)"
     dist = d.fit.dist
-    if dist is not None and dist.tail_drop > 0.5:
-        text += f"; hacked tail: E[u | score] falls by {dist.tail_drop:.1f} σ at the highest scores"
+    if dist is not None and dist.tail_drop > 1.0:  # plain populations stay below 1 σ (tests/test_dist.py)
+        text += f"; hacked tail: E(u | score) falls by {dist.tail_drop:.1f} σ at the highest scores"
     seen = d.observed_peak
     if seen is not None and seen.inside:
         lo, hi = d.observed_drop_ci

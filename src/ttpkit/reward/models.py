@@ -37,6 +37,7 @@ from ttpkit.reward._io import CONFIG, WEIGHTS, check_weights, load_tensors, save
 from ttpkit.reward.config import VARIANTS, RMConfig, read_rm_config
 from ttpkit.reward.encoder import Encoder
 from ttpkit.reward.features import build_features
+from ttpkit.reward.losses import gaussian_nll, pairwise_loss
 from ttpkit.utility import within_query_corr
 
 __all__ = ["VARIANTS", "RMConfig", "RewardModel", "Scores", "feature_scaling", "gaussian_nll", "pairwise_loss", "read_rm_config"]
@@ -68,41 +69,6 @@ class Scores:
     mean: np.ndarray
     std: np.ndarray
     members: np.ndarray | None = None
-
-
-def gaussian_nll(mean, logvar, target, var_floor: float = 1e-4, beta: float = 0.0):
-    """Gaussian negative log-likelihood (constant dropped), optionally β-weighted.
-
-    Args:
-        mean, logvar, target: (R,) tensors.
-        var_floor: Added to exp(logvar).
-        beta: β-NLL weight exponent; each term is scaled by stop_grad(var)**β.
-    """
-    import torch
-
-    var = torch.exp(logvar) + var_floor
-    nll = 0.5 * (torch.log(var) + (target - mean) ** 2 / var)
-    if beta > 0:
-        nll = nll * var.detach() ** beta
-    return nll.mean()
-
-
-def pairwise_loss(score, target, group):
-    """Bradley-Terry loss over all same-group pairs with different targets.
-
-    Args:
-        score, target: (R,) tensors.
-        group: (R,) integer query index.
-    """
-    import torch.nn.functional as F
-
-    same = group[:, None] == group[None, :]
-    better = target[:, None] > target[None, :]
-    mask = same & better  # (R, R): i beats j
-    if not bool(mask.any()):
-        return score.sum() * 0.0
-    diff = score[:, None] - score[None, :]
-    return F.softplus(-diff[mask]).mean()
 
 
 def _net(n_in: int, hidden: int, n_out: int):

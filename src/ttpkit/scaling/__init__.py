@@ -14,6 +14,7 @@ The face of the package; each private module holds one concern:
   gain, the peak finder and compute-aware N.
 - :mod:`ttpkit.scaling._dist`: the ``dist`` form, best-of-N under the
   candidates' fitted joint distribution of score and utility, and its band.
+- :mod:`ttpkit.scaling._tails`: its tail estimators (Pareto tail, top cluster, per-query share).
 - :mod:`ttpkit.scaling._forecast`: the forecasting protocol, the same for
   every form, and the held-out error ``diagnose`` trusts a form by.
 - :mod:`ttpkit.scaling._synthetic`: populations with known curves (hacked,
@@ -24,7 +25,7 @@ The face of the package; each private module holds one concern:
 - :mod:`ttpkit.scaling._adaptive`: adaptive best-of-N replayed offline.
 - :mod:`ttpkit.scaling._diagnose`: :func:`diagnose`, all of the above for a
   pool's scorers at once, as a :class:`Diagnosis` that reports render.
-- :mod:`ttpkit.scaling._summary`: the law forms' targets over many curves
+- :mod:`ttpkit.scaling._summary`: every law form against many curves (:func:`law_table`), their targets
   (shares that fit, peaks found) and adaptive N at matched cost, as tables
   that :mod:`ttpkit.report` formats.
 """
@@ -48,7 +49,7 @@ from ttpkit.scaling._detect import collapsed_users, hacked_queries
 from ttpkit.scaling._dist import DistFit, dist_band, fit_dist
 from ttpkit.scaling._forecast import forecast, forecast_summary, gain_error, holdout_errors
 from ttpkit.scaling._synthetic import KINDS, synthetic_pool, true_curve
-from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, bend_drivers, diagnose, law_table, per_user_n
+from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, bend_drivers, diagnose, per_user_n
 from ttpkit.scaling._fixes import (
     COLLAPSED_SHARE,
     backoff_scores,
@@ -73,7 +74,7 @@ from ttpkit.scaling._law import (
 )
 from ttpkit.scaling._normal import expected_max_normal, expected_sq_max_normal
 from ttpkit.scaling._soft import soft_best_of_n
-from ttpkit.scaling._summary import cost_matched, law_targets, peak_targets, summarised
+from ttpkit.scaling._summary import cost_matched, law_table, law_targets, peak_targets, summarised
 from ttpkit.scaling._stats import HACK_THRESHOLD, QueryStats, fit_log_curve, query_stats, r_squared, user_spread
 
 __all__ = [

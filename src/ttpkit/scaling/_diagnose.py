@@ -17,7 +17,7 @@ import pandas as pd
 from ttpkit.errors import ConfigError
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, Scorer, candidates_per_query, n_grid
 from ttpkit.scaling._bon import Curve, best_of_n, curves, scorer_values
-from ttpkit.scaling._bootstrap import curve_moves, peak_drop_ci
+from ttpkit.scaling._bootstrap import peak_drop_ci
 from ttpkit.scaling._detect import collapsed_users, hacked_queries
 from ttpkit.scaling._dist import dist_band
 from ttpkit.scaling._forecast import holdout_errors
@@ -26,7 +26,7 @@ from ttpkit.scaling._normal import _e
 from ttpkit.scaling._stats import FLAT_FRACTION, HACK_THRESHOLD, fit_log_curve, query_stats, r_squared
 from ttpkit.utility import within_query_corr
 
-__all__ = ["Diagnosis", "ScorerDiagnosis", "bend_drivers", "diagnose", "law_table", "per_user_n"]
+__all__ = ["Diagnosis", "ScorerDiagnosis", "bend_drivers", "diagnose", "per_user_n"]
 
 
 
@@ -323,42 +323,3 @@ def diagnose(
         cost_per_sample=cost_per_sample, min_gain_per_cost=min_gain_per_cost,
         oracle_log_fit=fit_log_curve(ns, oracle.mean), scorers=by_scorer, max_n=max_n,
     )
-
-
-def law_table(
-    pool: pd.DataFrame, scorers: Sequence[str | Scorer], utility: str = ROUGEL, m_fits: Sequence[int] = (4, 8),
-    ns: Sequence[int] | None = None, seed: int = 0,
-) -> tuple[pd.DataFrame, dict[int, Diagnosis]]:
-    """Every law form against every observed curve, for each M_fit: R², max error, and the peaks.
-
-    One row per (scorer, m_fit): ``moves`` (:func:`curve_moves`), ``r2_<form>``
-    and ``err_<form>`` for every form of :data:`FORMS`, the trusted ``form``,
-    the observed peak (``obs_peak``, ``obs_inside``, ``obs_drop`` and its 95%
-    CI ``obs_drop_lo``/``obs_drop_hi``), and per form the predicted peak over
-    the observed N (``peak_<form>``) and whether the prediction falls right
-    after the observed peak (``falls_<form>``).
-
-    Returns:
-        The table and the :class:`Diagnosis` of each M_fit (for plots).
-    """
-    m = candidates_per_query(pool)
-    ns = tuple(int(n) for n in (ns if ns is not None else n_grid(m)))
-    rows, diags = [], {}
-    for m_fit in m_fits:
-        diag = diagnose(pool, scorers, utility, m_fit=m_fit, max_n=max(ns), seed=seed, ns=ns, n_band=0)
-        diags[m_fit] = diag
-        at = [diag.ns_pred.index(n) for n in ns]
-        for name, d in diag.scorers.items():
-            seen = d.observed_peak
-            k = ns.index(seen.n)
-            row = {"scorer": name, "m_fit": m_fit, "moves": curve_moves(d.observed.per_query, seed),
-                   "share": diag.frac_oracle_gain(name), "form": d.fit.form, "b": d.fit.bend_b, "b_hi": d.fit.bend_b_hi,
-                   "obs_peak": seen.n, "obs_inside": seen.inside, "obs_drop": seen.drop,
-                   "obs_drop_lo": d.observed_drop_ci[0], "obs_drop_hi": d.observed_drop_ci[1]}
-            for form in FORMS:
-                pred = np.asarray(d.predicted[form])[at]
-                row[f"r2_{form}"], row[f"err_{form}"] = d.r2[form], d.max_error[form]
-                row[f"peak_{form}"] = find_peak(ns, pred).n
-                row[f"falls_{form}"] = bool(k + 1 < len(ns) and pred[k + 1] < pred[k])
-            rows.append(row)
-    return pd.DataFrame(rows), diags

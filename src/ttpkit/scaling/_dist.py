@@ -48,6 +48,7 @@ import numpy as np
 
 from ttpkit.errors import ConfigError
 from ttpkit.scaling._stats import QueryStats
+from ttpkit.scaling._tails import beta_binomial, gpd_pwm, top_cluster
 
 __all__ = ["DistFit", "dist_band", "fit_dist", "gpd_pwm", "tails_gain"]
 
@@ -55,30 +56,7 @@ PRIOR_DOF = 4.0  # pseudo degrees of freedom of the shrunk per-query scale (0, 1
 TAIL_LEVEL = 0.9  # the pooled quantile above which F is a generalized Pareto tail
 GRID = 2000  # points of the y grid of the best-of-N integral
 MIN_BIN = 8  # candidates per bin of g, at least
-MAX_CLUSTER = 0.25  # a top cluster holds at most this share of candidates
 BIN_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 1.0)  # quantiles of z
-
-
-def gpd_pwm(excess: np.ndarray) -> tuple[float, float]:
-    """(xi, beta) of a generalized Pareto distribution from its excesses, by probability-weighted moments.
-
-    Hosking & Wallis (1987): with a0 = mean and a1 = E[Y (1 - F(Y))],
-    xi = 2 - a0 / (a0 - 2 a1) and beta = 2 a0 a1 / (a0 - 2 a1). Closed form,
-    so a bootstrap of many refits stays cheap; xi is clipped to [-0.5, 0.5],
-    where the estimator is well behaved.
-    """
-    y = np.sort(np.asarray(excess, dtype=np.float64))
-    n = len(y)
-    if n < 3 or y[-1] <= 0:
-        return 0.0, float(max(y.mean(), 1e-9)) if n else 1e-9
-    a0 = float(y.mean())
-    a1 = float((y * (n - 1 - np.arange(n)) / (n - 1)).mean())
-    den = a0 - 2 * a1
-    if den <= 1e-12:
-        return 0.5, float(max(a0 * 0.5, 1e-9))
-    xi = float(np.clip(2 - a0 / den, -0.5, 0.5))
-    beta = float(max(2 * a0 * a1 / den, 1e-9))
-    return xi, beta
 
 
 @dataclass(frozen=True)
@@ -245,11 +223,11 @@ def fit_dist(qs: QueryStats, m_fit: int | None = None) -> DistFit:
     z = np.where(ok, (r - loc) / np.where(ok, scale, 1.0), 0.0).ravel()
     d = (u - (u.sum(1, keepdims=True) - u) / (m - 1)).ravel()
     widen = float(np.sqrt(m / (m - 1)))
-    cluster = _top_cluster(z).reshape(r.shape)  # (Q_live, m)
+    cluster = top_cluster(z).reshape(r.shape)  # (Q_live, m)
     p, h, a, b = 0.0, 0.0, float("inf"), float("inf")
     if cluster.any():
         p, h = float(cluster.mean()), float(d[cluster.ravel()].mean())
-        a, b = _beta_binomial(cluster.sum(1), m)
+        a, b = beta_binomial(cluster.sum(1), m)
     bulk = ~cluster.ravel()
     zb, db = z[bulk], d[bulk]
     narrowed = np.sort(zb / widen)
@@ -267,45 +245,6 @@ def fit_dist(qs: QueryStats, m_fit: int | None = None) -> DistFit:
     return DistFit(mu=mu, live=float(keep.mean()), body=narrowed, threshold=threshold, level=level, xi=xi,
                    beta=beta, knots_z=kz, knots_g=kg, tail_slope=slope, widen=widen, sigma=sigma, rho=rho,
                    tail_drop=drop, spread=spread, n_points=int(len(z)), p=p, h=h, share_a=a, share_b=b)
-
-
-def _top_cluster(z: np.ndarray) -> np.ndarray:
-    """Members of a separated top cluster of pooled scores: the candidates a normal bulk cannot explain.
-
-    The bulk is a normal with the pooled median and the IQR's scale (an
-    empirical null, robust to the cluster); a candidate is a member when its z
-    lies above the level that n bulk draws exceed 2 times in expectation, and
-    the cluster is kept when it has at least 3 members and at most
-    :data:`MAX_CLUSTER` of the candidates (settings fixed on the synthetic
-    populations of :mod:`ttpkit.scaling._synthetic`, never on a test pool).
-    """
-    from scipy.stats import norm
-
-    n = len(z)
-    none = np.zeros(n, dtype=bool)
-    if n < 30:
-        return none
-    q1, med, q3 = np.quantile(z, [0.25, 0.5, 0.75])
-    s0 = (q3 - q1) / 1.349
-    if s0 <= 0:
-        return none
-    members = z > med + s0 * norm.isf(2.0 / n)
-    if members.sum() < 3 or members.mean() > MAX_CLUSTER:
-        return none
-    return members
-
-
-def _beta_binomial(counts: np.ndarray, m: int) -> tuple[float, float]:
-    """(a, b) of a Beta law of per-query shares from counts out of ``m`` (method of moments; infinite: no overdispersion)."""
-    p = float(counts.mean()) / m
-    if not 0 < p < 1 or m < 2:
-        return float("inf"), float("inf")
-    ratio = float(counts.var()) / (m * p * (1 - p))
-    rho = (ratio - 1) / (m - 1)
-    if rho <= 1e-3:
-        return float("inf"), float("inf")
-    total = 1 / min(rho, 0.99) - 1
-    return p * total, (1 - p) * total
 
 
 def _resample(qs: QueryStats, idx: np.ndarray) -> QueryStats:

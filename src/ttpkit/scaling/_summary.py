@@ -15,15 +15,18 @@ DataFrame; :mod:`ttpkit.report` only formats them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ttpkit.pool import ROUGEL, Scorer, candidates_per_query, n_grid
 from ttpkit.scaling._bon import Curve
-from ttpkit.scaling._law import FORMS
+from ttpkit.scaling._bootstrap import curve_moves
+from ttpkit.scaling._diagnose import Diagnosis, diagnose
+from ttpkit.scaling._law import FORMS, find_peak
 
-__all__ = ["R2_TARGET", "ERR_TARGET", "PEAK_FACTOR", "cost_matched", "law_targets", "peak_targets", "summarised"]
+__all__ = ["R2_TARGET", "ERR_TARGET", "PEAK_FACTOR", "cost_matched", "law_table", "law_targets", "peak_targets", "summarised"]
 
 R2_TARGET = 0.95  # a form fits a curve when its R² reaches this ...
 ERR_TARGET = 0.1  # ... and its max error is at most this share of the oracle gain
@@ -115,3 +118,42 @@ def cost_matched(table: pd.DataFrame, fixed: Mapping[str, Curve]) -> pd.DataFram
     out["fixed_at_cost"] = [float(np.interp(r.mean_n, fixed[r.task].ns, fixed[r.task].mean)) for r in table.itertuples()]
     out["fixed_at_max_n"] = [fixed[r.task].mean[-1] for r in table.itertuples()]
     return out
+
+
+def law_table(
+    pool: pd.DataFrame, scorers: Sequence[str | Scorer], utility: str = ROUGEL, m_fits: Sequence[int] = (4, 8),
+    ns: Sequence[int] | None = None, seed: int = 0,
+) -> tuple[pd.DataFrame, dict[int, Diagnosis]]:
+    """Every law form against every observed curve, for each M_fit: R², max error, and the peaks.
+
+    One row per (scorer, m_fit): ``moves`` (:func:`curve_moves`), ``r2_<form>``
+    and ``err_<form>`` for every form of :data:`FORMS`, the trusted ``form``,
+    the observed peak (``obs_peak``, ``obs_inside``, ``obs_drop`` and its 95%
+    CI ``obs_drop_lo``/``obs_drop_hi``), and per form the predicted peak over
+    the observed N (``peak_<form>``) and whether the prediction falls right
+    after the observed peak (``falls_<form>``).
+
+    Returns:
+        The table and the :class:`Diagnosis` of each M_fit (for plots).
+    """
+    m = candidates_per_query(pool)
+    ns = tuple(int(n) for n in (ns if ns is not None else n_grid(m)))
+    rows, diags = [], {}
+    for m_fit in m_fits:
+        diag = diagnose(pool, scorers, utility, m_fit=m_fit, max_n=max(ns), seed=seed, ns=ns, n_band=0)
+        diags[m_fit] = diag
+        at = [diag.ns_pred.index(n) for n in ns]
+        for name, d in diag.scorers.items():
+            seen = d.observed_peak
+            k = ns.index(seen.n)
+            row = {"scorer": name, "m_fit": m_fit, "moves": curve_moves(d.observed.per_query, seed),
+                   "share": diag.frac_oracle_gain(name), "form": d.fit.form, "b": d.fit.bend_b, "b_hi": d.fit.bend_b_hi,
+                   "obs_peak": seen.n, "obs_inside": seen.inside, "obs_drop": seen.drop,
+                   "obs_drop_lo": d.observed_drop_ci[0], "obs_drop_hi": d.observed_drop_ci[1]}
+            for form in FORMS:
+                pred = np.asarray(d.predicted[form])[at]
+                row[f"r2_{form}"], row[f"err_{form}"] = d.r2[form], d.max_error[form]
+                row[f"peak_{form}"] = find_peak(ns, pred).n
+                row[f"falls_{form}"] = bool(k + 1 < len(ns) and pred[k + 1] < pred[k])
+            rows.append(row)
+    return pd.DataFrame(rows), diags
