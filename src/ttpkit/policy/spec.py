@@ -17,6 +17,7 @@ from ttpkit.data import TaskSpec
 from ttpkit.device import check_device, check_dtype, model_dtype, resolve_device, resolve_dtype
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import file_digest
+from ttpkit.policy._load import check_gguf_file
 from ttpkit.policy.base import Policy, SamplingConfig
 from ttpkit.policy.local import LocalPolicy, embedded_gguf_path
 from ttpkit.policy.openai import OpenAIPolicy
@@ -243,6 +244,8 @@ class PolicySpec:
                 raise ConfigError(f"backend {self.backend!r} needs a model path")
             if not resolve_model(self.model).exists():
                 raise ConfigError(f"model {self.model} not found")
+            if self.backend == "gguf":
+                check_gguf_file(resolve_model(self.model))  # a text file or a torn GGUF, before any model loads
         if self.backend == "openai":
             if self.base_url is None:
                 raise ConfigError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
