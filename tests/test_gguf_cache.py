@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ttpkit.errors import ConfigError, TtpkitError
-from ttpkit.policy import _gguf, _load
+from ttpkit.policy import _embedded, _gguf, _load
 
 H, FF, V, HEADS, KV = 32, 64, 48, 2, 1  # tiny: rows are whole Q8_0/Q5_0 blocks of 32
 
@@ -143,16 +143,16 @@ def fake_package(tmp_path, monkeypatch):
 
 def test_the_embedded_gguf_is_assembled_once_and_hashed_once(fake_package, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
-        path = _load.embedded_gguf_path()
+        path = _embedded.embedded_gguf_path()
     assert path == fake_package.target and path.read_bytes() == fake_package.whole and not caplog.text
     assert sorted(p.name for p in path.parent.iterdir()) == ["m.gguf", "m.gguf.sha256"]  # no temporary left
-    monkeypatch.setattr(_load, "_sha256", lambda p: pytest.fail("rehashed a stamped file"))
-    assert _load.embedded_gguf_path() == path
+    monkeypatch.setattr(_embedded, "_sha256", lambda p: pytest.fail("rehashed a stamped file"))
+    assert _embedded.embedded_gguf_path() == path
 
 
 @pytest.mark.parametrize("damage", ["truncate", "same-size-garbage", "stamp-garbage"])
 def test_a_torn_or_damaged_embedded_gguf_is_rebuilt_with_a_warning_naming_it(damage, fake_package, caplog):
-    path = _load.embedded_gguf_path()
+    path = _embedded.embedded_gguf_path()
     if damage == "truncate":  # a first run cut short by a full disk or a Ctrl-C, before temporary names
         path.write_bytes(fake_package.whole[:1500])
     elif damage == "same-size-garbage":
@@ -160,7 +160,7 @@ def test_a_torn_or_damaged_embedded_gguf_is_rebuilt_with_a_warning_naming_it(dam
     else:
         (path.parent / "m.gguf.sha256").write_text("{")
     with caplog.at_level(logging.WARNING):
-        assert _load.embedded_gguf_path().read_bytes() == fake_package.whole
+        assert _embedded.embedded_gguf_path().read_bytes() == fake_package.whole
     assert (str(path) in caplog.text) == (damage != "stamp-garbage")  # a torn stamp only costs one rehash
 
 
@@ -186,12 +186,12 @@ def test_a_full_disk_or_bad_chunks_leave_no_half_file(fake_package, monkeypatch)
 
     monkeypatch.setattr(Path, "open", full)
     with pytest.raises(TtpkitError, match="No space left on device.*MB free in"):
-        _load.embedded_gguf_path()
+        _embedded.embedded_gguf_path()
     monkeypatch.setattr(Path, "open", real_open)
     assert list(fake_package.target.parent.iterdir()) == []
     fake_package.pkg.EXPECTED_SHA256 = "0" * 64
     with pytest.raises(TtpkitError, match="reinstall"):
-        _load.embedded_gguf_path()
+        _embedded.embedded_gguf_path()
     assert list(fake_package.target.parent.iterdir()) == []
 
 
@@ -211,7 +211,7 @@ def fake_conversion(tmp_path, monkeypatch):
         (out / "config.json").write_text("{}")
         (out / "DONE").write_text("{}")
 
-    monkeypatch.setattr(_load, "_convert", convert)
+    monkeypatch.setattr(_load, "_convert_apart", convert)
     return types.SimpleNamespace(gguf=_tiny_gguf(tmp_path / "m.gguf"), calls=calls)
 
 
@@ -232,3 +232,12 @@ def test_a_damaged_converted_directory_is_rebuilt_with_a_warning_naming_it(damag
         assert _load.converted_model(fake_conversion.gguf) == target
     assert len(fake_conversion.calls) == 2 and str(target) in caplog.text and "converting" in caplog.text
     assert _load._converted_problem(target) is None
+
+
+def test_the_conversion_runs_apart_and_its_failure_is_one_line(tmp_path):
+    """The child process's error comes back as the message, without its traceback (a torn file fails before torch loads)."""
+    torn = tmp_path / "torn.gguf"
+    torn.write_bytes(_tiny_gguf(tmp_path / "m.gguf").read_bytes()[:300])
+    (tmp_path / "out").mkdir()
+    with pytest.raises(TtpkitError, match=r"torn.gguf: converting it into .* failed: (the header|a string) .* a torn file$"):
+        _load._convert_apart(torn, tmp_path / "out")

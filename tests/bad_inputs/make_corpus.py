@@ -207,6 +207,15 @@ def degenerate(questions: list[dict], golds: list[dict]) -> None:
     (d / "dev_outputs.json.gz").write_bytes(gzip.compress((d / "dev_outputs.json").read_bytes(), mtime=0))
 
 
+def gguf_files() -> None:
+    """Model files that are not whole GGUFs: a text file, and a header cut short (issue 24, class 4)."""
+    import struct
+
+    (FILES / "gguf-text.gguf").write_text("these are notes, not a model\n")
+    torn = b"GGUF" + struct.pack("<IQQ", 3, 2, 1) + struct.pack("<Q", 1 << 20) + b"general.architecture"
+    (FILES / "gguf-torn.gguf").write_bytes(torn)  # the first key's length runs past the end of the file
+
+
 def main() -> None:
     if FILES.exists():
         shutil.rmtree(FILES)
@@ -223,6 +232,7 @@ def main() -> None:
     profiles()
     settings()
     degenerate(questions, golds)
+    gguf_files()
     print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
 
 

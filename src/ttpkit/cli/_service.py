@@ -39,7 +39,8 @@ def serve(
     from ttpkit.data import get_task
     from ttpkit.device import check_dtype, resolve_device
     from ttpkit.policy import make_policy
-    from ttpkit.policy.spec import check_backend_options
+    from ttpkit.policy._load import check_gguf_file
+    from ttpkit.policy.spec import check_backend_options, resolve_model
     from ttpkit.reward.bundled import resolve_rm
     from ttpkit.serve._personalize import create_service
     from ttpkit.serve._store import ProfileStore
@@ -47,6 +48,8 @@ def serve(
     if backend in ("openai", "vllm"):
         raise ConfigError(f"serve needs a local backend: embedded, gguf or hf, got {backend!r}")
     check_backend_options(backend, model, None)
+    if backend == "gguf" and model is not None:
+        check_gguf_file(resolve_model(model))  # a text file or a torn GGUF, before the store opens
     spec = get_task(task)
     device = resolve_device(device)
     if dtype is not None:

@@ -29,6 +29,7 @@ dtype of the prefilled keys, so a CUDA model keeps its cache on the GPU.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 __all__ = ["ATTENTION", "enable", "share_prefix"]
@@ -47,7 +48,8 @@ def _shared_prefix_attention(module: Any, query: Any, key: Any, value: Any, atte
     for all its rows and query heads, and the prompt and suffix parts are merged
     with their running maxima (as in flash attention).
     """
-    layer = getattr(key, _TAG, None)
+    tag = getattr(key, _TAG, None)
+    layer = tag() if tag is not None else None
     if layer is None or query.shape[2] != 1:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -151,7 +153,7 @@ def _layer_classes() -> tuple[type, type]:
             self._grow()
             self._sync()
             k, v = self.keys, self.values
-            setattr(k, _TAG, self)
+            setattr(k, _TAG, weakref.ref(self))  # weakly: a strong tag is a cycle, a batch's cache freed only by the gc
             return k, v
 
         def _grow(self) -> None:

