@@ -104,6 +104,25 @@ def test_forecast_scores_every_form_with_a_band_and_refuses_what_it_cannot_hold_
         forecast(pool, ["rm"], m_fit=64)
 
 
+def test_the_noise_floor_is_the_first_candidates_own_curve_against_all_and_shrinks_with_queries():
+    from ttpkit.pool import IDX
+    from ttpkit.scaling import curves
+
+    def floor(queries: int) -> float:
+        pool = synthetic_pool("plain", queries=queries, m=16, seed=5)
+        row = forecast(pool, ["rm"], m_fit=8, n_boot=2).iloc[0]
+        ns = [1, 2, 4, 8]
+        first, whole = curves(pool[pool[IDX] < 8], ["oracle", "rm"], "rougeL", ns), curves(pool, ["oracle", "rm"], "rougeL", ns)
+        o, e, w = whole["oracle"].mean, first["rm"].mean, whole["rm"].mean
+        by_hand = max(abs((e[i] - e[0]) - (w[i] - w[0])) / (o[i] - o[0]) for i in range(1, 4))
+        assert row["err_floor"] == pytest.approx(by_hand, rel=1e-9)
+        return row["err_floor"]
+
+    assert floor(200) < floor(10)  # the observed curve's own candidate noise falls with more queries
+    summary = forecast_summary(forecast(synthetic_pool("plain", queries=40, m=16, seed=5), ["rm"], m_fit=8, n_boot=2).assign(source="s"))
+    assert summary["floor_over"].between(0, 1).all()
+
+
 def test_diagnose_trusts_the_form_with_the_least_held_out_error_and_gives_the_peak_a_band():
     pool = synthetic_pool("hack5", queries=200, seed=4)
     diag = diagnose(pool, ["rm"], m_fit=8, max_n=64, n_band=20)
