@@ -82,6 +82,25 @@ def test_the_failure_modes_are_quantities_of_the_fit(populations):
     json.dumps(summary, allow_nan=False)
 
 
+def test_the_best_of_n_integral_equals_brute_force_on_a_small_discrete_distribution():
+    """E[g(best of N)] by enumerating every N-tuple of draws from 3 score values and a top cluster, against DistFit.gain."""
+    import itertools
+
+    from ttpkit.scaling._dist import DistFit
+
+    z, g, p, h = np.array([-1.0, 0.0, 2.0]), np.array([0.1, 0.3, 0.2]), 0.1, -0.5  # g falls at the top; a hacked cluster
+    body = np.repeat(z, 4000)  # F: a third of the bulk on each value (the linear quantile rule is flat between repeats)
+    fit = DistFit(mu=0.0, live=1.0, body=body, threshold=2.0, level=1.0, xi=0.0, beta=1e-9, knots_z=z, knots_g=g,
+                  tail_slope=0.0, widen=1.0, sigma=0.1, rho=0.0, tail_drop=0.0, spread=1.0, n_points=len(body), p=p, h=h)
+    values, probs = [*g, h], [(1 - p) / 3] * 3 + [p]  # the cluster (index 3) beats every bulk value
+
+    def brute(n: int) -> float:
+        return sum(np.prod([probs[i] for i in t]) * values[max(t)] for t in itertools.product(range(4), repeat=n))
+
+    ns = [2, 3, 4, 5]
+    assert fit.gain(ns) == pytest.approx([brute(n) - brute(1) for n in ns], abs=2e-4)
+
+
 def test_probability_weighted_moments_recover_a_generalized_pareto():
     rng = np.random.default_rng(0)
     xi, beta = gpd_pwm(rng.exponential(2.0, 20000))
