@@ -39,6 +39,7 @@ from ttpkit.reward.bundled import AGNOSTIC, ModelCard, load_card, resolve_rm
 from ttpkit.reward.models import RewardModel, Scores
 from ttpkit.scaling import tail_gain
 from ttpkit.selection import apply_rule, next_round
+from ttpkit.text import check_text
 
 if TYPE_CHECKING:
     from ttpkit.reward.features import Encoder
@@ -149,6 +150,9 @@ class Schedule:
 
 def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) -> tuple[ProfileItem, ...]:
     if all(isinstance(p, ProfileItem) for p in profile):
+        for j, p in enumerate(profile):  # dicts are checked by make_profile; records made in Python are checked here
+            for field in ("id", "source", "target"):
+                check_text(getattr(p, field), f"profile item #{j} field {field!r}")
         return tuple(profile)  # type: ignore[arg-type]
     if not isinstance(profile, (list, tuple)):
         raise DataError(f"the profile must be a list of items, got {type(profile).__name__}")
@@ -181,14 +185,17 @@ def _expectation(card: ModelCard | None, scores: np.ndarray, n: int) -> Expectat
     return Expectation(n=n, collapsed=collapsed, gain=float(gain), share=card.share)
 
 
-def _rule(rule: str, schedule: Schedule, input: str) -> Rule:
-    """The parsed rule, once the rule, the schedule and the input are known to be usable."""
+def _rule(rule: str, schedule: Schedule, input: str, user_id: str | None = None) -> Rule:
+    """The parsed rule, once the rule, the schedule, the input and the user id are known to be usable."""
     parsed = Rule.parse(rule)
     if parsed.name == "soft":
         raise ConfigError("personalize picks one answer: use mean, lcb:κ, ucb:κ or thompson (soft:τ is for curves)")
     schedule.check()
     if not isinstance(input, str) or not input.strip():
         raise DataError("the input is empty")
+    check_text(input, "the input")
+    if user_id is not None:
+        check_text(user_id, "the user id")
     return parsed
 
 
@@ -259,7 +266,7 @@ def personalize(
         min_gain: Deprecated name of ``min_round_gain`` (warns; removed in the next release).
 
     Raises:
-        DataError: For a profile item that lacks the task's fields or an empty input.
+        DataError: For a profile item that lacks the task's fields, an empty input, or text that is not valid Unicode.
         ConfigError: For an unknown rule, a rule the RM cannot apply, bad N settings, or an RM trained on another task.
     """
     if min_gain is not None:
@@ -268,7 +275,7 @@ def personalize(
     t0 = time.time()
     spec = get_task(task) if isinstance(task, str) else task
     schedule = Schedule(n, adaptive, max_n, round_size, min_round_gain)
-    parsed = _rule(rule, schedule, input)
+    parsed = _rule(rule, schedule, input, user_id)
     items = _profile(profile, spec)
     model, model_dir = _load_rm(rm, spec)
     if parsed.name != "mean" and not model.probabilistic:
