@@ -31,6 +31,7 @@ from ttpkit import jsonio
 from ttpkit._faults import fault_point
 from ttpkit.errors import DataError
 from ttpkit.manifest import check_format, file_digest
+from ttpkit.paths import write_atomic, writing
 
 __all__ = ["CONFIG", "ENSEMBLE", "WEIGHTS", "check_weights", "load_tensors", "read_json", "read_record", "save_atomic",
            "write_file", "write_record"]
@@ -42,12 +43,16 @@ ENSEMBLE = "ensemble.json"  # the record of an ensemble
 Writer = Callable[[Path], None]
 
 
+_KEPT = "the directory holds no complete model (a save removes the old record first); make room and save again"
+
+
 def write_file(directory: Path, name: str, write: Writer) -> Path:
-    """Write ``directory/name`` through ``write`` into a temporary file beside it, then rename it over it."""
-    tmp = directory / f".{name}.tmp{os.getpid()}"
-    write(tmp)
-    os.replace(tmp, directory / name)
-    return directory / name
+    """Write ``directory/name`` through ``write`` into a temporary file beside it, then rename it over it.
+
+    Raises:
+        StorageError: If it cannot be written (a full disk); no temporary file is left.
+    """
+    return write_atomic(directory / name, write, "reward model file", _KEPT)
 
 
 def write_record(directory: Path, record: str, meta: Mapping[str, Any]) -> Path:
@@ -73,9 +78,13 @@ def save_atomic(directory: Path, files: Sequence[tuple[str, Writer]], meta: dict
             write_file(directory, name, write)
             continue
         tmp = directory / f".{name}.tmp{os.getpid()}"
-        write(tmp)
-        meta["weights_sha256"] = file_digest(tmp)
-        os.replace(tmp, directory / name)
+        try:
+            with writing(directory / name, "reward model weights", _KEPT):
+                write(tmp)
+                meta["weights_sha256"] = file_digest(tmp)
+                os.replace(tmp, directory / name)
+        finally:
+            tmp.unlink(missing_ok=True)
         fault_point("rm-save")
     write_record(directory, record, meta)
     return directory

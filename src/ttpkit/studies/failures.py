@@ -35,7 +35,7 @@ from ttpkit import jsonio, stages
 from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
-from ttpkit.paths import check_writable
+from ttpkit.paths import check_writable, writing
 from ttpkit.policy import PolicySpec
 from ttpkit.pool import QUERY_ID, ROUGEL, n_grid
 from ttpkit.report import forecast_markdown, law_forms_markdown, plot_curves, plot_law_grid, plot_reliability
@@ -275,24 +275,29 @@ def _plot_regime(out: Path, name: str, r: dict[str, Any]) -> None:
 
 
 def _write(out: Path, results: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """The study's tables, JSON files and reliability plot from every regime's results."""
+    """The study's tables, JSON files and reliability plot from every regime's results (a failed write names ``out``)."""
+    with writing(out, "study results", "the study's cache is kept; make room and rerun to write them"):
+        return _write_files(out, results)
+
+
+def _write_files(out: Path, results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     gather = lambda key: [row for r in results.values() for row in r[key]]  # noqa: E731
     table = pd.DataFrame(gather("rows"))
     table.to_csv(out / "regimes.csv", index=False)
     law_forms = pd.concat([r["law"] for r in results.values()], ignore_index=True)
     law_forms.to_csv(out / "law_forms.csv", index=False)
-    (out / "law_forms.md").write_text(law_forms_markdown(law_forms))
+    (out / "law_forms.md").write_text(law_forms_markdown(law_forms), encoding="utf-8")
     if any(not r["forecast"].empty for r in results.values()):
         fc = pd.concat([r["forecast"] for r in results.values()], ignore_index=True)
         fc.to_csv(out / "forecast.csv", index=False)
-        (out / "forecast.md").write_text(forecast_markdown(fc))
+        (out / "forecast.md").write_text(forecast_markdown(fc), encoding="utf-8")
     pd.DataFrame(gather("paired")).to_csv(out / "paired.csv", index=False)
     cal = gather("calibration")
     pd.DataFrame(cal).drop(columns=["bins_std", "bins_rmse"]).to_csv(out / "calibration.csv", index=False)
-    (out / "calibration.json").write_text(jsonio.dumps(cal, indent=1) + "\n")
+    jsonio.write_json(cal, out / "calibration.json", indent=1)
     plot_reliability(cal, out / "reliability.png")
-    (out / "tuning.json").write_text(jsonio.dumps({k: r["tuned"] for k, r in results.items()}, indent=2) + "\n")
-    (out / "examples.json").write_text(jsonio.dumps(gather("examples"), indent=1, ensure_ascii=False) + "\n")
+    jsonio.write_json({k: r["tuned"] for k, r in results.items()}, out / "tuning.json")
+    jsonio.write_json(gather("examples"), out / "examples.json", indent=1, ensure_ascii=False)
     return table
 
 
