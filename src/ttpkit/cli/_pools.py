@@ -89,7 +89,7 @@ def sample(
     remote = eng.kind == "ray" and device == "cuda"  # GPU actors: CUDA is checked where the model loads, not on this driver
     decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device), "dtype": dtype}
     PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check(device_here=not remote)
-    quiet_libraries()
+    quiet_libraries(backend)
     ds = load_split(data, split, resolve_task(task, task_file))
     spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or ds.task.max_new_tokens or 32, **decoding)
     queries = ds.queries[offset:][:limit] if limit else ds.queries[offset:]

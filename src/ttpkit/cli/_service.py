@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ttpkit.cli._common import Device, Dtype, app, console, friendly, quiet_libraries
+from ttpkit.cli._common import Device, Dtype, app, check_model_cache, console, friendly, quiet_libraries
 from ttpkit.errors import ConfigError
 
 DEFAULT_DB = "sqlite:///profiles.db"
@@ -41,17 +41,20 @@ def serve(
     from ttpkit.policy import make_policy
     from ttpkit.policy.spec import check_backend_options
     from ttpkit.reward.bundled import resolve_rm
+    from ttpkit.serve._auth import read_admin_key
     from ttpkit.serve._personalize import create_service
     from ttpkit.serve._store import ProfileStore
 
     if backend in ("openai", "vllm"):
         raise ConfigError(f"serve needs a local backend: embedded, gguf or hf, got {backend!r}")
+    read_admin_key()  # a TTPKIT_API_KEY that is not UTF-8 fails now, in one line
     check_backend_options(backend, model, None)
     spec = get_task(task)
     device = resolve_device(device)
     if dtype is not None:
         check_dtype(dtype)  # a bad --dtype fails before the store opens
     _check_port(host, port)  # before the store opens and the model loads
+    check_model_cache(backend)
     store = ProfileStore(db)
     resolve_rm(rm, spec.name)  # a bad --rm fails before the model loads
     quiet_libraries()
