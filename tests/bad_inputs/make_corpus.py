@@ -207,6 +207,48 @@ def degenerate(questions: list[dict], golds: list[dict]) -> None:
     (d / "dev_outputs.json.gz").write_bytes(gzip.compress((d / "dev_outputs.json").read_bytes(), mtime=0))
 
 
+def texts_and_disks(questions: list[dict], golds: list[dict]) -> None:
+    """Text that is not valid Unicode (issue 24, class 1) and pools to write onto a full disk (class 7).
+
+    ``\\ud800`` escapes are legal JSON and YAML, and decode to a lone surrogate; the pools hold bytes that are
+    not UTF-8 in their text column.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def escaped(path: Path, obj: object) -> None:  # json.dumps escapes the surrogate: the file itself is ASCII
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=1) + "\n")
+
+    q0, out = questions[0], {"task": "git-commits", "golds": golds}
+    item = {**q0["profile"][0], "title": "fix \ud800 this"}
+    for name, rec in {"utf-data-surrogate-input": {**q0, "input": q0["input"] + " \ud800"},
+                      "utf-data-surrogate-title": {**q0, "profile": [item, *q0["profile"][1:]]},
+                      "utf-data-surrogate-user-id": {**q0, "user_id": "user-\udcff"}}.items():
+        escaped(FILES / name / "dev_questions.json", [rec, *questions[1:]])
+        escaped(FILES / name / "dev_outputs.json", out)
+    escaped(FILES / "utf-gold-surrogate" / "dev_questions.json", questions)
+    escaped(FILES / "utf-gold-surrogate" / "dev_outputs.json", {**out, "golds": [{**golds[0], "output": "\ud83d"}, *golds[1:]]})
+    escaped(FILES / "utf-profile-surrogate.json", [{"text": "fix the parser", "title": "parser: \ud800"}])
+    task = {"name": "mine", "source_field": "text", "target_field": "title", "source_label": "Message",
+            "target_label": "Title", "instruction": "Write a title \udcff"}
+    escaped(FILES / "utf-task-surrogate.yaml", task)
+    escaped(FILES / "utf-study-surrogate.yaml", {"name": "bad", "datasets": [{"name": "s", "path": "data-\ud800"}]})
+    (FILES / "utf-study-not-utf8.yaml").write_bytes(b"name: caf\xe9\n")  # Latin-1, not UTF-8
+    good = pd.read_parquet(FILES / "pool-good.parquet")
+    raw = pa.array([t.encode() + (b"\xff" if i == 1 else b"") for i, t in enumerate(good.text)], pa.binary())
+    table = pa.Table.from_pandas(good, preserve_index=False).replace_schema_metadata(None)
+    table = table.set_column(table.schema.get_field_index("text"), "text",
+                             pa.Array.from_buffers(pa.string(), len(raw), raw.buffers()))  # the bytes as they are
+    pq.write_table(table, FILES / "utf-pool-bad-utf8.parquet")
+    for name, part in {"utf-pool-dir-bad-utf8": table.select(list(POOL_COLUMNS)),
+                       "disk-pool-dir": pa.Table.from_pandas(good, preserve_index=False)}.items():  # to rewrite on a full disk
+        d = FILES / name
+        d.mkdir()
+        (d / "manifest.json").write_text('{"generation": 0, "manifest": null}\n')
+        pq.write_table(part.replace_schema_metadata(None), d / "part-g0-0000000000000-1-abc123-00000.parquet")
+
+
 def main() -> None:
     if FILES.exists():
         shutil.rmtree(FILES)
@@ -223,6 +265,7 @@ def main() -> None:
     profiles()
     settings()
     degenerate(questions, golds)
+    texts_and_disks(questions, golds)
     print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
 
 
