@@ -152,8 +152,8 @@ def check_format(where: str | Path, manifest: Mapping[str, Any] | None, kind: st
         return
     fmt = manifest.get("format", 1)
     if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
-        raise DataError(f"{where}: the {_KIND_NAMES.get(kind, kind)} format is malformed ({jsonio.dumps(fmt, default=str)}; it is a positive integer, "
-                        f"{FORMATS[kind]} for ttpkit {__version__}); the file was edited or damaged")
+        raise DataError(f"{where}: the {_KIND_NAMES.get(kind, kind)} format is malformed ({jsonio.dumps(fmt, default=str)}; "
+                        f"it is a positive integer, {FORMATS[kind]} for ttpkit {__version__}); the file was edited or damaged")
     if fmt > FORMATS[kind]:
         raise DataError(f"{where}: written by ttpkit {manifest.get('ttpkit', '?')} in {kind} format {fmt!r}; "
                         f"ttpkit {__version__} reads format {FORMATS[kind]} (upgrade ttpkit)")
