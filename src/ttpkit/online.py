@@ -36,6 +36,7 @@ from ttpkit.errors import ConfigError, DataError
 from ttpkit.policy import Policy, PolicySpec
 from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, Rule
 from ttpkit.reward.bundled import AGNOSTIC, ModelCard, load_card, resolve_rm
+from ttpkit.reward.config import read_rm_config
 from ttpkit.reward.models import RewardModel, Scores
 from ttpkit.scaling import tail_gain
 from ttpkit.selection import apply_rule, next_round
@@ -44,7 +45,7 @@ from ttpkit.text import check_text
 if TYPE_CHECKING:
     from ttpkit.reward.features import Encoder
 
-__all__ = ["MAX_N", "Expectation", "Personalized", "ScoredCandidate", "Schedule", "personalize"]
+__all__ = ["MAX_N", "Expectation", "Personalized", "ScoredCandidate", "Schedule", "check_rm", "personalize"]
 
 MAX_INPUT_WORDS = 200  # what the prompt keeps of an input (ttpkit.policy.prompt.PromptBuilder.max_query_words)
 
@@ -159,15 +160,30 @@ def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) ->
     return make_profile(list(profile), task, f"profile for task {task.name}")
 
 
+def check_rm(rm: str | Path, task: TaskSpec) -> Path:
+    """The model directory ``--rm`` names for ``task``, its ``config.json`` and ``card.json`` checked, no weights read.
+
+    What ``ttpkit personalize`` and ``ttpkit serve`` run before any model loads.
+
+    Raises:
+        ConfigError: For a name that is no model directory, or a model trained on another task.
+        DataError: For a damaged or malformed config or card (naming the file and the key).
+    """
+    path = resolve_rm(rm, task.name)
+    meta, _ = read_rm_config(path)
+    tasks = meta.get("tasks", [])
+    if tasks and task.name not in tasks and AGNOSTIC not in tasks:
+        raise ConfigError(f"--rm {rm}: the model was trained on {', '.join(tasks)}, not on {task.name}; "
+                          "use --rm default (the task's bundled model, or the task-agnostic one)")
+    load_card(path)
+    return path
+
+
 def _load_rm(rm: str | Path | RewardModel, task: TaskSpec) -> tuple[RewardModel, str]:
     if isinstance(rm, RewardModel):
         return rm, "(in memory)"
-    path = resolve_rm(rm, task.name)
-    model = RewardModel.load(path)
-    if model.tasks_ and task.name not in model.tasks_ and AGNOSTIC not in model.tasks_:
-        raise ConfigError(f"--rm {rm}: the model was trained on {', '.join(model.tasks_)}, not on {task.name}; "
-                          "use --rm default (the task's bundled model, or the task-agnostic one)")
-    return model, str(path)
+    path = check_rm(rm, task)
+    return RewardModel.load(path), str(path)
 
 
 def _query(items: tuple[ProfileItem, ...], text: str, task: TaskSpec, user_id: str | None) -> Query:
@@ -281,9 +297,9 @@ def personalize(
     if parsed.name != "mean" and not model.probabilistic:
         raise ConfigError(f"rule {rule!r} needs a probabilistic RM (user-prob); {model_dir} is {model.config.variant}")
     query = _query(items, input, spec, user_id)
+    card = load_card(model_dir) if model_dir != "(in memory)" else None  # checked before the policy loads
     pol = _policy(policy, spec, seed)
     enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers, getattr(policy, "device", "cpu"))
-    card = load_card(model_dir) if model_dir != "(in memory)" else None
     rows, s, values, rounds = _draw(pol, model, enc, query, parsed, seed, schedule, card.score_std if card else None)
     enc.save_cache()
     best = int(np.argmax(values))

@@ -266,7 +266,58 @@ def main() -> None:
     settings()
     degenerate(questions, golds)
     texts_and_disks(questions, golds)
+    artifacts(questions, golds)
     print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
+
+
+def artifacts(questions: list[dict], golds: list[dict]) -> None:
+    """Artifacts trusted without a check, and checks made too late (issue 24, classes 2 and 4)."""
+    from safetensors.numpy import load_file, save_file
+
+    src = bundled_path("git-commits")
+
+    def rm(name: str, config: dict | None = None, card: object = None) -> Path:
+        d = FILES / name
+        d.mkdir(parents=True)
+        shutil.copy(src / "model.safetensors", d / "model.safetensors")
+        (d / "model.safetensors").chmod(0o644)
+        _json(d / "config.json", config if config is not None else meta)
+        if card is not None:
+            _json(d / "card.json", card)
+        return d
+
+    meta, card = json.loads((src / "config.json").read_text()), json.loads((src / "card.json").read_text())
+    rm("rm-features-int", {**meta, "features": 5})
+    rm("rm-hidden-huge", {**meta, "config": {**meta["config"], "hidden": 3_000_000}})
+    rm("rm-format-string", {**meta, "format": "1"})
+    rm("rm-sha-null", {**meta, "weights_sha256": None})
+    weights = load_file(str(src / "model.safetensors"))
+    save_file({**weights, "feature_std": np.zeros_like(weights["feature_std"])}, str(rm("rm-feature-std-zero") / "model.safetensors"))
+    (rm("rm-training-dir") / "training.json").mkdir()
+    (FILES / "rm-training-dir" / "training.json" / "README").write_text("a directory where training.json belongs\n")
+    rm("rm-card-strings", card={**card, "card": {k: str(v) if isinstance(v, float) else v for k, v in card["card"].items()}})
+    (rm("rm-card-dir") / "card.json").mkdir()
+    (FILES / "rm-card-dir" / "card.json" / "README").write_text("a directory where card.json belongs\n")
+    # a pool sampled from the bundled sample's dev split (its manifest holds the split's digest) and data it was not
+    spec = PolicySpec("openai", "openai", base_url="http://127.0.0.1:9/v1")
+    run = sampling_manifest(spec, load_split(bundled_sample_dir(), "dev"), m=4, seed=0)
+    write_pool(pd.read_parquet(FILES / "pool-good.parquet")[list(POOL_COLUMNS)], FILES / "pool-run-digest.parquet",
+               {**run, "data_dir": "src/ttpkit/_sample/git-commits"})
+    _json(FILES / "data-other-contents" / "dev_questions.json", questions)
+    _json(FILES / "data-other-contents" / "dev_outputs.json", {"task": "git-commits", "golds": golds})
+    _json(FILES / "data-two-splits" / "train_questions.json", questions)
+    _json(FILES / "data-two-splits" / "train_outputs.json", {"task": "git-commits", "golds": golds})
+    # policies: a model that is no GGUF, Hugging Face directories with bad configs
+    (FILES / "not-a-gguf.gguf").write_bytes(b"PK\x03\x04 a zip file renamed to .gguf\n")
+    for name, text in {"hf-bad-json": '{"model_type": "gemma3",',
+                       "hf-no-model-type": '{"hidden_size": 64}\n'}.items():
+        (FILES / name).mkdir()
+        (FILES / name / "config.json").write_text(text)
+    (FILES / "hf-no-config").mkdir()
+    (FILES / "hf-no-config" / "tokenizer.json").write_text("{}\n")
+    base = json.loads((FILES / "study-ns-scalar.yaml").read_text())
+    _json(FILES / "study-url-no-v1.yaml", {**base, "ns": [1, 2, 4], "policies": [{"name": "p", "backend": "openai",
+                                                                                "base_url": "http://127.0.0.1:9"}]})
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def personalize(
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
     from ttpkit.data import read_profile, resolve_task
     from ttpkit.device import resolve_device
-    from ttpkit.online import Schedule
+    from ttpkit.online import Schedule, check_rm
     from ttpkit.online import personalize as run
     from ttpkit.policy import PolicySpec
     from ttpkit.pool import Rule
@@ -117,6 +117,7 @@ def personalize(
                                   dtype=dtype)
     pol.check()
     items = read_profile(profile, user)
+    check_rm(rm, spec)  # its config and card, before the status display and any model load
     quiet_libraries(backend)
     with console.status(f"sampling and scoring {'adaptively, up to ' + str(max_n) if adaptive else n} candidates ..."):
         res = run(items, text, task=spec, rm=rm, n=n, rule=rule, policy=pol, seed=seed, adaptive=adaptive, max_n=max_n,

@@ -38,9 +38,9 @@ def serve(
 
     from ttpkit.data import get_task
     from ttpkit.device import check_dtype, resolve_device
-    from ttpkit.policy import make_policy
+    from ttpkit.online import check_rm
+    from ttpkit.policy import PolicySpec, make_policy
     from ttpkit.policy.spec import check_backend_options
-    from ttpkit.reward.bundled import resolve_rm
     from ttpkit.serve._auth import read_admin_key
     from ttpkit.serve._personalize import create_service
     from ttpkit.serve._store import ProfileStore
@@ -53,10 +53,11 @@ def serve(
     device = resolve_device(device)
     if dtype is not None:
         check_dtype(dtype)  # a bad --dtype fails before the store opens
+    PolicySpec.from_options(backend, model, device=device, dtype=dtype).check()  # a model file that is no GGUF, an HF config
+    check_rm(rm, spec)  # a bad --rm (its config.json and card.json) fails before the model loads
     _check_port(host, port)  # before the store opens and the model loads
     check_model_cache(backend)
     store = ProfileStore(db)
-    resolve_rm(rm, spec.name)  # a bad --rm fails before the model loads
     quiet_libraries()
     policy = make_policy(backend, spec, model=model, device=device, dtype=dtype)
     app_ = create_service(policy, store, rm=rm, log_requests=log_requests, model_name=policy.name,

@@ -174,12 +174,12 @@ class Personalizer:
             if spec.name not in self._loaded:
                 try:
                     model, path = _load_rm(self.rm, spec)
-                except TtpkitError as e:
+                    card = load_card(path) if path != "(in memory)" else None
+                except TtpkitError as e:  # a damaged model or card for this task: the request names it, never a 500
                     raise HTTPException(422, detail=str(e)) from None
                 enc = self.encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers)
                 if enc not in self.profiles.encoders:
                     self.profiles.encoders.append(enc)
-                card = load_card(path) if path != "(in memory)" else None
                 self._loaded[spec.name] = _LoadedRM(model, path, card, enc)
             return self._loaded[spec.name]
 
