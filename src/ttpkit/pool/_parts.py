@@ -84,6 +84,8 @@ def _meta(path: Path) -> tuple[int, dict | None] | None:
     file = path / MANIFEST_FILE
     if not file.exists():
         return None
+    if not file.is_file():
+        raise DataError(f"{file}: is a directory, not a file (the pool's manifest); move it away")
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
         gen, manifest = int(meta["generation"]), meta.get("manifest")
