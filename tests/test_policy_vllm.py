@@ -127,7 +127,7 @@ def test_architectures_are_written_into_ttpkits_converted_copy_only(fake_vllm, t
     converted.mkdir(parents=True)
     (converted / "DONE").write_text("{}")
     (converted / "config.json").write_text(json.dumps({"model_type": "gemma3_text", "vocab_size": 7}))
-    monkeypatch.setattr(backend, "converted_dir", lambda path: converted)
+    monkeypatch.setattr(backend, "converted_model", lambda path: converted)
     assert backend.prepare_model_dir(gguf) == converted
     written = json.loads((converted / "config.json").read_text())
     assert written == {"model_type": "gemma3_text", "vocab_size": 7, "architectures": ["Gemma3ForCausalLM"]}

@@ -16,6 +16,8 @@ Every backend implements :class:`Policy`: ``sample(queries, m)`` returns ``m``
 | ``vllm``     | :class:`~ttpkit.policy.vllm.VLLMPolicy` (vLLM in process; optional extra)         |
 | ``_sampling``| nucleus sampling of a batch of rows, each prompt from its own generator          |
 | ``_cache``   | the shared-prefix KV cache: a prompt's N rows attend to one copy of it           |
+| ``_load``    | model loading: the embedded GGUF, the checked cache of converted GGUFs, HF dirs  |
+| ``_gguf``    | GGUF header walk and tensor-by-tensor dequantization into safetensors shards     |
 """
 
 from __future__ import annotations

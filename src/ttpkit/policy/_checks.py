@@ -12,9 +12,9 @@ of "loading policy":
 | ``vllm``         | either of the two              | as above, by what the path is                              |
 | ``openai``       | the server's root              | ``http://`` or ``https://``, a host, and a path ending in ``/v1`` |
 
-:func:`check_gguf_file` is a local check of the 4-byte magic until
-:mod:`ttpkit.policy._load` brings its own (the call site in ``spec.py`` is the
-one to switch).
+:func:`check_gguf_file` checks the 4-byte magic (a second's work, with the message
+naming what the file is instead); ``spec.py`` then walks the whole header with
+:func:`ttpkit.policy._load.check_gguf_file`, which names a torn file.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from ttpkit.device import check_device, check_dtype, model_dtype, resolve_device
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import file_digest
 from ttpkit.policy._checks import check_base_url, check_gguf_file, check_hf_dir, check_model_path
+from ttpkit.policy._load import check_gguf_file as check_gguf_whole
 from ttpkit.policy.base import Policy, SamplingConfig
 from ttpkit.policy.local import LocalPolicy, embedded_gguf_path
 from ttpkit.policy.openai import OpenAIPolicy
@@ -245,6 +246,8 @@ class PolicySpec:
             if self.model is None:
                 raise ConfigError(f"backend {self.backend!r} needs a model path")
             (check_gguf_file if self.backend == "gguf" else check_hf_dir)(resolve_model(self.model))
+            if self.backend == "gguf":
+                check_gguf_whole(resolve_model(self.model))  # a torn GGUF (its header walked), before any model loads
         if self.backend == "openai":
             if self.base_url is None:
                 raise ConfigError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")

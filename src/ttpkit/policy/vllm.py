@@ -52,7 +52,7 @@ from typing import Any
 from ttpkit.data import Query, TaskSpec
 from ttpkit.errors import ConfigError
 from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
-from ttpkit.policy.local import converted_dir, embedded_gguf_path, load_gguf_model
+from ttpkit.policy._load import converted_model, embedded_gguf_path
 from ttpkit.policy.prompt import PromptBuilder, cut_completion
 
 __all__ = ["INSTALL_HINT", "VLLMPolicy", "import_vllm", "prepare_model_dir"]
@@ -93,7 +93,7 @@ def prepare_model_dir(model: str | Path | None) -> Path:
     Args:
         model: ``"embedded"`` or None (Gemma 3 270M), a GGUF file, or a model
             directory. A GGUF file is converted once into ttpkit's cache
-            (:func:`ttpkit.policy.local.load_gguf_model`), and the key is
+            (:func:`ttpkit.policy._load.converted_model`), and the key is
             written into that cached copy.
 
     Raises:
@@ -102,10 +102,7 @@ def prepare_model_dir(model: str | Path | None) -> Path:
     """
     path = embedded_gguf_path() if model in (None, "embedded") else Path(model)
     if path.is_file():
-        target = converted_dir(path)
-        if not (target / "DONE").exists():
-            load_gguf_model(path)  # converts and caches; the loaded torch model is dropped
-        return _with_architectures(target, ours=True)
+        return _with_architectures(converted_model(path), ours=True)  # converted once, checked on every use
     if not (path / "config.json").exists():
         raise ConfigError(f"{path}: neither a GGUF file nor a Hugging Face model directory (no config.json)")
     return _with_architectures(path, ours=False)
