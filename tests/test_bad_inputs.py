@@ -27,8 +27,10 @@ def _prepare(case: dict, tmp: Path) -> dict:
     for name in case.get("copy", []):
         src = FILES / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / name)
-    args = [a.format(files=FILES, tmp=tmp, sample=bundled_sample_dir()) for a in case["args"]]
-    return {"id": case["id"], "argv": args, "cwd": str(tmp)}
+    fill = {"files": FILES, "tmp": tmp, "sample": bundled_sample_dir()}
+    args = [a.format(**fill) for a in case["args"]]
+    env = {k: str(v).format(**fill) for k, v in case.get("env", {}).items()}  # for this case's run only
+    return {"id": case["id"], "argv": args, "cwd": str(tmp), "env": env}
 
 
 def _run_batch(batch: list[dict]) -> dict[str, SimpleNamespace]:
@@ -83,7 +85,7 @@ def test_the_in_process_driver_answers_as_a_separate_process_does(results: dict,
     for case in list(picked.values())[:4]:
         p = _prepare(case, tmp_path / case["id"])
         r = subprocess.run([sys.executable, "-m", "ttpkit.cli", *p["argv"]], capture_output=True, text=True, timeout=300,
-                           env=env, cwd=p["cwd"], stdin=subprocess.DEVNULL)
+                           env={**env, **p["env"]}, cwd=p["cwd"], stdin=subprocess.DEVNULL)
         mine = results[case["id"]]
         theirs = " ".join(r.stderr.replace(p["cwd"], "<tmp>").split())
         ours = " ".join(mine.stderr.replace(mine.cwd, "<tmp>").split())

@@ -82,6 +82,25 @@ def test_the_failure_modes_are_quantities_of_the_fit(populations):
     json.dumps(summary, allow_nan=False)
 
 
+def test_the_best_of_n_integral_equals_brute_force_on_a_small_discrete_distribution():
+    """E[g(best of N)] by enumerating every N-tuple of draws from 3 score values and a top cluster, against DistFit.gain."""
+    import itertools
+
+    from ttpkit.scaling._dist import DistFit
+
+    z, g, p, h = np.array([-1.0, 0.0, 2.0]), np.array([0.1, 0.3, 0.2]), 0.1, -0.5  # g falls at the top; a hacked cluster
+    body = np.repeat(z, 4000)  # F: a third of the bulk on each value (the linear quantile rule is flat between repeats)
+    fit = DistFit(mu=0.0, live=1.0, body=body, threshold=2.0, level=1.0, xi=0.0, beta=1e-9, knots_z=z, knots_g=g,
+                  tail_slope=0.0, widen=1.0, sigma=0.1, rho=0.0, tail_drop=0.0, spread=1.0, n_points=len(body), p=p, h=h)
+    values, probs = [*g, h], [(1 - p) / 3] * 3 + [p]  # the cluster (index 3) beats every bulk value
+
+    def brute(n: int) -> float:
+        return sum(np.prod([probs[i] for i in t]) * values[max(t)] for t in itertools.product(range(4), repeat=n))
+
+    ns = [2, 3, 4, 5]
+    assert fit.gain(ns) == pytest.approx([brute(n) - brute(1) for n in ns], abs=2e-4)
+
+
 def test_probability_weighted_moments_recover_a_generalized_pareto():
     rng = np.random.default_rng(0)
     xi, beta = gpd_pwm(rng.exponential(2.0, 20000))
@@ -102,6 +121,25 @@ def test_forecast_scores_every_form_with_a_band_and_refuses_what_it_cannot_hold_
     assert set(summary["form"]) >= {"dist", "tail"} and summary["err_ok"].between(0, 1).all()
     with pytest.raises(ConfigError, match=r"m_fit must be in \[3, 63\]"):
         forecast(pool, ["rm"], m_fit=64)
+
+
+def test_the_noise_floor_is_the_first_candidates_own_curve_against_all_and_shrinks_with_queries():
+    from ttpkit.pool import IDX
+    from ttpkit.scaling import curves
+
+    def floor(queries: int) -> float:
+        pool = synthetic_pool("plain", queries=queries, m=16, seed=5)
+        row = forecast(pool, ["rm"], m_fit=8, n_boot=2).iloc[0]
+        ns = [1, 2, 4, 8]
+        first, whole = curves(pool[pool[IDX] < 8], ["oracle", "rm"], "rougeL", ns), curves(pool, ["oracle", "rm"], "rougeL", ns)
+        o, e, w = whole["oracle"].mean, first["rm"].mean, whole["rm"].mean
+        by_hand = max(abs((e[i] - e[0]) - (w[i] - w[0])) / (o[i] - o[0]) for i in range(1, 4))
+        assert row["err_floor"] == pytest.approx(by_hand, rel=1e-9)
+        return row["err_floor"]
+
+    assert floor(200) < floor(10)  # the observed curve's own candidate noise falls with more queries
+    summary = forecast_summary(forecast(synthetic_pool("plain", queries=40, m=16, seed=5), ["rm"], m_fit=8, n_boot=2).assign(source="s"))
+    assert summary["floor_over"].between(0, 1).all()
 
 
 def test_diagnose_trusts_the_form_with_the_least_held_out_error_and_gives_the_peak_a_band():

@@ -98,6 +98,10 @@ def test_a_damaged_part_or_manifest_is_a_clear_error(tmp_path, sample):
     (out / "manifest.json").write_text("{")
     with pytest.raises(DataError, match="manifest is damaged"):
         read_pool(out)
+    (out / "manifest.json").unlink()
+    (out / "manifest.json").mkdir()
+    with pytest.raises(DataError, match="is a directory, not a file"):
+        read_pool(out)
 
 
 def test_a_mismatched_manifest_is_refused(tmp_path, sample):

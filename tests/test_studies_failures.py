@@ -87,3 +87,21 @@ def test_a_failure_study_is_checked_with_key_paths(tmp_path, raw, needle):
     with pytest.raises(ConfigError) as e:
         FailureStudy.from_dict({"data": {}, **raw}, tmp_path)
     assert needle in str(e.value)
+
+
+def test_the_forecasting_protocol_runs_on_a_regimes_moving_curves_only_when_asked():
+    from ttpkit.scaling import law_table, synthetic_pool
+    from ttpkit.stages import NullProgress
+    from ttpkit.studies.failures import RegimeSpec, _forecast
+
+    test = synthetic_pool("hack2", queries=40, m=16, seed=1).assign(score_flat=0.0)
+    law, _ = law_table(test, ["rm", "flat"], m_fits=(4, 8, 16))
+    law.insert(0, "method", law["scorer"])
+    spec = RegimeSpec(name="r", train="a", dev="b", test="c")
+    table = _forecast(FailureStudy(name="s", pools={}, regimes=(), forecast_boot=2), spec, test, law, NullProgress())
+    assert set(table["scorer"]) == {"rm"}  # the flat curve does not move; only M_fit=8 is forecast (16 = M cannot be)
+    assert list(table["m_fit"]) == [8] and set(table["pool"]) == {"r"} and set(table["source"]) == {"s"}
+    assert table["err_floor"].notna().all() and table["err_dist"].notna().all()
+    assert _forecast(FailureStudy(name="s", pools={}, regimes=()), spec, test, law, NullProgress()).empty
+    with pytest.raises(ConfigError, match="forecast_boot"):
+        FailureStudy(name="s", pools={}, regimes=(), forecast_boot=-1)

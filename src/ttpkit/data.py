@@ -21,6 +21,7 @@ from typing import Any
 
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.task import TASK_FILE_KEYS, TASKS, TaskSpec, get_task, load_task_file, resolve_task
+from ttpkit.text import check_text, find_bad_text
 
 __all__ = [
     "TASKS",
@@ -94,8 +95,11 @@ def _strip_instruction(text: str) -> str:
 
 
 def _derive_user_id(profile: list[dict[str, Any]]) -> str:
-    """Stable id from the profile content: the same profile always gets the same id."""
-    blob = json.dumps(profile, sort_keys=True, ensure_ascii=False).encode()
+    """Stable id from the profile content: the same profile always gets the same id.
+
+    Fields ttpkit reads are checked text by now; any other field is hashed as it is (``surrogatepass``).
+    """
+    blob = json.dumps(profile, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
     return "user-" + hashlib.sha1(blob).hexdigest()[:12]
 
 
@@ -131,7 +135,10 @@ def read_json(path: Path) -> Any:
     try:
         with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
             return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                        "ttpkit reads UTF-8 JSON") from None
+    except (json.JSONDecodeError, OSError, EOFError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply to read") from None
@@ -149,7 +156,7 @@ def _need_str(obj: Any, field: str, where: str, path: Path) -> str:
         value = str(value)
     if not isinstance(value, str):
         raise DataError(f"{path}: {where} field {field!r} is {type(value).__name__}, expected a string")
-    return value
+    return check_text(value, f"{path}: {where} field {field!r}")
 
 
 def _detect_task(directory: Path, outputs: Any) -> str | None:
@@ -237,6 +244,8 @@ def load_split(data_dir: str | Path, split: str, task: str | TaskSpec | None = N
             raise DataError(f"{qpath}: {where} field 'user_id' must be a string, got {json.dumps(uid)}")
         elif not str(uid).strip():
             raise DataError(f"{qpath}: {where} field 'user_id' is empty; leave it out to derive one from the profile")
+        else:
+            check_text(str(uid), f"{qpath}: {where} field 'user_id'")
         queries.append(
             Query(
                 id=qid,
@@ -261,7 +270,8 @@ def make_profile(items: list[Any], task: TaskSpec, path: str | Path = "profile",
         iw = f"{where + ' ' if where else ''}profile item #{j}"
         src = _need_str(item, task.source_field, iw, Path(path))
         tgt = _need_str(item, task.target_field, iw, Path(path))
-        out.append(ProfileItem(id=str(item.get("id", j)), source=src, target=tgt))
+        pid = check_text(str(item.get("id", j)), f"{path}: {iw} field 'id'")
+        out.append(ProfileItem(id=pid, source=src, target=tgt))
     return tuple(out)
 
 
@@ -281,14 +291,22 @@ def read_profile(path: str | Path, user: str | None = None) -> list:
     if user is None:
         if raw and isinstance(raw[0], dict) and "profile" in raw[0]:
             raise ConfigError(f"{path} is a LaMP questions file: pass --user ID to pick whose profile to use")
-        return raw
+        return _checked_items(raw, path, "")
     for rec in raw:
         if isinstance(rec, dict) and str(rec.get("user_id")) == user:
             profile = rec.get("profile")
             if not isinstance(profile, list):
                 raise ConfigError(f"{path}: the record of user {user!r} has no profile list")
-            return profile
+            return _checked_items(profile, path, f"the profile of user {user!r}, ")
     raise ConfigError(f"{path}: no record with user_id {user!r}")
+
+
+def _checked_items(items: list, path: Path, where: str) -> list:
+    """``items``, or a :class:`DataError` naming the file, the item and the field of text that is not valid Unicode."""
+    bad = find_bad_text(items)
+    if bad is not None:
+        raise DataError(f"{path}: {where}item {bad[0]} is not valid UTF-8 text ({bad[1]})")
+    return items
 
 
 def bundled_sample_dir(task: str = "git-commits") -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "NotFittedError", "TtpkitError"]
+__all__ = ["ConfigError", "DataError", "NotFittedError", "StorageError", "TtpkitError"]
 
 
 class TtpkitError(Exception):
@@ -19,3 +19,10 @@ class ConfigError(TtpkitError, ValueError):
 
 class NotFittedError(ConfigError):
     """A model was used before ``fit()`` or ``load()``; every model kind raises this one."""
+
+
+class StorageError(TtpkitError, OSError):
+    """A file could not be written (a full disk, a read-only place, no permission); the message names the path.
+
+    Also an :class:`OSError`, so code that treats a failed write as optional (the embedding cache) still catches it.
+    """

@@ -15,6 +15,8 @@ import numbers
 from pathlib import Path
 from typing import Any
 
+from ttpkit.paths import write_atomic, writing
+
 __all__ = ["dumps", "finite", "write_json"]
 
 
@@ -39,8 +41,13 @@ def dumps(obj: Any, **kwargs: Any) -> str:
 
 
 def write_json(obj: Any, path: str | Path, **kwargs: Any) -> Path:
-    """Write :func:`dumps` ``(obj, indent=2)`` and a trailing newline to ``path`` (creating its folder)."""
+    """Write :func:`dumps` ``(obj, indent=2)`` and a trailing newline to ``path`` (creating its folder), atomically.
+
+    Raises:
+        StorageError: If it cannot be written (a full disk): the previous file is intact, no temporary is left.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(obj, **{"indent": 2, **kwargs}) + "\n", encoding="utf-8")
-    return path
+    text = dumps(obj, **{"indent": 2, **kwargs}) + "\n"
+    with writing(path.parent, "folder"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), "JSON file")

@@ -19,7 +19,14 @@ Two rules follow from it:
   ``"mixed"`` when a resumption ran the other path). Like the version and the
   time, it may differ between a run and its resumption (:data:`VOLATILE`).
 * **Load only what this version understands.** :func:`check_format` refuses an
-  artifact whose format is newer than this ttpkit's, naming both versions.
+  artifact whose format is newer than this ttpkit's, naming both versions, and
+  calls a format that is no integer malformed (never "newer").
+* **Data are identified by content.** A pool records the data directory it was
+  sampled from (:data:`DATA_DIR`, informational: the same data moved elsewhere
+  still resumes) and :func:`split_digest` of the split's files
+  (:data:`DATA_SHA256`, compared on resume). Keys a manifest lacks because an
+  older ttpkit did not write them (:data:`ADOPTED`) are not compared; the pool
+  adopts them from the run that resumes it.
 """
 
 from __future__ import annotations
@@ -35,15 +42,20 @@ from typing import Any
 from ttpkit import __version__, jsonio
 from ttpkit.errors import ConfigError, DataError
 
-__all__ = ["FORMATS", "MANIFEST_KEY", "N_PATH", "RENAMED_POLICIES", "check_format", "check_resume", "diff", "file_digest", "record_study", "stamp"]
+__all__ = ["ADOPTED", "DATA_DIR", "DATA_SHA256", "FORMATS", "MANIFEST_KEY", "N_PATH", "RENAMED_POLICIES", "check_format", "check_resume",
+           "diff", "file_digest", "record_study", "split_digest", "stamp"]
 
 FORMATS = {"pool": 1, "rm": 1, "study": 1}  # bump when a reader of the old layout would misread the new one
 MANIFEST_KEY = "ttpkit_manifest"  # where a DataFrame (df.attrs) and a Parquet file keep a pool's manifest
 N_PATH = "n_path"  # how an openai-backend pool got its n samples per query: "n", "per-seed" or "mixed"
-VOLATILE = ("created", "ttpkit", "format", "kind", N_PATH)  # keys that may differ between a run and its resumption
+DATA_DIR = "data_dir"  # the data directory a pool was sampled from, as given (informational)
+DATA_SHA256 = "data_sha256"  # split_digest of the split a pool was sampled from (compared on resume)
+VOLATILE = ("created", "ttpkit", "format", "kind", N_PATH, DATA_DIR)  # keys that may differ between a run and its resumption
+ADOPTED = (DATA_SHA256,)  # keys older pools lack: not compared when absent, adopted from the resuming run
 # Policy names a pool's manifest may carry from before a rename, keyed by (old name, backend); the new name
 # is ttpkit.policy.EMBEDDED_NAME (not imported: ttpkit.policy imports this module).
 RENAMED_POLICIES = {("embedded", "embedded"): "gemma3-270m"}
+_KIND_NAMES = {"rm": "reward model"}  # how messages name a kind
 _digests: dict[tuple[str, int, int], str] = {}
 
 
@@ -72,6 +84,22 @@ def file_digest(path: str | Path) -> str:
     return _digests[key]
 
 
+def split_digest(data_dir: str | Path, split: str) -> str | None:
+    """SHA-256 of a split's files (``{split}_questions`` and ``{split}_outputs``, ``.json`` or ``.json.gz``), by content.
+
+    The bytes of each file that exists, in that order, each behind its role;
+    ``None`` when the directory holds neither (a split built in memory).
+    Cheap: a file's digest is cached per process (:func:`file_digest`).
+    """
+    d, h, found = Path(data_dir), hashlib.sha256(), False
+    for role in ("questions", "outputs"):
+        for name in (f"{split}_{role}.json", f"{split}_{role}.json.gz"):
+            if (d / name).is_file():
+                h.update(f"{role}:{file_digest(d / name)}\n".encode())
+                found = True
+    return h.hexdigest() if found else None
+
+
 def _walk(a: Any, b: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         for k in sorted(set(a) | set(b), key=str):
@@ -96,7 +124,7 @@ def check_resume(path: str | Path, old: Mapping[str, Any] | None, new: Mapping[s
     """
     if not old:
         return
-    changed = diff(_current_names(old), new)
+    changed = [(k, was, now) for k, was, now in diff(_current_names(old), new) if not (k in ADOPTED and k not in old)]
     if changed:
         key, was, now = changed[0]
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
@@ -117,12 +145,16 @@ def check_format(where: str | Path, manifest: Mapping[str, Any] | None, kind: st
     """Refuse an artifact whose format this ttpkit cannot read.
 
     Raises:
-        DataError: Naming the artifact's ttpkit version and this one's.
+        DataError: Naming the artifact's ttpkit version and this one's, or
+            saying the format is malformed (not a positive integer: ``"1"``).
     """
     if not manifest:
         return
     fmt = manifest.get("format", 1)
-    if not isinstance(fmt, int) or fmt > FORMATS[kind]:
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise DataError(f"{where}: the {_KIND_NAMES.get(kind, kind)} format is malformed ({jsonio.dumps(fmt, default=str)}; "
+                        f"it is a positive integer, {FORMATS[kind]} for ttpkit {__version__}); the file was edited or damaged")
+    if fmt > FORMATS[kind]:
         raise DataError(f"{where}: written by ttpkit {manifest.get('ttpkit', '?')} in {kind} format {fmt!r}; "
                         f"ttpkit {__version__} reads format {FORMATS[kind]} (upgrade ttpkit)")
 
@@ -134,6 +166,8 @@ def record_study(directory: str | Path, settings: Mapping[str, Any]) -> dict[str
         DataError: If an existing manifest is damaged or of a newer format.
     """
     path = Path(directory) / "manifest.json"
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not the study's manifest file; move it away to rerun the study here")
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))

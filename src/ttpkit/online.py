@@ -36,14 +36,16 @@ from ttpkit.errors import ConfigError, DataError
 from ttpkit.policy import Policy, PolicySpec
 from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, Rule
 from ttpkit.reward.bundled import AGNOSTIC, ModelCard, load_card, resolve_rm
+from ttpkit.reward.config import read_rm_config
 from ttpkit.reward.models import RewardModel, Scores
 from ttpkit.scaling import tail_gain
 from ttpkit.selection import apply_rule, next_round
+from ttpkit.text import check_text
 
 if TYPE_CHECKING:
     from ttpkit.reward.features import Encoder
 
-__all__ = ["MAX_N", "Expectation", "Personalized", "ScoredCandidate", "Schedule", "personalize"]
+__all__ = ["MAX_N", "Expectation", "Personalized", "ScoredCandidate", "Schedule", "check_rm", "personalize"]
 
 MAX_INPUT_WORDS = 200  # what the prompt keeps of an input (ttpkit.policy.prompt.PromptBuilder.max_query_words)
 
@@ -149,21 +151,39 @@ class Schedule:
 
 def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) -> tuple[ProfileItem, ...]:
     if all(isinstance(p, ProfileItem) for p in profile):
+        for j, p in enumerate(profile):  # dicts are checked by make_profile; records made in Python are checked here
+            for field in ("id", "source", "target"):
+                check_text(getattr(p, field), f"profile item #{j} field {field!r}")
         return tuple(profile)  # type: ignore[arg-type]
     if not isinstance(profile, (list, tuple)):
         raise DataError(f"the profile must be a list of items, got {type(profile).__name__}")
     return make_profile(list(profile), task, f"profile for task {task.name}")
 
 
+def check_rm(rm: str | Path, task: TaskSpec) -> Path:
+    """The model directory ``--rm`` names for ``task``, its ``config.json`` and ``card.json`` checked, no weights read.
+
+    What ``ttpkit personalize`` and ``ttpkit serve`` run before any model loads.
+
+    Raises:
+        ConfigError: For a name that is no model directory, or a model trained on another task.
+        DataError: For a damaged or malformed config or card (naming the file and the key).
+    """
+    path = resolve_rm(rm, task.name)
+    meta, _ = read_rm_config(path)
+    tasks = meta.get("tasks", [])
+    if tasks and task.name not in tasks and AGNOSTIC not in tasks:
+        raise ConfigError(f"--rm {rm}: the model was trained on {', '.join(tasks)}, not on {task.name}; "
+                          "use --rm default (the task's bundled model, or the task-agnostic one)")
+    load_card(path)
+    return path
+
+
 def _load_rm(rm: str | Path | RewardModel, task: TaskSpec) -> tuple[RewardModel, str]:
     if isinstance(rm, RewardModel):
         return rm, "(in memory)"
-    path = resolve_rm(rm, task.name)
-    model = RewardModel.load(path)
-    if model.tasks_ and task.name not in model.tasks_ and AGNOSTIC not in model.tasks_:
-        raise ConfigError(f"--rm {rm}: the model was trained on {', '.join(model.tasks_)}, not on {task.name}; "
-                          "use --rm default (the task's bundled model, or the task-agnostic one)")
-    return model, str(path)
+    path = check_rm(rm, task)
+    return RewardModel.load(path), str(path)
 
 
 def _query(items: tuple[ProfileItem, ...], text: str, task: TaskSpec, user_id: str | None) -> Query:
@@ -181,14 +201,17 @@ def _expectation(card: ModelCard | None, scores: np.ndarray, n: int) -> Expectat
     return Expectation(n=n, collapsed=collapsed, gain=float(gain), share=card.share)
 
 
-def _rule(rule: str, schedule: Schedule, input: str) -> Rule:
-    """The parsed rule, once the rule, the schedule and the input are known to be usable."""
+def _rule(rule: str, schedule: Schedule, input: str, user_id: str | None = None) -> Rule:
+    """The parsed rule, once the rule, the schedule, the input and the user id are known to be usable."""
     parsed = Rule.parse(rule)
     if parsed.name == "soft":
         raise ConfigError("personalize picks one answer: use mean, lcb:κ, ucb:κ or thompson (soft:τ is for curves)")
     schedule.check()
     if not isinstance(input, str) or not input.strip():
         raise DataError("the input is empty")
+    check_text(input, "the input")
+    if user_id is not None:
+        check_text(user_id, "the user id")
     return parsed
 
 
@@ -259,7 +282,7 @@ def personalize(
         min_gain: Deprecated name of ``min_round_gain`` (warns; removed in the next release).
 
     Raises:
-        DataError: For a profile item that lacks the task's fields or an empty input.
+        DataError: For a profile item that lacks the task's fields, an empty input, or text that is not valid Unicode.
         ConfigError: For an unknown rule, a rule the RM cannot apply, bad N settings, or an RM trained on another task.
     """
     if min_gain is not None:
@@ -268,15 +291,15 @@ def personalize(
     t0 = time.time()
     spec = get_task(task) if isinstance(task, str) else task
     schedule = Schedule(n, adaptive, max_n, round_size, min_round_gain)
-    parsed = _rule(rule, schedule, input)
+    parsed = _rule(rule, schedule, input, user_id)
     items = _profile(profile, spec)
     model, model_dir = _load_rm(rm, spec)
     if parsed.name != "mean" and not model.probabilistic:
         raise ConfigError(f"rule {rule!r} needs a probabilistic RM (user-prob); {model_dir} is {model.config.variant}")
     query = _query(items, input, spec, user_id)
+    card = load_card(model_dir) if model_dir != "(in memory)" else None  # checked before the policy loads
     pol = _policy(policy, spec, seed)
     enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers, getattr(policy, "device", "cpu"))
-    card = load_card(model_dir) if model_dir != "(in memory)" else None
     rows, s, values, rounds = _draw(pol, model, enc, query, parsed, seed, schedule, card.score_std if card else None)
     enc.save_cache()
     best = int(np.argmax(values))

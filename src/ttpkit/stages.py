@@ -8,8 +8,9 @@
 | :func:`train_rm`   | labelled pools, splits   | a :class:`~ttpkit.reward.models.RewardModel`|
 | :func:`score_pool` | a pool, a reward model   | ``score_<name>`` (and ``std_<name>``)       |
 
-:func:`dataset_for_pool` finds the split a pool came from, and
-:func:`default_encoder` is the sentence encoder with its persistent cache.
+:func:`dataset_for_pool` finds the split a pool came from (and
+:func:`check_pool_data` refuses a split other than its manifest's; both live in
+:mod:`ttpkit.pool`), and :func:`default_encoder` is the sentence encoder with its persistent cache.
 Progress is reported through a :class:`Progress` object the caller passes in
 (the CLI's draws rich bars); nothing here prints, and nothing imports the CLI.
 :func:`sample_pool` and :func:`score_pool` run where their ``engine`` says
@@ -28,19 +29,21 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from ttpkit.data import Dataset, Query, TaskSpec, load_split
+from ttpkit.data import Dataset, Query
 from ttpkit.engine import LOCAL, Engine
-from ttpkit.errors import DataError, TtpkitError
-from ttpkit.manifest import N_PATH, check_resume, stamp
+from ttpkit.errors import DataError
+from ttpkit.manifest import ADOPTED, DATA_DIR, DATA_SHA256, N_PATH, check_resume, split_digest, stamp
 from ttpkit.paths import check_writable, embeddings_cache_file
 from ttpkit.policy import Policy, PolicySpec
 from ttpkit.pool import (
     QUERY_ID,
     ROUGEL,
     amend_manifest,
+    check_pool_data,
     check_scorer_name,
     check_utility,
     complete_queries,
+    dataset_for_pool,
     existing_pool,
     is_partitioned,
     pool_manifest,
@@ -61,6 +64,7 @@ from ttpkit.utility import add_labels
 __all__ = [
     "NullProgress",
     "Progress",
+    "check_pool_data",
     "dataset_for_pool",
     "default_encoder",
     "label_pool",
@@ -99,14 +103,21 @@ class NullProgress:
 
 
 def sampling_manifest(spec: PolicySpec, data: Dataset, m: int, seed: int) -> dict:
-    """The manifest of a pool sampled from ``data`` by ``spec``: task, split, M, seed, decoding and model identity."""
+    """The manifest of a pool sampled from ``data`` by ``spec``: task, split, data, M, seed, decoding and model identity.
+
+    The data are named twice: the directory as given (``data_dir``,
+    informational) and the SHA-256 of the split's files (``data_sha256``,
+    :func:`ttpkit.manifest.split_digest`), which a resumption must match.
+    """
     decoding = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("name", "backend", "model", "base_url")}
     if decoding.get("device") == "cpu":
         del decoding["device"]  # recorded only off the CPU, so pools from before --device still resume
     del decoding["dtype"]
     if (dtype := spec.manifest_dtype()) is not None:  # resolved; only off the device's default, as the device
         decoding["dtype"] = dtype
-    return stamp("pool", {"task": dataclasses.asdict(data.task), "split": data.split, "m": m, "seed": seed,
+    digest = split_digest(data.path, data.split)
+    where = {DATA_DIR: str(data.path), DATA_SHA256: digest} if digest else {}
+    return stamp("pool", {"task": dataclasses.asdict(data.task), "split": data.split, **where, "m": m, "seed": seed,
                           "policy": {"name": spec.name, **spec.identity(), **decoding}})
 
 
@@ -168,6 +179,7 @@ def sample_pool(
     existing = existing_pool(path)
     if manifest is not None:
         check_resume(path, pool_manifest(existing), manifest)
+        _adopt(path, pool_manifest(existing), manifest)
     writer.begin()  # the manifest is on disk before the first candidate
     done = complete_queries(existing, m)
     todo = [q for q in queries if q.id not in done]
@@ -186,6 +198,13 @@ def sample_pool(
     finally:
         writer.fold()  # an interrupted run (Ctrl-C, an error) keeps every query it finished
     return len(todo)
+
+
+def _adopt(path: Path, old: dict | None, manifest: dict) -> None:
+    """Give a pool whose manifest predates the data digest (:data:`ttpkit.manifest.ADOPTED`) this run's keys for it."""
+    new = {k: manifest[k] for k in (*ADOPTED, DATA_DIR) if k in manifest and k not in (old or {})}
+    if old and any(k in new for k in ADOPTED):
+        amend_manifest(path, lambda m: {**m, **new})
 
 
 def record_n_path(out: str | Path, policy: Policy) -> str | None:
@@ -221,11 +240,16 @@ def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.Da
 
     Returns:
         The labelled pool.
+
+    Raises:
+        DataError: If the pool has no candidates.
+        ConfigError: If its manifest names another task or split than ``data`` (:func:`check_pool_data`).
     """
     pool_writer(path).fold()
     pool = read_pool(path)
     if len(pool) == 0:
         raise DataError(f"{path}: the pool has no candidates to label")
+    check_pool_data(pool, data, path)
     if ROUGEL in pool.columns and not overwrite:
         return pool
     manifest, by_id = pool_manifest(pool), data.by_id()
@@ -233,27 +257,6 @@ def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.Da
     pool[score_col("style")] = style_scores(pool, by_id)
     write_pool(pool, path, manifest)
     return pool
-
-
-def dataset_for_pool(data: str | Path, pool: pd.DataFrame, split: str | None = None, task: str | TaskSpec | None = None) -> Dataset:
-    """Load the split that holds a pool's queries: ``split``, or the first of train/dev/test that does.
-
-    Raises:
-        DataError: If no split (or not the given one) holds all of the pool's queries.
-    """
-    ids = set(pool[QUERY_ID])
-    for name in [split] if split else ["train", "dev", "test"]:
-        try:
-            ds = load_split(data, name, task)
-        except TtpkitError:
-            if split:
-                raise
-            continue
-        if ids <= set(ds.by_id()):
-            return ds
-        if split:
-            raise DataError(f"{data}: split {split!r} lacks {len(ids - set(ds.by_id()))} of the pool's queries")
-    raise DataError(f"{data}: no split holds all of the pool's queries; pass --split")
 
 
 def default_encoder(dtype: str = "float32", layers: int | None = None, device: str = "cpu") -> Encoder:

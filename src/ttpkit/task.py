@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ttpkit import yamlio
 from ttpkit.errors import ConfigError, DataError
+from ttpkit.text import check_text
 
 __all__ = ["TASKS", "TASK_FILE_KEYS", "TaskSpec", "get_task", "load_task_file", "resolve_task"]
 
@@ -120,6 +121,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
                 raise DataError(f"{path}: task file key 'max_new_tokens' must be a positive integer, got {value!r}")
         elif not isinstance(value, str) or (key != "instruction" and not value.strip()):
             raise DataError(f"{path}: task file key {key!r} must be a non-empty string, got {value!r}")
+        else:
+            check_text(value, f"{path}: task file key {key!r}")
     return TaskSpec(**raw)
 
 

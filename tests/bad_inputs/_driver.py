@@ -1,8 +1,9 @@
 """Runs bad-input cases through ``ttpkit.cli.main`` in one process (imports paid once, not once per case).
 
-Reads ``[{"id", "argv", "cwd"}, ...]`` as JSON on stdin and writes
+Reads ``[{"id", "argv", "cwd", "env"?}, ...]`` as JSON on stdin and writes
 ``{id: {"returncode", "stdout", "stderr"}}`` as JSON on stdout. Each case gets
-fresh ``sys.argv``, working directory and standard streams; an exception that
+fresh ``sys.argv``, working directory and standard streams, and its ``env``
+variables for its run only (``TTPKIT_CACHE_DIR``, ``TTPKIT_FAULT``); an exception that
 escapes ``main`` is written into the case's stderr with its traceback, so the
 test sees it exactly as it would from a separate process.
 """
@@ -17,7 +18,7 @@ import sys
 import traceback
 
 
-def _one(argv: list[str], cwd: str) -> dict:
+def _one(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> dict:
     from ttpkit.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -25,6 +26,8 @@ def _one(argv: list[str], cwd: str) -> dict:
     os.chdir(cwd)
     sys.argv = ["ttpkit", *argv]
     sys.stdin = io.StringIO("")
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main()
@@ -33,6 +36,12 @@ def _one(argv: list[str], cwd: str) -> dict:
         except BaseException:  # noqa: BLE001 - a traceback is what the test must see
             traceback.print_exc()
             code = 1
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     code = code if isinstance(code, int) else (0 if code is None else 1)
     return {"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "cwd": cwd}
 
@@ -40,7 +49,7 @@ def _one(argv: list[str], cwd: str) -> dict:
 def run() -> None:
     cases = json.loads(sys.stdin.read())
     real_stdout = sys.stdout
-    results = {c["id"]: _one(c["argv"], c["cwd"]) for c in cases}
+    results = {c["id"]: _one(c["argv"], c["cwd"], c.get("env")) for c in cases}
     real_stdout.write(json.dumps(results))
 
 

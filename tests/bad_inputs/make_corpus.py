@@ -207,13 +207,54 @@ def degenerate(questions: list[dict], golds: list[dict]) -> None:
     (d / "dev_outputs.json.gz").write_bytes(gzip.compress((d / "dev_outputs.json").read_bytes(), mtime=0))
 
 
+def texts_and_disks(questions: list[dict], golds: list[dict]) -> None:
+    """Text that is not valid Unicode (issue 24, class 1) and pools to write onto a full disk (class 7).
+
+    ``\\ud800`` escapes are legal JSON and YAML, and decode to a lone surrogate; the pools hold bytes that are
+    not UTF-8 in their text column.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def escaped(path: Path, obj: object) -> None:  # json.dumps escapes the surrogate: the file itself is ASCII
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=1) + "\n")
+
+    q0, out = questions[0], {"task": "git-commits", "golds": golds}
+    item = {**q0["profile"][0], "title": "fix \ud800 this"}
+    for name, rec in {"utf-data-surrogate-input": {**q0, "input": q0["input"] + " \ud800"},
+                      "utf-data-surrogate-title": {**q0, "profile": [item, *q0["profile"][1:]]},
+                      "utf-data-surrogate-user-id": {**q0, "user_id": "user-\udcff"}}.items():
+        escaped(FILES / name / "dev_questions.json", [rec, *questions[1:]])
+        escaped(FILES / name / "dev_outputs.json", out)
+    escaped(FILES / "utf-gold-surrogate" / "dev_questions.json", questions)
+    escaped(FILES / "utf-gold-surrogate" / "dev_outputs.json", {**out, "golds": [{**golds[0], "output": "\ud83d"}, *golds[1:]]})
+    escaped(FILES / "utf-profile-surrogate.json", [{"text": "fix the parser", "title": "parser: \ud800"}])
+    task = {"name": "mine", "source_field": "text", "target_field": "title", "source_label": "Message",
+            "target_label": "Title", "instruction": "Write a title \udcff"}
+    escaped(FILES / "utf-task-surrogate.yaml", task)
+    escaped(FILES / "utf-study-surrogate.yaml", {"name": "bad", "datasets": [{"name": "s", "path": "data-\ud800"}]})
+    (FILES / "utf-study-not-utf8.yaml").write_bytes(b"name: caf\xe9\n")  # Latin-1, not UTF-8
+    good = pd.read_parquet(FILES / "pool-good.parquet")
+    raw = pa.array([t.encode() + (b"\xff" if i == 1 else b"") for i, t in enumerate(good.text)], pa.binary())
+    table = pa.Table.from_pandas(good, preserve_index=False).replace_schema_metadata(None)
+    table = table.set_column(table.schema.get_field_index("text"), "text",
+                             pa.Array.from_buffers(pa.string(), len(raw), raw.buffers()))  # the bytes as they are
+    pq.write_table(table, FILES / "utf-pool-bad-utf8.parquet")
+    for name, part in {"utf-pool-dir-bad-utf8": table.select(list(POOL_COLUMNS)),
+                       "disk-pool-dir": pa.Table.from_pandas(good, preserve_index=False)}.items():  # to rewrite on a full disk
+        d = FILES / name
+        d.mkdir()
+        (d / "manifest.json").write_text('{"generation": 0, "manifest": null}\n')
+        pq.write_table(part.replace_schema_metadata(None), d / "part-g0-0000000000000-1-abc123-00000.parquet")
+
+
 def gguf_files() -> None:
-    """Model files that are not whole GGUFs: a text file, and a header cut short (issue 24, class 4)."""
+    """A GGUF whose header is cut short: the magic is right, the first key's length runs past the end (issue 24, class 4)."""
     import struct
 
-    (FILES / "gguf-text.gguf").write_text("these are notes, not a model\n")
     torn = b"GGUF" + struct.pack("<IQQ", 3, 2, 1) + struct.pack("<Q", 1 << 20) + b"general.architecture"
-    (FILES / "gguf-torn.gguf").write_bytes(torn)  # the first key's length runs past the end of the file
+    (FILES / "gguf-torn.gguf").write_bytes(torn)
 
 
 def main() -> None:
@@ -232,8 +273,60 @@ def main() -> None:
     profiles()
     settings()
     degenerate(questions, golds)
+    texts_and_disks(questions, golds)
+    artifacts(questions, golds)
     gguf_files()
     print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
+
+
+def artifacts(questions: list[dict], golds: list[dict]) -> None:
+    """Artifacts trusted without a check, and checks made too late (issue 24, classes 2 and 4)."""
+    from safetensors.numpy import load_file, save_file
+
+    src = bundled_path("git-commits")
+
+    def rm(name: str, config: dict | None = None, card: object = None) -> Path:
+        d = FILES / name
+        d.mkdir(parents=True)
+        shutil.copy(src / "model.safetensors", d / "model.safetensors")
+        (d / "model.safetensors").chmod(0o644)
+        _json(d / "config.json", config if config is not None else meta)
+        if card is not None:
+            _json(d / "card.json", card)
+        return d
+
+    meta, card = json.loads((src / "config.json").read_text()), json.loads((src / "card.json").read_text())
+    rm("rm-features-int", {**meta, "features": 5})
+    rm("rm-hidden-huge", {**meta, "config": {**meta["config"], "hidden": 3_000_000}})
+    rm("rm-format-string", {**meta, "format": "1"})
+    rm("rm-sha-null", {**meta, "weights_sha256": None})
+    weights = load_file(str(src / "model.safetensors"))
+    save_file({**weights, "feature_std": np.zeros_like(weights["feature_std"])}, str(rm("rm-feature-std-zero") / "model.safetensors"))
+    (rm("rm-training-dir") / "training.json").mkdir()
+    (FILES / "rm-training-dir" / "training.json" / "README").write_text("a directory where training.json belongs\n")
+    rm("rm-card-strings", card={**card, "card": {k: str(v) if isinstance(v, float) else v for k, v in card["card"].items()}})
+    (rm("rm-card-dir") / "card.json").mkdir()
+    (FILES / "rm-card-dir" / "card.json" / "README").write_text("a directory where card.json belongs\n")
+    # a pool sampled from the bundled sample's dev split (its manifest holds the split's digest) and data it was not
+    spec = PolicySpec("openai", "openai", base_url="http://127.0.0.1:9/v1")
+    run = sampling_manifest(spec, load_split(bundled_sample_dir(), "dev"), m=4, seed=0)
+    write_pool(pd.read_parquet(FILES / "pool-good.parquet")[list(POOL_COLUMNS)], FILES / "pool-run-digest.parquet",
+               {**run, "data_dir": "src/ttpkit/_sample/git-commits"})
+    _json(FILES / "data-other-contents" / "dev_questions.json", questions)
+    _json(FILES / "data-other-contents" / "dev_outputs.json", {"task": "git-commits", "golds": golds})
+    _json(FILES / "data-two-splits" / "train_questions.json", questions)
+    _json(FILES / "data-two-splits" / "train_outputs.json", {"task": "git-commits", "golds": golds})
+    # policies: a model that is no GGUF, Hugging Face directories with bad configs
+    (FILES / "not-a-gguf.gguf").write_bytes(b"PK\x03\x04 a zip file renamed to .gguf\n")
+    for name, text in {"hf-bad-json": '{"model_type": "gemma3",',
+                       "hf-no-model-type": '{"hidden_size": 64}\n'}.items():
+        (FILES / name).mkdir()
+        (FILES / name / "config.json").write_text(text)
+    (FILES / "hf-no-config").mkdir()
+    (FILES / "hf-no-config" / "tokenizer.json").write_text("{}\n")
+    base = json.loads((FILES / "study-ns-scalar.yaml").read_text())
+    _json(FILES / "study-url-no-v1.yaml", {**base, "ns": [1, 2, 4], "policies": [{"name": "p", "backend": "openai",
+                                                                                "base_url": "http://127.0.0.1:9"}]})
 
 
 if __name__ == "__main__":

@@ -13,14 +13,20 @@ import sys
 import typer
 
 from ttpkit.cli import _apps, _pools, _service  # noqa: F401  (they register the commands, in the order --help lists them)
-from ttpkit.cli._common import app, console
+from ttpkit.cli._common import app, console, setup_streams
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point: a bad option or value is one line on stderr and exit code 2."""
+    """Console-script entry point: a bad option or value is one line on stderr and exit code 2.
+
+    The standard streams are set up first (:func:`~ttpkit.cli._common.setup_streams`), so no text a stream's
+    encoding lacks can crash a command: ``PYTHONIOENCODING=ascii ttpkit curves`` prints ``+/-`` for ``±``.
+    """
     from rich.markup import escape
+
+    setup_streams()
 
     try:
         from typer._click import exceptions as click  # recent typer vendors click

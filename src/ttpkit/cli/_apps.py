@@ -35,6 +35,7 @@ from ttpkit.cli._common import (
     out,
     progress,
     quiet_libraries,
+    unicode_stdout,
 )
 from ttpkit.errors import ConfigError
 
@@ -103,7 +104,7 @@ def personalize(
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
     from ttpkit.data import read_profile, resolve_task
     from ttpkit.device import resolve_device
-    from ttpkit.online import Schedule
+    from ttpkit.online import Schedule, check_rm
     from ttpkit.online import personalize as run
     from ttpkit.policy import PolicySpec
     from ttpkit.pool import Rule
@@ -116,14 +117,15 @@ def personalize(
                                   dtype=dtype)
     pol.check()
     items = read_profile(profile, user)
-    quiet_libraries()
+    check_rm(rm, spec)  # its config and card, before the status display and any model load
+    quiet_libraries(backend)
     with console.status(f"sampling and scoring {'adaptively, up to ' + str(max_n) if adaptive else n} candidates ..."):
         res = run(items, text, task=spec, rm=rm, n=n, rule=rule, policy=pol, seed=seed, adaptive=adaptive, max_n=max_n,
                   min_round_gain=min_round_gain, user_id=user)
     for w in res.warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if as_json:
-        print(jsonio.dumps(res.as_dict(), indent=2, ensure_ascii=False))
+        print(jsonio.dumps(res.as_dict(), indent=2, ensure_ascii=not unicode_stdout()))  # valid JSON on any terminal
     else:
         _print_personalized(res)
 
@@ -159,7 +161,7 @@ def demo(
     t0 = time.time()
     m = deprecated(m, n_old, "--n", "--m")
     check_writable(out_dir, "--out", directory=True)
-    quiet_libraries()
+    quiet_libraries("embedded")
     console.print(f"[bold]ttpkit demo[/]: Gemma 3 270M, M={m}, bundled git-commits sample ({demo_data().path})")
     with progress() as bar:
         res = run_demo(out_dir, m, seed, bar)

@@ -5,10 +5,13 @@ Nothing heavy is imported here, so ``ttpkit --help`` is instant.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
+import io
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -17,8 +20,11 @@ import typer
 from rich.console import Console
 
 from ttpkit.errors import ConfigError, TtpkitError
+from ttpkit.paths import cache_dir, check_cache_dir, describe_os_error, is_disk_error
+from ttpkit.text import check_text
 
-__all__ = ["app", "console", "deprecated", "engine_option", "friendly", "ints", "out", "progress", "quiet_libraries"]
+__all__ = ["app", "check_model_cache", "console", "deprecated", "engine_option", "friendly", "ints", "out", "progress",
+           "quiet_libraries", "setup_streams", "unicode_stdout"]
 
 app = typer.Typer(
     add_completion=False,
@@ -30,23 +36,110 @@ out = Console()  # results
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Report ttpkit errors as one red line and exit code 2, without a traceback."""
+    """Report ttpkit errors as one red line and exit code 2, without a traceback.
+
+    Before the command runs, every text option is checked (:func:`ttpkit.text.check_text`: argv bytes that are
+    not UTF-8 are refused, naming the option; paths are not text and may hold any bytes). An ``OSError`` of
+    the place written to (a full disk, a read-only place) that no write site named is one line too.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            _check_text_options(kwargs)
             return fn(*args, **kwargs)
         except TtpkitError as e:
-            from rich.markup import escape  # the message is text, never markup or :emoji: codes ("reg:x:")
-
-            console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True, highlight=False, emoji=False)
-            raise typer.Exit(2) from None
+            _error_line(str(e))
+        except OSError as e:
+            if not is_disk_error(e):
+                raise
+            _error_line(_disk_message(e))
 
     return wrapper
 
 
-def quiet_libraries() -> None:
-    """Offline model loading (``HF_HUB_OFFLINE=1``) and no library warnings or progress bars."""
+def _error_line(message: str) -> None:
+    from rich.markup import escape  # the message is text, never markup or :emoji: codes ("reg:x:")
+
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False, emoji=False)
+    raise typer.Exit(2) from None
+
+
+def _check_text_options(kwargs: dict[str, Any]) -> None:
+    """Refuse a text option (a ``str``, or a list of them) that is not valid Unicode, naming the option."""
+    for name, value in kwargs.items():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, str):
+                check_text(v, _flag(name), ConfigError)
+
+
+def _flag(name: str) -> str:
+    """The option's spelling (``--input`` for the parameter ``text``) from the running command, else ``--name``."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    for param in getattr(getattr(ctx, "command", None), "params", []):
+        if param.name == name and param.opts:
+            return max(param.opts, key=len)
+    return "--" + name.replace("_", "-")
+
+
+def _disk_message(e: OSError) -> str:
+    """One line for an unnamed ``OSError`` of the place written to: the file, what happened, and the cache if it is there."""
+    where = f"{e.filename}: " if e.filename else ""
+    hint = ""
+    if e.filename:
+        with contextlib.suppress(ValueError, OSError):
+            Path(os.fsdecode(e.filename)).resolve().relative_to(cache_dir().resolve())
+            hint = f" (in ttpkit's cache {cache_dir()}; set TTPKIT_CACHE_DIR to a writable directory with room)"
+    return f"{where}{describe_os_error(e)}{hint}"
+
+
+def check_model_cache(backend: str) -> None:
+    """For a backend that caches converted models (embedded, gguf, vllm), refuse a cache root that cannot be a directory."""
+    if backend in ("embedded", "gguf", "vllm"):
+        check_cache_dir()
+
+
+# what an ASCII (or other narrow) terminal shows for the characters ttpkit prints itself; anything else is escaped
+_ASCII = {"±": "+/-", "—": "--", "–": "-", "…": "...", "σ": "sigma", "ρ": "rho", "κ": "kappa", "τ": "tau", "²": "^2",
+          "×": "x", "≥": ">=", "≤": "<=", "≈": "~", "→": "->", "◀": "<", "‘": "'", "’": "'", "“": '"', "”": '"', "─": "-",
+          "━": "=", "│": "|", "•": "*", "✓": "ok"}
+
+
+def _narrow(e: UnicodeError) -> tuple[str, int]:
+    """Codec error handler ``ttpkit``: ASCII spellings of ttpkit's own symbols, backslash escapes for the rest."""
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    bad = e.object[e.start:e.end]
+    return "".join(_ASCII.get(ch) or ch.encode("ascii", "backslashreplace").decode() for ch in bad), e.end
+
+
+def setup_streams() -> None:
+    """Let stdout and stderr print any text: what their encoding lacks (``PYTHONIOENCODING=ascii``, a C locale) is
+    spelled in ASCII (``±`` as ``+/-``) or escaped (``\\xe9``, argv bytes as ``\\udcff``) instead of crashing."""
+    codecs.register_error("ttpkit", _narrow)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="ttpkit")
+
+
+def unicode_stdout() -> bool:
+    """Whether stdout encodes all of Unicode (UTF-8 or UTF-16/32); else JSON on it must be written ASCII-only."""
+    return (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").startswith("utf")
+
+
+def quiet_libraries(backend: str | None = None) -> None:
+    """Offline model loading (``HF_HUB_OFFLINE=1``), no library warnings or progress bars, and a usable cache root.
+
+    Args:
+        backend: The policy backend about to load; one that caches converted models checks the cache root
+            first (:func:`check_model_cache`).
+    """
+    if backend is not None:
+        check_model_cache(backend)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ["HF_HUB_OFFLINE"] = "1"
     import warnings

@@ -89,7 +89,7 @@ def sample(
     remote = eng.kind == "ray" and device == "cuda"  # GPU actors: CUDA is checked where the model loads, not on this driver
     decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device), "dtype": dtype}
     PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check(device_here=not remote)
-    quiet_libraries()
+    quiet_libraries(backend)
     ds = load_split(data, split, resolve_task(task, task_file))
     spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or ds.task.max_new_tokens or 32, **decoding)
     queries = ds.queries[offset:][:limit] if limit else ds.queries[offset:]
@@ -119,10 +119,12 @@ def label(
     """Label candidates with ROUGE-1/ROUGE-L F1 against the reference (and add the style baseline)."""
     from ttpkit import stages
     from ttpkit.data import load_split, resolve_task
-    from ttpkit.pool import QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM
+    from ttpkit.pool import QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM, check_pool_data, read_pool
 
+    ds = load_split(data, split, resolve_task(task, task_file))
+    check_pool_data(read_pool(pool), ds, pool)  # another task or split is refused before the status display starts
     with console.status("labelling ..."):
-        df = stages.label_pool(pool, load_split(data, split, resolve_task(task, task_file)))
+        df = stages.label_pool(pool, ds)
     console.print(
         f"labelled {len(df)} candidates of {df[QUERY_ID].nunique()} queries: "
         f"mean rougeL {df[ROUGEL].mean():.3f}, rouge1 {df[ROUGE1].mean():.3f}, rougeLsum {df[ROUGELSUM].mean():.3f}"
@@ -203,8 +205,8 @@ def train_rm(
     train = read_pool(pool, require=[utility])
     dev = read_pool(dev_pool, require=[utility]) if dev_pool is not None else None
     quiet_libraries()
-    train_data = stages.dataset_for_pool(data, train, split, spec)
-    dev_data = stages.dataset_for_pool(data, dev, dev_split, spec) if dev is not None else None
+    train_data = stages.dataset_for_pool(data, train, split, spec, where=pool)
+    dev_data = stages.dataset_for_pool(data, dev, dev_split, spec, where=dev_pool) if dev is not None else None
     cfg = dataclasses.replace(cfg, long_form=train_data.task.multiline if long_form is None else long_form)
     with console.status(f"training {variant} on {len(train)} candidates ..."):
         rm = stages.train_rm(cfg, train, train_data, dev, dev_data, out=out_dir, utility=utility,
@@ -245,7 +247,7 @@ def score(
     device = resolve_device(device)
     df = read_pool(pool)
     quiet_libraries()
-    ds = stages.dataset_for_pool(data, df, split, resolve_task(task, task_file))
+    ds = stages.dataset_for_pool(data, df, split, resolve_task(task, task_file), where=pool)
     rm = resolve_scorer(rm_dir, ds.task.name)
     layers = getattr(getattr(rm, "config", None), "encoder_layers", False)  # a scorer without an encoder has none
     dtype = encoder_dtype or getattr(getattr(rm, "config", None), "encoder_dtype", "float32")
@@ -291,7 +293,7 @@ def diagnose(
     df = read_pool(pool, require=[utility])
     refs = None
     if data is not None:
-        refs = {q.id: q.reference or "" for q in stages.dataset_for_pool(data, df, split, resolve_task(task, task_file)).queries}
+        refs = {q.id: q.reference or "" for q in stages.dataset_for_pool(data, df, split, resolve_task(task, task_file), where=pool).queries}
     diag = run(df, names, utility, m_fit=m_fit, max_n=max_n, tau=tau, references=refs, cost_per_sample=cost,
                min_gain_per_cost=min_gain_per_cost, seed=seed)
     write_diagnosis(diag, out_dir)

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ttpkit.cli._common import Device, Dtype, app, console, friendly, quiet_libraries
+from ttpkit.cli._common import Device, Dtype, app, check_model_cache, console, friendly, quiet_libraries
 from ttpkit.errors import ConfigError
 
 DEFAULT_DB = "sqlite:///profiles.db"
@@ -38,25 +38,26 @@ def serve(
 
     from ttpkit.data import get_task
     from ttpkit.device import check_dtype, resolve_device
-    from ttpkit.policy import make_policy
-    from ttpkit.policy._load import check_gguf_file
-    from ttpkit.policy.spec import check_backend_options, resolve_model
-    from ttpkit.reward.bundled import resolve_rm
+    from ttpkit.online import check_rm
+    from ttpkit.policy import PolicySpec, make_policy
+    from ttpkit.policy.spec import check_backend_options
+    from ttpkit.serve._auth import read_admin_key
     from ttpkit.serve._personalize import create_service
     from ttpkit.serve._store import ProfileStore
 
     if backend in ("openai", "vllm"):
         raise ConfigError(f"serve needs a local backend: embedded, gguf or hf, got {backend!r}")
+    read_admin_key()  # a TTPKIT_API_KEY that is not UTF-8 fails now, in one line
     check_backend_options(backend, model, None)
-    if backend == "gguf" and model is not None:
-        check_gguf_file(resolve_model(model))  # a text file or a torn GGUF, before the store opens
     spec = get_task(task)
     device = resolve_device(device)
     if dtype is not None:
         check_dtype(dtype)  # a bad --dtype fails before the store opens
+    PolicySpec.from_options(backend, model, device=device, dtype=dtype).check()  # a model file that is no GGUF, an HF config
+    check_rm(rm, spec)  # a bad --rm (its config.json and card.json) fails before the model loads
     _check_port(host, port)  # before the store opens and the model loads
+    check_model_cache(backend)
     store = ProfileStore(db)
-    resolve_rm(rm, spec.name)  # a bad --rm fails before the model loads
     quiet_libraries()
     policy = make_policy(backend, spec, model=model, device=device, dtype=dtype)
     app_ = create_service(policy, store, rm=rm, log_requests=log_requests, model_name=policy.name,

@@ -1,7 +1,15 @@
-"""Backend for any OpenAI-compatible completions server (vLLM, llama.cpp server, ``ttpkit serve``)."""
+"""Backend for any OpenAI-compatible completions server (vLLM, llama.cpp server, ``ttpkit serve``).
+
+Whatever a server answers becomes candidates or one :class:`~ttpkit.errors.TtpkitError`
+naming the URL and what was wrong (:func:`parse_choices`): a status other than
+200, a body that is not JSON (an HTML page from a proxy), no ``choices`` list,
+a choice that is no object or has no string ``text`` (``null``), indices out of
+order or repeated, or another number of choices than asked for.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Optional
 
@@ -10,9 +18,45 @@ from ttpkit.errors import TtpkitError
 from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
 from ttpkit.policy.prompt import PromptBuilder, cut_completion
 
-__all__ = ["OpenAIPolicy"]
+__all__ = ["OpenAIPolicy", "parse_choices"]
 
 log = logging.getLogger(__name__)
+
+
+def parse_choices(resp: Any, url: str) -> list[str]:
+    """The texts of a completions response's ``choices``, in index order.
+
+    Args:
+        resp: The ``httpx.Response`` (status 200).
+        url: The endpoint, for messages.
+
+    Raises:
+        TtpkitError: Naming ``url`` and what the body holds instead of a completions object.
+    """
+    ctype = resp.headers.get("content-type", "")
+    try:
+        body = resp.json()
+    except ValueError:  # JSONDecodeError, or bytes that are no UTF-8
+        shown = " ".join(resp.text[:120].split())
+        raise TtpkitError(f"{url} answered 200 with a body that is not JSON ({ctype or 'no content-type'}: {shown!r}); "
+                          "is --base-url the API's root, not a web page or a proxy's login?") from None
+    if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+        got = (f"a JSON {type(body).__name__}" if not isinstance(body, dict) else
+               f"'choices': {json.dumps(body['choices'])[:40]}" if "choices" in body else "no 'choices'")
+        raise TtpkitError(f"{url} answered 200 with JSON that is not a completions object ('choices' must be a list; got {got})")
+    texts: dict[int, str] = {}
+    for i, c in enumerate(body["choices"]):
+        if not isinstance(c, dict):
+            raise TtpkitError(f"{url}: choices[{i}] is {json.dumps(c)[:40]}, not an object with 'text'")
+        index = c.get("index", i)
+        if isinstance(index, bool) or not isinstance(index, int) or index in texts:
+            raise TtpkitError(f"{url}: choices[{i}] has index {index!r} (indices must be distinct integers)")
+        if "text" not in c:
+            raise TtpkitError(f"{url}: choices[{i}] has no 'text' (a chat completion? ttpkit calls /completions)")
+        if not isinstance(c["text"], str):
+            raise TtpkitError(f"{url}: choices[{i}].text is {json.dumps(c['text'])[:40]}, not a string")
+        texts[index] = c["text"]
+    return [texts[k] for k in sorted(texts)]
 
 
 class OpenAIPolicy:
@@ -60,18 +104,25 @@ class OpenAIPolicy:
     def complete(self, prompt: str, n: int, seed: int) -> list[str]:
         """``n`` one-line completions of a raw prompt (one request, or ``n`` where the server ignores ``n``)."""
         if self.n_path == "per-seed":
-            return [self._request(prompt, 1, (seed + i) % (2**31))[0] for i in range(n)]
+            return [self._one(prompt, (seed + i) % (2**31)) for i in range(n)]
         texts = self._request(prompt, n, seed)
         if len(texts) == n:
             if n > 1:
                 self.n_path = "n"
             return texts
         if len(texts) != 1 or self.n_path == "n":
-            raise TtpkitError(f"{self.base_url}: asked for {n} choices, got {len(texts)}")
+            raise TtpkitError(f"{self.base_url}/completions: asked for {n} choices, got {len(texts)}")
         log.warning("%s ignores n (asked for %d choices, got 1): sending one request per sample, seeded seed + i",
                     self.base_url, n)
         self.n_path = "per-seed"
-        return texts + [self._request(prompt, 1, (seed + i) % (2**31))[0] for i in range(1, n)]
+        return texts + [self._one(prompt, (seed + i) % (2**31)) for i in range(1, n)]
+
+    def _one(self, prompt: str, seed: int) -> str:
+        """The one choice of a request for ``n=1``."""
+        texts = self._request(prompt, 1, seed)
+        if len(texts) != 1:
+            raise TtpkitError(f"{self.base_url}/completions: asked for 1 choice, got {len(texts)}")
+        return texts[0]
 
     def _request(self, prompt: str, n: int, seed: int) -> list[str]:
         """The choices of one completions request, in index order, cut to one completion each."""
@@ -94,12 +145,7 @@ class OpenAIPolicy:
             raise TtpkitError(f"{self.base_url}: request failed ({e})") from None
         if resp.status_code != 200:
             raise TtpkitError(f"{self.base_url}/completions answered {resp.status_code}: {resp.text[:300]}")
-        try:
-            choices = sorted(resp.json().get("choices", []), key=lambda c: c.get("index", 0))
-        except (ValueError, AttributeError, TypeError):
-            raise TtpkitError(f"{self.base_url}/completions answered something other than a completions object: "
-                              f"{resp.text[:300]}") from None
-        return [cut_completion(c.get("text", ""), self.prompt.task) for c in choices]
+        return [cut_completion(t, self.prompt.task) for t in parse_choices(resp, f"{self.base_url}/completions")]
 
     def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
         """``m`` candidates per query (see :class:`ttpkit.policy.Policy`)."""

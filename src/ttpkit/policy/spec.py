@@ -17,7 +17,8 @@ from ttpkit.data import TaskSpec
 from ttpkit.device import check_device, check_dtype, model_dtype, resolve_device, resolve_dtype
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import file_digest
-from ttpkit.policy._load import check_gguf_file
+from ttpkit.policy._checks import check_base_url, check_gguf_file, check_hf_dir, check_model_path
+from ttpkit.policy._load import check_gguf_file as check_gguf_whole
 from ttpkit.policy.base import Policy, SamplingConfig
 from ttpkit.policy.local import LocalPolicy, embedded_gguf_path
 from ttpkit.policy.openai import OpenAIPolicy
@@ -114,7 +115,7 @@ def make_policy(
             raise ConfigError("--int8 applies to local backends (embedded, gguf, hf), not to a server")
         if base_url is None:
             raise ConfigError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIPolicy(base_url, str(model or "default"), task, config)
+        return OpenAIPolicy(check_base_url(base_url), str(model or "default"), task, config)
     raise ConfigError(f"unknown policy backend {backend!r}; known backends: {', '.join(BACKENDS)}")
 
 
@@ -217,6 +218,8 @@ class PolicySpec:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown policy backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
         check_backend_options(self.backend, self.model, self.base_url)
+        if self.base_url is not None:
+            check_base_url(self.base_url)
         self.sampling(0)  # range checks of the decoding settings
         check_device(self.device)
         if self.dtype is not None:
@@ -229,7 +232,7 @@ class PolicySpec:
         return SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, seed, self.k)
 
     def check(self, device_here: bool = True) -> None:
-        """Check that the policy can be built, without loading it (model files, server URL).
+        """Check that the policy can be built, without loading it (model files, server URL; :mod:`ttpkit.policy._checks`).
 
         Args:
             device_here: Check ``cuda`` against this machine's torch. ``False`` when the
@@ -239,13 +242,12 @@ class PolicySpec:
         Raises:
             ConfigError: Naming the missing model or setting.
         """
-        if self.backend in ("gguf", "hf"):
+        if self.backend in ("gguf", "hf"):  # the GGUF magic, or config.json parsed, before transformers reads a byte
             if self.model is None:
                 raise ConfigError(f"backend {self.backend!r} needs a model path")
-            if not resolve_model(self.model).exists():
-                raise ConfigError(f"model {self.model} not found")
+            (check_gguf_file if self.backend == "gguf" else check_hf_dir)(resolve_model(self.model))
             if self.backend == "gguf":
-                check_gguf_file(resolve_model(self.model))  # a text file or a torn GGUF, before any model loads
+                check_gguf_whole(resolve_model(self.model))  # a torn GGUF (its header walked), before any model loads
         if self.backend == "openai":
             if self.base_url is None:
                 raise ConfigError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
@@ -253,8 +255,8 @@ class PolicySpec:
                 raise ConfigError("int8 applies to local backends (embedded, gguf, hf), not to a server")
         if self.backend == "vllm":
             import_vllm()  # a missing vLLM fails here, naming the install command
-            if self.model not in (None, "embedded") and not resolve_model(self.model).exists():
-                raise ConfigError(f"model {self.model} not found")
+            if self.model not in (None, "embedded"):
+                check_model_path(self.backend, resolve_model(self.model))
         if self.backend != "openai" or self.device != "cpu":
             # cuda without CUDA is refused here, before any model loads
             device = resolve_device(self.device) if device_here or self.device != "cuda" else "cuda"
@@ -294,7 +296,8 @@ class PolicySpec:
         return {"backend": self.backend, "model": str(self.model), "sha256": file_digest(resolve_model(str(self.model)))}
 
     def build(self, task: TaskSpec, seed: int = 0) -> Policy:
-        """Load the policy (seconds to a minute for a local model)."""
+        """Load the policy (seconds to a minute for a local model), once :meth:`check` has passed."""
+        self.check()
         return make_policy(self.backend, task, self.sampling(seed), model=self.model, base_url=self.base_url, int8=self.int8,
                            device=self.device, dtype=self.dtype)
 

@@ -15,12 +15,15 @@ sampling stage, :func:`ttpkit.stages.sample_pool`.
 | ``_parts``  | pool directories: append-only part files (:class:`PartWriter`), one per writer    |
 |             | and flush; :func:`is_partitioned` (the layout rule), :func:`read_parts`,          |
 |             | :func:`write_parts` (a rewrite, committed as a new generation)                    |
+| ``_data``   | a pool against its data split: :func:`dataset_for_pool`, :func:`check_pool_data`  |
+|             | (the manifest's task and split must match; a changed split is warned)             |
 """
 
 from __future__ import annotations
 
 from ttpkit.manifest import MANIFEST_KEY  # noqa: F401  (older callers import it from here)
-from ttpkit.pool import _files, _parts, _schema
+from ttpkit.pool import _data, _files, _parts, _schema
+from ttpkit.pool._data import check_pool_data, dataset_for_pool
 from ttpkit.pool._files import (
     PoolWriter,
     amend_manifest,
@@ -57,4 +60,4 @@ from ttpkit.pool._schema import (
     std_col,
 )
 
-__all__ = [*_schema.__all__, *_files.__all__, *_parts.__all__]  # every public name of the three modules
+__all__ = [*_schema.__all__, *_files.__all__, *_parts.__all__, *_data.__all__]  # every public name of the four modules

@@ -14,6 +14,7 @@ manifest (:mod:`ttpkit.manifest`): resuming with other settings is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,15 +22,18 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from ttpkit import jsonio
 from ttpkit._faults import fault_point
 from ttpkit.errors import DataError
 from ttpkit.manifest import MANIFEST_KEY, check_format
-from ttpkit.paths import check_writable
+from ttpkit.paths import check_writable, write_atomic, writing
 from ttpkit.policy.base import Candidate
-from ttpkit.pool._parts import PartWriter, amend_parts_manifest, is_partitioned, read_parts, write_parts
+from ttpkit.pool._parts import (PartWriter, amend_parts_manifest, check_utf8, is_partitioned, pool_path, read_parts,
+                               write_parts)
 from ttpkit.pool._schema import IDX, POOL_COLUMNS, QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM
+from ttpkit.text import check_text, find_bad_text
 
 __all__ = ["PoolWriter", "amend_manifest", "complete_queries", "existing_pool", "pool_manifest", "pool_writer", "read_pool",
            "write_pool"]
@@ -52,7 +56,7 @@ def write_pool(df: pd.DataFrame, path: str | Path, manifest: dict | None = None)
     A pool directory is rewritten as a new generation of parts, committed by one
     rename (:func:`ttpkit.pool._parts.write_parts`).
     """
-    path = Path(path)
+    path = pool_path(path)
     if is_partitioned(path):
         write_parts(df, path, manifest or pool_manifest(df))
         return
@@ -60,13 +64,7 @@ def write_pool(df: pd.DataFrame, path: str | Path, manifest: dict | None = None)
     df = df.copy(deep=False)
     manifest = manifest or pool_manifest(df)
     df.attrs = {MANIFEST_KEY: manifest} if manifest else {}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        df.to_parquet(tmp, index=False)
-        fault_point("write")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False), "pool", "the pool on disk is unchanged", fault="write")
 
 
 def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[str] = ()) -> pd.DataFrame:
@@ -81,7 +79,7 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
         DataError: If the file is missing, unreadable or lacks a column, or a
             directory is no pool; the message names the file and the missing columns.
     """
-    path = Path(path)
+    path = pool_path(path)
     frames, manifest = [], None
     if path.is_dir():
         frame, manifest = read_parts(path)
@@ -92,21 +90,14 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
             frames.append(pd.read_parquet(path))
         except Exception as e:  # pyarrow raises several types for a bad file
             raise DataError(f"{path}: not a readable Parquet pool ({_first_line(e)})") from None
+        check_utf8(((c, pa.array(s)) for c, s in frames[0].items() if hasattr(s.array, "__arrow_array__")), path)
         manifest = pool_manifest(frames[0])
         if manifest is not None and not isinstance(manifest, dict):
             raise DataError(f"{path}: the pool's manifest is damaged (not a JSON object)")
         check_format(path, manifest, "pool")
     journal = _journal(path)
     if include_journal and journal.exists() and not path.is_dir():
-        rows, bad = [], 0
-        with journal.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    bad += 1  # a line cut off by a crash; the records after it are whole and kept
-        if bad:
-            log.warning("%s: skipped %d damaged journal line(s)", journal, bad)
+        rows = _journal_rows(journal)
         if rows:
             frames.append(pd.DataFrame(rows))
     if not frames:
@@ -123,6 +114,33 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
     df = df.drop_duplicates([QUERY_ID, IDX], keep="first").reset_index(drop=True)
     df.attrs = {MANIFEST_KEY: manifest} if manifest else {}
     return df
+
+
+def _journal_rows(journal: Path) -> list[dict]:
+    """The journal's whole records; a damaged line (cut by a crash anywhere, even inside a character) is skipped.
+
+    The journal is read as bytes and each line decoded on its own, so a cut
+    multi-byte character spoils only its own line; the records after it are
+    whole and kept. Text that is not valid Unicode (a ``\\ud800`` escape, which
+    ttpkit never writes) marks a line damaged too.
+    """
+    rows, bad = [], 0
+    with journal.open("rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8"))  # strict: json.loads(bytes) would let a surrogate through
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                bad += 1
+                continue
+            if isinstance(row, dict) and find_bad_text(row) is None:
+                rows.append(row)
+            else:
+                bad += 1
+    if bad:
+        log.warning("%s: skipped %d damaged journal line(s)", journal, bad)
+    return rows
 
 
 def _first_line(e: Exception) -> str:
@@ -174,6 +192,17 @@ def complete_queries(df: pd.DataFrame, m: int) -> set[str]:
     return set(counts[counts >= m].index)
 
 
+def _record(c: Candidate) -> bytes:
+    """One journal line; a candidate whose text is not valid Unicode is a :class:`DataError` naming it."""
+    line = jsonio.dumps({k: getattr(c, k) for k in POOL_COLUMNS}, ensure_ascii=False) + "\n"
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:
+        check_text(str(c.text), f"policy {c.policy}'s candidate {c.idx} of query {c.query_id!r}")
+        check_text(line, f"candidate {c.idx} of query {c.query_id!r}")
+        raise
+
+
 class PoolWriter:
     """Appends sampled candidates to a pool, journaling each query as it finishes.
 
@@ -185,7 +214,7 @@ class PoolWriter:
     """
 
     def __init__(self, path: str | Path, fold_every: int = 8, manifest: dict | None = None) -> None:
-        self.path = Path(path)
+        self.path = pool_path(path)
         self.fold_every = fold_every
         self.manifest = manifest
         self._pending = 0
@@ -206,21 +235,31 @@ class PoolWriter:
             write_pool(pd.DataFrame({c: pd.Series(dtype=object) for c in POOL_COLUMNS}), self.path, self.manifest)
 
     def add(self, candidates: Iterable[Candidate]) -> None:
-        """Journal one query's candidates (durable on return)."""
+        """Journal one query's candidates (durable on return; a failed write leaves the journal as it was).
+
+        Raises:
+            DataError: If a candidate's text is not valid Unicode (nothing is written).
+            StorageError: If the journal cannot be written (a full disk): it is cut back to its previous records.
+        """
         journal = _journal(self.path)
-        if journal.exists() and journal.stat().st_size > 0:
-            with journal.open("rb") as f:
-                f.seek(-1, os.SEEK_END)
-                cut = f.read(1) != b"\n"  # a crash mid-write: end that line so the next record starts whole
-        else:
-            cut = False
-        with journal.open("a", encoding="utf-8") as f:
-            if cut:
-                f.write("\n")
-            for c in candidates:
-                f.write(jsonio.dumps({k: getattr(c, k) for k in POOL_COLUMNS}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        data = b"".join(_record(c) for c in candidates)
+        with writing(journal, "pool journal", "every query finished before is kept; make room and rerun to resume"):
+            fd = os.open(journal, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                size = os.lseek(fd, 0, os.SEEK_END)
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # a crash mid-write: end that line so the next record starts whole
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)  # no half record: the journal is what it was
+                    raise
+            finally:
+                os.close(fd)
         self._pending += 1
         if self._pending >= self.fold_every:
             self.fold()

@@ -46,12 +46,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ttpkit import jsonio
-from ttpkit._faults import fault_point
-from ttpkit.errors import ConfigError, DataError
+from ttpkit.errors import ConfigError, DataError, StorageError
+from ttpkit.paths import write_atomic
+from ttpkit.text import check_text
 from ttpkit.policy.base import Candidate
 from ttpkit.pool._schema import IDX, POLICY, POOL_COLUMNS, QUERY_ID, SEED, TEXT, USER_ID
 
-__all__ = ["PartWriter", "amend_parts_manifest", "is_partitioned", "read_parts", "write_parts"]
+__all__ = ["PartWriter", "amend_parts_manifest", "check_utf8", "is_partitioned", "pool_path", "read_parts", "write_parts"]
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA = pa.schema([(QUERY_ID, pa.string()), (USER_ID, pa.string()), (IDX, pa.int64()), (TEXT, pa.string()),
@@ -72,11 +73,19 @@ def is_partitioned(path: str | Path) -> bool:
     return not p.exists() and p.suffix != ".parquet" and not p.with_name(p.name + ".journal.jsonl").exists()
 
 
+def pool_path(path: str | Path) -> Path:
+    """``Path(path)``, or a :class:`ConfigError` for a name that is not UTF-8 (pyarrow opens UTF-8 names only)."""
+    check_text(str(path), f"pool {path}: its name", ConfigError)
+    return Path(path)
+
+
 def _meta(path: Path) -> tuple[int, dict | None] | None:
     """(generation, manifest) from ``manifest.json``; ``None`` if the directory has none."""
     file = path / MANIFEST_FILE
     if not file.exists():
         return None
+    if not file.is_file():
+        raise DataError(f"{file}: is a directory, not a file (the pool's manifest); move it away")
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
         gen, manifest = int(meta["generation"]), meta.get("manifest")
@@ -88,9 +97,9 @@ def _meta(path: Path) -> tuple[int, dict | None] | None:
 
 
 def _write_meta(path: Path, generation: int, manifest: dict | None) -> None:
-    tmp = path / f".{MANIFEST_FILE}.tmp{os.getpid()}"
-    tmp.write_text(jsonio.dumps({"generation": generation, "manifest": manifest}, indent=1, default=str) + "\n")
-    os.replace(tmp, path / MANIFEST_FILE)
+    text = jsonio.dumps({"generation": generation, "manifest": manifest}, indent=1, default=str) + "\n"
+    write_atomic(path / MANIFEST_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"), "pool manifest",
+                 "the pool on disk is unchanged")
 
 
 def _parts(path: Path, generation: int | None = None) -> list[Path]:
@@ -112,7 +121,7 @@ def read_parts(path: str | Path) -> tuple[pd.DataFrame, dict | None]:
         DataError: If the directory holds no ``manifest.json`` (it is not a pool),
             the manifest is damaged, or a part is unreadable.
     """
-    path = Path(path)
+    path = pool_path(path)
     meta = _meta(path)
     if meta is None:
         raise DataError(f"{path}: is a directory but not a ttpkit pool (no {MANIFEST_FILE})")
@@ -123,29 +132,55 @@ def read_parts(path: str | Path) -> tuple[pd.DataFrame, dict | None]:
             tables.append(pq.read_table(part).replace_schema_metadata(None))
         except Exception as e:  # pyarrow raises several types for a bad file
             raise DataError(f"{part}: not a readable Parquet part ({_first_line(e)})") from None
+        check_utf8(zip(tables[-1].column_names, tables[-1].columns), part)
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in POOL_COLUMNS}), manifest
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas(), manifest
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas(), manifest
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:  # parts whose columns cannot be combined
+        raise DataError(f"{path}: the pool's parts cannot be read together ({_first_line(e)})") from None
+
+
+def check_utf8(columns: Iterable[tuple[str, pa.Array | pa.ChunkedArray]], path: Path) -> None:
+    """Refuse string columns holding bytes that are not UTF-8 (Parquet does not check, and pandas decodes late).
+
+    Raises:
+        DataError: Naming the file, the column and the first bad row.
+    """
+    for name, column in columns:
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            raw = column.cast(pa.large_binary()).to_pylist()  # only on the rare bad file: find the row
+            row = next((i for i, v in enumerate(raw) if v is not None and not _is_utf8(v)), "?")
+            raise DataError(f"{path}: column {name!r} row {row} is not valid UTF-8 text; the pool was written "
+                            "by another tool, or is damaged") from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def _publish(table_or_frame: pa.Table | pd.DataFrame, final: Path) -> None:
-    """Write one part under a hidden temporary name, fsync it, then rename it into place."""
-    tmp = final.with_name(f".{final.name}.tmp")
-    try:
+def _publish(table_or_frame: pa.Table | pd.DataFrame, final: Path, kept: str) -> None:
+    """Write one part under a hidden temporary name, fsync it, then rename it into place (``kept``: for a failed write)."""
+
+    def write(tmp: Path) -> None:
         if isinstance(table_or_frame, pd.DataFrame):
             table_or_frame.to_parquet(tmp, index=False)
         else:
             pq.write_table(table_or_frame, tmp)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        fault_point("write")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(final, write, "pool part", kept, fsync=True, fault="write", tmp=final.with_name(f".{final.name}.tmp"))
 
 
 def _writer_id() -> str:
@@ -161,7 +196,7 @@ def write_parts(df: pd.DataFrame, path: str | Path, manifest: dict | None = None
         path: The pool directory (created if absent).
         manifest: The pool's manifest; ``None`` keeps the one already there.
     """
-    path = Path(path)
+    path = pool_path(path)
     _check_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     gen, old = _meta(path) or (-1, None)
@@ -169,9 +204,14 @@ def write_parts(df: pd.DataFrame, path: str | Path, manifest: dict | None = None
     for p in _parts(path, new):  # left by a rewrite that crashed before its commit
         p.unlink()
     df = _grouped(df)
-    for seq, (lo, hi) in enumerate(_query_bounds(df)):
-        _publish(df.iloc[lo:hi], path / f"part-g{new}-{writer}-{seq:05d}.parquet")
-    _write_meta(path, new, manifest or old)
+    try:
+        for seq, (lo, hi) in enumerate(_query_bounds(df)):
+            _publish(df.iloc[lo:hi], path / f"part-g{new}-{writer}-{seq:05d}.parquet", "the pool on disk is unchanged")
+        _write_meta(path, new, manifest or old)
+    except StorageError:
+        for p in _parts(path, new):  # the uncommitted generation: nobody reads it, and it holds the space
+            p.unlink(missing_ok=True)
+        raise
     for p in _parts(path):
         if not p.name.startswith(f"part-g{new}-"):
             p.unlink(missing_ok=True)
@@ -238,7 +278,7 @@ class PartWriter:
     """
 
     def __init__(self, path: str | Path, flush_every: int = 8, manifest: dict | None = None, writer: str | None = None) -> None:
-        self.path = Path(path)
+        self.path = pool_path(path)
         if flush_every < 1:
             raise ConfigError(f"flush_every must be at least 1, got {flush_every}")
         self.flush_every = flush_every
@@ -286,7 +326,8 @@ class PartWriter:
             self.begin()
         gen = _meta(self.path)[0]  # type: ignore[index]  (begin wrote it)
         table = pa.Table.from_pydict(self._rows, schema=SCHEMA)
-        _publish(table, self.path / f"part-g{gen}-{self.writer}-{self._seq:05d}.parquet")
+        _publish(table, self.path / f"part-g{gen}-{self.writer}-{self._seq:05d}.parquet",
+                 "every part written before is kept; make room and rerun to resume")
         self._seq += 1
         self._rows = {c: [] for c in POOL_COLUMNS}
         self._pending = 0

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ttpkit.jsonio import write_json
+from ttpkit.paths import write_atomic, writing
 from ttpkit.pool import Scorer
 from ttpkit.report._draw import _finish, _num, _pyplot, _save, _table
 from ttpkit.scaling import FORMS, HACK_THRESHOLD, Diagnosis
@@ -176,17 +177,18 @@ def write_diagnosis(diag: Diagnosis, out_dir: str | Path) -> dict:
         The content of ``law.json``.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out, "report folder"):
+        out.mkdir(parents=True, exist_ok=True)
     lines = _law_markdown(diag)
     for name, d in diag.scorers.items():
         slug = Scorer.parse(name).slug
         _law_plot(diag, name, out / f"law_{slug}.png")
-        d.collapsed_users.to_csv(out / f"collapsed_{slug}.csv", index=False)
-        d.hacked_queries.to_csv(out / f"hacked_{slug}.csv", index=False)
+        for kind, table in (("collapsed", d.collapsed_users), ("hacked", d.hacked_queries)):
+            write_atomic(out / f"{kind}_{slug}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False), "report table")
         lines += _scorer_markdown(diag, name)
     _rho_histogram(diag, out / "rho_hist.png")
     lines.append("![rho histogram](rho_hist.png)\n")
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_atomic(out / "report.md", lambda tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8"), "report")
     law = diag.as_dict()
     write_json(law, out / "law.json")
     return law

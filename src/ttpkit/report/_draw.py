@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ttpkit.paths import write_atomic, writing
+
 
 def _table(title: str, first: str, names: list[str], columns: list[str]) -> Any:
     """A rich Table whose first column holds ``names`` uncut; the other columns are right-aligned."""
@@ -41,13 +43,16 @@ def _finish(fig: Any, ax: Any, path: str | Path) -> Path:
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    """Tight layout; save the figure as PNG (creating its folder) and close it."""
+    """Tight layout; save the figure as PNG (creating its folder, atomically) and close it."""
     plt = _pyplot()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with writing(path.parent, "folder"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"), "plot")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -29,12 +29,14 @@ def forecast_markdown(table: pd.DataFrame) -> str:
              "`err ≤ 10%`: share of curves (with its 95% Wilson interval) whose largest error of the predicted gain over N=1 is at most 10% of the "
              "oracle's gain at that N; `peak ×2`: among curves that peak before the largest N, the share whose predicted "
              "peak is within a factor 2; `in band`: share of (curve, N) points inside the dist form's 90% band; `trusted`: per curve, the form that "
-             "predicts best from half of the M_fit candidates to all of them (no candidate beyond M_fit is used to pick it).\n",
-             "| source | M_fit | form | curves | err ≤ 10% (95% CI) | median err | median R² | peaks | peak ×2 | in band |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "predicts best from half of the M_fit candidates to all of them (no candidate beyond M_fit is used to pick it). "
+             "`floor > 10%`: share of curves whose noise floor, the error of the exact curve of the first M_fit candidates "
+             "at N ≤ M_fit (no forecast needed there), is already above 10%; `err ≤ 10%, floor ≤ 10%`: the target's share over the other curves.\n",
+             "| source | M_fit | form | curves | err ≤ 10% (95% CI) | median err | median R² | peaks | peak ×2 | in band | floor > 10% | err ≤ 10%, floor ≤ 10% |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary.itertuples():
         lines.append(f"| {r.source} | {r.m_fit} | {r.form} | {r.curves} | {_pct(r.err_ok)} ({_pct(r.err_ok_lo)}–{_pct(r.err_ok_hi)}) | {r.median_err:.3f} | "
-                     f"{_num(r.median_r2)} | {r.peaks} | {_pct(r.peak_x2)} | {_pct(r.in_band)} |")
+                     f"{_num(r.median_r2)} | {r.peaks} | {_pct(r.peak_x2)} | {_pct(r.in_band)} | {_pct(r.floor_over)} | {_pct(r.err_ok_floor)} |")
     miss = table[table["err_dist"] > 0.10].sort_values("err_dist", ascending=False)
     lines += ["", f"## Curves the dist form misses (max error > 10% of the oracle gain): {len(miss)} of {len(table)}\n",
               "| source | pool | scorer | M_fit | M | share of oracle gain | err dist | best other form | tail drop (σ) |",

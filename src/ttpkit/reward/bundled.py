@@ -10,16 +10,21 @@ or ``any`` for the task-agnostic models trained on every task's pools.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from ttpkit.errors import ConfigError, DataError
+from ttpkit.reward._io import check_is_file, read_json
+from ttpkit.reward.config import check_number
 
 __all__ = ["AGNOSTIC", "MODELS_DIR", "ModelCard", "bundled_path", "load_card", "resolve_rm"]
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 AGNOSTIC = "any"  # the directory of the task-agnostic models
+# each number of a card: (integer, low, high); ``None`` is unbounded. score_std is the unit of collapse, so > 0.
+_CARD_RANGES = {"mu": (False, None, None), "c": (False, 0.0, 1.0), "sigma_eff": (False, 0.0, None), "rho_eff": (False, -1.0, 1.0),
+                "score_std": (False, 0.0, None), "tau": (False, 0.0, None), "share": (False, None, None), "n": (True, 1, None)}
 
 
 @dataclass(frozen=True)
@@ -82,13 +87,32 @@ def resolve_rm(rm: str | Path, task: str, variant: str = "user-pairwise") -> Pat
 def load_card(model_dir: str | Path) -> ModelCard | None:
     """The ``card.json`` of a model directory, or None when it has none.
 
+    The card is the ``card`` object of the file; other top-level keys (``trained_on``,
+    measurements a newer card adds) are ignored. Each of :class:`ModelCard`'s
+    fields must be there with its type and in range (``c`` in [0, 1], ``rho_eff``
+    in [-1, 1], ``score_std`` > 0, ``n`` a positive integer).
+
     Raises:
-        DataError: If the card exists but is not a valid card.
+        DataError: If the card exists but is not a valid card, naming the file and the key.
     """
     path = Path(model_dir) / "card.json"
+    check_is_file(path)
     if not path.exists():
         return None
-    try:
-        return ModelCard(**json.loads(path.read_text())["card"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: not a valid model card ({e})") from None
+    raw = read_json(path, "a 'card' object").get("card")
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: not a valid model card (no 'card' object)")
+    fields = [f.name for f in dataclasses.fields(ModelCard)]
+    if missing := [k for k in fields if k not in raw]:
+        raise DataError(f"{path}: card.{missing[0]} is missing (a card has {', '.join(fields)})")
+    if unknown := sorted(set(raw) - set(fields)):
+        raise DataError(f"{path}: card.{unknown[0]} is not a field of a model card (a card has {', '.join(fields)})")
+    for key in ("task", "variant"):
+        if not isinstance(raw[key], str) or not raw[key]:
+            raise DataError(f"{path}: card.{key} must be a name, got {raw[key]!r}")
+    for key, (integer, low, high) in _CARD_RANGES.items():
+        try:
+            check_number(f"card.{key}", raw[key], integer=integer, low=low, high=high, strict=key == "score_std")
+        except ConfigError as e:
+            raise DataError(f"{path}: {e}") from None
+    return ModelCard(**raw)

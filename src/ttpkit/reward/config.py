@@ -1,28 +1,54 @@
 """A feature reward model's training configuration and the reader of its saved ``config.json``.
 
-:class:`RMConfig` validates every setting when it is made (an unknown variant
-lists the known ones); :func:`read_rm_config` reads a saved model's
-``config.json`` and refuses, with one line naming the file, what this ttpkit
-cannot read (malformed JSON, a newer format, an unknown setting, another
-feature list).
+:class:`RMConfig` validates every setting when it is made (types and ranges,
+:func:`check_number`; an unknown variant lists the known ones; a network of
+more than :data:`MAX_WEIGHTS` weights is refused before anything is
+allocated); :func:`read_rm_config` reads a saved model's ``config.json`` and
+refuses, with one line naming the file and the key, what this ttpkit cannot
+read (malformed JSON, a malformed or newer format, an unknown setting, a
+feature list that is no list of names, or another one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ttpkit import __version__
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.manifest import check_format
-from ttpkit.reward._io import CONFIG, WEIGHTS, read_json
+from ttpkit.reward._io import CONFIG, WEIGHTS, check_is_file, read_json
 from ttpkit.reward.encoder import check_layers
 from ttpkit.reward.features import GLOBAL_FEATURES, LONG_FEATURES, USER_FEATURES
 
-__all__ = ["VARIANTS", "RMConfig", "parse_rm_config", "read_rm_config"]
+__all__ = ["MAX_WEIGHTS", "VARIANTS", "RMConfig", "check_number", "parse_rm_config", "read_rm_config"]
 
 VARIANTS = ("global-mse", "user-mse", "user-pairwise", "user-prob")
+MAX_WEIGHTS = 100_000_000  # 400 MB of float32: hidden up to about 10,000 (the bundled models have 32, 1,665 weights)
+
+
+def check_number(name: str, value: Any, *, integer: bool = False, low: float | None = None, high: float | None = None,
+                 strict: bool = False) -> None:
+    """Refuse ``value`` unless it is a finite real number (an integer if ``integer``) in ``[low, high]``.
+
+    ``strict`` makes the lower bound exclusive. Booleans and strings (``"0.5"``)
+    are refused: a JSON file that says ``true`` or ``"32"`` was not written by ttpkit.
+
+    Raises:
+        ConfigError: Naming ``name``, what it must be and the value.
+    """
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and (value <= low if strict else value < low):
+        raise ConfigError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be <= {high}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -73,20 +99,22 @@ class RMConfig:
             raise ConfigError(f"encoder_dtype must be float32, bfloat16 or auto, got {self.encoder_dtype!r}")
         if self.variant not in VARIANTS:
             raise ConfigError(f"unknown RM variant {self.variant!r}; known variants: {', '.join(VARIANTS)}")
-        if not 0.0 <= self.beta <= 1.0:
-            raise ConfigError(f"beta must be in [0, 1], got {self.beta}")
+        check_number("beta", self.beta, low=0.0, high=1.0)
         for name, low, strict in (("hidden", 1, False), ("max_epochs", 1, False), ("patience", 1, False), ("k", 0, False),
                                   ("lr", 0.0, True), ("var_floor", 0.0, True), ("weight_decay", 0.0, False)):
-            value = getattr(self, name)
-            integer = isinstance(low, int)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-                raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-            if not (value > low if strict else value >= low) or value != value or value in (float("inf"), float("-inf")):
-                raise ConfigError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+            check_number(name, getattr(self, name), integer=isinstance(low, int), low=low, strict=strict)
+        check_number("seed", self.seed, integer=True)
         if not isinstance(self.long_form, bool):
             raise ConfigError(f"long_form must be true or false, got {self.long_form!r}")
+        if self.weight_count > MAX_WEIGHTS:
+            raise ConfigError(f"hidden={self.hidden} makes a network of {self.weight_count:,} weights "
+                              f"({self.weight_count * 4 / 1e9:,.1f} GB); at most {MAX_WEIGHTS:,} are allowed")
+
+    @property
+    def weight_count(self) -> int:
+        """Weights of the network: (F, hidden), (hidden, hidden), (hidden, outputs) and their biases."""
+        f, h, o = len(self.features), self.hidden, 2 if self.probabilistic else 1
+        return f * h + h + h * h + h + h * o + o
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -112,6 +140,8 @@ def read_rm_config(directory: str | Path) -> tuple[dict, RMConfig]:
     if not d.is_dir():
         raise DataError(f"{d}: no such reward model directory")
     path = d / CONFIG
+    check_is_file(path)
+    check_is_file(d / WEIGHTS)
     if not path.is_file() or not (d / WEIGHTS).is_file():
         torn = " (model.safetensors without config.json: a save was interrupted)" if (d / WEIGHTS).is_file() else ""
         raise DataError(f"{d}: not a ttpkit reward model (needs config.json and model.safetensors){torn}")
@@ -119,11 +149,13 @@ def read_rm_config(directory: str | Path) -> tuple[dict, RMConfig]:
     check_format(path, meta, "rm")
     config = parse_rm_config(path, meta)
     features = meta.get("features")
-    if features is not None and list(features) != list(config.features):
+    if features is not None and (not isinstance(features, list) or not all(isinstance(f, str) for f in features)):
+        raise DataError(f"{path}: 'features' must be a list of feature names, got {features!r}")
+    if features is not None and features != list(config.features):
         raise DataError(f"{path}: written by ttpkit {meta.get('ttpkit', '?')} with features {features}; "
                         f"ttpkit {__version__} computes {list(config.features)} for {config.variant}")
     tasks = meta.get("tasks", [])
-    if not isinstance(tasks, list):
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
         raise DataError(f"{path}: 'tasks' must be a list of task names")
     return meta, config
 

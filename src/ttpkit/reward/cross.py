@@ -37,6 +37,7 @@ from ttpkit.paths import check_writable
 from ttpkit.pool import QUERY_ID, ROUGEL, TEXT
 from ttpkit.retrieval import retrieve
 from ttpkit.reward._io import CONFIG, WEIGHTS, check_weights, load_tensors, read_record, save_atomic
+from ttpkit.reward.config import check_number
 from ttpkit.reward.models import Scores, gaussian_nll, pairwise_loss
 
 __all__ = ["CrossConfig", "CrossEncoderRM"]
@@ -72,8 +73,11 @@ class CrossConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ConfigError(f"unknown cross-encoder head {self.head!r}; known heads: {', '.join(HEADS)}")
-        if self.epochs < 1 or self.queries_per_step < 1 or self.max_length < 16:
-            raise ConfigError("epochs and queries_per_step must be >= 1 and max_length >= 16")
+        for name, low, high in (("epochs", 1, None), ("k", 0, None), ("max_length", 16, 512), ("queries_per_step", 1, None)):
+            check_number(name, getattr(self, name), integer=True, low=low, high=high)  # MiniLM reads at most 512 tokens
+        check_number("lr", self.lr, low=0.0, strict=True)
+        check_number("var_floor", self.var_floor, low=0.0, strict=True)
+        check_number("seed", self.seed, integer=True)
 
 
 def _first(query: Query, k: int) -> str:
@@ -215,10 +219,15 @@ class CrossEncoderRM:
         """
         d = Path(directory)
         meta = read_record(d, CONFIG, "cross-encoder", "a 'cross_encoder' key")
+        raw = meta.get("cross_encoder")
+        if not isinstance(raw, dict):
+            raise DataError(f"{d / CONFIG}: 'cross_encoder' must be an object (the cross-encoder's configuration)")
         try:
-            cfg = CrossConfig(**meta["cross_encoder"])
-        except (KeyError, TypeError, ConfigError) as e:
-            raise DataError(f"{d}: not a ttpkit cross-encoder ({type(e).__name__}: {e})") from None
+            cfg = CrossConfig(**raw)
+        except TypeError as e:  # an unknown or missing setting
+            raise DataError(f"{d / CONFIG}: not a ttpkit cross-encoder config ({e})") from None
+        except ConfigError as e:
+            raise DataError(f"{d / CONFIG}: cross_encoder.{e}") from None
         weights = d / WEIGHTS
         if not weights.is_file():
             raise DataError(f"{d}: not a ttpkit cross-encoder (needs config.json and model.safetensors)")

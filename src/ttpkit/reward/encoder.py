@@ -19,6 +19,7 @@ import numpy as np
 
 from ttpkit.device import native_bf16, resolve_device  # native_bf16 is re-exported here
 from ttpkit.errors import ConfigError
+from ttpkit.text import check_text
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,11 @@ __all__ = ["Encoder", "check_layers", "native_bf16"]
 
 
 def _key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    try:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:  # inputs are checked where they enter; this is text made in Python (ttpkit.text)
+        check_text(text, "a text to embed")
+        raise
 
 
 class Encoder:

@@ -23,7 +23,7 @@ from ttpkit.errors import ConfigError, DataError, NotFittedError
 from ttpkit.manifest import file_digest, stamp
 from ttpkit.paths import check_writable
 from ttpkit.pool import ROUGEL
-from ttpkit.reward._io import ENSEMBLE, WEIGHTS, read_record, write_record
+from ttpkit.reward._io import ENSEMBLE, WEIGHTS, check_sha256, read_record, write_record
 from ttpkit.reward.config import RMConfig, parse_rm_config
 from ttpkit.reward.encoder import Encoder
 from ttpkit.reward.features import build_features
@@ -119,6 +119,7 @@ class EnsembleRM:
             if not isinstance(digests, list) or len(digests) != n:
                 raise DataError(f"{path}: 'member_weights_sha256' must list {n} hashes, one per member")
             for i, want in enumerate(digests):
+                check_sha256(path, f"member_weights_sha256[{i}]", want)
                 weights = d / f"member-{i}" / WEIGHTS
                 if not weights.is_file() or file_digest(weights) != want:
                     raise DataError(f"{d}: member-{i} is not the member ensemble.json records (a save was interrupted, "

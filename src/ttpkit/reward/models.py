@@ -17,7 +17,6 @@ they are re-exported here for older imports.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from ttpkit.errors import ConfigError, DataError, NotFittedError, TtpkitError
 from ttpkit.manifest import stamp
 from ttpkit.paths import check_writable
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID
-from ttpkit.reward._io import CONFIG, WEIGHTS, check_weights, load_tensors, save_atomic
+from ttpkit.reward._io import CONFIG, WEIGHTS, check_feature_stats, check_weights, load_tensors, read_history, save_atomic
 from ttpkit.reward.config import VARIANTS, RMConfig, read_rm_config
 from ttpkit.reward.encoder import Encoder
 from ttpkit.reward.features import build_features
@@ -296,6 +295,7 @@ class RewardModel:
         if rm.mu_.shape != (n_feat,) or sd.shape != (n_feat,):
             raise DataError(f"{weights}: feature statistics have shape {tuple(rm.mu_.shape)}, the config's "
                             f"{config.variant} model has {n_feat} features")
+        check_feature_stats(weights, rm.mu_, sd, _MIN_STD)
         rm.sd_ = np.where(sd > _MIN_STD, sd, np.inf).astype(sd.dtype)  # files from before feature_scaling stored std + 1e-6
         net = _net(n_feat, config.hidden, 2 if config.probabilistic else 1)
         state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
@@ -309,16 +309,10 @@ class RewardModel:
                                 f"(hidden={config.hidden}, {config.variant}) needs {tuple(expected[k].shape)}")
             if not bool(torch.isfinite(v).all()):
                 raise DataError(f"{weights}: tensor net.{k} holds NaN or infinite values")
-        if not np.isfinite(rm.mu_).all():
-            raise DataError(f"{weights}: feature_mean holds NaN or infinite values")
         net.load_state_dict({k: v.float() for k, v in state.items()})
         net.eval()
         rm.net_ = net
-        hist = d / "training.json"
-        try:
-            rm.history_ = json.loads(hist.read_text()) if hist.exists() else []
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            rm.history_ = []  # the training log is informational only
+        rm.history_ = read_history(d / "training.json")  # informational: unreadable is []; a directory is an error
         rm.tasks_ = tuple(str(t) for t in meta.get("tasks", []))
         rm.trained_on_ = meta.get("trained_on")
         return rm

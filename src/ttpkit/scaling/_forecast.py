@@ -11,6 +11,10 @@ and scores the prediction against the curve observed on all M candidates:
 - ``peak_<form>``: the predicted peak N (argmax over ``ns``) beside ``obs_peak``;
 - for ``dist``, ``in_band``: the share of N where O lies inside the 90%
   bootstrap band, and ``peak_lo``/``peak_hi``, the band of the peak N;
+- ``err_floor``: the noise floor of the comparison, the same gain error of the
+  exact curve of the first ``m_fit`` candidates (no form, no extrapolation) at
+  N <= m_fit. Above :data:`ERR_TARGET`, the first candidates' own curve already
+  misses the target where it needs no forecast;
 - ``trusted``: the form a user without the M candidates would pick, using only
   the ``m_fit`` they have: each form fitted on the first half of them and
   judged on the exact curve of all ``m_fit`` (N <= m_fit); ``err_trusted`` is
@@ -69,6 +73,16 @@ def holdout_errors(pool: pd.DataFrame, fit: LawFit, scorer: str | Scorer, utilit
     ns = list(n_grid(held))
     observed, oracle = _curve(r, qs.utils, ns), _curve(qs.utils, qs.utils, ns)
     return {form: gain_error(fit.predict(ns, form), observed, oracle) for form in FORMS}
+
+
+def _floor(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, u: np.ndarray, seed: int) -> float:
+    """Gain error of the exact curve of the first ``m_fit`` candidates against the curve of all M, at N <= m_fit."""
+    ns = list(n_grid(m_fit))
+    first = pool[pool[IDX] < m_fit]
+    _, rf = pool_matrix(first, scorer_values(first, scorer, utility, seed))
+    _, uf = pool_matrix(first, first[utility].to_numpy(dtype=np.float64))
+    _, r = pool_matrix(pool, scorer_values(pool, scorer, utility, seed))
+    return gain_error(_curve(rf, uf, ns), _curve(r, u, ns), _curve(u, u, ns))
 
 
 def _pick(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, seed: int) -> str:
@@ -140,6 +154,7 @@ def forecast(
             row[f"err_{form}"] = gain_error(pred, observed, oracle)
             row[f"r2_{form}"] = float("nan") if flat else r_squared(observed, pred)
             row[f"peak_{form}"] = find_peak(ns, pred).n
+        row["err_floor"] = _floor(pool, scorer, utility, m_fit, u, seed)
         row["trusted"] = _pick(pool, scorer, utility, m_fit, seed)
         row["err_trusted"] = row[f"err_{row['trusted']}"]
         qs = query_stats(pool, scorer, utility, seed=seed, m=m_fit)
@@ -168,12 +183,16 @@ def forecast_summary(table: pd.DataFrame) -> pd.DataFrame:
     <= :data:`ERR_TARGET`) with its 95% Wilson interval ``err_ok_lo``/``err_ok_hi``, ``median_err``, ``median_r2``, ``peaks`` (curves whose
     observed peak is before the largest N), ``peak_x2`` (share of those whose
     predicted peak is within a factor 2), and for ``dist`` ``in_band`` (share of
-    (curve, N) points inside the 90% band).
+    (curve, N) points inside the 90% band); ``floor_over``, the share of curves
+    whose noise floor (``err_floor``) is above the target, and ``err_ok_floor``,
+    ``err_ok`` over the other curves (NaN where tables lack ``err_floor``).
     """
     rows = []
     for (source, m_fit), g in table.groupby(["source", "m_fit"], sort=True):
         end = g["m"].astype(int)
         peaked = g["obs_peak"] < end
+        floor = g["err_floor"] if "err_floor" in g else pd.Series(np.nan, index=g.index)
+        clear = floor <= ERR_TARGET
         for form in (*FORMS, "trusted"):
             err = g[f"err_{form}"]
             peak = g[f"peak_{form}"] if form != "trusted" else pd.Series([r[f"peak_{r['trusted']}"] for _, r in g.iterrows()], index=g.index)
@@ -185,5 +204,7 @@ def forecast_summary(table: pd.DataFrame) -> pd.DataFrame:
                          "median_r2": float(g[f"r2_{form}"].median()) if form != "trusted" else float("nan"),
                          "peaks": int(peaked.sum()),
                          "peak_x2": float(((ratio >= 0.5) & (ratio <= 2))[peaked].mean()) if peaked.any() else float("nan"),
-                         "in_band": float(g["in_band"].mean()) if form == "dist" else float("nan")})
+                         "in_band": float(g["in_band"].mean()) if form == "dist" else float("nan"),
+                         "floor_over": float((floor > ERR_TARGET).mean()) if floor.notna().any() else float("nan"),
+                         "err_ok_floor": float((err[clear] <= ERR_TARGET).mean()) if clear.any() else float("nan")})
     return pd.DataFrame(rows)

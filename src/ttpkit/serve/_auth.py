@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
+from ttpkit.errors import ConfigError
 from ttpkit.serve._store import ProfileStore
+from ttpkit.text import check_text
 
-__all__ = ["ADMIN_ENV", "Caller", "caller", "key_check"]
+__all__ = ["ADMIN_ENV", "Caller", "caller", "key_check", "read_admin_key"]
 
 ADMIN_ENV = "TTPKIT_API_KEY"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -54,9 +56,19 @@ def _bearer(request: Request) -> str:
     return key.strip()
 
 
+def read_admin_key(admin_key: str | None = None) -> str | None:
+    """``admin_key``, or :data:`ADMIN_ENV` when it is None.
+
+    Raises:
+        ConfigError: For a key that is not valid UTF-8 (it would be a 500 on every request).
+    """
+    admin = os.environ.get(ADMIN_ENV) if admin_key is None else admin_key
+    return check_text(admin, f"the admin key ({ADMIN_ENV})", ConfigError) if admin else admin
+
+
 def key_check(store: ProfileStore, admin_key: str | None = None) -> Callable[[Request], None]:
     """The dependency that sets ``request.state.caller`` (``admin_key`` None: read :data:`ADMIN_ENV`; empty: no keys)."""
-    admin = os.environ.get(ADMIN_ENV) if admin_key is None else admin_key
+    admin = read_admin_key(admin_key)
 
     def check(request: Request) -> None:
         if not admin:

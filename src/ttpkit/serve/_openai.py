@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ttpkit.policy.base import MAX_SEED, MIN_TEMPERATURE, Completer
 from ttpkit.serve._batch import Batcher
+from ttpkit.serve._text import TextRequest
 
 __all__ = ["MAX_PROMPTS", "MAX_PROMPT_CHARS", "MAX_SAMPLES", "ChatCompletionRequest", "ChatMessage",
            "CompletionRequest", "count_tokens", "openai_router"]
@@ -38,7 +39,7 @@ def _unsupported(name: str, why: str = "") -> None:
     raise ValueError(f"{name} is not supported by ttpkit serve{': ' + why if why else ''}")
 
 
-class _Decoding(BaseModel):
+class _Decoding(TextRequest):
     """Fields shared by completions and chat completions."""
 
     model_config = ConfigDict(extra="forbid")
@@ -102,7 +103,7 @@ class CompletionRequest(_Decoding):
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(TextRequest):
     """One chat turn."""
 
     model_config = ConfigDict(extra="forbid")

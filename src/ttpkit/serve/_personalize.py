@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+from sqlalchemy.exc import OperationalError
 
 from ttpkit import stages
 from ttpkit.data import ProfileItem, Query, TaskSpec
@@ -42,13 +43,14 @@ from ttpkit.reward.models import RewardModel, Scores
 from ttpkit.serve._auth import Caller, caller, key_check
 from ttpkit.serve._scoring import ScoreGroup
 from ttpkit.serve._store import LoggedRequest, ProfileStore
+from ttpkit.serve._text import TextRequest
 from ttpkit.serve._users import USER_ID, Limits, Profiles, check_items, task_spec, users_router
-from ttpkit.serve.app import create_app
+from ttpkit.serve.app import create_app, on_storage_error
 
 __all__ = ["BatchedPolicy", "FeedbackRequest", "PersonalizeRequest", "Personalizer", "create_service"]
 
 
-class PersonalizeRequest(BaseModel):
+class PersonalizeRequest(TextRequest):
     """One personalize request: a stored user (``user_id``) or an inline ``profile``, and a new input."""
 
     model_config = ConfigDict(extra="forbid")
@@ -72,7 +74,7 @@ class PersonalizeRequest(BaseModel):
         return self
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(TextRequest):
     """What the user finally wrote or accepted for a logged request."""
 
     model_config = ConfigDict(extra="forbid")
@@ -172,12 +174,12 @@ class Personalizer:
             if spec.name not in self._loaded:
                 try:
                     model, path = _load_rm(self.rm, spec)
-                except TtpkitError as e:
+                    card = load_card(path) if path != "(in memory)" else None
+                except TtpkitError as e:  # a damaged model or card for this task: the request names it, never a 500
                     raise HTTPException(422, detail=str(e)) from None
                 enc = self.encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers)
                 if enc not in self.profiles.encoders:
                     self.profiles.encoders.append(enc)
-                card = load_card(path) if path != "(in memory)" else None
                 self._loaded[spec.name] = _LoadedRM(model, path, card, enc)
             return self._loaded[spec.name]
 
@@ -280,5 +282,6 @@ def create_service(
     app = create_app(policy, model_name, extra_routers=[users_router(profiles, limits), personalize_router(service)],
                      dependencies=[Depends(key_check(store, admin_key))], batch_window_ms=batch_window_ms, max_batch=max_batch)
     app.state.store, app.state.personalizer = store, service
+    app.add_exception_handler(OperationalError, on_storage_error)  # the store's disk is full or read-only: 507
     return app
 

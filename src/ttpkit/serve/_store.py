@@ -313,9 +313,8 @@ def export_pool(store: ProfileStore, out: str | Path, data_dir: str | Path, task
     questions = [{"id": r.id, "user_id": r.user_id, "input": full(r.input), "profile": list(r.profile)} for r in logged]
     golds = {"task": spec.name, "golds": [{"id": r.id, "output": r.feedback} for r in logged]}
     directory = Path(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "train_questions.json").write_text(jsonio.dumps(questions, ensure_ascii=False), encoding="utf-8")
-    (directory / "train_outputs.json").write_text(jsonio.dumps(golds, ensure_ascii=False), encoding="utf-8")
+    jsonio.write_json(questions, directory / "train_questions.json", indent=None, ensure_ascii=False)
+    jsonio.write_json(golds, directory / "train_outputs.json", indent=None, ensure_ascii=False)
     rows = [(r.id, r.user_id, int(c["idx"]), c["text"], "served", r.seed) for r in logged for c in r.candidates]
     pool = add_labels(pd.DataFrame(rows, columns=list(POOL_COLUMNS)), load_split(directory, "train", spec).by_id())
     write_pool(pool, out, stamp("pool", {"source": "export-pool", "task": spec.name, "split": "train",

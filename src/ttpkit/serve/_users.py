@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ttpkit import retrieval
 from ttpkit.data import ProfileItem, TaskSpec, get_task, make_profile
 from ttpkit.errors import DataError
 from ttpkit.serve._auth import Caller, caller
 from ttpkit.serve._store import ProfileStore
+from ttpkit.serve._text import TextRequest
 
 __all__ = ["Limits", "Profiles", "ItemsRequest", "users_router"]
 
@@ -52,7 +53,7 @@ class Limits:
     max_page: int = 1_000
 
 
-class ItemsRequest(BaseModel):
+class ItemsRequest(TextRequest):
     """Items to append: dicts with the task's source and target fields (and optionally ``id``)."""
 
     task: str = Field("git-commits", description="The task whose fields the items carry (git-commits: text, title).")

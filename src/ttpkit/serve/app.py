@@ -15,12 +15,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ttpkit import __version__, jsonio
+from ttpkit.errors import StorageError
 from ttpkit.policy.base import Completer
 from ttpkit.serve._batch import Batcher
 from ttpkit.serve._metrics import Metrics, MetricsMiddleware
 from ttpkit.serve._openai import openai_router
 
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "create_app", "on_storage_error"]
 
 MAX_BODY_BYTES = 4 << 20  # a larger request body is a 413
 
@@ -47,10 +48,16 @@ class _BodyLimit:
 
 
 class _FiniteJSON(JSONResponse):
-    """Every response body: NaN and inf become ``null`` (starlette's own ``allow_nan=False`` would make them a 500)."""
+    """Every response body: NaN and inf become ``null`` (starlette's own ``allow_nan=False`` would make them a 500).
+
+    A string UTF-8 cannot encode (a 422 quoting a request's lone surrogate) is written as a JSON escape, not a 500.
+    """
 
     def render(self, content: Any) -> bytes:
-        return super().render(jsonio.finite(content))
+        try:
+            return super().render(jsonio.finite(content))
+        except UnicodeEncodeError:
+            return jsonio.dumps(content, separators=(",", ":")).encode("ascii")
 
 
 def _error(status: int, detail: Any, message: str, headers: Any = None) -> JSONResponse:
@@ -61,6 +68,11 @@ def _error(status: int, detail: Any, message: str, headers: Any = None) -> JSONR
 
 
 async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's "error parsing the body"
+        reason = (f"body: not valid UTF-8 text (byte 0x{cause.object[cause.start]:02x} at offset {cause.start}); "
+                  "send UTF-8 JSON")
+        return _error(422, reason, reason)  # as for a body that is not JSON
     return _error(exc.status_code, exc.detail, str(exc.detail), getattr(exc, "headers", None))
 
 
@@ -68,6 +80,19 @@ async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResp
     errors = jsonable_encoder(exc.errors())
     message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors)
     return _error(422, errors, message)
+
+
+async def on_storage_error(request: Request, exc: Exception) -> JSONResponse:
+    """A write the server could not make (its disk full or read-only; a store it cannot reach): 507 or 503 with the reason.
+
+    Not the request's fault, so not a 4xx; never a bare 500. The store's transaction is rolled back: nothing of
+    the request is kept.
+    """
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    full = isinstance(exc, OSError) or any(w in reason.lower() for w in ("full", "readonly", "read-only", "disk"))
+    status, what = (507, "the server cannot store it") if full else (503, "the profile store is unavailable")
+    message = f"{what} ({reason}); nothing of the request was kept"
+    return _error(status, message, message)
 
 
 def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: Sequence[APIRouter] = (),
@@ -99,6 +124,7 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
     app.state.batcher, app.state.metrics, app.state.policy = batcher, metrics, policy
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_invalid)
+    app.add_exception_handler(StorageError, on_storage_error)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -19,6 +19,7 @@ from ttpkit import stages
 from ttpkit.data import Dataset, TaskSpec, load_split
 from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
+from ttpkit.paths import write_atomic
 from ttpkit.pool import QUERY_ID, ROUGEL, read_pool, score_col, std_col, write_pool
 from ttpkit.reward import VARIANTS, CrossConfig, CrossEncoderRM, EnsembleRM, JudgeRM, MBRScorer, RegScorer, RMConfig, style_scores
 from ttpkit.scaling import backoff_scores
@@ -156,5 +157,5 @@ def judged_columns(out: Path, study: FailureStudy, ref: PoolRef, profile_items: 
     progress.start(f"judging {ref.split} ({pool[QUERY_ID].nunique()} queries)", pool[QUERY_ID].nunique())
     s, argmax = judge.score(pool, data.by_id(), progress)
     cols = pd.DataFrame({score_col("judge"): argmax, score_col("judge-prob"): s.mean, std_col("judge-prob"): s.std}, index=pool.index)
-    cols.to_parquet(path)
+    write_atomic(path, cols.to_parquet, "study cache")  # a torn file would be read back as a cache hit
     return cols

@@ -20,6 +20,7 @@ from typing import Any
 
 from ttpkit import yamlio
 from ttpkit.errors import ConfigError
+from ttpkit.text import find_bad_text
 
 __all__ = ["as_list", "build", "check_names", "load_yaml", "mapping", "rename_deprecated", "read_yaml", "type_ok"]
 
@@ -46,18 +47,23 @@ def check_names(names: Any, where: str) -> None:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a study file; a missing file or bad YAML is a :class:`ConfigError` naming the file."""
+    """Parse a study file; a missing file, bad YAML or text that is not valid UTF-8 is a :class:`ConfigError` naming the file."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: study file not found")
     try:
-        return yamlio.load(p.read_text())
+        raw = yamlio.load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not valid UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     except RecursionError:
         raise ConfigError(f"{p}: nested too deeply to read") from None
+    if (bad := find_bad_text(raw)) is not None:  # a "\ud800" escape: refused, as in every other input
+        raise ConfigError(f"{p}: {bad[0]} is not valid UTF-8 text ({bad[1]})")
+    return raw
 
 
 def load_yaml(kind: Any, path: str | Path) -> Any:

@@ -16,6 +16,12 @@ mapped to utility units by an affine fit on dev), ``tuning.json``,
 ``examples.json``, ``law_forms.csv``/``.md`` (every law form fitted on M_fit = 4
 and 8 candidates against every observed curve: :func:`ttpkit.scaling.law_table`),
 ``reliability.png``, and per regime a plot of the curves and one of the law forms.
+With ``forecast_boot`` > 0, also ``forecast.csv``/``.md``: the forecasting protocol
+(:func:`ttpkit.scaling.forecast`, every form fitted on the first M_fit = 8
+candidates and scored against all M, the dist band from that many bootstrap
+resamples) on every curve that moves; each regime's rows are written to
+``forecast/<regime>.csv`` as soon as they are computed, so an interrupted run
+keeps the regimes it finished.
 """
 
 from __future__ import annotations
@@ -31,11 +37,11 @@ from ttpkit import jsonio, stages
 from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
-from ttpkit.paths import check_writable
+from ttpkit.paths import check_writable, writing
 from ttpkit.policy import PolicySpec
 from ttpkit.pool import QUERY_ID, ROUGEL, n_grid
-from ttpkit.report import law_forms_markdown, plot_curves, plot_law_grid, plot_reliability
-from ttpkit.scaling import curves, law_table
+from ttpkit.report import forecast_markdown, law_forms_markdown, plot_curves, plot_law_grid, plot_reliability
+from ttpkit.scaling import curves, forecast, law_table
 from ttpkit.studies import _measure
 from ttpkit.studies._scoring import DET, JudgeModel, RegimeModels, judged_columns, load_ref, scored_pool
 from ttpkit.studies.config import as_list, build, check_names, load_yaml, mapping, rename_deprecated
@@ -43,6 +49,7 @@ from ttpkit.studies.config import as_list, build, check_names, load_yaml, mappin
 __all__ = ["METHODS", "FailureStudy", "Method", "PoolRef", "RegimeSpec", "run_failures"]
 
 LAW_M_FIT = (4, 8)  # candidates per query the law forms are fitted on (those the pools allow)
+FORECAST_M_FIT = (8,)  # candidates per query the forecasting protocol fits on (the target of docs/results.md)
 
 
 @dataclass(frozen=True)
@@ -143,10 +150,12 @@ class FailureStudy:
     members: int = 5  # seeds in the ensemble of user-pairwise (YAML: ``members``; ``ensemble`` is its old name)
     judge: dict | None = field(default=None)  # {backend, model} of the LLM judge (see ttpkit.reward.judge)
     cross_epochs: int = 1  # cross-encoder fine-tuning epochs; 0 leaves the cross-encoder out
+    forecast_boot: int = 0  # bootstrap resamples of the forecasting protocol's band; 0 leaves the protocol out
 
     def __post_init__(self) -> None:
-        if self.members < 1 or self.cross_epochs < 0:
-            raise ConfigError(f"members must be >= 1 and cross_epochs >= 0, got {self.members} and {self.cross_epochs}")
+        if self.members < 1 or self.cross_epochs < 0 or self.forecast_boot < 0:
+            raise ConfigError(f"members must be >= 1, cross_epochs and forecast_boot >= 0, got {self.members}, "
+                              f"{self.cross_epochs} and {self.forecast_boot}")
         check_names([self.name], "name")
         check_names([r.name for r in self.regimes], "regimes[].name")
 
@@ -242,7 +251,23 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
     law.insert(0, "regime", spec.name)
     refs = {q.id: q.reference for q in load_ref(test_ref).queries}
     return {"rows": rows, "paired": paired, "calibration": cal, "tuned": tuned, "methods": methods, "curves": res,
-            "law": law, "law_diagnosis": diags[max(diags)], "examples": _measure.examples(test, spec.name, refs)}
+            "law": law, "law_diagnosis": diags[max(diags)], "examples": _measure.examples(test, spec.name, refs),
+            "forecast": _forecast(study, spec, test, law, progress)}
+
+
+def _forecast(study: FailureStudy, spec: RegimeSpec, test: pd.DataFrame, law: pd.DataFrame, progress: stages.Progress) -> pd.DataFrame:
+    """The forecasting protocol on the regime's moving curves at each M_fit below M (empty without ``forecast_boot``)."""
+    moving = law[law["moves"] & ~law["method"].isin(["oracle", "random"])]
+    m = int(test.groupby(QUERY_ID).size().min())
+    if not study.forecast_boot or moving.empty:
+        return pd.DataFrame()
+    progress.note(f"{spec.name}: forecasting {moving['scorer'].nunique()} curves")
+    parts = []
+    for m_fit in sorted({int(f) for f in moving["m_fit"] if 3 <= f < m and f in FORECAST_M_FIT}):
+        rows = moving[moving["m_fit"] == m_fit]
+        t = forecast(test, list(rows["scorer"]), ROUGEL, m_fit=m_fit, n_boot=study.forecast_boot, seed=study.seed)
+        parts.append(t.assign(method=list(rows["method"]), source=study.name, pool=spec.name))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _plot_regime(out: Path, name: str, r: dict[str, Any]) -> None:
@@ -253,20 +278,29 @@ def _plot_regime(out: Path, name: str, r: dict[str, Any]) -> None:
 
 
 def _write(out: Path, results: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """The study's tables, JSON files and reliability plot from every regime's results."""
+    """The study's tables, JSON files and reliability plot from every regime's results (a failed write names ``out``)."""
+    with writing(out, "study results", "the study's cache is kept; make room and rerun to write them"):
+        return _write_files(out, results)
+
+
+def _write_files(out: Path, results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     gather = lambda key: [row for r in results.values() for row in r[key]]  # noqa: E731
     table = pd.DataFrame(gather("rows"))
     table.to_csv(out / "regimes.csv", index=False)
     law_forms = pd.concat([r["law"] for r in results.values()], ignore_index=True)
     law_forms.to_csv(out / "law_forms.csv", index=False)
-    (out / "law_forms.md").write_text(law_forms_markdown(law_forms))
+    (out / "law_forms.md").write_text(law_forms_markdown(law_forms), encoding="utf-8")
+    if any(not r["forecast"].empty for r in results.values()):
+        fc = pd.concat([r["forecast"] for r in results.values()], ignore_index=True)
+        fc.to_csv(out / "forecast.csv", index=False)
+        (out / "forecast.md").write_text(forecast_markdown(fc), encoding="utf-8")
     pd.DataFrame(gather("paired")).to_csv(out / "paired.csv", index=False)
     cal = gather("calibration")
     pd.DataFrame(cal).drop(columns=["bins_std", "bins_rmse"]).to_csv(out / "calibration.csv", index=False)
-    (out / "calibration.json").write_text(jsonio.dumps(cal, indent=1) + "\n")
+    jsonio.write_json(cal, out / "calibration.json", indent=1)
     plot_reliability(cal, out / "reliability.png")
-    (out / "tuning.json").write_text(jsonio.dumps({k: r["tuned"] for k, r in results.items()}, indent=2) + "\n")
-    (out / "examples.json").write_text(jsonio.dumps(gather("examples"), indent=1, ensure_ascii=False) + "\n")
+    jsonio.write_json({k: r["tuned"] for k, r in results.items()}, out / "tuning.json")
+    jsonio.write_json(gather("examples"), out / "examples.json", indent=1, ensure_ascii=False)
     return table
 
 
@@ -291,5 +325,8 @@ def run_failures(study: FailureStudy, out: str | Path, progress: stages.Progress
     results = {}
     for spec in study.regimes:
         results[spec.name] = _regime(study, spec, out, encoder, progress, judge, engine)
+        if not results[spec.name]["forecast"].empty:  # the slow part, kept if a later regime is interrupted
+            (out / "forecast").mkdir(exist_ok=True)
+            results[spec.name]["forecast"].to_csv(out / "forecast" / f"{spec.name}.csv", index=False)
         _plot_regime(out, spec.name, results[spec.name])
     return _write(out, results)

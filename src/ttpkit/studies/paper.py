@@ -26,6 +26,7 @@ from ttpkit.data import Dataset, bundled_sample_dir, load_split
 from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
+from ttpkit.paths import writing
 from ttpkit.policy import PolicySpec, lazy_policy
 from ttpkit.pool import Rule, read_pool, score_col, write_pool
 from ttpkit.report import plot_curves, plot_law_scatter, study_markdown
@@ -288,13 +289,18 @@ def _result_rows(diag: Diagnosis, where: dict[str, str], ns: tuple[int, ...]) ->
 
 
 def _write_results(config: StudyConfig, out: Path, rows: list[dict], points: list[dict]) -> pd.DataFrame:
+    with writing(out, "study results", "the study's cache is kept; make room and rerun to write them"):
+        return _write_files(config, out, rows, points)
+
+
+def _write_files(config: StudyConfig, out: Path, rows: list[dict], points: list[dict]) -> pd.DataFrame:
     law = pd.DataFrame(points)
     law.to_csv(out / "law.csv", index=False)
     for name, part in law.groupby("dataset", sort=False):
         plot_law_scatter(part, out / f"law_{name}.png", "rougeL", title=f"{name}: law (tail form, fit on {config.m_fit}) vs observed")
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
-    (out / "results.md").write_text(study_markdown(table))
+    (out / "results.md").write_text(study_markdown(table), encoding="utf-8")
     return table
 
 
@@ -316,8 +322,9 @@ def run_paper(config: StudyConfig, out: str | Path, progress: stages.Progress | 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory")
-    (out / "cache").mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(jsonio.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    with writing(out, "study folder"):
+        (out / "cache").mkdir(parents=True, exist_ok=True)
+    jsonio.write_json(dataclasses.asdict(config), out / "config.json")
     record_study(out, {"study": dataclasses.asdict(config)})
     encoder = stages.default_encoder(layers=config.encoder_layers)
     rows, points = [], []

@@ -1,0 +1,114 @@
+"""The checks of a policy setting that need no model: a model file or directory, a server URL.
+
+:meth:`ttpkit.policy.PolicySpec.check` runs them before any model loads and
+before any progress display starts, so a mistake costs a second, not a minute
+of "loading policy":
+
+| backend          | ``--model`` / ``--base-url``   | checked                                                    |
+|------------------|--------------------------------|------------------------------------------------------------|
+| ``gguf``         | a GGUF file                    | a regular file that starts with the magic ``GGUF``         |
+| ``hf``           | a model directory              | a directory whose ``config.json`` is a JSON object naming  |
+|                  |                                | ``model_type`` or ``architectures``                        |
+| ``vllm``         | either of the two              | as above, by what the path is                              |
+| ``openai``       | the server's root              | ``http://`` or ``https://``, a host, and a path ending in ``/v1`` |
+
+:func:`check_gguf_file` checks the 4-byte magic (a second's work, with the message
+naming what the file is instead); ``spec.py`` then walks the whole header with
+:func:`ttpkit.policy._load.check_gguf_file`, which names a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ttpkit.errors import ConfigError
+
+__all__ = ["GGUF_MAGIC", "check_base_url", "check_gguf_file", "check_hf_dir", "check_model_path"]
+
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (any version)
+
+
+def check_gguf_file(path: str | Path) -> Path:
+    """``path`` if it is a GGUF file by its first four bytes, else one line saying what it is.
+
+    Raises:
+        ConfigError: For a missing path, a directory, or a file without the GGUF magic.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"model {p}: not found")
+    if p.is_dir():
+        raise ConfigError(f"model {p}: is a directory, not a GGUF file (a Hugging Face model directory takes --backend hf)")
+    try:
+        with p.open("rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise ConfigError(f"model {p}: cannot be read ({e.strerror})") from None
+    if head != GGUF_MAGIC:
+        raise ConfigError(f"model {p}: not a GGUF file (it starts with {head!r}, a GGUF file with {GGUF_MAGIC!r})")
+    return p
+
+
+def check_hf_dir(path: str | Path) -> Path:
+    """``path`` if it is a Hugging Face model directory whose ``config.json`` names a model type, else one line.
+
+    Raises:
+        ConfigError: For a missing path, a file, no or a directory ``config.json``, JSON that is
+            not an object, or an object with neither ``model_type`` nor ``architectures``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"model {p}: not found")
+    if not p.is_dir():
+        raise ConfigError(f"model {p}: is a file, not a Hugging Face model directory (a GGUF file takes --backend gguf)")
+    config = p / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"model {p}: not a Hugging Face model directory (no config.json file)")
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"{config}: not valid JSON ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config}: not a model config (a JSON object), got a {type(raw).__name__}")
+    if not isinstance(raw.get("model_type"), str) and not raw.get("architectures"):
+        raise ConfigError(f"{config}: names neither \"model_type\" nor \"architectures\"; transformers cannot tell the model")
+    return p
+
+
+def check_model_path(backend: str, path: str | Path) -> Path:
+    """The check of ``--model`` for a local backend: ``gguf`` a GGUF file, ``hf`` a directory, ``vllm`` either."""
+    p = Path(path)
+    if backend == "gguf" or (backend == "vllm" and p.is_file()):
+        return check_gguf_file(p)
+    return check_hf_dir(p)
+
+
+def check_base_url(url: str) -> str:
+    """``url`` if it is an OpenAI-compatible server's root: ``http(s)://host[:port]/.../v1`` (a trailing ``/`` is allowed).
+
+    Raises:
+        ConfigError: Naming ``--base-url``, what is wrong, and the URL to give instead.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("--base-url is empty; give the server's root, e.g. http://127.0.0.1:8000/v1")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        rest = url.strip().split("://", 1)[-1].lstrip("/")
+        fixed = _v1("http://" + rest) if parts.scheme not in ("http", "https") else "http://127.0.0.1:8000/v1"
+        raise ConfigError(f"--base-url {url}: needs http:// or https:// and a host, e.g. {fixed}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"--base-url {url}: the server's root takes no ?query or #fragment, e.g. "
+                          f"{parts.scheme}://{parts.netloc}{parts.path}")
+    if not parts.path.rstrip("/").endswith("/v1"):
+        raise ConfigError(f"--base-url {url}: must end in /v1 (the API's root; ttpkit adds /completions), "
+                          f"e.g. {_v1(url.strip())}")
+    return url
+
+
+def _v1(url: str) -> str:
+    """``url`` with its path cut at ``/v1`` (or ``/v1`` added)."""
+    head, sep, _ = url.rstrip("/").partition("/v1/")
+    base = head if sep else url.rstrip("/")
+    return base if base.endswith("/v1") else base + "/v1"
