@@ -70,6 +70,30 @@ def test_pairwise_loss_recovers_ranking_within_groups_only():
     assert pairwise_loss(50 * x, y, group) < 0.05
 
 
+def test_pairwise_loss_lists_the_same_pairs_as_the_full_mask():
+    """The group-by-group pairs against the plain (R, R) mask: same pairs in the same order, same loss and gradient,
+    with ties, shuffled (non-contiguous) groups of uneven size and a group without any pair."""
+    import torch.nn.functional as F
+
+    from ttpkit.reward.losses import same_group_pairs
+
+    g = torch.Generator().manual_seed(3)
+    group = torch.randperm(90, generator=g) % 13  # 13 groups of 6-7 rows, scattered
+    target = torch.randint(0, 4, (90,), generator=g).float()  # many ties
+    target[group == 12] = 1.0  # a group whose rows all tie: no pair
+    mask = (group[:, None] == group[None, :]) & (target[:, None] > target[None, :])
+    i, j = same_group_pairs(target, group)
+    ref_i, ref_j = mask.nonzero(as_tuple=True)
+    assert torch.equal(i, ref_i) and torch.equal(j, ref_j)
+    score = torch.randn(90, generator=g, requires_grad=True)
+    loss = pairwise_loss(score, target, group)
+    (grad,) = torch.autograd.grad(loss, score)
+    ref = F.softplus(-(score[:, None] - score[None, :])[mask]).mean()
+    (ref_grad,) = torch.autograd.grad(ref, score)
+    assert torch.equal(loss, ref) and torch.allclose(grad, ref_grad, atol=1e-7)
+    assert pairwise_loss(score, torch.ones(90), group).item() == 0.0  # no pair at all
+
+
 def _synthetic(n_users=12, per_user=3, m=6, seed=0):
     """Utility = overlap of candidate with the (hidden) reference, which shares words with the input."""
     rng = np.random.default_rng(seed)
