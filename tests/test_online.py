@@ -11,7 +11,7 @@ import pytest
 
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.online import personalize
-from ttpkit.reward.bundled import MODELS_DIR, bundled_path, load_card, resolve_rm
+from ttpkit.reward.bundled import DEFAULT_VARIANTS, MODELS_DIR, bundled_path, load_card, resolve_rm
 
 from conftest import EchoPolicy, FakeEncoder
 
@@ -23,11 +23,16 @@ def _profile(query):
 @pytest.mark.parametrize("task", ["git-commits", "debian-synopsis"])
 def test_default_rm_is_the_tasks_bundled_model_with_a_card(task):
     path = resolve_rm("default", task)
-    assert path == MODELS_DIR / task / "user-pairwise"
+    assert path == MODELS_DIR / task / DEFAULT_VARIANTS[task]
     card = load_card(path)
     assert card.task == task and 0 < card.share < 1 and card.n == 16
-    assert (path / "README.md").read_text().count(f"{card.share:.0%}") >= 1  # the model card states the measured share
-    assert resolve_rm("default:user-prob", task).name == "user-prob"
+    readme = (path / "README.md").read_text()
+    assert readme.count(f"{card.share:.0%}") >= 1  # the model card states the measured share
+    cv = json.loads((path / "card.json").read_text())["cv"]  # and the cross-validation that chose it as the default
+    assert cv["chosen"] and cv["lo"] <= cv["share"] <= cv["hi"] and f"{cv['share']:.0%} of the oracle gain" in readme
+    assert cv["test"]["lo"] <= card.share == cv["test"]["share"] <= cv["test"]["hi"]
+    for variant in ("user-pairwise", "user-prob"):
+        assert resolve_rm(f"default:{variant}", task).name == variant
     size = sum(f.stat().st_size for f in MODELS_DIR.rglob("*") if f.is_file())
     assert size < 3_000_000  # a few MB at most inside the wheel
 
@@ -38,7 +43,7 @@ def test_an_unknown_task_falls_back_to_the_task_agnostic_model():
 
 def test_personalize_picks_the_rms_best_candidate(sample):
     q = sample.queries[0]
-    res = personalize(_profile(q), q.source, task=sample.task, n=6, policy=EchoPolicy(), encoder=FakeEncoder(layers=2))
+    res = personalize(_profile(q), q.source, task=sample.task, n=6, policy=EchoPolicy(), encoder=FakeEncoder())
     scores = [c.score for c in res.candidates]
     assert res.n == 6 and res.chosen == int(np.argmax(scores)) and res.text == res.candidates[res.chosen].text
     assert res.expected is not None and res.expected.n == 6 and res.task == "git-commits"
@@ -49,14 +54,14 @@ def test_personalize_picks_the_rms_best_candidate(sample):
 def test_lcb_uses_the_std_of_a_probabilistic_rm(sample):
     q = sample.queries[1]
     res = personalize(_profile(q), q.source, task="git-commits", rm="default:user-prob", rule="lcb:2", n=5,
-                      policy=EchoPolicy(), encoder=FakeEncoder(layers=2))
+                      policy=EchoPolicy(), encoder=FakeEncoder())
     sel = [c.score - 2 * c.std for c in res.candidates]
     assert all(c.std > 0 for c in res.candidates) and res.chosen == int(np.argmax(sel))
 
 
 def test_adaptive_sampling_stops_early_or_at_max_n(sample):
     q = sample.queries[2]
-    kw = dict(task="git-commits", policy=EchoPolicy(), encoder=FakeEncoder(layers=2), adaptive=True, max_n=12)
+    kw = dict(task="git-commits", policy=EchoPolicy(), encoder=FakeEncoder(), adaptive=True, max_n=12)
     eager = personalize(_profile(q), q.source, min_round_gain=10.0, **kw)  # nothing is worth a second round
     assert eager.n == 4 and eager.rounds == 1
     greedy = personalize(_profile(q), q.source, min_round_gain=0.0, **kw)  # everything is
@@ -68,7 +73,7 @@ def test_adaptive_sampling_stops_early_or_at_max_n(sample):
 
 def test_bad_input_keeps_working_with_a_warning_or_fails_clearly(sample):
     q = sample.queries[3]
-    kw = dict(task="git-commits", n=3, policy=EchoPolicy(), encoder=FakeEncoder(layers=2))
+    kw = dict(task="git-commits", n=3, policy=EchoPolicy(), encoder=FakeEncoder())
     res = personalize([], q.source, **kw)
     assert res.n == 3 and any("empty profile" in w for w in res.warnings)
     res = personalize(_profile(q), "word " * 5000, **kw)
@@ -77,8 +82,8 @@ def test_bad_input_keeps_working_with_a_warning_or_fails_clearly(sample):
         personalize([{"text": "a", "title": "b"}, {"text": "c"}], q.source, **kw)
     with pytest.raises(ConfigError, match="unknown selection rule"):
         personalize(_profile(q), q.source, rule="best", **kw)
-    with pytest.raises(ConfigError, match="needs a probabilistic RM"):
-        personalize(_profile(q), q.source, rule="lcb:1", **kw)
+    with pytest.raises(ConfigError, match="needs a probabilistic RM"):  # the default is user-prob here: name a deterministic RM
+        personalize(_profile(q), q.source, rule="lcb:1", rm="default:user-pairwise", **kw)
     with pytest.raises(ConfigError, match="trained on git-commits, not on debian-synopsis"):
         personalize([{"abstract": "a", "title": "b"}], "text", **{**kw, "task": "debian-synopsis",
                     "rm": str(MODELS_DIR / "git-commits" / "user-pairwise")})
@@ -117,7 +122,7 @@ def test_personalize_end_to_end_with_the_embedded_model_and_the_real_encoder(tmp
     assert res.returncode == 0, res.stderr
     record = json.loads(res.stdout)
     assert record["n"] == 3 and record["text"] == record["candidates"][record["chosen"]]["text"]
-    assert record["rm"].endswith("git-commits/user-pairwise") and record["expected"]["n"] == 3
+    assert record["rm"].endswith(f"git-commits/{DEFAULT_VARIANTS['git-commits']}") and record["expected"]["n"] == 3
     res = _cli("personalize", "--profile", str(sample.path / "dev_questions.json.gz"), "--user", q.user_id,
                "--input", q.source, "--n", "2", "--rm", "default:user-prob", "--rule", "lcb:1")
     assert res.returncode == 0, res.stderr

@@ -20,7 +20,7 @@ TASK = get_task("git-commits")
 class CachingEncoder(FakeEncoder):
     """FakeEncoder with the real encoder's content-keyed cache, to see what forgetting a user drops."""
 
-    def __init__(self, layers=2):
+    def __init__(self, layers=None):  # the bundled default RM's depth: all layers
         super().__init__(layers)
         self.cache = {}
 
@@ -35,7 +35,7 @@ class CachingEncoder(FakeEncoder):
 
 
 def make_client(tmp_path, **kw) -> TestClient:
-    kw.setdefault("encoder", FakeEncoder(layers=2))
+    kw.setdefault("encoder", FakeEncoder())
     kw.setdefault("admin_key", "")
     app = create_service(FakeLM(), f"sqlite:///{tmp_path / 'profiles.db'}", batch_window_ms=1.0, **kw)
     return TestClient(app)
@@ -72,14 +72,14 @@ def test_personalize_answers_what_the_library_answers_for_the_seed(tmp_path, sam
     assert got.status_code == 200, got.text
     got = got.json()
     want = personalize(items_of(q), q.source, task="git-commits", n=6, seed=seed, policy=FakeLM(seed), user_id="alice",
-                       encoder=FakeEncoder(layers=2), **extra)
+                       encoder=FakeEncoder(), **extra)
     assert [c["text"] for c in got["candidates"]] == [c.text for c in want.candidates]
     assert np.allclose([c["score"] for c in got["candidates"]], [c.score for c in want.candidates])
     assert got["text"] == want.text and got["chosen"] == want.chosen and got["rounds"] == want.rounds
     assert got["expected"]["gain"] == pytest.approx(want.expected.gain) and got["expected"]["n"] == want.n
     assert set(got["timings"]) == {"retrieval", "sampling", "scoring", "total"} and got["request_id"].startswith("pers-")
     inline = client.post("/v1/personalize", json={**body, "user_id": None, "profile": items_of(q)}).json()
-    ref = personalize(items_of(q), q.source, n=6, seed=seed, policy=FakeLM(seed), encoder=FakeEncoder(layers=2), **extra)
+    ref = personalize(items_of(q), q.source, n=6, seed=seed, policy=FakeLM(seed), encoder=FakeEncoder(), **extra)
     assert inline["text"] == ref.text and inline["user_id"] == ref.user_id
 
 
@@ -94,13 +94,13 @@ def test_a_write_invalidates_the_users_cached_profile(tmp_path, sample):
     client.post("/v1/users/bob/items", json={"items": items[2:]})
     assert len(profiles.items("bob", TASK)) == len(items)  # read again from the store
     second = client.post("/v1/personalize", json={"user_id": "bob", "input": q.source, "n": 4}).json()
-    want = personalize(items, q.source, n=4, policy=FakeLM(), user_id="bob", encoder=FakeEncoder(layers=2))
+    want = personalize(items, q.source, n=4, policy=FakeLM(), user_id="bob", encoder=FakeEncoder())
     assert [c["text"] for c in second["candidates"]] == [c.text for c in want.candidates]
     assert first["candidates"] != second["candidates"]
 
 
 def test_bad_personalize_requests_get_a_4xx_with_a_reason(tmp_path, sample):
-    client = make_client(tmp_path)
+    client = make_client(tmp_path, rm="default:user-pairwise")  # deterministic, for the lcb case (the default is user-prob)
     client.post("/v1/users/alice/items", json={"items": items_of(sample.queries[0])})
     ok = {"user_id": "alice", "input": "fix the parser", "n": 2}
     cases = [
@@ -220,7 +220,7 @@ def test_the_feedback_loop_log_feedback_export_then_train_rm(tmp_path, sample):
 @pytest.fixture
 def live_server(tmp_path):
     """The service under a real uvicorn on a free 127.0.0.1 port (admin key 'adm'), stopped after the test."""
-    app = create_service(FakeLM(), f"sqlite:///{tmp_path / 'live.db'}", encoder=FakeEncoder(layers=2), admin_key="adm",
+    app = create_service(FakeLM(), f"sqlite:///{tmp_path / 'live.db'}", encoder=FakeEncoder(), admin_key="adm",
                          log_requests=True, batch_window_ms=1.0)
     with live(app) as root:
         yield root
@@ -240,7 +240,7 @@ def test_a_real_server_serves_every_endpoint_through_the_client(live_server, sam
         assert admin.chat([{"role": "user", "content": "hi"}], n=2)["choices"]
     with Client(live_server, api_key=issued["key"]) as alice:
         got = alice.personalize(q.source, user_id="alice", n=4, seed=2)
-        want = personalize(items_of(q), q.source, n=4, seed=2, policy=FakeLM(2), user_id="alice", encoder=FakeEncoder(layers=2))
+        want = personalize(items_of(q), q.source, n=4, seed=2, policy=FakeLM(2), user_id="alice", encoder=FakeEncoder())
         assert got["text"] == want.text and [c["text"] for c in got["candidates"]] == [c.text for c in want.candidates]
         assert alice.feedback(got["request_id"], q.reference)["recorded"]
         with pytest.raises(ServiceError, match="403: .*may not act for 'bob'"):

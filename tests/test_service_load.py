@@ -24,7 +24,7 @@ TASK = get_task("git-commits")
 
 def _service(tmp_path, name: str, **kw):
     kw.setdefault("admin_key", "")
-    return create_service(FakeLM(), f"sqlite:///{tmp_path / name}", encoder=FakeEncoder(layers=2), **kw)
+    return create_service(FakeLM(), f"sqlite:///{tmp_path / name}", encoder=FakeEncoder(), **kw)
 
 
 def _count_rm_passes(app) -> list[int]:

@@ -271,8 +271,9 @@ def personalize(
             fields (and optionally ``id``), or :class:`ProfileItem`.
         input: The new input (a commit message, a package description...).
         task: Task name or spec (see :func:`ttpkit.data.resolve_task`).
-        rm: ``default`` (the bundled ``user-pairwise`` for the task, or the
-            task-agnostic one), ``default:user-prob``, a model directory, or a model.
+        rm: ``default`` (the task's bundled model of
+            :data:`~ttpkit.reward.bundled.DEFAULT_VARIANTS`, or the task-agnostic
+            one), ``default:<variant>``, a model directory, or a model.
         rule: Selection rule (``mean``, ``lcb:κ``, ``ucb:κ``, ``thompson``); rules other than ``mean`` need a probabilistic RM.
         policy: A policy, or a policy setting (default: the embedded Gemma 3 270M, 4-shot).
         seed: Sampling seed.

@@ -112,19 +112,20 @@ def reward_models() -> None:
     """Copies of the bundled user-pairwise model, each damaged in one way."""
     from safetensors.numpy import load_file, save_file
 
-    src = bundled_path("git-commits")
+    src = bundled_path("git-commits", "user-pairwise")  # not the default (user-prob): rm-variant-mismatch needs pairwise
 
     def copy(name: str) -> Path:
         d = FILES / name
         if d.exists():
             shutil.rmtree(d)
         d.mkdir(parents=True)
-        for f in ("config.json", "model.safetensors"):
-            shutil.copy(src / f, d / f)
+        shutil.copy(src / "model.safetensors", d / "model.safetensors")
+        (d / "config.json").write_text(json.dumps(meta, indent=2) + "\n")  # as RewardModel.save writes it
         (d / "model.safetensors").chmod(0o644)
         return d
 
-    meta = json.loads((src / "config.json").read_text())
+    # without the weights' hash, so each damaged file meets the check it is meant for, not the hash's
+    meta = {k: v for k, v in json.loads((src / "config.json").read_text()).items() if k != "weights_sha256"}
     weights = load_file(str(src / "model.safetensors"))
     raw = (src / "model.safetensors").read_bytes()
     (copy("rm-truncated") / "model.safetensors").write_bytes(raw[: len(raw) // 2])

@@ -85,7 +85,7 @@ def personalize(
     user: Annotated[Optional[str], typer.Option(help="User id to pick from a LaMP questions file.")] = None,
     task: Annotated[str, typer.Option("--task", help="Task name.")] = "git-commits",
     task_file: TaskFile = None,
-    rm: Annotated[str, typer.Option(help="'default' (bundled user-pairwise for the task, or the task-agnostic one), 'default:user-prob', or a model directory.")] = "default",
+    rm: Annotated[str, typer.Option(help="'default' (the task's bundled model chosen by cross-validation: user-prob for git-commits and debian-synopsis, the task-agnostic user-pairwise for other tasks), 'default:<variant>', or a model directory.")] = "default",
     n: Annotated[int, typer.Option("--n", help="Candidates to draw (N of best-of-N).", min=1)] = 16,
     adaptive: Annotated[bool, typer.Option(help="Sample in rounds of 4 and stop when the next round's expected gain is small.")] = False,
     max_n: Annotated[int, typer.Option(help="Most candidates --adaptive may draw.", min=1)] = 32,
@@ -151,7 +151,7 @@ def demo(
     """Run the whole loop on the bundled sample with the embedded Gemma 3 270M.
 
     Samples M candidates for each of the 16 bundled git-commits queries, labels
-    them with ROUGE, scores them with the bundled user-pairwise reward model, and
+    them with ROUGE, scores them with the bundled default reward model, and
     prints best-of-N for random / style / the RM / oracle selection.
     """
     from ttpkit.paths import check_writable

@@ -61,7 +61,7 @@ def resolve_scorer(spec: str | Path, task: str) -> Scorer:
     """
     text = str(spec)
     if text == "default" or text.startswith("default:"):
-        return load_rm(bundled_path(task, text.split(":", 1)[1] if ":" in text else "user-pairwise"))
+        return load_rm(bundled_path(task, text.split(":", 1)[1] if ":" in text else None))
     if text == "mbr":
         return MBRScorer()
     if text == "reg" or text.startswith("reg:"):

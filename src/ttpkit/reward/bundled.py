@@ -5,7 +5,9 @@
 (the law's quantities and the share of the oracle gain measured on the task's
 test users) and ``README.md`` (the model card). ``<task>`` is a registered task,
 or ``any`` for the task-agnostic models trained on every task's pools.
-``scripts/train_bundled.py`` makes them all.
+``scripts/train_bundled.py`` makes them all. ``--rm default`` is the variant of
+:data:`DEFAULT_VARIANTS`, the one that held up best on training users it never
+saw (``scripts/select_default_rm.py``; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from ttpkit.errors import ConfigError, DataError
 from ttpkit.reward._io import check_is_file, read_json
 from ttpkit.reward.config import check_number
 
-__all__ = ["AGNOSTIC", "MODELS_DIR", "ModelCard", "bundled_path", "load_card", "resolve_rm"]
+__all__ = ["AGNOSTIC", "DEFAULT_VARIANTS", "MODELS_DIR", "ModelCard", "bundled_path", "load_card", "resolve_rm"]
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 AGNOSTIC = "any"  # the directory of the task-agnostic models
 # each number of a card: (integer, low, high); ``None`` is unbounded. score_std is the unit of collapse, so > 0.
 _CARD_RANGES = {"mu": (False, None, None), "c": (False, 0.0, 1.0), "sigma_eff": (False, 0.0, None), "rho_eff": (False, -1.0, 1.0),
                 "score_std": (False, 0.0, None), "tau": (False, 0.0, None), "share": (False, None, None), "n": (True, 1, None)}
+# What ``--rm default`` means per model directory: the cross-validation's choice (results/bundled/cv/cv.md;
+# user-prob and user-pairwise are within 0.001-0.015 of each other there, the 2-layer encoder 0.016-0.043 below).
+DEFAULT_VARIANTS = {"git-commits": "user-prob", "debian-synopsis": "user-prob", AGNOSTIC: "user-pairwise"}
 
 
 @dataclass(frozen=True)
@@ -56,24 +61,29 @@ class ModelCard:
     n: int
 
 
-def bundled_path(task: str, variant: str = "user-pairwise") -> Path:
+def bundled_path(task: str, variant: str | None = None) -> Path:
     """The bundled model of ``variant`` for ``task``, or the task-agnostic one.
+
+    Args:
+        task: Task name.
+        variant: RM variant; ``None``: the directory's default (:data:`DEFAULT_VARIANTS`).
 
     Raises:
         ConfigError: If neither is shipped.
     """
     for name in (task, AGNOSTIC):
-        d = MODELS_DIR / name / variant
+        d = MODELS_DIR / name / (DEFAULT_VARIANTS.get(name, "user-pairwise") if variant is None else variant)
         if (d / "config.json").exists():
             return d
-    raise ConfigError(f"no bundled {variant} model for task {task!r} (shipped: {', '.join(sorted(_shipped())) or 'none'})")
+    raise ConfigError(f"no bundled {'default' if variant is None else variant} model for task {task!r} "
+                      f"(shipped: {', '.join(sorted(_shipped())) or 'none'})")
 
 
 def _shipped() -> list[str]:
     return [f"{d.parent.name}/{d.name}" for d in MODELS_DIR.glob("*/*") if (d / "config.json").exists()]
 
 
-def resolve_rm(rm: str | Path, task: str, variant: str = "user-pairwise") -> Path:
+def resolve_rm(rm: str | Path, task: str, variant: str | None = None) -> Path:
     """``default`` (or ``default:<variant>``) to the bundled model for ``task``; any other value is a model directory."""
     text = str(rm)
     if text == "default" or text.startswith("default:"):

@@ -55,7 +55,10 @@ class Encoder:
             under their own keys. 2 layers encode 2-2.5x as fast, and on
             both real data sets RMs trained on them returned best-of-16 picks
             within +-0.02 ROUGE-L of full-encoder RMs', no difference
-            detectable (``benchmarks/p3_layers.py``, docs/performance.md).
+            detectable (``benchmarks/p3_layers.py``, docs/performance.md);
+            cross-validated over the training users they were 1.6-3.5 points
+            of the oracle gain behind in all six comparisons, so the bundled
+            models use all layers (``scripts/select_default_rm.py``).
         device: ``cpu`` (default), ``cuda`` or ``auto`` (:mod:`ttpkit.device`); on
             CUDA the encoder runs in bfloat16 and its vectors are cached under
             their own keys.

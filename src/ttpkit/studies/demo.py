@@ -1,7 +1,7 @@
 """``ttpkit demo``: the whole loop on the bundled sample with the embedded Gemma 3 270M.
 
 It samples M candidates for each of the 16 bundled git-commits queries, labels
-them with ROUGE, scores them with the bundled ``user-pairwise`` reward model
+them with ROUGE, scores them with the bundled default reward model
 (column ``score_rm``), and computes best-of-N for random, style, the RM and
 oracle selection. The output folder is scratch: a pool made with another M or
 seed is started over.
