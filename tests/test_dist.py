@@ -66,10 +66,49 @@ def test_on_monotone_and_collapsed_populations_the_dist_form_is_within_10_percen
 
 
 @pytest.mark.parametrize("kind", ["hack1", "hack2", "hack5"])
-def test_on_hacked_populations_the_dist_form_beats_the_forms_regressed_on_the_normal_tail(populations, kind):
+def test_on_hacked_populations_the_dist_form_is_within_10_percent_and_beats_the_normal_tail_forms(populations, kind):
+    """The issue's target at this seed; over seeds 10-29, 80-90% of the fits meet it (docs/results.md)."""
     dist = _err(populations, kind, "dist")
     assert all(dist < _err(populations, kind, f) for f in ("plain", "tail", "log", "bend")), kind
-    assert dist <= 0.25  # the issue's target is 0.10; docs/results.md reports how far it is
+    assert dist <= 0.10
+
+
+def _hack_labels(kind: str, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, utilities, hacked) of the first m candidates of a synthetic population, in draw order."""
+    eff = _effects(kind, 400, seed)
+    r, u = _draw(kind, 400, 64, np.random.default_rng([seed, 1]), eff)
+    hacked = np.isclose(u, eff["mu"] - 2.0 * eff["s"]) if kind.startswith("hack") else np.zeros_like(u, dtype=bool)
+    return r[:, :m], u[:, :m], hacked[:, :m]
+
+
+@pytest.mark.parametrize("kind", ["hack1", "hack2", "hack5"])
+def test_the_hacked_cluster_is_found_from_score_and_utility_jointly(kind):
+    """With 8 candidates a hack's z is noisy (a second hack inflates its query's spread): the score alone misses 12-41%
+    of the hacks here and takes bulk candidates instead; the joint rule finds 97-100%, and 82-96% of what it finds are
+    hacks (against 68-86%)."""
+    from ttpkit.scaling._dist import PRIOR_DOF, _loo
+    from ttpkit.scaling._tails import hack_cluster, top_cluster
+
+    r, u, hacked = _hack_labels(kind, 8)
+    loc, scale = _loo(r, PRIOR_DOF, float(np.median(r.std(1, ddof=1))))
+    z, d = (r - loc) / scale, u - (u.sum(1, keepdims=True) - u) / 7
+    by_score = top_cluster(z.ravel()).reshape(z.shape)
+    joint = hack_cluster(z, d, r)
+    recall = lambda found: (found & hacked).sum() / hacked.sum()  # noqa: E731
+    precision = lambda found: (found & hacked).sum() / found.sum()  # noqa: E731
+    assert recall(joint) >= 0.95 and precision(joint) >= 0.8, (recall(joint), precision(joint))
+    assert recall(joint) > recall(by_score) and precision(joint) > precision(by_score)
+
+
+@pytest.mark.parametrize("kind", ["plain", "plateau"])
+def test_a_top_cluster_with_the_bulks_utility_is_left_as_the_score_found_it(kind):
+    from ttpkit.scaling._dist import PRIOR_DOF, _loo
+    from ttpkit.scaling._tails import hack_cluster, top_cluster
+
+    r, u, _ = _hack_labels(kind, 8)
+    loc, scale = _loo(r, PRIOR_DOF, float(np.median(r.std(1, ddof=1))))
+    z, d = (r - loc) / scale, u - (u.sum(1, keepdims=True) - u) / 7
+    assert (hack_cluster(z, d, r).ravel() == top_cluster(z.ravel())).all()
 
 
 def test_the_failure_modes_are_quantities_of_the_fit(populations):

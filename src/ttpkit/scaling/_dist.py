@@ -19,6 +19,12 @@ and estimates, from the first ``m_fit`` of each:
   generalized Pareto tail fitted above the pooled :data:`TAIL_LEVEL` quantile
   (by probability-weighted moments), so best-of-N is carried past the
   observed range;
+- a **hacked top cluster** (:func:`ttpkit.scaling._tails.hack_cluster`): the
+  candidates a normal bulk of z cannot explain, grown or pruned by their
+  utility (a hack scores high and is worth little, so d separates what a noisy
+  z from 8 candidates does not), each the best of its query by raw score. Its
+  share p (a Beta law across queries) and mean d, h, enter best-of-N as a
+  draw that beats the bulk; F and g below are the bulk's;
 - the **conditional mean** g(z) = E[d | z]: means of d over bins of z, finer in
   the tail, joined linearly, and continued past the last bin with the slope of
   the top quarter. A hacked tail is g falling at high z.
@@ -48,7 +54,7 @@ import numpy as np
 
 from ttpkit.errors import ConfigError
 from ttpkit.scaling._stats import QueryStats
-from ttpkit.scaling._tails import beta_binomial, gpd_pwm, top_cluster
+from ttpkit.scaling._tails import beta_binomial, gpd_pwm, hack_cluster
 
 __all__ = ["DistFit", "dist_band", "fit_dist", "gpd_pwm", "tails_gain"]
 
@@ -78,7 +84,7 @@ class DistFit:
         tail_drop: How far g falls from its highest knot to its last, in units of sigma (0 when it keeps rising).
         spread: Median per-query score std over all queries, relative to the live ones' (near 0: collapse).
         n_points: Candidates the fit pooled.
-        p: Share of candidates in a separated top cluster of scores (0: none found); F and g are then the bulk's.
+        p: Share of candidates in a hacked or separated top cluster (0: none found); F and g are then the bulk's.
         h: Mean centred utility of the cluster's candidates (below 0: hacks).
         share_a, share_b: Beta law of the cluster share across queries (infinite: one share for all).
     """
@@ -223,7 +229,7 @@ def fit_dist(qs: QueryStats, m_fit: int | None = None) -> DistFit:
     z = np.where(ok, (r - loc) / np.where(ok, scale, 1.0), 0.0).ravel()
     d = (u - (u.sum(1, keepdims=True) - u) / (m - 1)).ravel()
     widen = float(np.sqrt(m / (m - 1)))
-    cluster = top_cluster(z).reshape(r.shape)  # (Q_live, m)
+    cluster = hack_cluster(z.reshape(r.shape), d.reshape(r.shape), r)  # (Q_live, m)
     p, h, a, b = 0.0, 0.0, float("inf"), float("inf")
     if cluster.any():
         p, h = float(cluster.mean()), float(d[cluster.ravel()].mean())

@@ -2,6 +2,7 @@
 
 - :func:`gpd_pwm`: a generalized Pareto distribution from its excesses, by probability-weighted moments.
 - :func:`top_cluster`: the candidates a normal bulk cannot explain (an empirical-null threshold).
+- :func:`hack_cluster`: a hacked top cluster grown from :func:`top_cluster` by score and utility jointly.
 - :func:`beta_binomial`: a Beta law of per-query shares from per-query counts, by moments.
 """
 
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAX_CLUSTER", "beta_binomial", "gpd_pwm", "top_cluster"]
+__all__ = ["HACK_SEPARATION", "MAX_CLUSTER", "beta_binomial", "gpd_pwm", "hack_cluster", "top_cluster"]
 
 MAX_CLUSTER = 0.25  # a top cluster holds at most this share of candidates
+HACK_SEPARATION = 2.0  # a top cluster is hacked when its utility lies this many bulk residual stds below the bulk's line
+EM_ROUNDS = 10
 
 
 def gpd_pwm(excess: np.ndarray) -> tuple[float, float]:
@@ -60,6 +63,69 @@ def top_cluster(z: np.ndarray) -> np.ndarray:
     if members.sum() < 3 or members.mean() > MAX_CLUSTER:
         return none
     return members
+
+
+def hack_cluster(z: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Members of a hacked top cluster, found from score and utility jointly; (Q, m) like the inputs.
+
+    With 8 candidates per query a hack's standardized score is noisy: another
+    hack in its query inflates the spread it is measured against, so a quarter
+    of the hacks of a 2% population fall below the :func:`top_cluster`
+    threshold, and bulk candidates above it dilute the cluster's utility. Their
+    utility separates them, though. Starting from :func:`top_cluster`'s members:
+
+    - the bulk is the empirical null of z (median, IQR scale) with d | z on a
+      line fitted to the middle 80% of z, residual std s_b;
+    - when the members' median d is not :data:`HACK_SEPARATION` s_b below the
+      line at their z, the cluster is the bulk's own tail and is returned as
+      it is (no hack: a plain population keeps its fit);
+    - otherwise a two-class rule on (z, d), with the cluster a normal in z and
+      in d fitted to its members, is iterated (at most :data:`EM_ROUNDS`
+      rounds); a candidate joins only when its raw score ``r`` beats every
+      non-member of its query, since the form counts a member as the winner
+      of any draw it is in.
+
+    Fixed on the synthetic populations' seeds 0-2; on seeds 10-29 (never used
+    for the choice) the hacked populations' mean error at M_fit = 8 fell from
+    0.12-0.16 to 0.07 of the oracle gain, and plain, plateau and collapsed
+    ones did not change (docs/results.md).
+
+    Args:
+        z: (Q, m) standardized scores. d: (Q, m) centred utilities. r: (Q, m) raw scores.
+    """
+    from scipy.stats import norm
+
+    shape = z.shape
+    zf, df = z.ravel(), d.ravel()
+    seed = top_cluster(zf)
+    if seed.sum() < 3:
+        return seed.reshape(shape)
+    q1, med, q3 = np.quantile(zf, [0.25, 0.5, 0.75])
+    s0 = (q3 - q1) / 1.349
+    lo, hi = np.quantile(zf, [0.1, 0.9])
+    mid = ~seed & (zf >= lo) & (zf <= hi)
+    if mid.sum() < 3 or np.ptp(zf[mid]) <= 0:
+        return seed.reshape(shape)
+    slope, icept = np.polyfit(zf[mid], df[mid], 1)
+    line = icept + slope * zf
+    sb = float(np.std(df[mid] - line[mid]))
+    if sb <= 0 or float(np.median(df[seed])) > float(np.median(line[seed])) - HACK_SEPARATION * sb:
+        return seed.reshape(shape)
+    bulk = norm.logpdf(zf, med, s0) + norm.logpdf(df, line, sb)
+    members = seed
+    for _ in range(EM_ROUNDS):
+        pi = float(members.mean())
+        cluster = (np.log(pi) + norm.logpdf(zf, zf[members].mean(), max(float(zf[members].std()), 0.1))
+                   + norm.logpdf(df, df[members].mean(), max(float(df[members].std()), sb / 4)))
+        new = (cluster > np.log1p(-pi) + bulk).reshape(shape)
+        best_other = np.where(new, -np.inf, r).max(1, keepdims=True)  # each query's best non-member
+        new = (new & (r > best_other)).ravel()
+        if new.sum() < 3 or new.mean() > MAX_CLUSTER:
+            return seed.reshape(shape)
+        if (new == members).all():
+            break
+        members = new
+    return members.reshape(shape)
 
 
 def beta_binomial(counts: np.ndarray, m: int) -> tuple[float, float]:
