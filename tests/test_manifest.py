@@ -45,6 +45,16 @@ def test_resuming_with_other_settings_names_the_key(tmp_path, sample, change, ke
     assert policy.calls == 4 and pool_manifest(read_pool(out))["policy"][key.split(".")[1]] == list(change.values())[0]
 
 
+def test_a_caller_without_force_new_names_its_own_way_to_start_over(tmp_path, sample):
+    """A study's pools are sampled by ``bench``, which has no --force-new: its refusal says what bench's user can do."""
+    out = tmp_path / "p.parquet"
+    sample_pool(sample.queries[:2], out, 3, EchoPolicy(), manifest=_manifest(sample))
+    with pytest.raises(ConfigError, match="policy.temperature") as e:
+        sample_pool(sample.queries[:2], out, 3, EchoPolicy(), manifest=_manifest(sample, temperature=0.5),
+                    start_over=f"delete {out} to sample it again, or give the study another --out")
+    assert f"delete {out}" in str(e.value) and "--force-new" not in str(e.value)
+
+
 def test_other_seed_or_m_is_refused_and_an_old_pool_adopts_the_manifest(tmp_path, sample):
     out = tmp_path / "p.parquet"
     sample_pool(sample.queries[:2], out, 3, EchoPolicy())  # no manifest: a pool from before manifests

@@ -55,6 +55,19 @@ def test_every_regime_gets_every_method_tuned_on_dev(tmp_path, sample):
     assert again.drop(columns=["ci_half"]).equals(table.drop(columns=["ci_half"]))
 
 
+def test_a_pool_that_is_not_from_its_split_is_refused_before_anything_trains(tmp_path, sample):
+    from ttpkit.errors import DataError
+    from ttpkit.pool import read_pool, write_pool
+
+    study = _study(tmp_path, sample)
+    test = read_pool(tmp_path / "test.parquet")
+    write_pool(test.assign(query_id=test["query_id"].where(test["query_id"] != test["query_id"].iloc[0], "not-a-query")),
+               tmp_path / "test.parquet")
+    with pytest.raises(DataError, match=r"study pool 'test' .* 1 of its queries are not in .* split 'dev' \(first 'not-a-query'\)"):
+        run_failures(study, tmp_path / "out", encoder=FakeEncoder())
+    assert not list((tmp_path / "out" / "cache").glob("rm-*"))  # refused before any RM trained
+
+
 def test_bad_failure_studies_are_named(tmp_path):
     base = {"data": {"d": str(tmp_path)}, "pools": {"p": {"path": "x.parquet", "data": "d", "split": "test"}}}
     with pytest.raises(ConfigError, match=r"regimes\[0\].dev: 'q' is not one of pools"):

@@ -115,8 +115,12 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: tuple[str, ...]
     return list(_walk(keep_old, keep_new, ""))
 
 
-def check_resume(path: str | Path, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> None:
+def check_resume(path: str | Path, old: Mapping[str, Any] | None, new: Mapping[str, Any], start_over: str | None = None) -> None:
     """Refuse to continue ``path`` (made with manifest ``old``) under settings ``new``.
+
+    Args:
+        path, old, new: The pool, the manifest it was made with, this run's.
+        start_over: How the caller's user starts over (default: ``sample``'s ``--force-new`` or another ``--out``).
 
     Raises:
         ConfigError: Naming the first differing key and both values; the
@@ -129,7 +133,7 @@ def check_resume(path: str | Path, old: Mapping[str, Any] | None, new: Mapping[s
         key, was, now = changed[0]
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         raise ConfigError(f"{path}: was made with {key}={was!r}, this run has {key}={now!r}{more}; "
-                          "resuming would mix two runs (pass --force-new to start over, or another --out)")
+                          f"resuming would mix two runs ({start_over or 'pass --force-new to start over, or another --out'})")
 
 
 def _current_names(manifest: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -131,6 +131,7 @@ def sample_pool(
     manifest: dict | None = None,
     force_new: bool = False,
     engine: Engine | None = None,
+    start_over: str | None = None,
 ) -> int:
     """Sample ``m`` candidates for every query the pool file does not have yet.
 
@@ -160,6 +161,8 @@ def sample_pool(
         engine: Where the policy runs (default :data:`ttpkit.engine.LOCAL`: here).
             Under Ray each actor builds the policy once; the results come back
             here and this process alone writes them.
+        start_over: How the caller's user starts over, for the message that refuses a pool made under other
+            settings (default: ``ttpkit sample``'s ``--force-new`` or another ``--out``).
 
     Returns:
         How many queries were sampled now.
@@ -178,7 +181,7 @@ def sample_pool(
         writer.discard()
     existing = existing_pool(path)
     if manifest is not None:
-        check_resume(path, pool_manifest(existing), manifest)
+        check_resume(path, pool_manifest(existing), manifest, start_over)
         _adopt(path, pool_manifest(existing), manifest)
     writer.begin()  # the manifest is on disk before the first candidate
     done = complete_queries(existing, m)

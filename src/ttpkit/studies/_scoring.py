@@ -18,7 +18,7 @@ import pandas as pd
 from ttpkit import stages
 from ttpkit.data import Dataset, TaskSpec, load_split
 from ttpkit.engine import Engine
-from ttpkit.errors import ConfigError
+from ttpkit.errors import ConfigError, DataError
 from ttpkit.paths import write_atomic
 from ttpkit.pool import QUERY_ID, ROUGEL, read_pool, score_col, std_col, write_pool
 from ttpkit.reward import VARIANTS, CrossConfig, CrossEncoderRM, EnsembleRM, JudgeRM, MBRScorer, RegScorer, RMConfig, style_scores
@@ -28,7 +28,7 @@ from ttpkit.studies._cache import cache_key, cached_rm
 if TYPE_CHECKING:
     from ttpkit.studies.failures import FailureStudy, PoolRef, RegimeSpec
 
-__all__ = ["DET", "JudgeModel", "RegimeModels", "load_ref", "judged_columns", "scored_pool"]
+__all__ = ["DET", "JudgeModel", "RegimeModels", "check_refs", "load_ref", "judged_columns", "scored_pool"]
 
 DET = "user-pairwise"  # the deterministic RM the fixes are measured against
 
@@ -41,6 +41,27 @@ def load_ref(ref: PoolRef, profile_items: int | None = None) -> Dataset:
     cut = tuple(dataclasses.replace(q, profile=q.profile[len(q.profile) - profile_items :] if profile_items else ())
                 for q in ds.queries)
     return dataclasses.replace(ds, queries=cut)
+
+
+def check_refs(study: FailureStudy) -> None:
+    """Check every pool the regimes use against its split before anything trains: labelled, from that split and task.
+
+    Raises:
+        DataError: If a pool lacks the utility or holds queries its split lacks (naming the pool, split and a query).
+        ConfigError: If a pool's manifest names another task or split (:func:`ttpkit.pool.check_pool_data`).
+    """
+    from ttpkit.pool import check_pool_data
+
+    used = dict.fromkeys(name for spec in study.regimes for name in (spec.train, spec.dev, spec.test))
+    for name in used:
+        ref = study.pools[name]
+        pool, ds = read_pool(ref.path, require=[ROUGEL]), load_split(ref.data, ref.split)
+        where = f"study pool {name!r} ({ref.path})"
+        check_pool_data(pool, ds, where)
+        missing = sorted(set(pool[QUERY_ID]) - set(ds.by_id()))
+        if missing:
+            raise DataError(f"{where}: {len(missing)} of its queries are not in {ref.data} split {ref.split!r} (first "
+                            f"{missing[0]!r}); give the pool's own data and split")
 
 
 class RegimeModels:

@@ -43,7 +43,7 @@ from ttpkit.pool import QUERY_ID, ROUGEL, n_grid
 from ttpkit.report import forecast_markdown, law_forms_markdown, plot_curves, plot_law_grid, plot_reliability
 from ttpkit.scaling import curves, forecast, law_table
 from ttpkit.studies import _measure
-from ttpkit.studies._scoring import DET, JudgeModel, RegimeModels, judged_columns, load_ref, scored_pool
+from ttpkit.studies._scoring import DET, JudgeModel, RegimeModels, check_refs, judged_columns, load_ref, scored_pool
 from ttpkit.studies.config import as_list, build, check_names, load_yaml, mapping, rename_deprecated
 
 __all__ = ["METHODS", "FailureStudy", "Method", "PoolRef", "RegimeSpec", "run_failures"]
@@ -319,6 +319,7 @@ def run_failures(study: FailureStudy, out: str | Path, progress: stages.Progress
     out = check_writable(out, "results", directory=True)
     (out / "cache").mkdir(parents=True, exist_ok=True)
     study.check_models()
+    check_refs(study)
     record_study(out, {"study": dataclasses.asdict(study)})
     encoder = encoder or stages.default_encoder()
     judge = JudgeModel(study.judge)

@@ -232,7 +232,8 @@ class _Cell:
         data = load_split(self.spec.path, split.split)
         queries = list(data.queries[split.offset :])[: split.limit]
         stages.sample_pool(queries, path, split.m, policy, self.progress, label=f"{self.spec.name}/{split.split} {self.pol.name}",
-                           manifest=stages.sampling_manifest(self.pol, data, split.m, self.config.seed), engine=self.engine)
+                           manifest=stages.sampling_manifest(self.pol, data, split.m, self.config.seed), engine=self.engine,
+                           start_over=f"delete {path} to sample it again, or give the study another --out")
         stages.label_pool(path, data, overwrite=False)
         return path, data
 
