@@ -156,6 +156,9 @@ def test_forecast_scores_every_form_with_a_band_and_refuses_what_it_cannot_hold_
     assert list(table["scorer"]) == ["rm"]  # the oracle is the unit of error, not a row
     row = table.iloc[0]
     assert 0 <= row["in_band"] <= 1 and row["peak_lo"] <= row["peak_hi"] and row["m"] == 64
+    assert row["trusted"] == "dist"  # a hacked cluster: no form is judged on it at N <= 8, only dist models it
+    plain = fit_law(synthetic_pool("plain", queries=120, seed=3), "rm", m_fit=8, n_boot=5).dist
+    assert plain.p == 0 or plain.h >= 0  # no hacked cluster there: the pick is left to the held-out comparison
     summary = forecast_summary(table.assign(source="synthetic"))
     assert set(summary["form"]) >= {"dist", "tail"} and summary["err_ok"].between(0, 1).all()
     with pytest.raises(ConfigError, match=r"m_fit must be in \[3, 63\]"):

@@ -17,8 +17,9 @@ and scores the prediction against the curve observed on all M candidates:
   misses the target where it needs no forecast;
 - ``trusted``: the form a user without the M candidates would pick, using only
   the ``m_fit`` they have: each form fitted on the first half of them and
-  judged on the exact curve of all ``m_fit`` (N <= m_fit); ``err_trusted`` is
-  that form's error above, fitted on all ``m_fit``.
+  judged on the exact curve of all ``m_fit`` (N <= m_fit), or ``dist`` when its
+  fit finds a hacked cluster, which no form is judged on at those N;
+  ``err_trusted`` is that form's error above, fitted on all ``m_fit``.
 
 :func:`holdout_errors` is what ``diagnose`` trusts a form by: the same gain
 error, on the curve of the candidates the fit never saw.
@@ -34,7 +35,7 @@ import pandas as pd
 from ttpkit.errors import ConfigError
 from ttpkit.pool import IDX, Scorer, candidates_per_query, n_grid
 from ttpkit.scaling._bon import best_of_n, pool_matrix, scorer_values
-from ttpkit.scaling._dist import dist_band
+from ttpkit.scaling._dist import DistFit, dist_band
 from ttpkit.scaling._law import FORMS, LawFit, fit_law, find_peak
 from ttpkit.scaling._stats import FLAT_FRACTION, query_stats, r_squared
 
@@ -85,11 +86,15 @@ def _floor(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, u
     return gain_error(_curve(rf, uf, ns), _curve(r, u, ns), _curve(u, u, ns))
 
 
-def _pick(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, seed: int) -> str:
+def _pick(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, seed: int, dist: DistFit) -> str:
     """The form with the least gain error when fitted on the first ``m_fit // 2`` candidates and judged on all ``m_fit``.
 
-    ``tails``, a baseline, is never picked.
+    ``tails``, a baseline, is never picked. A hacked cluster in ``dist``, the fit on all ``m_fit`` candidates
+    (top-scored candidates worth less than their queries' others: p > 0, h < 0), makes ``dist`` the pick: the
+    hacks win only at larger N, so no form is judged on them at N <= ``m_fit``, and only ``dist`` models them.
     """
+    if dist.p > 0 and dist.h < 0:
+        return "dist"
     half = max(3, m_fit // 2)
     if half >= m_fit:
         return "tail"
@@ -155,7 +160,7 @@ def forecast(
             row[f"r2_{form}"] = float("nan") if flat else r_squared(observed, pred)
             row[f"peak_{form}"] = find_peak(ns, pred).n
         row["err_floor"] = _floor(pool, scorer, utility, m_fit, u, seed)
-        row["trusted"] = _pick(pool, scorer, utility, m_fit, seed)
+        row["trusted"] = _pick(pool, scorer, utility, m_fit, seed, fit.dist)
         row["err_trusted"] = row[f"err_{row['trusted']}"]
         qs = query_stats(pool, scorer, utility, seed=seed, m=m_fit)
         lo, hi, (p_lo, p_hi) = dist_band(qs, ns, n_boot=n_boot, seed=seed)
