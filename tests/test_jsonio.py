@@ -23,6 +23,11 @@ def test_non_finite_numbers_become_null_at_any_depth():
                                    "s": "NaN"}
 
 
+def test_a_non_finite_key_becomes_null_too():
+    """A dict keyed by a float (say, a user id that pandas read as NaN) is written, never refused mid-report."""
+    assert _strict(dumps({math.nan: 1, 2.5: 2, "u": 3})) == {"null": 1, "2.5": 2, "u": 3}
+
+
 def test_finite_keeps_integers_bools_and_strings_as_they_are():
     assert finite([True, 7, np.int64(7), "x", None]) == [True, 7, np.int64(7), "x", None]
     assert type(finite(np.float32(0.5))) is float

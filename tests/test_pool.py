@@ -96,6 +96,9 @@ def test_read_pool_names_what_is_wrong(tmp_path):
     write_pool(pd.DataFrame([{k: v for k, v in row.items() if k != "text"}]), tmp_path / "q.parquet")
     with pytest.raises(DataError, match=r"q.parquet: missing pool columns \['text'\]"):
         read_pool(tmp_path / "q.parquet")
+    write_pool(pd.DataFrame([row, {**row, "query_id": "b", "user_id": None}]), tmp_path / "n.parquet")
+    with pytest.raises(DataError, match=r"n.parquet: column 'user_id' has 1 null value\(s\), first at row 1 \(query_id 'b'\)"):
+        read_pool(tmp_path / "n.parquet")  # a null user would be dropped from per-user statistics without a word
 
 
 def test_a_query_mixing_two_policies_is_warned(caplog):

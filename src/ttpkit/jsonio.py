@@ -21,12 +21,12 @@ __all__ = ["dumps", "finite", "write_json"]
 
 
 def finite(obj: Any) -> Any:
-    """``obj`` with every non-finite real number (in dicts, lists and tuples, at any depth) replaced by ``None``.
+    """``obj`` with every non-finite real number (in dicts, their keys included, lists and tuples, at any depth) replaced by ``None``.
 
     Real non-integral numbers (Python and numpy floats) become Python floats; everything else is left as it is.
     """
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, dict):  # a key too: json writes a float key as its repr, and refuses a NaN one
+        return {finite(k) if isinstance(k, float) else k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [finite(v) for v in obj]
     if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):

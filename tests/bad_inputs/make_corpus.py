@@ -189,6 +189,8 @@ def settings() -> None:
     write_pool(good.assign(score_p=good.score_style, std_p=np.where(good.idx == 1, -0.5, 0.1)),
                FILES / "pool-std-negative.parquet")
     write_pool(good.assign(mine=3.0 * good.rougeL), FILES / "pool-utility-above-one.parquet")
+    first = good.query_id == good.query_id.iloc[0]  # class 5: a pool with a null user id (made outside ttpkit)
+    write_pool(good.assign(user_id=good.user_id.where(~first, None)), FILES / "pool-user-null.parquet")
     task = {"name": "mine", "source_field": "text", "target_field": "title", "source_label": "Message", "target_label": "Title"}
     (FILES / "task-duplicate-key.yaml").write_text("".join(f"{k}: {v}\n" for k, v in task.items()) + "target_field: text\n")
     (FILES / "task-good.yaml").write_text(json.dumps(task) + "\n")

@@ -32,7 +32,7 @@ from ttpkit.paths import check_writable, write_atomic, writing
 from ttpkit.policy.base import Candidate
 from ttpkit.pool._parts import (PartWriter, amend_parts_manifest, check_utf8, is_partitioned, pool_path, read_parts,
                                write_parts)
-from ttpkit.pool._schema import IDX, POOL_COLUMNS, QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM
+from ttpkit.pool._schema import IDX, POOL_COLUMNS, QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM, USER_ID
 from ttpkit.text import check_text, find_bad_text
 
 __all__ = ["PoolWriter", "amend_manifest", "complete_queries", "existing_pool", "pool_manifest", "pool_writer", "read_pool",
@@ -111,6 +111,11 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
     if missing:
         hint = "; run `ttpkit label` first" if set(missing) & {ROUGE1, ROUGEL, ROUGELSUM} else ""
         raise DataError(f"{path}: missing pool columns {missing}{hint}")
+    for col in (QUERY_ID, USER_ID, IDX):  # every statistic groups by these: a null would drop or merge rows silently
+        if (nulls := df[col].isna()).any():
+            row = int(nulls.to_numpy().argmax())
+            raise DataError(f"{path}: column {col!r} has {int(nulls.sum())} null value(s), first at row {row} "
+                            f"(query_id {df[QUERY_ID].iloc[row]!r}); every candidate needs a query_id, user_id and idx")
     df = df.drop_duplicates([QUERY_ID, IDX], keep="first").reset_index(drop=True)
     df.attrs = {MANIFEST_KEY: manifest} if manifest else {}
     return df
