@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share 2 cores: one math thread each (CLI subprocesses inherit it)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import contextlib
 import gzip
 import json
