@@ -97,22 +97,22 @@ def hack_cluster(z: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
 
     shape = z.shape
     zf, df = z.ravel(), d.ravel()
-    seed = top_cluster(zf)
-    if seed.sum() < 3:
-        return seed.reshape(shape)
+    start = top_cluster(zf)
+    if start.sum() < 3:
+        return start.reshape(shape)
     q1, med, q3 = np.quantile(zf, [0.25, 0.5, 0.75])
     s0 = (q3 - q1) / 1.349
     lo, hi = np.quantile(zf, [0.1, 0.9])
-    mid = ~seed & (zf >= lo) & (zf <= hi)
+    mid = ~start & (zf >= lo) & (zf <= hi)
     if mid.sum() < 3 or np.ptp(zf[mid]) <= 0:
-        return seed.reshape(shape)
+        return start.reshape(shape)
     slope, icept = np.polyfit(zf[mid], df[mid], 1)
     line = icept + slope * zf
     sb = float(np.std(df[mid] - line[mid]))
-    if sb <= 0 or float(np.median(df[seed])) > float(np.median(line[seed])) - HACK_SEPARATION * sb:
-        return seed.reshape(shape)
+    if sb <= 0 or float(np.median(df[start])) > float(np.median(line[start])) - HACK_SEPARATION * sb:
+        return start.reshape(shape)
     bulk = norm.logpdf(zf, med, s0) + norm.logpdf(df, line, sb)
-    members = seed
+    members = start
     for _ in range(EM_ROUNDS):
         pi = float(members.mean())
         cluster = (np.log(pi) + norm.logpdf(zf, zf[members].mean(), max(float(zf[members].std()), 0.1))
@@ -121,7 +121,7 @@ def hack_cluster(z: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
         best_other = np.where(new, -np.inf, r).max(1, keepdims=True)  # each query's best non-member
         new = (new & (r > best_other)).ravel()
         if new.sum() < 3 or new.mean() > MAX_CLUSTER:
-            return seed.reshape(shape)
+            return start.reshape(shape)
         if (new == members).all():
             break
         members = new

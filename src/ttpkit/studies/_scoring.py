@@ -20,7 +20,7 @@ from ttpkit.data import Dataset, TaskSpec, load_split
 from ttpkit.engine import Engine
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.paths import write_atomic
-from ttpkit.pool import QUERY_ID, ROUGEL, read_pool, score_col, std_col, write_pool
+from ttpkit.pool import QUERY_ID, ROUGEL, check_pool_data, read_pool, score_col, std_col, write_pool
 from ttpkit.reward import VARIANTS, CrossConfig, CrossEncoderRM, EnsembleRM, JudgeRM, MBRScorer, RegScorer, RMConfig, style_scores
 from ttpkit.scaling import backoff_scores
 from ttpkit.studies._cache import cache_key, cached_rm
@@ -50,8 +50,6 @@ def check_refs(study: FailureStudy) -> None:
         DataError: If a pool lacks the utility or holds queries its split lacks (naming the pool, split and a query).
         ConfigError: If a pool's manifest names another task or split (:func:`ttpkit.pool.check_pool_data`).
     """
-    from ttpkit.pool import check_pool_data
-
     used = dict.fromkeys(name for spec in study.regimes for name in (spec.train, spec.dev, spec.test))
     for name in used:
         ref = study.pools[name]
