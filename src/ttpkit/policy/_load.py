@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 def check_gguf_file(path: str | Path) -> Path:
     """Check, without loading a model, that ``path`` is a whole GGUF file: a regular file, the magic, a readable header.
 
-    Walks the header (:func:`ttpkit.policy._gguf.read_header`: the metadata is
+    Walks the header (:func:`ttpkit.policy._gguf_header.read_header`: the metadata is
     skipped, not kept; under a second for Gemma's 262k-token vocabulary) and
     checks that every tensor's data lies inside the file, so a torn download or
     a first copy cut short is named here rather than failing inside ``gguf``
@@ -47,7 +47,7 @@ def check_gguf_file(path: str | Path) -> Path:
     Raises:
         ConfigError: Naming the file and what is wrong with it.
     """
-    from ttpkit.policy._gguf import GgufFormatError, read_header
+    from ttpkit.policy._gguf_header import GgufFormatError, read_header
 
     p = Path(path)
     if not p.exists():
