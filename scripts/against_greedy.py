@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.pool import QUERY_ID, USER_ID, read_pool, sampled
-from ttpkit.reward.stack import StackedScorer
+from ttpkit.reward.stack import SIGNALS, StackedScorer
 from ttpkit.scaling import draw_versus_greedy, versus_greedy
 
 NS = (2, 4, 8, 16)
@@ -38,6 +38,7 @@ CANDIDATES = {  # name -> signals of the stacked ranker (None: the RM's own scor
     "rm+mbr+greedy": ("rm", "mbr", "greedy"),
     "all": ("rm", "logp", "logp_tok", "mbr", "length", "greedy"),
 }
+IMPLICIT_CANDIDATES = {"rm+implicit+greedy": ("rm", "implicit", "greedy"), "all+implicit": (*CANDIDATES["all"], "implicit")}
 
 
 def temperature_of(path: Path) -> float:
@@ -72,7 +73,7 @@ def temperature_rows(pools: dict[float, pd.DataFrame]) -> list[dict]:
                 for n in NS:
                     base[f"{name}|{mode}|{n}"] = _row(r, n)
         mbr = StackedScorer(signals=("mbr",))
-        mbr.weights_ = np.array([0, 0, 0, 1.0, 0, 0])
+        mbr.weights_ = np.array([0, 0, 0, 1.0, 0, 0, 0])
         base["mbr|samples|16"] = _row(draw_versus_greedy(pool, mbr, "rougeL", NS, "samples", name="mbr"), 16)
         rows.append(base)
     return rows
@@ -85,7 +86,8 @@ def cv(pools: dict[float, pd.DataFrame], folds: int = 5, seed: int = 0) -> list[
         users = np.array(sorted(pool[USER_ID].unique()))
         fold_of = dict(zip(np.random.default_rng(seed).permutation(users), np.arange(len(users)) % folds))
         f = pool[USER_ID].map(fold_of).to_numpy()
-        for name, signals in CANDIDATES.items():
+        has_implicit = "score_implicit-tok" in pool.columns
+        for name, signals in {**CANDIDATES, **(IMPLICIT_CANDIDATES if has_implicit else {})}.items():
             for mode in (("samples", "with-greedy") if signals is None else ("with-greedy",)):
                 diffs = []
                 for k in range(folds):
@@ -137,10 +139,11 @@ def run_dev(args: argparse.Namespace) -> None:
     (out / "dev.json").write_text(json.dumps({"temperatures": temps, "cv": cvrows, "chosen": best}, indent=1) + "\n")
     (out / "dev.md").write_text(dev_markdown(args.task, temps, cvrows, best))
     print((out / "dev.md").read_text())
-    if args.save and CANDIDATES[best["scorer"]] is not None:
-        model = StackedScorer(rm=RM, signals=CANDIDATES[best["scorer"]]).fit([pools[best["T"]]])
+    signals = {**CANDIDATES, **IMPLICIT_CANDIDATES}[best["scorer"]]
+    if args.save and signals is not None:
+        model = StackedScorer(rm=RM, signals=signals).fit([pools[best["T"]]])
         model.save(args.save)
-        print(f"saved {args.save}: weights {dict(zip(('rm', 'logp', 'logp_tok', 'mbr', 'length', 'greedy'), model.weights_.round(4)))}")
+        print(f"saved {args.save}: weights {dict(zip(SIGNALS, model.weights_.round(4)))}")
 
 
 def run_test(args: argparse.Namespace) -> None:
@@ -153,7 +156,7 @@ def run_test(args: argparse.Namespace) -> None:
         for name, r in vs.items():
             res[f"{name}|{mode}"] = r
     mbr = StackedScorer(signals=("mbr",))
-    mbr.weights_ = np.array([0, 0, 0, 1.0, 0, 0])
+    mbr.weights_ = np.array([0, 0, 0, 1.0, 0, 0, 0])
     res["mbr (within draw)|with-greedy"] = draw_versus_greedy(pool, mbr, "rougeL", (1, *NS), "with-greedy", name="mbr")
     if args.model:
         model = StackedScorer.load(args.model)

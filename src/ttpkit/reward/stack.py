@@ -14,6 +14,7 @@ logp_tok the same per generated token
 mbr      within-draw consensus: mean ROUGE-L F1 against the other N-1 drawn candidates
 length   words in the candidate
 greedy   1 for the greedy decode (not standardized): a prior for the answer the user would get anyway
+implicit the ``implicit-tok`` score (:mod:`ttpkit.reward.implicit`), where the pool has it
 ======== =================================================================
 
 MBR is within the draw because only the N drawn candidates exist when a
@@ -42,15 +43,16 @@ from ttpkit.reward.mbr import mbr_matrix
 
 __all__ = ["SIGNALS", "StackedScorer", "base_signals", "draw_signals", "query_draws"]
 
-SIGNALS = ("rm", "logp", "logp_tok", "mbr", "length", "greedy")
-_BASE = ("rm", "logp", "logp_tok", "length", "greedy")  # per candidate; mbr comes from the draw
+SIGNALS = ("rm", "logp", "logp_tok", "mbr", "length", "greedy", "implicit")
+_BASE = ("rm", "logp", "logp_tok", "length", "greedy", "implicit")  # per candidate; mbr comes from the draw
+IMPLICIT = "implicit-tok"  # the score column of the implicit signal
 FORMAT = "ttpkit-stacked/1"
 
 
 def base_signals(rows: pd.DataFrame, rm: str | None) -> np.ndarray:
-    """(R, 5) per-candidate signals in :data:`_BASE` order: rm score, logp, logp per token, words, greedy flag.
+    """(R, 6) per-candidate signals in :data:`_BASE` order: rm score, logp, logp per token, words, greedy flag, implicit.
 
-    Missing signals (no RM column named, a backend without ``logp``) are zeros.
+    Missing signals (no RM column named, a backend without ``logp``, no ``score_implicit-tok``) are zeros.
     """
     r = len(rows)
     out = np.zeros((r, len(_BASE)))
@@ -64,6 +66,8 @@ def base_signals(rows: pd.DataFrame, rm: str | None) -> np.ndarray:
         out[:, 1], out[:, 2] = np.nan_to_num(logp), np.nan_to_num(logp / n)
     out[:, 3] = [len(str(t).split()) for t in rows[TEXT].fillna("")]
     out[:, 4] = greedy_mask(rows) if GREEDY in rows.columns else 0.0
+    if score_col(IMPLICIT) in rows.columns:
+        out[:, 5] = np.nan_to_num(rows[score_col(IMPLICIT)].to_numpy(dtype=float))
     return out
 
 
@@ -73,16 +77,16 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 
 def draw_signals(base: np.ndarray, sim: np.ndarray) -> np.ndarray:
-    """(k, 6) signals of one draw of k candidates in :data:`SIGNALS` order, standardized within the draw.
+    """(k, 7) signals of one draw of k candidates in :data:`SIGNALS` order, standardized within the draw.
 
     Args:
-        base: (k, 5) :func:`base_signals` rows of the drawn candidates.
+        base: (k, 6) :func:`base_signals` rows of the drawn candidates.
         sim: (k, k) their pairwise ROUGE-L F1 (:func:`ttpkit.reward.mbr.mbr_matrix`).
     """
     k = len(base)
     mbr = (sim.sum(1) - np.diag(sim)) / max(k - 1, 1)
-    z = _z(np.column_stack([base[:, :4], mbr]))  # rm, logp, logp_tok, length, mbr
-    return np.column_stack([z[:, 0], z[:, 1], z[:, 2], z[:, 4], z[:, 3], base[:, 4]])
+    z = _z(np.column_stack([base[:, :4], mbr, base[:, 5]]))  # rm, logp, logp_tok, length, mbr, implicit
+    return np.column_stack([z[:, 0], z[:, 1], z[:, 2], z[:, 4], z[:, 3], base[:, 4], z[:, 5]])
 
 
 def query_draws(pool: pd.DataFrame, rm: str | None) -> dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
@@ -102,7 +106,7 @@ class StackedScorer:
         rm: The score column (without ``score_``) of the ``rm`` signal, or None.
         signals: Which :data:`SIGNALS` it uses (the others get weight 0).
         alpha: Ridge penalty.
-        weights_: (6,) fitted weights in :data:`SIGNALS` order.
+        weights_: (7,) fitted weights in :data:`SIGNALS` order.
     """
 
     rm: str | None = None
