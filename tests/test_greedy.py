@@ -220,3 +220,20 @@ def test_curves_shows_greedy_and_the_gain_over_it(tmp_path):
     write_pool(sampled(_pool()), path)
     assert "against greedy" not in run().output  # no greedy rows, no --greedy: the curves alone
     assert run("--with-greedy").exit_code == 2
+
+
+def test_diagnose_writes_the_comparison_with_greedy_beside_the_report(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app as cli
+    from ttpkit.pool import write_pool
+
+    path = tmp_path / "p.parquet"
+    write_pool(_pool(q=16), path)
+    res = CliRunner().invoke(cli, ["diagnose", "--pool", str(path), "--out", str(tmp_path / "r"), "--scorers", "oracle,rm"])
+    assert res.exit_code == 0, res.output
+    body = json.loads((tmp_path / "r" / "against_greedy.json").read_text())
+    assert set(body) == {"oracle", "rm"} and body["rm"]["greedy"] == pytest.approx(0.3)
+    assert "| rm | 8 |" in (tmp_path / "r" / "against_greedy.md").read_text()

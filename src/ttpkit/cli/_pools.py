@@ -307,6 +307,7 @@ def diagnose(
     task: TaskName = None,
     task_file: TaskFile = None,
     seed: Seed = 0,
+    greedy_pool: Annotated[Optional[Path], typer.Option("--greedy", help="Labelled pool of greedy decodes to compare with, for a pool sampled without --greedy.")] = None,
     n_max_old: Annotated[Optional[int], typer.Option("--n-max", hidden=True, min=2)] = None,
     min_gain_old: Annotated[Optional[float], typer.Option("--min-gain", hidden=True)] = None,
 ) -> None:
@@ -334,4 +335,17 @@ def diagnose(
     for name in diag.scorers:
         if name not in ("oracle", "random"):
             out.print(f"{name}: {peak_sentence(diag, name)}", highlight=False)
+    _diagnose_greedy(df, list(diag.scorers), utility, seed, greedy_pool, out_dir)
     console.print(f"wrote {out_dir}/report.md, law.json and plots")
+
+
+def _diagnose_greedy(df: Any, names: list, utility: str, seed: int, greedy_pool: Optional[Path], out_dir: Path) -> None:
+    """Against greedy, where the pool has greedy rows or ``--greedy`` names a pool of them: printed, and written beside the report."""
+    from ttpkit.pool import candidates_per_query, n_grid
+    from ttpkit.report import greedy_json, greedy_markdown, greedy_table, write_json
+
+    versus = _versus_greedy(df, names, utility, n_grid(candidates_per_query(df)), seed, greedy_pool, False)
+    if versus:
+        out.print(greedy_table(versus, utility))
+        (out_dir / "against_greedy.md").write_text(greedy_markdown(versus))
+        write_json(greedy_json(versus), out_dir / "against_greedy.json")
