@@ -11,9 +11,13 @@ from ttpkit.scaling import VersusGreedy
 
 
 def _headroom(results: Mapping[str, VersusGreedy], name: str, i: int) -> str:
-    """The scorer's gain as a share of the oracle's gain over greedy at the same N ('' without an oracle row)."""
+    """The scorer's gain as a share of the oracle's gain over greedy at the same N.
+
+    Blank without an oracle row, and where the oracle's own gain is not clearly above greedy (its CI
+    reaches 0): a share of a headroom that may not exist means nothing.
+    """
     oracle = results.get("oracle")
-    if oracle is None or name == "oracle" or oracle.gain[i] <= 0:
+    if oracle is None or name == "oracle" or oracle.lo[i] <= 0:
         return ""
     return f" {results[name].gain[i] / oracle.gain[i]:.0%}"
 
