@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from ttpkit import retrieval
 from ttpkit.data import get_task
 from ttpkit.online import personalize
-from ttpkit.serve._personalize import create_service
+from ttpkit.serve import create_service
 from ttpkit.serve._users import Limits
 
 from conftest import FakeEncoder, FakeLM, items_of, live

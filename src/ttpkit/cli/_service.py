@@ -1,6 +1,6 @@
 """The service's commands: ``serve`` (the whole HTTP service) and ``export-pool`` (its feedback loop).
 
-Thin floors over :func:`ttpkit.serve._personalize.create_service` and
+Thin floors over :func:`ttpkit.serve.create_service` and
 :func:`ttpkit.serve._store.export_pool`; the web stack loads inside the commands.
 """
 
@@ -42,7 +42,7 @@ def serve(
     from ttpkit.policy import PolicySpec, make_policy
     from ttpkit.policy.spec import check_backend_options
     from ttpkit.serve._auth import read_admin_key
-    from ttpkit.serve._personalize import create_service
+    from ttpkit.serve import create_service
     from ttpkit.serve._store import ProfileStore
 
     if backend in ("openai", "vllm"):
