@@ -33,6 +33,9 @@ class CachingEncoder(FakeEncoder):
             self.cache[self._cache_key(t)] = v
         return out
 
+    def forget(self, texts):
+        return sum(self.cache.pop(self._cache_key(t), None) is not None for t in texts)
+
 
 def make_client(tmp_path, **kw) -> TestClient:
     kw.setdefault("encoder", FakeEncoder())

@@ -6,8 +6,8 @@ sampling stage, :func:`ttpkit.stages.sample_pool`.
 | module      | holds                                                                             |
 |-------------|-----------------------------------------------------------------------------------|
 | ``_schema`` | the column names (:data:`POOL_COLUMNS`, the utilities), :func:`score_col` and     |
-|             | :func:`std_col`, the :class:`Scorer` and :class:`Rule` grammar, :func:`n_grid`,   |
-|             | :func:`candidates_per_query`                                                      |
+|             | :func:`std_col`, the :class:`ScorerRef` and :class:`Rule` grammar,                |
+|             | :func:`n_grid`, :func:`candidates_per_query`                                      |
 | ``_files``  | atomic Parquet I/O (:func:`write_pool`, :func:`read_pool`, :func:`pool_manifest`,|
 |             | :func:`amend_manifest`),                                                          |
 |             | the per-query journal and :class:`PoolWriter`, :func:`complete_queries`,          |
@@ -50,7 +50,7 @@ from ttpkit.pool._schema import (
     USER_ID,
     UTILITIES,
     Rule,
-    Scorer,
+    ScorerRef,
     candidates_per_query,
     check_scorer_name,
     check_utility,
