@@ -217,8 +217,7 @@ def make_query(items: tuple[ProfileItem, ...], text: str, task: TaskSpec, user_i
     """The query of one new input ``text`` for the user with profile ``items`` (``user_id`` default: the profile's hash)."""
     uid = user_id or "user-" + hashlib.sha1("\n".join(f"{p.source}\t{p.target}" for p in items).encode()).hexdigest()[:12]
     qid = "personalize-" + hashlib.sha1(f"{uid}\n{text}".encode()).hexdigest()[:12]
-    full = f"{task.instruction} {text}".strip() if task.instruction else text
-    return Query(id=qid, user_id=uid, input=full, source=text, profile=items)
+    return Query(id=qid, user_id=uid, input=task.full_input(text), source=text, profile=items)
 
 
 def _expectation(card: ModelCard | None, scores: np.ndarray, n: int) -> Expectation | None:

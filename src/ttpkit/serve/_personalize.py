@@ -23,12 +23,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from ttpkit.data import ProfileItem, TaskSpec
 from ttpkit.errors import TtpkitError
+from ttpkit.feedback import LoggedRequest
 from ttpkit.online import OnlineRM, Personalized, Schedule, answer, check_request, make_query
 from ttpkit.reward.models import RewardModel
 from ttpkit.serve._auth import Caller, caller
 from ttpkit.serve._batched import BatchedPolicy, BatchedRM
 from ttpkit.serve._requests import FeedbackRequest, PersonalizeRequest
-from ttpkit.serve._store import LoggedRequest
 from ttpkit.serve._users import Limits, Profiles, check_items, task_spec
 
 __all__ = ["Personalizer", "personalize_router"]
