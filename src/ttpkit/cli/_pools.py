@@ -59,11 +59,12 @@ def sample(
     base_url: BaseUrl = None,
     task: TaskName = None,
     task_file: TaskFile = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy decoding (argmax).")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 0.95,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per candidate (default: the task's, 32 for one-line tasks, 192 for multi-line ones).", min=1)] = None,
     k: ProfileK = 4,
     seed: Seed = 0,
+    greedy: Annotated[bool, typer.Option("--greedy/--no-greedy", help="Also decode each query greedily (temperature 0), as one more candidate marked in the pool's 'greedy' column: the baseline best-of-N is compared with.")] = False,
     int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
     device: Device = "cpu",
@@ -87,7 +88,7 @@ def sample(
     m = deprecated(m, n_old, "--n", "--m")
     eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
     remote = eng.kind == "ray" and device == "cuda"  # GPU actors: CUDA is checked where the model loads, not on this driver
-    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device), "dtype": dtype}
+    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device), "dtype": dtype, "greedy": greedy}
     PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check(device_here=not remote)
     quiet_libraries(backend)
     ds = load_split(data, split, resolve_task(task, task_file))

@@ -5,6 +5,8 @@ The face of the package; each private module holds one concern:
 - :mod:`ttpkit.scaling._bon`: the exact best-of-N estimator, the scorers'
   values on a pool and the curves of any scorer (with bootstrap bands).
 - :mod:`ttpkit.scaling._soft`: the exact estimator of the ``soft:τ`` rule.
+- :mod:`ttpkit.scaling._greedy`: best-of-N against the greedy answer of the
+  same prompt (:func:`versus_greedy`: paired gains with CIs, win rates).
 - :mod:`ttpkit.scaling._bootstrap`: the one bootstrap over queries and the
   intervals built on it (peak drop, whether a curve moves, a paired share difference).
 - :mod:`ttpkit.scaling._normal`: e_N and v_N, the moments of the maximum of N normals.
@@ -75,6 +77,7 @@ from ttpkit.scaling._law import (
 from ttpkit.scaling._normal import expected_max_normal, expected_sq_max_normal
 from ttpkit.scaling._soft import soft_best_of_n
 from ttpkit.scaling._summary import cost_matched, law_table, law_targets, peak_targets, summarised
+from ttpkit.scaling._greedy import VersusGreedy, selection_probabilities, versus_greedy
 from ttpkit.scaling._stats import HACK_THRESHOLD, QueryStats, fit_log_curve, query_stats, r_squared, user_spread
 
 __all__ = [
@@ -142,4 +145,7 @@ __all__ = [
     "tail_gain",
     "user_spread",
     "within_query_share",
+    "VersusGreedy",
+    "selection_probabilities",
+    "versus_greedy",
 ]
