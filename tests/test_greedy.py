@@ -143,3 +143,97 @@ def test_greedy_rows_journal_and_resume(tmp_path, sample):
     parts = tmp_path / "parts"
     sample_pool(sample.queries[:3], parts, 2, Greedy())
     assert read_pool(parts)[GREEDY].sum() == 3
+
+
+def test_stacked_ranker_learns_the_signal_and_round_trips(tmp_path):
+    """Fitted on pools where the RM column carries the utility, the rm weight dominates; save/load keeps the weights."""
+    from ttpkit.reward.stack import StackedScorer
+    from ttpkit.scaling import draw_versus_greedy
+
+    pool = _pool(q=30)
+    model = StackedScorer(rm="rm", signals=("rm", "length", "greedy")).fit([pool])
+    w = dict(zip(("rm", "logp", "logp_tok", "mbr", "length", "greedy", "implicit"), model.weights_))
+    assert w["rm"] > 5 * abs(w["length"]) and w["logp"] == w["mbr"] == 0
+    model.save(tmp_path / "s")
+    again = StackedScorer.load(tmp_path / "s")
+    assert np.array_equal(again.weights_, model.weights_) and again.signals == model.signals
+    res = draw_versus_greedy(pool, model, ns=(1, 2, 8), mode="with-greedy", draws=50, n_boot=100)
+    assert res.gain[0] == 0 and res.tie[0] == 1  # N=1 with the greedy row: the greedy answer
+    exact = versus_greedy(pool, ["rm"], ns=(8,), mode="samples", n_boot=100)["rm"]
+    mc = draw_versus_greedy(pool, model, ns=(8,), mode="samples", n_boot=100)  # N = M: one draw, the whole pool
+    assert mc.mean[0] == pytest.approx(exact.mean[0], abs=0.02)
+    with pytest.raises(ConfigError, match="unknown signals"):
+        StackedScorer(rm="rm", signals=("rm", "vibes"))
+
+
+def test_openai_backend_adds_the_greedy_row_by_a_separate_temperature_0_request(sample):
+    """Servers differ in how they sample; the greedy row is one request with n=1 and temperature 0, whatever the seed."""
+    from fastapi import FastAPI
+
+    from ttpkit.policy.openai import OpenAIPolicy
+
+    from conftest import live
+
+    seen = []
+    fake = FastAPI()
+
+    @fake.post("/v1/completions")
+    def completions(body: dict) -> dict:
+        seen.append(body)
+        text = "argmax" if body["temperature"] == 0 else f"draw {body['seed']}"
+        return {"choices": [{"index": i, "text": f" {text} {i}\n", "finish_reason": "stop"} for i in range(body["n"])]}
+
+    with live(fake) as root:
+        runs = []
+        for seed in (0, 9):
+            pol = OpenAIPolicy(f"{root}/v1", "m", sample.task, SamplingConfig(seed=seed, greedy=True))
+            runs.append(pol.sample(sample.queries[:2], 3))
+    for rows in runs:
+        assert [c.greedy for c in rows[0]] == [False, False, False, True] and rows[0][-1].idx == 3
+        assert rows[0][-1].text == "argmax 0"
+    assert runs[0][0][0].text != runs[1][0][0].text  # the samples follow the seed; the greedy row does not
+    greedy_requests = [b for b in seen if b["temperature"] == 0]
+    assert len(greedy_requests) == 4 and all(b["n"] == 1 for b in greedy_requests)
+
+
+def test_curves_shows_greedy_and_the_gain_over_it(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app as cli
+    from ttpkit.pool import write_pool
+
+    path = tmp_path / "p.parquet"
+    write_pool(_pool(), path)
+    run = lambda *a: CliRunner().invoke(cli, ["curves", "--pool", str(path), "--scorers", "oracle,random,rm", *a])  # noqa: E731
+    res = run("--format", "json")
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.output)
+    assert body["rm"]["1"] == pytest.approx(sampled(_pool())["rougeL"].mean())  # curves: samples only
+    vs = body["against_greedy"]["rm"]
+    assert vs["mode"] == "samples" and vs["greedy"] == pytest.approx(0.3) and set(vs["by_n"]) == {"1", "2", "4", "8"}
+    res = run("--with-greedy", "--format", "markdown")
+    assert res.exit_code == 0 and "minus greedy [95% CI]" in res.output and "| rm | 1 | 0.300 | +0.000" in res.output
+    table = run("--plot", str(tmp_path / "c.png"))
+    assert table.exit_code == 0 and "against greedy" in table.output and (tmp_path / "c.greedy.png").exists()
+    write_pool(sampled(_pool()), path)
+    assert "against greedy" not in run().output  # no greedy rows, no --greedy: the curves alone
+    assert run("--with-greedy").exit_code == 2
+
+
+def test_diagnose_writes_the_comparison_with_greedy_beside_the_report(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app as cli
+    from ttpkit.pool import write_pool
+
+    path = tmp_path / "p.parquet"
+    write_pool(_pool(q=16), path)
+    res = CliRunner().invoke(cli, ["diagnose", "--pool", str(path), "--out", str(tmp_path / "r"), "--scorers", "oracle,rm"])
+    assert res.exit_code == 0, res.output
+    body = json.loads((tmp_path / "r" / "against_greedy.json").read_text())
+    assert set(body) == {"oracle", "rm"} and body["rm"]["greedy"] == pytest.approx(0.3)
+    assert "| rm | 8 |" in (tmp_path / "r" / "against_greedy.md").read_text()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -142,12 +142,23 @@ def curves(
     fmt: Annotated[str, typer.Option("--format", help="table | json | markdown.")] = "table",
     plot: Annotated[Optional[Path], typer.Option(help="PNG to write (default: <pool>.curves.png for tables).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the thompson rule (0 to 2**63-1).", min=0, max=2**63 - 1)] = 0,
+    greedy_pool: Annotated[Optional[Path], typer.Option("--greedy", help="Labelled pool of greedy decodes (ttpkit sample --temperature 0 --m 1) to compare with, for a pool sampled without --greedy.")] = None,
+    with_greedy: Annotated[bool, typer.Option("--with-greedy", help="Against greedy, count the pool's own greedy row as one of the N candidates (greedy + N-1 samples), as personalize does.")] = False,
     n_old: Annotated[Optional[str], typer.Option("--n", hidden=True)] = None,
 ) -> None:
-    """Exact expected utility of best-of-N for each scorer, with bootstrap intervals."""
+    """Exact expected utility of best-of-N for each scorer, with bootstrap intervals, and against the greedy answer where there is one."""
     from ttpkit.paths import check_writable
     from ttpkit.pool import ScorerRef, candidates_per_query, n_grid, read_pool
-    from ttpkit.report import curves_json, curves_markdown, curves_table, plot_curves
+    from ttpkit.report import (
+        curves_json,
+        curves_markdown,
+        curves_table,
+        greedy_json,
+        greedy_markdown,
+        greedy_table,
+        plot_curves,
+        plot_versus_greedy,
+    )
     from ttpkit.scaling import curves as compute
 
     if fmt not in ("table", "json", "markdown"):
@@ -159,16 +170,36 @@ def curves(
     if png is not None:
         check_writable(png, "--plot")
     df = read_pool(pool, require=[utility])
-    result = compute(df, names, utility, grid or n_grid(candidates_per_query(df)), seed=seed)
+    grid = grid or n_grid(candidates_per_query(df))
+    result = compute(df, names, utility, grid, seed=seed)
+    versus = _versus_greedy(df, names, utility, grid, seed, greedy_pool, with_greedy)
     if fmt == "json":
-        print(jsonio.dumps(curves_json(result), indent=2))
+        print(jsonio.dumps({**curves_json(result), **({"against_greedy": greedy_json(versus)} if versus else {})}, indent=2))
     elif fmt == "markdown":
-        print(curves_markdown(result))
+        print(curves_markdown(result) + ("\n\n" + greedy_markdown(versus) if versus else ""))
     else:
         out.print(curves_table(result, utility))
+        if versus:
+            out.print(greedy_table(versus, utility))
     if png is not None:
         plot_curves(result, png, utility)
         console.print(f"plot: {png}")
+        if versus:
+            console.print(f"plot: {plot_versus_greedy(versus, png.with_suffix('.greedy.png'), utility)}")
+
+
+def _versus_greedy(df: Any, names: list, utility: str, grid: Any, seed: int, greedy_pool: Optional[Path],
+                   with_greedy: bool) -> dict:
+    """Best-of-N against greedy when the pool has greedy rows or ``--greedy`` names a pool of them; {} otherwise."""
+    from ttpkit.pool import greedy_rows, read_pool
+    from ttpkit.scaling import versus_greedy
+
+    greedy = read_pool(greedy_pool, require=[utility]) if greedy_pool is not None else None
+    if greedy is None and not len(greedy_rows(df)):
+        if with_greedy:
+            raise ConfigError("--with-greedy: the pool has no greedy rows (sample it with --greedy)")
+        return {}
+    return versus_greedy(df, names, utility, list(grid), "with-greedy" if with_greedy else "samples", greedy, seed=seed)
 
 
 @app.command("train-rm")
@@ -276,6 +307,7 @@ def diagnose(
     task: TaskName = None,
     task_file: TaskFile = None,
     seed: Seed = 0,
+    greedy_pool: Annotated[Optional[Path], typer.Option("--greedy", help="Labelled pool of greedy decodes to compare with, for a pool sampled without --greedy.")] = None,
     n_max_old: Annotated[Optional[int], typer.Option("--n-max", hidden=True, min=2)] = None,
     min_gain_old: Annotated[Optional[float], typer.Option("--min-gain", hidden=True)] = None,
 ) -> None:
@@ -303,4 +335,17 @@ def diagnose(
     for name in diag.scorers:
         if name not in ("oracle", "random"):
             out.print(f"{name}: {peak_sentence(diag, name)}", highlight=False)
+    _diagnose_greedy(df, list(diag.scorers), utility, seed, greedy_pool, out_dir)
     console.print(f"wrote {out_dir}/report.md, law.json and plots")
+
+
+def _diagnose_greedy(df: Any, names: list, utility: str, seed: int, greedy_pool: Optional[Path], out_dir: Path) -> None:
+    """Against greedy, where the pool has greedy rows or ``--greedy`` names a pool of them: printed, and written beside the report."""
+    from ttpkit.pool import candidates_per_query, n_grid
+    from ttpkit.report import greedy_json, greedy_markdown, greedy_table, write_json
+
+    versus = _versus_greedy(df, names, utility, n_grid(candidates_per_query(df)), seed, greedy_pool, False)
+    if versus:
+        out.print(greedy_table(versus, utility))
+        (out_dir / "against_greedy.md").write_text(greedy_markdown(versus))
+        write_json(greedy_json(versus), out_dir / "against_greedy.json")

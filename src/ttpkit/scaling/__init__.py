@@ -6,7 +6,9 @@ The face of the package; each private module holds one concern:
   values on a pool and the curves of any scorer (with bootstrap bands).
 - :mod:`ttpkit.scaling._soft`: the exact estimator of the ``soft:τ`` rule.
 - :mod:`ttpkit.scaling._greedy`: best-of-N against the greedy answer of the
-  same prompt (:func:`versus_greedy`: paired gains with CIs, win rates).
+  same prompt (:func:`versus_greedy`: paired gains with CIs, win rates);
+  :mod:`ttpkit.scaling._draws` the same by Monte Carlo over draws for scorers
+  whose scores depend on the draw (:func:`draw_versus_greedy`).
 - :mod:`ttpkit.scaling._bootstrap`: the one bootstrap over queries and the
   intervals built on it (peak drop, whether a curve moves, a paired share difference).
 - :mod:`ttpkit.scaling._normal`: e_N and v_N, the moments of the maximum of N normals.
@@ -77,6 +79,7 @@ from ttpkit.scaling._law import (
 from ttpkit.scaling._normal import expected_max_normal, expected_sq_max_normal
 from ttpkit.scaling._soft import soft_best_of_n
 from ttpkit.scaling._summary import cost_matched, law_table, law_targets, peak_targets, summarised
+from ttpkit.scaling._draws import draw_versus_greedy
 from ttpkit.scaling._greedy import VersusGreedy, selection_probabilities, versus_greedy
 from ttpkit.scaling._stats import HACK_THRESHOLD, QueryStats, fit_log_curve, query_stats, r_squared, user_spread
 
@@ -146,6 +149,7 @@ __all__ = [
     "user_spread",
     "within_query_share",
     "VersusGreedy",
+    "draw_versus_greedy",
     "selection_probabilities",
     "versus_greedy",
 ]
