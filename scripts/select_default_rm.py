@@ -49,18 +49,18 @@ import numpy as np
 import pandas as pd
 
 from ttpkit import stages
-from ttpkit.data import Dataset, TaskSpec
 from ttpkit.paths import embeddings_cache_file
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, read_pool
-from ttpkit.reward.bundled import AGNOSTIC
+from ttpkit.reward.bundled import AGNOSTIC, CV_NS, agnostic_dataset
 from ttpkit.reward.encoder import Encoder
 from ttpkit.reward.models import RMConfig
 from ttpkit.scaling import per_query_curve
+from ttpkit.scaling._bootstrap import user_share_boot
 
 TASKS = ("git-commits", "debian-synopsis")
 VARIANTS = ("user-pairwise", "user-prob")
 LAYERS = (2, 6)
-NS = (1, 2, 4, 8)
+NS = CV_NS
 KEY = ["group", "candidate", "repeat", "fold"]
 
 
@@ -87,13 +87,6 @@ class Candidate:
         return RMConfig(variant=self.variant, encoder_layers=self.layers, encoder_dtype=self.dtype)
 
 
-def merged(datasets: list[Dataset]) -> Dataset:
-    """The task-agnostic dataset of several tasks' queries (as ``train_bundled.py`` builds it)."""
-    queries = tuple(q for ds in datasets for q in ds.queries)
-    task = TaskSpec(AGNOSTIC, "source", "target", "Input", "Output")
-    return Dataset(task=task, queries=queries, path=datasets[0].path, split=datasets[0].split)
-
-
 def deal_folds(pools: dict[str, pd.DataFrame], k: int, seed: int) -> dict[str, int]:
     """Each user's fold in 0..k-1: per task, the sorted users permuted by ``seed`` and dealt round-robin."""
     folds = {}
@@ -109,7 +102,7 @@ def run_cell(cand: Candidate, tasks: list[str], fold: int, folds: dict[str, int]
     """Train ``cand`` on the users outside ``fold`` and return the per-query curves of the fold's users."""
     held = {t: pools[t][USER_ID].map(folds).eq(fold) for t in tasks}
     train = pd.concat([pools[t][~held[t]] for t in tasks], ignore_index=True)
-    train_data = merged([data[t] for t in tasks]) if len(tasks) > 1 else data[tasks[0]]
+    train_data = agnostic_dataset([data[t] for t in tasks]) if len(tasks) > 1 else data[tasks[0]]
     rm = stages.train_rm(cand.config(), train, train_data, encoder=enc)  # early stopping on held-out training users
     rows = []
     for t in tasks:
@@ -123,29 +116,6 @@ def run_cell(cand: Candidate, tasks: list[str], fold: int, folds: dict[str, int]
             frame[f"o{n}"] = oq[:, j]
         rows.append(frame)
     return pd.concat(rows, ignore_index=True)
-
-
-def user_share_boot(gains: np.ndarray, oracle_gain: np.ndarray, users: np.ndarray, n_boot: int, seed: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Shares of the oracle gain on all queries, and on ``n_boot`` resamples of the users.
-
-    Args:
-        gains: (C, Q) E_N - E_1 of C scorers on the same Q queries.
-        oracle_gain: (Q,) the oracle's E_N - E_1.
-        users: (Q,) each query's user; users are drawn with replacement, each with all of its queries
-            (the same draws for every scorer, so differences are paired).
-        n_boot: Resamples.
-        seed: Seed of the draws.
-
-    Returns:
-        ``(share, boot)``: (C,) sum of gains over sum of oracle gains, and (B, C) the same per resample.
-    """
-    _, codes = np.unique(users, return_inverse=True)  # sorted users: the draws do not depend on row order
-    n_users = int(codes.max()) + 1
-    g = np.stack([np.bincount(codes, weights=row, minlength=n_users) for row in np.atleast_2d(gains)])  # (C, U)
-    o = np.bincount(codes, weights=oracle_gain, minlength=n_users)  # (U,)
-    counts = np.random.default_rng(seed).multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot)  # (B, U)
-    return g.sum(1) / o.sum(), (counts @ g.T) / (counts @ o)[:, None]
 
 
 def user_bootstrap(per_query: pd.DataFrame, names: list[str], n: int, n_boot: int, seed: int) -> tuple[dict, np.ndarray]:

@@ -28,21 +28,16 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from select_default_rm import NS, merged, user_share_boot  # scripts/select_default_rm.py
 from ttpkit import stages
-from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, n_grid, read_pool, score_col, std_col, write_pool
-from ttpkit.reward.bundled import AGNOSTIC, DEFAULT_VARIANTS, MODELS_DIR, ModelCard
+from ttpkit.pool import ROUGEL, read_pool, score_col, std_col, write_pool
+from ttpkit.reward.bundled import AGNOSTIC, CV_NS, DEFAULT_VARIANTS, MODELS_DIR, ModelCard, agnostic_dataset, measure_card
 from ttpkit.reward.encoder import Encoder
 from ttpkit.reward.models import RMConfig
-from ttpkit.scaling import curves, fit_law, scorer_values
 
 TASKS = ("git-commits", "debian-synopsis")
 VARIANTS = ("user-pairwise", "user-prob")
-TAU = 0.05
-N_BOOT = 2000  # bootstrap draws over test users for the card's interval (seed 0)
 
 CARD = """# Bundled reward model: `{variant}` for `{task}`
 
@@ -64,25 +59,6 @@ CARD = """# Bundled reward model: `{variant}` for `{task}`
 """
 
 
-def _card(pool: pd.DataFrame, name: str, task: str, variant: str) -> tuple[ModelCard, dict]:
-    m = int(pool.groupby(QUERY_ID).size().min())
-    ns = n_grid(m)
-    res = curves(pool, ["oracle", name], ROUGEL, ns)
-    o, c = res["oracle"].mean, res[name].mean
-    share = (c[-1] - c[0]) / (o[-1] - o[0])
-    fit = fit_law(pool, name, m_fit=m, tau=TAU)
-    std = float(np.std(scorer_values(pool, name, ROUGEL)))
-    card = ModelCard(task=task, variant=variant, mu=fit.mu, c=fit.c, sigma_eff=fit.sigma_eff, rho_eff=fit.rho_eff,
-                     score_std=std, tau=TAU, share=float(share), n=m)
-    users = pool.groupby(QUERY_ID)[USER_ID].first().loc[list(res[name].query_ids)].to_numpy()
-    pq, po = res[name].per_query, res["oracle"].per_query
-    _, boot = user_share_boot((pq[:, -1] - pq[:, 0])[None], po[:, -1] - po[:, 0], users, N_BOOT, 0)
-    lo, hi = np.nanquantile(boot[:, 0], [0.025, 0.975])
-    extra = {"queries": res["oracle"].n_queries, "users": len(set(users)), "m": m, "first": c[0], "last": c[-1],
-             "oracle": o[-1], "lo": float(lo), "hi": float(hi)}
-    return card, extra
-
-
 def _cv_entry(table: pd.DataFrame | None, group: str, cfg: RMConfig, test: dict) -> dict:
     """The card's ``"cv"`` object: this configuration's row of the CV table (if it was cross-validated), and the test share."""
     entry: dict = {"test": {"share": test["share"], "lo": test["lo"], "hi": test["hi"], "n": test["m"],
@@ -93,7 +69,7 @@ def _cv_entry(table: pd.DataFrame | None, group: str, cfg: RMConfig, test: dict)
         return entry | {"candidate": name, "cross_validated": False}
     r = row.iloc[0]
     return entry | {"candidate": name, "cross_validated": True, "share": float(r["share"]), "lo": float(r["lo"]),
-                    "hi": float(r["hi"]), "n": NS[-1], "users": int(r["users"]), "folds": int(r["folds"]),
+                    "hi": float(r["hi"]), "n": CV_NS[-1], "users": int(r["users"]), "folds": int(r["folds"]),
                     "repeats": int(r["repeats"]), "chosen": bool(r["chosen"]),
                     "best": table.loc[(table["group"] == group) & table["chosen"], "candidate"].iloc[0],
                     "command": "python scripts/select_default_rm.py --data ../shared/data --results results --repeats 3 "
@@ -171,7 +147,7 @@ def main() -> None:
     written = []
     for group, tasks in groups.items():
         train = pd.concat([pools[t, "train"] for t in tasks], ignore_index=True)
-        train_data = merged([data[t, "train"] for t in tasks]) if len(tasks) > 1 else data[tasks[0], "train"]
+        train_data = agnostic_dataset([data[t, "train"] for t in tasks]) if len(tasks) > 1 else data[tasks[0], "train"]
         for variant in VARIANTS:
             depth = layers.get(f"{group}/{variant}", layers["*"])
             cfg = RMConfig(variant=variant, encoder_layers=depth, encoder_dtype=args.dtype)
@@ -185,7 +161,7 @@ def main() -> None:
             for t in tasks:
                 scored[t] = stages.score_pool(scored[t], rm, data[t, "test"], name=f"bundled-{name}", encoder=enc)
             test = pd.concat([scored[t] for t in tasks], ignore_index=True)
-            card, extra = _card(test, f"bundled-{name}", group, variant)
+            card, extra = measure_card(test, f"bundled-{name}", group, variant)
             cv = _cv_entry(cv_table, group, cfg, {"share": card.share, **extra})
             written.append((out, card, cfg, group, tasks, extra, cv))
             print(f"{group}/{variant} ({cv['candidate']}): test share {card.share:.3f} [{extra['lo']:.3f}, {extra['hi']:.3f}] "

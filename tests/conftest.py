@@ -83,6 +83,10 @@ class FakeEncoder:
     def save_cache(self):
         """Nothing to persist."""
 
+    def forget(self, texts):
+        """Nothing cached."""
+        return 0
+
 
 class FakeLM:
     """A served policy: completions are a function of prompt and seed; ``sample`` is LocalPolicy's own code."""

@@ -202,7 +202,7 @@ def test_ensemble_and_cross_encoder_records_are_typed(tmp_path):
 def test_serve_answers_a_damaged_card_with_a_422_naming_it(tmp_path, sample):
     from fastapi.testclient import TestClient
 
-    from ttpkit.serve._personalize import create_service
+    from ttpkit.serve import create_service
 
     d = _rm_copy(tmp_path, card=lambda c: {**c, "card": {**c["card"], "tau": "0.05"}})
     app = create_service(FakeLM(), f"sqlite:///{tmp_path / 'p.db'}", rm=str(d), encoder=FakeEncoder(layers=2), admin_key="",

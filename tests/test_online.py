@@ -20,6 +20,26 @@ def _profile(query):
     return [{"id": p.id, "text": p.source, "title": p.target} for p in query.profile]
 
 
+@pytest.mark.parametrize("group", ["git-commits", "debian-synopsis", "any"])
+def test_the_shipped_cards_are_what_measure_card_gives_on_the_committed_test_pools(group):
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ttpkit.pool import read_pool
+    from ttpkit.reward.bundled import measure_card
+
+    results = Path(__file__).resolve().parent.parent / "results" / "bundled"
+    tasks = ["git-commits", "debian-synopsis"] if group == "any" else [group]
+    test = pd.concat([read_pool(results / t / "test.parquet") for t in tasks], ignore_index=True)
+    for variant in ("user-pairwise", "user-prob"):
+        card, extra = measure_card(test, f"bundled-{group}-{variant}" if group == "any" else f"bundled-{variant}", group, variant)
+        shipped = json.loads((MODELS_DIR / group / variant / "card.json").read_text())
+        assert asdict(card) == shipped["card"]
+        assert (extra["lo"], extra["hi"]) == (shipped["cv"]["test"]["lo"], shipped["cv"]["test"]["hi"])
+
+
 @pytest.mark.parametrize("task", ["git-commits", "debian-synopsis"])
 def test_default_rm_is_the_tasks_bundled_model_with_a_card(task):
     path = resolve_rm("default", task)

@@ -142,7 +142,7 @@ def test_the_cli_names_the_path_of_any_write_that_fails_where_no_write_site_did(
 def test_serve_answers_507_with_the_reason_when_its_store_cannot_write(tmp_path, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from ttpkit.serve._personalize import create_service
+    from ttpkit.serve import create_service
     from ttpkit.serve._store import ProfileStore
 
     store = ProfileStore(f"sqlite:///{tmp_path / 'p.db'}")

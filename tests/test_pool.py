@@ -56,14 +56,14 @@ def test_journal_keeps_complete_records_after_a_cut_line(tmp_path):
 
 
 def test_schema_helpers():
-    from ttpkit.pool import POOL_COLUMNS, QUERY_ID, Scorer, n_grid, score_col, std_col
+    from ttpkit.pool import POOL_COLUMNS, QUERY_ID, ScorerRef, n_grid, score_col, std_col
 
     assert QUERY_ID in POOL_COLUMNS and score_col("user-prob") == "score_user-prob" and std_col("x") == "std_x"
     assert n_grid(16) == (1, 2, 4, 8, 16) and n_grid(12) == (1, 2, 4, 8) and n_grid(1) == (1,)
-    s = Scorer.parse("user-prob@lcb:1.5")
+    s = ScorerRef.parse("user-prob@lcb:1.5")
     assert (s.name, s.rule, str(s), s.slug, s.builtin) == ("user-prob", "lcb:1.5", "user-prob@lcb:1.5", "user-prob_lcb1.5", False)
-    assert Scorer.parse("oracle").builtin and Scorer.parse(" style ").rule is None
-    assert [str(x) for x in Scorer.parse_list("oracle, random,,style@thompson")] == ["oracle", "random", "style@thompson"]
+    assert ScorerRef.parse("oracle").builtin and ScorerRef.parse(" style ").rule is None
+    assert [str(x) for x in ScorerRef.parse_list("oracle, random,,style@thompson")] == ["oracle", "random", "style@thompson"]
 
 
 @pytest.mark.parametrize(
@@ -73,10 +73,10 @@ def test_schema_helpers():
 )
 def test_bad_scorers_are_config_errors(text, needle):
     from ttpkit.errors import ConfigError
-    from ttpkit.pool import Scorer
+    from ttpkit.pool import ScorerRef
 
     with pytest.raises(ConfigError, match=needle):
-        Scorer.parse_list(text)
+        ScorerRef.parse_list(text)
 
 
 def test_read_pool_names_what_is_wrong(tmp_path):

@@ -309,3 +309,13 @@ def test_a_long_form_rm_has_the_extra_features_and_round_trips(tmp_path):
     back = RewardModel.load(rm.save(tmp_path / "rm"))
     assert back.config.long_form and np.allclose(back.score(pool, queries, encoder=FakeEncoder()).mean,
                                                  rm.score(pool, queries, encoder=FakeEncoder()).mean)
+
+
+def test_the_encoder_forgets_texts_in_memory_and_in_its_file(tmp_path):
+    from ttpkit.reward.encoder import Encoder
+
+    enc = Encoder(cache_file=tmp_path / "cache.safetensors")
+    for text in ("hers", "his"):
+        enc.cache[enc._cache_key(text)] = np.ones(Encoder.dim, np.float32)
+    assert enc.forget(["hers", "never seen"]) == 1
+    assert list(Encoder(cache_file=tmp_path / "cache.safetensors").cache) == [enc._cache_key("his")]

@@ -195,11 +195,13 @@ def test_a_score_group_scores_its_members_in_one_pass_and_never_waits_past_its_l
     import pandas as pd
 
     from ttpkit.data import Query
+    from ttpkit.reward.base import Needs
     from ttpkit.reward.models import Scores
     from ttpkit.serve._scoring import ScoreGroup
 
     class Model:  # a row's feature is its query's input length plus its text's
         passes: list = []
+        needs = Needs(row_features=True)
 
         def features(self, pool, by_id, encoder=None):
             self.passes.append(sorted(set(pool["query_id"])))

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from ttpkit import retrieval
 from ttpkit.data import get_task
 from ttpkit.online import personalize
-from ttpkit.serve._personalize import create_service
+from ttpkit.serve import create_service
 from ttpkit.serve._users import Limits
 
 from conftest import FakeEncoder, FakeLM, items_of, live
@@ -32,6 +32,9 @@ class CachingEncoder(FakeEncoder):
         for t, v in zip(texts, out):
             self.cache[self._cache_key(t)] = v
         return out
+
+    def forget(self, texts):
+        return sum(self.cache.pop(self._cache_key(t), None) is not None for t in texts)
 
 
 def make_client(tmp_path, **kw) -> TestClient:

@@ -15,7 +15,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from ttpkit.data import get_task
-from ttpkit.serve._personalize import create_service
+from ttpkit.serve import create_service
 
 from conftest import FakeEncoder, FakeLM, items_of, live
 

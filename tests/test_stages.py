@@ -121,6 +121,18 @@ def test_train_and_score_write_the_schema_columns(tmp_path, sample):
         stages.train_rm(cfg, train, sample, encoder=enc, out=tmp_path / "file")
 
 
+def test_train_rm_trains_any_trainable_kind_and_load_rm_reads_it_back(tmp_path, sample):
+    from ttpkit.reward import EnsembleRM, load_rm
+
+    _, train = _labelled(tmp_path, sample, "train.parquet", slice(0, 8))
+    enc = FakeEncoder()
+    ens = stages.train_rm(EnsembleRM(RMConfig(variant="user-pairwise", max_epochs=5, seed=0), members=2), train, sample,
+                          encoder=enc, out=tmp_path / "ens")
+    back = load_rm(tmp_path / "ens")
+    assert isinstance(back, EnsembleRM) and back.members == 2
+    assert np.allclose(back.score(train, sample.by_id(), encoder=enc).mean, ens.score(train, sample.by_id(), encoder=enc).mean)
+
+
 def test_default_encoder_lives_under_the_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TTPKIT_CACHE_DIR", str(tmp_path))
     enc = stages.default_encoder(layers=2)

@@ -89,7 +89,7 @@ def test_a_journal_cut_inside_a_character_loses_only_that_record(tmp_path, caplo
 
 def test_serve_answers_a_422_naming_the_field_never_a_500(tmp_path, sample):
     from ttpkit.serve import create_app
-    from ttpkit.serve._personalize import create_service
+    from ttpkit.serve import create_service
 
     def post(client, url, body):  # json.dumps escapes the surrogate, as any client's JSON encoder may
         return client.post(url, content=json.dumps(body).encode(), headers=JSON)

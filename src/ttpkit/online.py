@@ -6,9 +6,10 @@ embedded Gemma 3 270M by default), scores them with a reward model (the bundled
 one for the task by default, :mod:`ttpkit.reward.bundled`), applies a selection
 rule and returns a :class:`Personalized` record. With ``adaptive=True`` it
 samples in rounds and stops by the one stopping rule of adaptive best-of-N
-(:func:`ttpkit.selection.next_round`): when the next round's expected gain falls
-below ``min_round_gain``. The gain it expects is the law's
-(:func:`ttpkit.scaling.tail_gain`).
+(:func:`ttpkit.selection.next_round`): when the next round's expected gain (the
+law's, :func:`ttpkit.scaling.tail_gain`) falls below ``min_round_gain``. The
+per-query steps are one public core, :func:`answer` over an :class:`OnlineRM`,
+which the service (:mod:`ttpkit.serve`) calls too.
 
 Example:
     >>> from ttpkit import personalize  # doctest: +SKIP
@@ -23,9 +24,9 @@ import hashlib
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,15 +38,14 @@ from ttpkit.policy import Policy, PolicySpec
 from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, Rule
 from ttpkit.reward.bundled import AGNOSTIC, ModelCard, load_card, resolve_rm
 from ttpkit.reward.config import read_rm_config
+from ttpkit.reward.encoder import Encoder
 from ttpkit.reward.models import RewardModel, Scores
 from ttpkit.scaling import tail_gain
 from ttpkit.selection import apply_rule, next_round
 from ttpkit.text import check_text
 
-if TYPE_CHECKING:
-    from ttpkit.reward.features import Encoder
-
-__all__ = ["MAX_N", "Expectation", "Personalized", "ScoredCandidate", "Schedule", "check_rm", "personalize"]
+__all__ = ["MAX_N", "Expectation", "OnlineRM", "Personalized", "ScoredCandidate", "Schedule", "answer", "check_request", "check_rm",
+           "make_query", "personalize"]
 
 MAX_INPUT_WORDS = 200  # what the prompt keeps of an input (ttpkit.policy.prompt.PromptBuilder.max_query_words)
 
@@ -179,18 +179,45 @@ def check_rm(rm: str | Path, task: TaskSpec) -> Path:
     return path
 
 
-def _load_rm(rm: str | Path | RewardModel, task: TaskSpec) -> tuple[RewardModel, str]:
-    if isinstance(rm, RewardModel):
-        return rm, "(in memory)"
-    path = check_rm(rm, task)
-    return RewardModel.load(path), str(path)
+@dataclass(frozen=True)
+class OnlineRM:
+    """A reward model ready to answer queries: the model, where it came from, its card and its encoder.
+
+    Attributes:
+        model: A :class:`RewardModel`, or anything with its ``score`` and ``probabilistic`` (the service's joins a batch).
+        path: The model's directory (``(in memory)`` for a model passed in).
+        card: Its model card (None for a model passed in).
+        encoder: The sentence encoder it scores with.
+    """
+
+    model: Any
+    path: str
+    card: ModelCard | None
+    encoder: Any
+
+    @classmethod
+    def load(cls, rm: str | Path | RewardModel, task: TaskSpec, encoder: Encoder | None = None,
+             device: str = "cpu") -> OnlineRM:
+        """The model ``rm`` names for ``task`` (see :func:`check_rm`), its card and encoder (default: the RM's depth and dtype)."""
+        if isinstance(rm, RewardModel):
+            model, path, card = rm, "(in memory)", None
+        else:
+            path = str(check_rm(rm, task))
+            model, card = RewardModel.load(path), load_card(path)
+        enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers, device)
+        return cls(model, path, card, enc)
+
+    def check_rule(self, rule: Rule, text: str) -> None:
+        """Raise :class:`ConfigError` when ``rule`` needs a probabilistic RM and this one is not."""
+        if rule.name != "mean" and not self.model.probabilistic:
+            raise ConfigError(f"rule {text!r} needs a probabilistic RM (user-prob); {self.path} is {self.model.config.variant}")
 
 
-def _query(items: tuple[ProfileItem, ...], text: str, task: TaskSpec, user_id: str | None) -> Query:
+def make_query(items: tuple[ProfileItem, ...], text: str, task: TaskSpec, user_id: str | None) -> Query:
+    """The query of one new input ``text`` for the user with profile ``items`` (``user_id`` default: the profile's hash)."""
     uid = user_id or "user-" + hashlib.sha1("\n".join(f"{p.source}\t{p.target}" for p in items).encode()).hexdigest()[:12]
     qid = "personalize-" + hashlib.sha1(f"{uid}\n{text}".encode()).hexdigest()[:12]
-    full = f"{task.instruction} {text}".strip() if task.instruction else text
-    return Query(id=qid, user_id=uid, input=full, source=text, profile=items)
+    return Query(id=qid, user_id=uid, input=task.full_input(text), source=text, profile=items)
 
 
 def _expectation(card: ModelCard | None, scores: np.ndarray, n: int) -> Expectation | None:
@@ -201,8 +228,13 @@ def _expectation(card: ModelCard | None, scores: np.ndarray, n: int) -> Expectat
     return Expectation(n=n, collapsed=collapsed, gain=float(gain), share=card.share)
 
 
-def _rule(rule: str, schedule: Schedule, input: str, user_id: str | None = None) -> Rule:
-    """The parsed rule, once the rule, the schedule, the input and the user id are known to be usable."""
+def check_request(rule: str, schedule: Schedule, input: str, user_id: str | None = None) -> Rule:
+    """The parsed rule, once the rule, the schedule, the input and the user id are known to be usable.
+
+    Raises:
+        ConfigError: For an unknown rule, ``soft:τ`` or bad N settings.
+        DataError: For an empty input, or an input or user id that is not valid Unicode.
+    """
     parsed = Rule.parse(rule)
     if parsed.name == "soft":
         raise ConfigError("personalize picks one answer: use mean, lcb:κ, ucb:κ or thompson (soft:τ is for curves)")
@@ -232,20 +264,19 @@ def _policy(policy: Policy | PolicySpec | None, task: TaskSpec, seed: int) -> Po
 
 
 def _draw(
-    pol: Policy, model: RewardModel, enc: Encoder, query: Query, rule: Rule, seed: int, schedule: Schedule,
-    scale: float | None,
+    pol: Policy, rm: OnlineRM, query: Query, rule: Rule, seed: int, schedule: Schedule,
 ) -> tuple[list[dict], Scores, np.ndarray, int]:
     """Sample, score and select round by round until the schedule stops: ``(rows, scores, values, rounds)``."""
     rows: list[dict] = []
-    rounds, target = 0, schedule.first
+    rounds, target, scale = 0, schedule.first, rm.card.score_std if rm.card else None
     while True:
         rq = Query(id=f"{query.id}#{rounds}", user_id=query.user_id, input=query.input, source=query.source,
                    profile=query.profile)
         cands = pol.sample([rq], target - len(rows))[0]
         rows += [{QUERY_ID: query.id, USER_ID: query.user_id, IDX: len(rows) + i, TEXT: c.text} for i, c in enumerate(cands)]
         rounds += 1
-        s = model.score(pd.DataFrame(rows), {query.id: query}, encoder=enc)
-        values = apply_rule(s.mean, s.std if model.probabilistic else None, rule, seed)
+        s = rm.model.score(pd.DataFrame(rows), {query.id: query}, encoder=rm.encoder)
+        values = apply_rule(s.mean, s.std if rm.model.probabilistic else None, rule, seed)
         step = schedule.next(values, scale)
         if not step:
             return rows, s, values, rounds
@@ -256,6 +287,22 @@ def _scored(rows: list[dict], s: Scores, values: np.ndarray, probabilistic: bool
     std = np.asarray(s.std) if probabilistic else None
     return tuple(ScoredCandidate(int(r[IDX]), r[TEXT], float(s.mean[i]), None if std is None else float(std[i]), float(values[i]))
                  for i, r in enumerate(rows))
+
+
+def answer(query: Query, task: TaskSpec, policy: Policy, rm: OnlineRM, rule: str, schedule: Schedule, seed: int) -> Personalized:
+    """The per-query core of :func:`personalize` and the service: sample, score and select until ``schedule`` stops.
+
+    ``rule`` (checked by :func:`check_request` and :meth:`OnlineRM.check_rule`) is recorded as given.
+    """
+    t0 = time.time()
+    rows, s, values, rounds = _draw(policy, rm, query, Rule.parse(rule), seed, schedule)
+    best = int(np.argmax(values))
+    return Personalized(
+        text=rows[best][TEXT], chosen=best, candidates=_scored(rows, s, values, rm.model.probabilistic), rule=str(rule),
+        rm=rm.path, task=task.name, user_id=query.user_id, rounds=rounds,
+        expected=_expectation(rm.card, np.asarray(s.mean), len(rows)), seconds=time.time() - t0,
+        warnings=_warnings(query.profile, query.source),
+    )
 
 
 def personalize(
@@ -292,20 +339,11 @@ def personalize(
     t0 = time.time()
     spec = get_task(task) if isinstance(task, str) else task
     schedule = Schedule(n, adaptive, max_n, round_size, min_round_gain)
-    parsed = _rule(rule, schedule, input, user_id)
+    parsed = check_request(rule, schedule, input, user_id)
     items = _profile(profile, spec)
-    model, model_dir = _load_rm(rm, spec)
-    if parsed.name != "mean" and not model.probabilistic:
-        raise ConfigError(f"rule {rule!r} needs a probabilistic RM (user-prob); {model_dir} is {model.config.variant}")
-    query = _query(items, input, spec, user_id)
-    card = load_card(model_dir) if model_dir != "(in memory)" else None  # checked before the policy loads
-    pol = _policy(policy, spec, seed)
-    enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers, getattr(policy, "device", "cpu"))
-    rows, s, values, rounds = _draw(pol, model, enc, query, parsed, seed, schedule, card.score_std if card else None)
-    enc.save_cache()
-    best = int(np.argmax(values))
-    return Personalized(
-        text=rows[best][TEXT], chosen=best, candidates=_scored(rows, s, values, model.probabilistic), rule=str(rule),
-        rm=model_dir, task=spec.name, user_id=query.user_id, rounds=rounds,
-        expected=_expectation(card, np.asarray(s.mean), len(rows)), seconds=time.time() - t0, warnings=_warnings(items, input),
-    )
+    loaded = OnlineRM.load(rm, spec, encoder, getattr(policy, "device", "cpu"))  # checked before the policy loads
+    loaded.check_rule(parsed, rule)
+    query = make_query(items, input, spec, user_id)
+    out = answer(query, spec, _policy(policy, spec, seed), loaded, rule, schedule, seed)
+    loaded.encoder.save_cache()
+    return replace(out, seconds=time.time() - t0)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ttpkit.data import ProfileItem, Query
 
-__all__ = ["retrieve"]
+__all__ = ["drop_indexes", "retrieve"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,15 @@ def _index(sources: tuple[str, ...]):  # -> bm25s.BM25 | None
     retriever = bm25s.BM25()
     retriever.index(tokens, show_progress=False)
     return retriever
+
+
+def drop_indexes() -> None:
+    """Forget every cached BM25 index (what deleting a user needs).
+
+    Indexes are keyed by a profile's content, not by its user, so all of them go
+    rather than any over the deleted user's items staying; they rebuild on use.
+    """
+    _index.cache_clear()
 
 
 def retrieve(query: Query, k: int = 4) -> list[ProfileItem]:

@@ -5,7 +5,7 @@
 | :func:`sample_pool`| queries, a policy        | a resumable pool: a file journaled per      |
 |                    |                          | query, or a directory of part files         |
 | :func:`label_pool` | a pool, its split        | ``rouge1``, ``rougeL``, ``score_style``     |
-| :func:`train_rm`   | labelled pools, splits   | a :class:`~ttpkit.reward.models.RewardModel`|
+| :func:`train_rm`   | labelled pools, splits   | a trained scorer of any trainable kind      |
 | :func:`score_pool` | a pool, a reward model   | ``score_<name>`` (and ``std_<name>``)       |
 
 :func:`dataset_for_pool` finds the split a pool came from (and
@@ -53,10 +53,9 @@ from ttpkit.pool import (
     std_col,
     write_pool,
 )
+from ttpkit.reward.base import Scorer, Trainable
 from ttpkit.reward.config import RMConfig
-from ttpkit.reward.cross import CrossEncoderRM
 from ttpkit.reward.encoder import Encoder
-from ttpkit.reward.ensemble import EnsembleRM
 from ttpkit.reward.models import RewardModel
 from ttpkit.reward.style import style_scores
 from ttpkit.utility import add_labels
@@ -270,7 +269,7 @@ def default_encoder(dtype: str = "float32", layers: int | None = None, device: s
 
 
 def train_rm(
-    config: RMConfig,
+    config: RMConfig | Trainable,
     train: pd.DataFrame,
     train_data: Dataset,
     dev: pd.DataFrame | None = None,
@@ -278,16 +277,19 @@ def train_rm(
     encoder: Encoder | None = None,
     out: str | Path | None = None,
     utility: str = ROUGEL,
-) -> RewardModel:
-    """Train a reward model on a labelled pool (early stopping on ``dev``, or on held-out training users).
+) -> Trainable:
+    """Train a reward model of any trainable kind on a labelled pool (early stopping on ``dev`` where the kind has it).
 
     Args:
-        config: The model's configuration.
+        config: A feature RM's configuration (trains a :class:`RewardModel`, early
+            stopping on ``dev`` or on held-out training users), or an unfitted
+            scorer of any :class:`~ttpkit.reward.base.Trainable` kind
+            (:class:`~ttpkit.reward.EnsembleRM`, :class:`~ttpkit.reward.CrossEncoderRM`).
         train: Labelled training pool.
         train_data: The split ``train`` was sampled from.
         dev: Labelled dev pool.
         dev_data: The split ``dev`` was sampled from.
-        encoder: Sentence encoder (default: :func:`default_encoder` at the config's depth).
+        encoder: Sentence encoder, for kinds that need one (default: :func:`default_encoder` at the model's depth).
         out: Directory to save the model to (checked before training starts).
         utility: Utility column to learn.
     """
@@ -296,29 +298,31 @@ def train_rm(
             check_utility(df, utility)
     if out is not None:
         check_writable(out, "--out (reward model)", directory=True)
-    enc = encoder or default_encoder(layers=config.encoder_layers)
-    rm = RewardModel(config).fit(train, train_data.by_id(), dev, dev_data.by_id() if dev_data else None,
-                                 encoder=enc, utility=utility)
-    rm.tasks_ = (train_data.task.name,)
+    rm = RewardModel(config) if isinstance(config, RMConfig) else config
+    needs = rm.needs
+    enc = encoder or (default_encoder(layers=needs.encoder_layers) if needs.encoder else None)
+    rm.fit(train, train_data.by_id(), dev, dev_data.by_id() if dev_data else None, encoder=enc, utility=utility)
+    rm.tasks_ = (train_data.task.name,)  # kept in the saved model by the kinds that record it (a feature RM)
     rm.trained_on_ = {name: {"data": str(ds.path), "split": ds.split, "rows": len(df), "queries": int(df[QUERY_ID].nunique()),
                              "pool_manifest": pool_manifest(df)}
                       for name, df, ds in (("train", train, train_data), ("dev", dev, dev_data)) if df is not None and ds is not None}
     rm.trained_on_["utility"] = utility
-    enc.save_cache()
+    if enc is not None:
+        enc.save_cache()
     if out is not None:
         rm.save(out)
     return rm
 
 
 def score_pool(
-    pool: pd.DataFrame, rm: RewardModel | EnsembleRM | CrossEncoderRM, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
+    pool: pd.DataFrame, rm: Scorer, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
     engine: Engine | None = None, progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Return ``pool`` with ``score_<name>`` (and ``std_<name>`` for a probabilistic RM) added.
 
     Args:
         pool: Pool to score.
-        rm: A fitted reward model or ensemble.
+        rm: A scorer of any kind (fitted, for trainable ones).
         data: The split the pool was sampled from (inputs and profiles; references are not read).
         name: Column suffix (default: the RM's name, its variant or ``<variant>-ens<K>``).
         encoder: Sentence encoder; it must have the RM's depth (default: :func:`default_encoder` at that depth).
@@ -328,9 +332,8 @@ def score_pool(
             (``mbr``, ``reg``, a cross-encoder) always score here.
         progress: Where to report notes (Ray actors starting).
     """
-    layers = getattr(rm.config, "encoder_layers", False)  # a cross-encoder brings its own encoder
-    dtype = getattr(rm.config, "encoder_dtype", "float32")
-    enc = encoder or (default_encoder(dtype, layers) if layers is not False else None)
+    needs = rm.needs
+    enc = encoder or (default_encoder(needs.encoder_dtype, needs.encoder_layers) if needs.encoder else None)
     scores = (engine or LOCAL).score(pool, rm, data.by_id(), enc, (progress or NullProgress()).note)
     bad = int((~np.isfinite(scores.mean)).sum() + (~np.isfinite(scores.std)).sum())
     if bad:

@@ -48,6 +48,10 @@ class TaskSpec:
     multiline: bool = False
     max_new_tokens: int | None = None
 
+    def full_input(self, text: str) -> str:
+        """A query's input as the data hold it for a new input ``text``: the instruction, then the text."""
+        return f"{self.instruction} {text}".strip() if self.instruction else text
+
 
 TASKS: dict[str, TaskSpec] = {
     t.name: t

@@ -148,7 +148,7 @@ def curves(
 ) -> None:
     """Exact expected utility of best-of-N for each scorer, with bootstrap intervals, and against the greedy answer where there is one."""
     from ttpkit.paths import check_writable
-    from ttpkit.pool import Scorer, candidates_per_query, n_grid, read_pool
+    from ttpkit.pool import ScorerRef, candidates_per_query, n_grid, read_pool
     from ttpkit.report import (
         curves_json,
         curves_markdown,
@@ -165,7 +165,7 @@ def curves(
         raise ConfigError(f"--format must be table, json or markdown, got {fmt!r}")
     ns = deprecated(ns, n_old, "--n", "--ns")
     grid = ints(ns, "--ns") if ns is not None else None
-    names = Scorer.parse_list(scorers)
+    names = ScorerRef.parse_list(scorers)
     png = plot or (pool.with_suffix(".curves.png") if fmt == "table" else None)
     if png is not None:
         check_writable(png, "--plot")
@@ -281,9 +281,9 @@ def score(
     quiet_libraries()
     ds = stages.dataset_for_pool(data, df, split, resolve_task(task, task_file), where=pool)
     rm = resolve_scorer(rm_dir, ds.task.name)
-    layers = getattr(getattr(rm, "config", None), "encoder_layers", False)  # a scorer without an encoder has none
-    dtype = encoder_dtype or getattr(getattr(rm, "config", None), "encoder_dtype", "float32")
-    encoder = stages.default_encoder(dtype, layers, device) if (encoder_dtype or device != "cpu") and layers is not False else None
+    needs = rm.needs
+    dtype = encoder_dtype or needs.encoder_dtype
+    encoder = stages.default_encoder(dtype, needs.encoder_layers, device) if (encoder_dtype or device != "cpu") and needs.encoder else None
     with console.status(f"scoring {len(df)} candidates ..."):
         df = stages.score_pool(df, rm, ds, name=name, encoder=encoder, engine=eng)
     write_pool(df, pool)
@@ -315,13 +315,13 @@ def diagnose(
     from ttpkit import stages
     from ttpkit.data import resolve_task
     from ttpkit.paths import check_writable
-    from ttpkit.pool import Scorer, read_pool
+    from ttpkit.pool import ScorerRef, read_pool
     from ttpkit.report import diagnosis_tables, peak_sentence, write_diagnosis
     from ttpkit.scaling import diagnose as run
 
     max_n = deprecated(max_n, n_max_old, "--n-max", "--max-n")
     min_gain_per_cost = deprecated(min_gain_per_cost, min_gain_old, "--min-gain", "--min-gain-per-cost")
-    names = Scorer.parse_list(scorers)
+    names = ScorerRef.parse_list(scorers)
     check_writable(out_dir, "--out", directory=True)
     df = read_pool(pool, require=[utility])
     refs = None

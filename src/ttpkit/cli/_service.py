@@ -1,7 +1,7 @@
 """The service's commands: ``serve`` (the whole HTTP service) and ``export-pool`` (its feedback loop).
 
-Thin floors over :func:`ttpkit.serve._personalize.create_service` and
-:func:`ttpkit.serve._store.export_pool`; the web stack loads inside the commands.
+Thin floors over :func:`ttpkit.serve.create_service` and
+:func:`ttpkit.feedback.export_feedback`; the web stack loads inside the commands.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def serve(
     from ttpkit.policy import PolicySpec, make_policy
     from ttpkit.policy.spec import check_backend_options
     from ttpkit.serve._auth import read_admin_key
-    from ttpkit.serve._personalize import create_service
+    from ttpkit.serve import create_service
     from ttpkit.serve._store import ProfileStore
 
     if backend in ("openai", "vllm"):
@@ -75,11 +75,13 @@ def export_pool(
 ) -> None:
     """Logged requests with feedback -> a labelled pool (ROUGE against the feedback text) for train-rm and diagnose."""
     from ttpkit.paths import check_writable
-    from ttpkit.serve._store import ProfileStore, export_pool as run
+    from ttpkit.feedback import export_feedback
+    from ttpkit.serve._store import ProfileStore
 
     data_dir = data_out or out.with_name(out.stem + "-data")
     check_writable(out, "--out")
-    queries, rows = run(ProfileStore(db), out, data_dir, task)
+    store = ProfileStore(db)
+    queries, rows = export_feedback(store.logged(), out, data_dir, task, where=store.url, manifest={"db": store.shown_url})
     console.print(f"wrote {out} ({queries} queries, {rows} candidates) and its split {data_dir}/train_*.json; next: "
                   f"ttpkit train-rm --pool {out} --data {data_dir} --out rm", soft_wrap=True, highlight=False)
 

@@ -6,8 +6,9 @@ sampling stage, :func:`ttpkit.stages.sample_pool`.
 | module      | holds                                                                             |
 |-------------|-----------------------------------------------------------------------------------|
 | ``_schema`` | the column names (:data:`POOL_COLUMNS`, the utilities), :func:`score_col` and     |
-|             | :func:`std_col`, the :class:`Scorer` and :class:`Rule` grammar, :func:`n_grid`,   |
-|             | :func:`candidates_per_query`; the greedy row: :func:`sampled`, :func:`greedy_rows` |
+|             | :func:`std_col`, the :class:`ScorerRef` and :class:`Rule` grammar,                |
+|             | :func:`n_grid`, :func:`candidates_per_query`; the greedy row: :func:`sampled`,    |
+|             | :func:`greedy_rows`                                                               |
 | ``_files``  | atomic Parquet I/O (:func:`write_pool`, :func:`read_pool`, :func:`pool_manifest`,|
 |             | :func:`amend_manifest`),                                                          |
 |             | the per-query journal and :class:`PoolWriter`, :func:`complete_queries`,          |
@@ -54,7 +55,7 @@ from ttpkit.pool._schema import (
     USER_ID,
     UTILITIES,
     Rule,
-    Scorer,
+    ScorerRef,
     candidates_per_query,
     check_scorer_name,
     check_utility,

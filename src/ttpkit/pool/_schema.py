@@ -10,7 +10,7 @@ greedy decode has it as one more row marked ``greedy``, which is the baseline
 a best-of-N answer is compared with and never one of the M exchangeable
 samples that best-of-N curves draw from (:func:`sampled`, :func:`greedy_rows`). A query has M candidates (``idx`` 0..M-1); best-of-N curves
 are computed on a grid ``ns`` of N values up to M (:func:`n_grid`). A scorer is
-named by the grammar ``oracle | random | <name>[@<rule>]`` (:class:`Scorer`).
+named by the grammar ``oracle | random | <name>[@<rule>]`` (:class:`ScorerRef`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = [
     "TEXT",
     "USER_ID",
     "Rule",
-    "Scorer",
+    "ScorerRef",
     "UTILITIES",
     "candidates_per_query",
     "check_scorer_name",
@@ -68,7 +68,7 @@ _SCORE, _STD = "score_", "std_"
 BUILTIN_SCORERS = ("oracle", "random")
 UTILITIES = (ROUGE1, ROUGEL, ROUGELSUM)
 RESERVED_SCORERS = (*BUILTIN_SCORERS, "style")  # style: the baseline `ttpkit label` writes
-_SCORER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no "@", ",", ":" or spaces: the Scorer grammar splits there
+_SCORER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no "@", ",", ":" or spaces: the ScorerRef grammar splits there
 RULES = ("mean", "lcb:<kappa>", "ucb:<kappa>", "thompson", "soft:<tau>")
 
 
@@ -86,7 +86,7 @@ def check_scorer_name(name: str) -> str:
     """``name`` if a scorer may write ``score_<name>`` under it, else a :class:`ConfigError` saying why.
 
     The built-in scorers and the ``style`` baseline are reserved, and a name must parse back as one
-    :class:`Scorer` (``curves --scorers`` splits at ``,`` and ``@``).
+    :class:`ScorerRef` (``curves --scorers`` splits at ``,`` and ``@``).
     """
     if name in RESERVED_SCORERS:
         raise ConfigError(f"scorer name {name!r} is reserved ({', '.join(RESERVED_SCORERS)}); choose another --name")
@@ -165,7 +165,7 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Scorer:
+class ScorerRef:
     """A scorer name parsed: ``oracle``, ``random``, or ``<name>[@<rule>]`` over ``score_<name>`` (and ``std_<name>``).
 
     Attributes:
@@ -177,7 +177,7 @@ class Scorer:
     rule: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Scorer:
+    def parse(cls, text: str) -> ScorerRef:
         """Parse ``"user-prob@lcb:1"``; the rule is checked here, the column when the pool is read.
 
         Raises:
@@ -193,7 +193,7 @@ class Scorer:
         return cls(name, rule if at else None)
 
     @classmethod
-    def parse_list(cls, text: str) -> list[Scorer]:
+    def parse_list(cls, text: str) -> list[ScorerRef]:
         """Parse a comma-separated list (``"oracle,random,user-prob@lcb:1"``).
 
         Raises:

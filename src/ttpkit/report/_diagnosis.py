@@ -14,7 +14,7 @@ import pandas as pd
 
 from ttpkit.jsonio import write_json
 from ttpkit.paths import write_atomic, writing
-from ttpkit.pool import Scorer
+from ttpkit.pool import ScorerRef
 from ttpkit.report._draw import _finish, _num, _pyplot, _save, _table
 from ttpkit.scaling import FORMS, HACK_THRESHOLD, Diagnosis
 from ttpkit.scaling import law_targets, peak_targets, summarised
@@ -153,7 +153,7 @@ def _law_markdown(diag: Diagnosis) -> list[str]:
 def _scorer_markdown(diag: Diagnosis, name: str) -> list[str]:
     """One scorer's section: its plot, collapsed users, hacked queries with examples, compute-aware N."""
     d = diag.scorers[name]
-    slug = Scorer.parse(name).slug
+    slug = ScorerRef.parse(name).slug
     cu = d.collapsed_users
     users = ", ".join(f"{r.user_id} (score std {r.score_std:.2g})" for r in cu.itertuples()) or "none"
     lines = [f"## {name}\n", f"![{name}](law_{slug}.png)\n", f"Collapsed users ({len(cu)}): {users}\n",
@@ -181,7 +181,7 @@ def write_diagnosis(diag: Diagnosis, out_dir: str | Path) -> dict:
         out.mkdir(parents=True, exist_ok=True)
     lines = _law_markdown(diag)
     for name, d in diag.scorers.items():
-        slug = Scorer.parse(name).slug
+        slug = ScorerRef.parse(name).slug
         _law_plot(diag, name, out / f"law_{slug}.png")
         for kind, table in (("collapsed", d.collapsed_users), ("hacked", d.hacked_queries)):
             write_atomic(out / f"{kind}_{slug}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False), "report table")

@@ -15,14 +15,17 @@
 | ``calibration`` | :func:`calibration` (is a probabilistic RM's variance any good?)                 |
 | ``bundled``     | the models shipped in the wheel: :func:`bundled_path`, :func:`resolve_rm`, cards |
 | ``_io``         | one atomic save and one checked load (SHA-256 and manifest) for every RM kind     |
-| ``_load``       | :func:`load_rm` (any saved kind) and :func:`resolve_scorer` (the ``--rm`` grammar)|
+| ``base``        | :class:`Scorer` (the interface), :class:`Trainable`, :class:`Needs`, :class:`ScorerKind` |
+| ``_load``       | :data:`KINDS` (the scorer registry), :func:`register_kind`, :func:`load_rm` (any |
+|                 | saved kind) and :func:`resolve_scorer` (the ``--rm`` grammar)                    |
 
 Nothing here imports torch until a model is trained, scored or loaded.
 """
 
 from __future__ import annotations
 
-from ttpkit.reward._load import SCORER_FORMS, load_rm, resolve_scorer
+from ttpkit.reward._load import KINDS, SCORER_FORMS, load_rm, register_kind, resolve_scorer
+from ttpkit.reward.base import Needs, Scorer, ScorerKind, Trainable
 from ttpkit.reward.bundled import ModelCard, bundled_path, load_card, resolve_rm
 from ttpkit.reward.calibration import Calibration, calibration
 from ttpkit.reward.config import VARIANTS, RMConfig, read_rm_config
@@ -35,7 +38,7 @@ from ttpkit.reward.mbr import MBRScorer, RegScorer, mbr_scores
 from ttpkit.reward.models import RewardModel, Scores
 from ttpkit.reward.style import style_scores
 
-__all__ = ["SCORER_FORMS", "VARIANTS", "Calibration", "CrossConfig", "CrossEncoderRM", "Encoder", "EnsembleRM", "JudgeRM",
-           "MBRScorer", "ModelCard", "RMConfig", "RegScorer", "RewardModel", "Scores", "build_features", "bundled_path",
-           "calibration", "load_card", "load_rm", "mbr_scores", "read_rm_config", "resolve_rm", "resolve_scorer",
-           "style_scores"]
+__all__ = ["KINDS", "SCORER_FORMS", "VARIANTS", "Calibration", "CrossConfig", "CrossEncoderRM", "Encoder", "EnsembleRM",
+           "JudgeRM", "MBRScorer", "ModelCard", "Needs", "RMConfig", "RegScorer", "RewardModel", "Scorer", "ScorerKind",
+           "Scores", "Trainable", "build_features", "bundled_path", "calibration", "load_card", "load_rm", "mbr_scores",
+           "read_rm_config", "register_kind", "resolve_rm", "resolve_scorer", "style_scores"]

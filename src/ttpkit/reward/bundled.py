@@ -5,22 +5,35 @@
 (the law's quantities and the share of the oracle gain measured on the task's
 test users) and ``README.md`` (the model card). ``<task>`` is a registered task,
 or ``any`` for the task-agnostic models trained on every task's pools.
-``scripts/train_bundled.py`` makes them all. ``--rm default`` is the variant of
+``scripts/train_bundled.py`` makes them all, measuring each card with
+:func:`measure_card`. ``--rm default`` is the variant of
 :data:`DEFAULT_VARIANTS`, the one that held up best on training users it never
-saw (``scripts/select_default_rm.py``; docs/performance.md).
+saw (``scripts/select_default_rm.py``, at the Ns of :data:`CV_NS`; docs/performance.md).
+A card is a measurement of the law on the test pool, so this one module reads
+:mod:`ttpkit.scaling`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from ttpkit.data import Dataset, TaskSpec
 from ttpkit.errors import ConfigError, DataError
+from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, candidates_per_query, n_grid
 from ttpkit.reward._io import check_is_file, read_json
 from ttpkit.reward.config import check_number
+from ttpkit.scaling import curves, fit_law, scorer_values
+from ttpkit.scaling._bootstrap import user_share_boot
 
-__all__ = ["AGNOSTIC", "DEFAULT_VARIANTS", "MODELS_DIR", "ModelCard", "bundled_path", "load_card", "resolve_rm"]
+__all__ = ["AGNOSTIC", "CARD_BOOT", "CARD_TAU", "CV_NS", "DEFAULT_VARIANTS", "MODELS_DIR", "ModelCard", "agnostic_dataset",
+           "bundled_path", "load_card", "measure_card", "resolve_rm"]
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 AGNOSTIC = "any"  # the directory of the task-agnostic models
@@ -30,6 +43,9 @@ _CARD_RANGES = {"mu": (False, None, None), "c": (False, 0.0, 1.0), "sigma_eff": 
 # What ``--rm default`` means per model directory: the cross-validation's choice (results/bundled/cv/cv.md;
 # user-prob and user-pairwise are within 0.001-0.015 of each other there, the 2-layer encoder 0.016-0.043 below).
 DEFAULT_VARIANTS = {"git-commits": "user-prob", "debian-synopsis": "user-prob", AGNOSTIC: "user-pairwise"}
+CV_NS = (1, 2, 4, 8)  # the Ns of the default RM's cross-validation: up to the train pools' M
+CARD_TAU = 0.05  # a card's collapse threshold
+CARD_BOOT = 2000  # bootstrap draws over test users for a card's interval (seed 0)
 
 
 @dataclass(frozen=True)
@@ -126,3 +142,44 @@ def load_card(model_dir: str | Path) -> ModelCard | None:
         except ConfigError as e:
             raise DataError(f"{path}: {e}") from None
     return ModelCard(**raw)
+
+
+def agnostic_dataset(datasets: Sequence[Dataset]) -> Dataset:
+    """The task-agnostic (``any``) dataset of several tasks' queries, as the ``any`` models are trained on."""
+    queries = tuple(q for ds in datasets for q in ds.queries)
+    task = TaskSpec(AGNOSTIC, "source", "target", "Input", "Output")
+    return Dataset(task=task, queries=queries, path=datasets[0].path, split=datasets[0].split)
+
+
+def measure_card(pool: pd.DataFrame, name: str, task: str, variant: str, tau: float = CARD_TAU,
+                 n_boot: int = CARD_BOOT) -> tuple[ModelCard, dict[str, Any]]:
+    """A bundled model's card, measured on a scored, labelled test pool, and the numbers its README states.
+
+    Args:
+        pool: The test pool with ``score_<name>`` and ``rougeL``.
+        name: The model's score column suffix.
+        task: The card's task (``any``: pooled).
+        variant: The model's variant.
+        tau: Collapse threshold.
+        n_boot: Draws of the user bootstrap (seed 0) of the share's 95% interval.
+
+    Returns:
+        ``(card, extra)``: ``extra`` holds ``queries``, ``users``, ``m``, ``first`` and
+        ``last`` (expected ROUGE-L at N=1 and N=M), ``oracle`` (the oracle's at M) and
+        ``lo``, ``hi`` (the share's interval over test users).
+    """
+    m = candidates_per_query(pool)
+    res = curves(pool, ["oracle", name], ROUGEL, n_grid(m))
+    o, c = res["oracle"].mean, res[name].mean
+    share = (c[-1] - c[0]) / (o[-1] - o[0])
+    fit = fit_law(pool, name, m_fit=m, tau=tau)
+    std = float(np.std(scorer_values(pool, name, ROUGEL)))
+    card = ModelCard(task=task, variant=variant, mu=fit.mu, c=fit.c, sigma_eff=fit.sigma_eff, rho_eff=fit.rho_eff,
+                     score_std=std, tau=tau, share=float(share), n=m)
+    users = pool.groupby(QUERY_ID)[USER_ID].first().loc[list(res[name].query_ids)].to_numpy()
+    pq, po = res[name].per_query, res["oracle"].per_query
+    _, boot = user_share_boot((pq[:, -1] - pq[:, 0])[None], po[:, -1] - po[:, 0], users, n_boot, 0)
+    lo, hi = np.nanquantile(boot[:, 0], [0.025, 0.975])
+    extra = {"queries": res["oracle"].n_queries, "users": len(set(users)), "m": m, "first": c[0], "last": c[-1],
+             "oracle": o[-1], "lo": float(lo), "hi": float(hi)}
+    return card, extra

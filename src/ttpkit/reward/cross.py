@@ -36,6 +36,7 @@ from ttpkit.manifest import stamp
 from ttpkit.paths import check_writable
 from ttpkit.pool import QUERY_ID, ROUGEL, TEXT
 from ttpkit.retrieval import retrieve
+from ttpkit.reward.base import NOTHING, Needs
 from ttpkit.reward._io import CONFIG, WEIGHTS, check_weights, load_tensors, read_record, save_atomic
 from ttpkit.reward.config import check_number
 from ttpkit.reward.models import Scores, gaussian_nll, pairwise_loss
@@ -104,6 +105,8 @@ class CrossEncoderRM:
         """Whether its scores come with a standard deviation."""
         return self.config.head == "prob"
 
+    needs: Needs = NOTHING  # it brings its own encoder, fine-tuned with the head
+
     def _build(self) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
@@ -136,8 +139,13 @@ class CrossEncoderRM:
             out.append((_first(by_id[qid], self.config.k), rows[TEXT].fillna("").astype(str).tolist(), rows.index.to_numpy()))
         return out
 
-    def fit(self, pool: pd.DataFrame, by_id: Mapping[str, Query], utility: str = ROUGEL, progress=None) -> CrossEncoderRM:
-        """Fine-tune encoder and head on a labelled pool; returns ``self``."""
+    def fit(self, pool: pd.DataFrame, by_id: Mapping[str, Query], dev_pool: pd.DataFrame | None = None,
+            dev_by_id: Mapping[str, Query] | None = None, encoder=None, utility: str = ROUGEL, progress=None) -> CrossEncoderRM:
+        """Fine-tune encoder and head on a labelled pool for ``config.epochs``; returns ``self``.
+
+        ``dev_pool``, ``dev_by_id`` and ``encoder`` are not read (no early stopping; its own encoder), so that
+        it trains through :class:`~ttpkit.reward.base.Trainable`'s one ``fit``.
+        """
         import torch
 
         cfg = self.config

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +129,13 @@ class Encoder:
         if not keys:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self.cache[k] for k in keys])
+
+    def forget(self, texts: Iterable[str]) -> int:
+        """Drop the embeddings of ``texts`` from the cache, and from ``cache_file`` if there is one; return how many were held."""
+        dropped = sum(self.cache.pop(self._cache_key(t), None) is not None for t in texts)
+        if self.cache_file:
+            self.save_cache()  # the persisted cache forgets them too
+        return dropped
 
     def save_cache(self) -> None:
         """Write the cache to ``cache_file`` (safetensors; keys in the metadata)."""

@@ -23,6 +23,7 @@ from ttpkit.errors import ConfigError, DataError, NotFittedError
 from ttpkit.manifest import file_digest, stamp
 from ttpkit.paths import check_writable
 from ttpkit.pool import ROUGEL
+from ttpkit.reward.base import Needs
 from ttpkit.reward._io import ENSEMBLE, WEIGHTS, check_sha256, read_record, write_record
 from ttpkit.reward.config import RMConfig, parse_rm_config
 from ttpkit.reward.encoder import Encoder
@@ -64,6 +65,11 @@ class EnsembleRM:
     def probabilistic(self) -> bool:
         """Always: the members' spread is the ensemble's standard deviation."""
         return True
+
+    @property
+    def needs(self) -> Needs:
+        """An encoder of the members' depth and dtype."""
+        return Needs(encoder=True, encoder_layers=self.config.encoder_layers, encoder_dtype=self.config.encoder_dtype)
 
     def fit(self, pool: pd.DataFrame, by_id: Mapping[str, Query], dev_pool: pd.DataFrame | None = None,
             dev_by_id: Mapping[str, Query] | None = None, encoder: Encoder | None = None, utility: str = ROUGEL) -> EnsembleRM:

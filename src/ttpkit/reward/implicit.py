@@ -33,6 +33,7 @@ import pandas as pd
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.pool import QUERY_ID, TEXT
+from ttpkit.reward.base import Needs
 from ttpkit.reward.models import Scores
 
 __all__ = ["FORMS", "ImplicitScorer", "likelihood_terms"]
@@ -119,6 +120,7 @@ class ImplicitScorer:
     policy: Any = None
     probabilistic = False
     needs_policy = True
+    needs = Needs(policy=True)  # the Scorer interface's record of the same (ttpkit.reward.base)
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:

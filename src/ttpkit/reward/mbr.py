@@ -30,6 +30,7 @@ import pandas as pd
 from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.pool import IDX, QUERY_ID, TEXT, score_col
+from ttpkit.reward.base import NOTHING, Needs
 from ttpkit.reward.models import Scores
 from ttpkit.utility import lcs_f1, rouge_tokens
 
@@ -95,13 +96,10 @@ def standardize(x: np.ndarray) -> np.ndarray:
 
 
 class MBRScorer:
-    """Pool-consensus MBR as a scorer: :func:`mbr_scores` of the pool, no training, no profile.
+    """Pool-consensus MBR as a scorer: :func:`mbr_scores` of the pool, no training, no profile, no encoder."""
 
-    ``config`` is None: :func:`ttpkit.stages.score_pool` then builds no encoder.
-    """
-
-    config: Any = None
     probabilistic = False
+    needs: Needs = NOTHING
 
     @property
     def name(self) -> str:
@@ -127,7 +125,6 @@ class RegScorer:
         beta: Weight of the MBR term (a finite number).
     """
 
-    config: Any = None
     probabilistic = False
 
     def __init__(self, base: str, beta: float) -> None:
@@ -142,6 +139,11 @@ class RegScorer:
     def name(self) -> str:
         """Default column suffix: ``reg``."""
         return "reg"
+
+    @property
+    def needs(self) -> Needs:
+        """The base scorer's column (``score_mbr`` is read when there, computed otherwise)."""
+        return Needs(columns=(score_col(self.base),))
 
     def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query] | None = None, encoder: Any = None) -> Scores:
         """``mean``: ``z(score_<base>) + beta * z(mbr)`` (R,); ``std``: zeros.

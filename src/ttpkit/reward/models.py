@@ -32,6 +32,7 @@ from ttpkit.errors import ConfigError, DataError, NotFittedError, TtpkitError
 from ttpkit.manifest import stamp
 from ttpkit.paths import check_writable
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID
+from ttpkit.reward.base import Needs
 from ttpkit.reward._io import CONFIG, WEIGHTS, check_feature_stats, check_weights, load_tensors, read_history, save_atomic
 from ttpkit.reward.config import VARIANTS, RMConfig, read_rm_config
 from ttpkit.reward.encoder import Encoder
@@ -104,6 +105,12 @@ class RewardModel:
     def probabilistic(self) -> bool:
         """Whether its scores come with a standard deviation."""
         return self.config.probabilistic
+
+    @property
+    def needs(self) -> Needs:
+        """An encoder of the config's depth and dtype; its rows are scored apart once featurized."""
+        cfg = self.config
+        return Needs(encoder=True, encoder_layers=cfg.encoder_layers, encoder_dtype=cfg.encoder_dtype, row_features=True)
 
     def _encoder(self, encoder: Encoder | None) -> Encoder:
         """The given encoder after checking it matches the config, or a new one that does."""

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
-from ttpkit.pool import Scorer
+from ttpkit.pool import ScorerRef
 from ttpkit.scaling._bon import bootstrap_ci, pool_matrix, scorer_values
 from ttpkit.selection import round_gain
 
@@ -27,7 +27,7 @@ __all__ = ["adaptive_curve"]
 
 def adaptive_curve(
     pool: pd.DataFrame,
-    scorer: str | Scorer,
+    scorer: str | ScorerRef,
     thresholds: Sequence[float],
     utility: str = "rougeL",
     round_size: int = 4,

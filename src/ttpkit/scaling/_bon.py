@@ -23,7 +23,7 @@ from ttpkit.pool import (
     IDX,
     QUERY_ID,
     Rule,
-    Scorer,
+    ScorerRef,
     candidates_per_query,
     check_utility,
     sampled,
@@ -141,8 +141,8 @@ class Curve:
         return {str(n): float(v) for n, v in zip(self.ns, self.mean)}
 
 
-def scorer_values(pool: pd.DataFrame, scorer: str | Scorer, utility: str, seed: int = 0) -> np.ndarray:
-    """Scores of each pool row under a scorer (see :class:`ttpkit.pool.Scorer`).
+def scorer_values(pool: pd.DataFrame, scorer: str | ScorerRef, utility: str, seed: int = 0) -> np.ndarray:
+    """Scores of each pool row under a scorer (see :class:`ttpkit.pool.ScorerRef`).
 
     ``oracle`` is the utility itself. ``random`` is a constant: the tie-aware
     estimator then gives every candidate the same chance, so its curve is the
@@ -161,7 +161,7 @@ def scorer_values(pool: pd.DataFrame, scorer: str | Scorer, utility: str, seed: 
         DataError: If the pool lacks the needed column; the message lists the
             scorers the pool has.
     """
-    sc = Scorer.parse(scorer) if isinstance(scorer, str) else scorer
+    sc = ScorerRef.parse(scorer) if isinstance(scorer, str) else scorer
     if sc.name == "oracle":
         return pool[utility].to_numpy(dtype=np.float64)
     if sc.name == "random":
@@ -214,7 +214,7 @@ def _check_finite(pool: pd.DataFrame, column: str) -> None:
 
 
 def per_query_curve(
-    pool: pd.DataFrame, scorer: str | Scorer, utility: str, ns: Sequence[int], seed: int = 0, m: int | None = None
+    pool: pd.DataFrame, scorer: str | ScorerRef, utility: str, ns: Sequence[int], seed: int = 0, m: int | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Per-query best-of-N values (Q, len(ns)) for one scorer.
 
@@ -238,7 +238,7 @@ def per_query_curve(
     _, r = pool_matrix(pool, values)
     if max(ns) > u.shape[1]:
         raise DataError(f"N={max(ns)} is larger than the pools ({u.shape[1]} candidates per query)")
-    sc = Scorer.parse(scorer) if isinstance(scorer, str) else scorer
+    sc = ScorerRef.parse(scorer) if isinstance(scorer, str) else scorer
     rule = Rule.parse(sc.rule) if sc.rule else None
     if rule is not None and rule.name == "soft":  # the answer is drawn by softmax among the N: its own exact estimator
         sd = float(np.std(values))
@@ -248,7 +248,7 @@ def per_query_curve(
 
 def curves(
     pool: pd.DataFrame,
-    scorers: Sequence[str | Scorer],
+    scorers: Sequence[str | ScorerRef],
     utility: str = "rougeL",
     ns: Sequence[int] = (1, 2, 4, 8),
     seed: int = 0,

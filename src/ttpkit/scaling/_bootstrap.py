@@ -13,6 +13,10 @@ replacement. Two draw schemes exist because recorded numbers depend on each
 
 :func:`bootstrap_means` gives resampled means of per-query rows under either
 scheme; :func:`bootstrap_stat` applies any statistic to the ``indices`` draws.
+:func:`user_share_boot` resamples users rather than queries (each drawn user
+brings all of their queries; ``counts`` draws over the users): the share of the
+oracle gain on users a reward model never saw, in the bundled models' cards
+(:func:`ttpkit.reward.bundled.measure_card`) and the default RM's cross-validation.
 This module is a leaf (numpy only), so the best-of-N estimator can use it.
 """
 
@@ -24,7 +28,8 @@ import numpy as np
 
 from ttpkit.errors import ConfigError
 
-__all__ = ["SCHEMES", "bootstrap_means", "bootstrap_stat", "curve_moves", "paired_share_diff", "peak_drop_ci"]
+__all__ = ["SCHEMES", "bootstrap_means", "bootstrap_stat", "curve_moves", "paired_share_diff", "peak_drop_ci",
+           "user_share_boot"]
 
 SCHEMES = ("indices", "counts")
 
@@ -109,3 +114,26 @@ def paired_share_diff(
     diffs = share(fix, idx) - share(base, idx)
     lo, hi = np.nanquantile(diffs, [0.025, 0.975])
     return float(share(fix, full) - share(base, full)), float(lo), float(hi)
+
+
+def user_share_boot(gains: np.ndarray, oracle_gain: np.ndarray, users: np.ndarray, n_boot: int, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Shares of the oracle gain on all queries, and on ``n_boot`` resamples of the users.
+
+    Args:
+        gains: (C, Q) E_N - E_1 of C scorers on the same Q queries.
+        oracle_gain: (Q,) the oracle's E_N - E_1.
+        users: (Q,) each query's user; users are drawn with replacement, each with all of its queries
+            (the same draws for every scorer, so differences are paired).
+        n_boot: Resamples.
+        seed: Seed of the draws.
+
+    Returns:
+        ``(share, boot)``: (C,) sum of gains over sum of oracle gains, and (B, C) the same per resample.
+    """
+    _, codes = np.unique(users, return_inverse=True)  # sorted users: the draws do not depend on row order
+    n_users = int(codes.max()) + 1
+    g = np.stack([np.bincount(codes, weights=row, minlength=n_users) for row in np.atleast_2d(gains)])  # (C, U)
+    o = np.bincount(codes, weights=oracle_gain, minlength=n_users)  # (U,)
+    counts = np.random.default_rng(seed).multinomial(n_users, np.full(n_users, 1.0 / n_users), size=n_boot)  # (B, U)
+    return g.sum(1) / o.sum(), (counts @ g.T) / (counts @ o)[:, None]

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, Scorer
+from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, ScorerRef
 from ttpkit.scaling._bon import scorer_values
 from ttpkit.scaling._stats import HACK_THRESHOLD, query_stats, user_spread
 
 __all__ = ["collapsed_users", "hacked_queries"]
 
 
-def collapsed_users(pool: pd.DataFrame, scorer: str | Scorer, utility: str = "rougeL", tau: float = 0.05, seed: int = 0) -> pd.DataFrame:
+def collapsed_users(pool: pd.DataFrame, scorer: str | ScorerRef, utility: str = "rougeL", tau: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Users whose score spread is at most tau times the global spread, with that spread, smallest first."""
     r = scorer_values(pool, scorer, utility, seed)
     g = user_spread(pool[USER_ID].to_numpy(), r, pool[QUERY_ID].to_numpy(), tau)
@@ -28,7 +28,7 @@ def collapsed_users(pool: pd.DataFrame, scorer: str | Scorer, utility: str = "ro
 
 def hacked_queries(
     pool: pd.DataFrame,
-    scorer: str | Scorer,
+    scorer: str | ScorerRef,
     utility: str = "rougeL",
     threshold: float = HACK_THRESHOLD,
     references: dict[str, str] | None = None,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
-from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, Scorer, candidates_per_query, n_grid, sampled
+from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, ScorerRef, candidates_per_query, n_grid, sampled
 from ttpkit.scaling._bon import Curve, best_of_n, curves, scorer_values
 from ttpkit.scaling._bootstrap import peak_drop_ci
 from ttpkit.scaling._detect import collapsed_users, hacked_queries
@@ -169,7 +169,7 @@ class Diagnosis:
 
 
 def per_user_n(
-    pool: pd.DataFrame, scorer: str | Scorer, utility: str, ns: Sequence[int], tau: float, cost: float,
+    pool: pd.DataFrame, scorer: str | ScorerRef, utility: str, ns: Sequence[int], tau: float, cost: float,
     min_gain_per_cost: float, seed: int = 0,
 ) -> pd.DataFrame:
     """Recommended N per user from each user's own law quantities (N=1 for collapsed users).
@@ -192,7 +192,7 @@ def per_user_n(
 
 
 def bend_drivers(
-    pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, tau: float = 0.05, seed: int = 0
+    pool: pd.DataFrame, scorer: str | ScorerRef, utility: str, m_fit: int, tau: float = 0.05, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The queries and users whose small-N curves bend most: per-query b of the bend form on the first ``m_fit`` candidates.
 
@@ -209,7 +209,7 @@ def bend_drivers(
 
 
 def _scorer_diagnosis(
-    pool: pd.DataFrame, scorer: Scorer, observed: Curve, gain: float, settings: dict, references: Mapping[str, str] | None
+    pool: pd.DataFrame, scorer: ScorerRef, observed: Curve, gain: float, settings: dict, references: Mapping[str, str] | None
 ) -> ScorerDiagnosis:
     """Law fits, accuracy, compute-aware N, collapse and hacking for one scorer."""
     utility, tau, seed = settings["utility"], settings["tau"], settings["seed"]
@@ -260,7 +260,7 @@ def _scorer_diagnosis(
 
 def diagnose(
     pool: pd.DataFrame,
-    scorers: Sequence[str | Scorer],
+    scorers: Sequence[str | ScorerRef],
     utility: str = ROUGEL,
     m_fit: int = 4,
     max_n: int = 32,
@@ -306,9 +306,9 @@ def diagnose(
         raise ConfigError(f"tau (the collapse threshold, a fraction of the score spread) must be in [0, 1), got {tau}")
     if not cost_per_sample > 0 or not min_gain_per_cost >= 0:
         raise ConfigError(f"cost per sample must be > 0 and min gain per cost >= 0, got {cost_per_sample} and {min_gain_per_cost}")
-    parsed = [Scorer.parse(s) if isinstance(s, str) else s for s in scorers]
+    parsed = [ScorerRef.parse(s) if isinstance(s, str) else s for s in scorers]
     if not any(str(s) == "oracle" for s in parsed):  # the oracle's gain is every error's unit
-        parsed.insert(0, Scorer("oracle"))
+        parsed.insert(0, ScorerRef("oracle"))
     ns = tuple(int(n) for n in (ns if ns is not None else n_grid(m)))
     if max(ns) > m:
         raise ConfigError(f"N={max(ns)} is larger than the pools ({m} candidates per query)")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
-from ttpkit.pool import QUERY_ID, USER_ID, Scorer, std_col
+from ttpkit.pool import QUERY_ID, USER_ID, ScorerRef, std_col
 from ttpkit.scaling._bon import Curve, bootstrap_ci, per_query_curve, scorer_values
 from ttpkit.scaling._stats import HACK_THRESHOLD, query_stats, user_spread
 from ttpkit.utility import query_corr
@@ -56,7 +56,7 @@ def within_query_share(users: np.ndarray, queries: np.ndarray, scores: np.ndarra
     return pd.DataFrame({USER_ID: g.index, "within_share": share, "score_std": std.reindex(g.index).to_numpy()})
 
 
-def failure_measures(pool: pd.DataFrame, scorer: str | Scorer, utility: str, tau: float = 0.05, seed: int = 0) -> dict:
+def failure_measures(pool: pd.DataFrame, scorer: str | ScorerRef, utility: str, tau: float = 0.05, seed: int = 0) -> dict:
     """Collapse and hacking of one scorer on a labelled pool.
 
     Returns:
@@ -93,7 +93,7 @@ def backoff_scores(
     Returns:
         ``(scores, backed_off)``: (R,) scores and (R,) whether the row's user was backed off.
     """
-    sc = Scorer.parse(primary)
+    sc = ScorerRef.parse(primary)
     if sc.builtin:
         raise ConfigError(f"back-off needs a reward model's scores as the primary, not {primary!r}")
     r = scorer_values(pool, sc, "", 0)
@@ -137,7 +137,7 @@ def capped_curve(qids: Sequence[str], per_query: np.ndarray, ns: Sequence[int], 
 
 
 def capped_scorer_curve(
-    pool: pd.DataFrame, scorer: str | Scorer, utility: str, ns: Sequence[int], caps: dict[str, int], seed: int = 0
+    pool: pd.DataFrame, scorer: str | ScorerRef, utility: str, ns: Sequence[int], caps: dict[str, int], seed: int = 0
 ) -> Curve:
     """The best-of-N curve of a scorer with N capped per query (:func:`capped_curve`), named ``<scorer>+cap``.
 

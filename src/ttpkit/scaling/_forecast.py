@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
-from ttpkit.pool import IDX, Scorer, candidates_per_query, n_grid
+from ttpkit.pool import IDX, ScorerRef, candidates_per_query, n_grid
 from ttpkit.scaling._bon import best_of_n, pool_matrix, scorer_values
 from ttpkit.scaling._dist import DistFit, dist_band
 from ttpkit.scaling._law import FORMS, LawFit, fit_law, find_peak
@@ -58,7 +58,7 @@ def _curve(scores: np.ndarray, utils: np.ndarray, ns: Sequence[int]) -> np.ndarr
     return best_of_n(scores, utils, ns).mean(0)
 
 
-def holdout_errors(pool: pd.DataFrame, fit: LawFit, scorer: str | Scorer, utility: str, seed: int = 0) -> dict[str, float]:
+def holdout_errors(pool: pd.DataFrame, fit: LawFit, scorer: str | ScorerRef, utility: str, seed: int = 0) -> dict[str, float]:
     """Each form's gain error (:func:`gain_error`) on the candidates after the first ``fit.m_fit``: fitted on some, judged on others.
 
     Returns:
@@ -76,7 +76,7 @@ def holdout_errors(pool: pd.DataFrame, fit: LawFit, scorer: str | Scorer, utilit
     return {form: gain_error(fit.predict(ns, form), observed, oracle) for form in FORMS}
 
 
-def _floor(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, u: np.ndarray, seed: int) -> float:
+def _floor(pool: pd.DataFrame, scorer: str | ScorerRef, utility: str, m_fit: int, u: np.ndarray, seed: int) -> float:
     """Gain error of the exact curve of the first ``m_fit`` candidates against the curve of all M, at N <= m_fit."""
     ns = list(n_grid(m_fit))
     first = pool[pool[IDX] < m_fit]
@@ -86,7 +86,7 @@ def _floor(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, u
     return gain_error(_curve(rf, uf, ns), _curve(r, u, ns), _curve(u, u, ns))
 
 
-def _pick(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, seed: int, dist: DistFit) -> str:
+def _pick(pool: pd.DataFrame, scorer: str | ScorerRef, utility: str, m_fit: int, seed: int, dist: DistFit) -> str:
     """The form with the least gain error when fitted on the first ``m_fit // 2`` candidates and judged on all ``m_fit``.
 
     ``tails``, a baseline, is never picked. A hacked cluster in ``dist``, the fit on all ``m_fit`` candidates
@@ -111,7 +111,7 @@ def _pick(pool: pd.DataFrame, scorer: str | Scorer, utility: str, m_fit: int, se
 
 def forecast(
     pool: pd.DataFrame,
-    scorers: Sequence[str | Scorer],
+    scorers: Sequence[str | ScorerRef],
     utility: str = "rougeL",
     m_fit: int = 8,
     ns: Sequence[int] | None = None,

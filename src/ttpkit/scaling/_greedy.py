@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError, DataError
-from ttpkit.pool import IDX, QUERY_ID, Scorer, greedy_rows, sampled
+from ttpkit.pool import IDX, QUERY_ID, ScorerRef, greedy_rows, sampled
 from ttpkit.scaling._bon import pool_matrix, scorer_values
 from ttpkit.scaling._bootstrap import bootstrap_means
 
@@ -128,14 +128,14 @@ def greedy_utilities(pool: pd.DataFrame, utility: str, greedy: pd.DataFrame | No
     return rows.set_index(QUERY_ID)[utility].astype(float)
 
 
-def _greedy_scores(pool: pd.DataFrame, scorer: Scorer, utility: str, seed: int) -> pd.Series:
+def _greedy_scores(pool: pd.DataFrame, scorer: ScorerRef, utility: str, seed: int) -> pd.Series:
     rows = greedy_rows(pool)
     return pd.Series(scorer_values(rows, scorer, utility, seed), index=rows[QUERY_ID].to_numpy())
 
 
 def versus_greedy(
     pool: pd.DataFrame,
-    scorers: Sequence[str | Scorer],
+    scorers: Sequence[str | ScorerRef],
     utility: str = "rougeL",
     ns: Sequence[int] = (1, 2, 4, 8),
     mode: str = "samples",
@@ -179,7 +179,7 @@ def versus_greedy(
     ug = g_util.reindex(qids).to_numpy()
     out = {}
     for scorer in scorers:
-        sc = Scorer.parse(scorer) if isinstance(scorer, str) else scorer
+        sc = ScorerRef.parse(scorer) if isinstance(scorer, str) else scorer
         if sc.rule and sc.rule.startswith("soft"):
             raise ConfigError(f"scorer {sc}: soft rules are not supported against greedy")
         _, r = pool_matrix(samples, scorer_values(samples, sc, utility, seed))

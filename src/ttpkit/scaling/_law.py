@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
-from ttpkit.pool import Scorer
+from ttpkit.pool import ScorerRef
 from ttpkit.scaling._bon import best_of_n
 from ttpkit.scaling._bootstrap import bootstrap_means
 from ttpkit.scaling._dist import DistFit, fit_dist, tails_gain
@@ -249,7 +249,7 @@ def predict(fit: LawFit, ns: Sequence[int], form: str = "plain") -> np.ndarray:
 
 def fit_law(
     pool: pd.DataFrame,
-    scorer: str | Scorer,
+    scorer: str | ScorerRef,
     utility: str = "rougeL",
     m_fit: int | None = None,
     tau: float = 0.05,

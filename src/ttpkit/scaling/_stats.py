@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ttpkit.pool import IDX, QUERY_ID, USER_ID, Scorer
+from ttpkit.pool import IDX, QUERY_ID, USER_ID, ScorerRef
 from ttpkit.scaling._bon import pool_matrix, scorer_values
 from ttpkit.utility import query_corr
 
@@ -67,7 +67,7 @@ def user_spread(users: np.ndarray, scores: np.ndarray, query_ids: np.ndarray, ta
 
 
 def query_stats(
-    pool: pd.DataFrame, scorer: str | Scorer, utility: str = "rougeL", tau: float = 0.05, seed: int = 0, m: int | None = None
+    pool: pd.DataFrame, scorer: str | ScorerRef, utility: str = "rougeL", tau: float = 0.05, seed: int = 0, m: int | None = None
 ) -> QueryStats:
     """mu_q, s_q, rho_q and the collapse flag of every query.
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ttpkit.pool import ROUGEL, Scorer, candidates_per_query, n_grid
+from ttpkit.pool import ROUGEL, ScorerRef, candidates_per_query, n_grid
 from ttpkit.scaling._bon import Curve
 from ttpkit.scaling._bootstrap import curve_moves
 from ttpkit.scaling._diagnose import Diagnosis, diagnose
@@ -121,7 +121,7 @@ def cost_matched(table: pd.DataFrame, fixed: Mapping[str, Curve]) -> pd.DataFram
 
 
 def law_table(
-    pool: pd.DataFrame, scorers: Sequence[str | Scorer], utility: str = ROUGEL, m_fits: Sequence[int] = (4, 8),
+    pool: pd.DataFrame, scorers: Sequence[str | ScorerRef], utility: str = ROUGEL, m_fits: Sequence[int] = (4, 8),
     ns: Sequence[int] | None = None, seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[int, Diagnosis]]:
     """Every law form against every observed curve, for each M_fit: R², max error, and the peaks.

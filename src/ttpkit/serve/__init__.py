@@ -1,8 +1,9 @@
 """HTTP service: OpenAI-compatible sampling, batched across requests, and TTP over a profile store.
 
-- :mod:`ttpkit.serve.app`: :func:`create_app`, the FastAPI app (routes, limits, middleware).
-- :mod:`ttpkit.serve._personalize`: ``/v1/personalize``, ``/v1/feedback`` and :func:`create_service`,
-  the whole service (``ttpkit serve``).
+- :mod:`ttpkit.serve.app`: :func:`create_app`, the FastAPI app (routes, limits, middleware), and
+  :func:`create_service`, the whole service (``ttpkit serve``).
+- :mod:`ttpkit.serve._personalize`: ``/v1/personalize`` and ``/v1/feedback`` (:class:`Personalizer`);
+  :mod:`ttpkit.serve._requests` their bodies; :mod:`ttpkit.serve._batched` a request's policy and RM over the batcher.
 - :mod:`ttpkit.serve._users`: profile and key routes.
 - :mod:`ttpkit.serve._auth`: the admin key and per-user keys.
 - :mod:`ttpkit.serve._store`: :class:`ProfileStore` (SQLAlchemy 2: SQLite with WAL, or PostgreSQL).
@@ -24,7 +25,7 @@ from ttpkit.serve._openai import (
     CompletionRequest,
     count_tokens,
 )
-from ttpkit.serve._personalize import create_service
+from ttpkit.serve.app import create_service
 from ttpkit.serve._store import ProfileStore, StoreError
 from ttpkit.serve.app import MAX_BODY_BYTES, create_app
 

@@ -16,8 +16,8 @@ on each request's rows. A row's features depend only on the row and its query,
 and the small network then sees exactly the rows of a solo call, so each
 request's scores equal its solo scores bit for bit. (One network call over the
 joined rows would not: the CPU matmul's last bits depend on the row count;
-``tests/test_service_load.py`` checks the equality over HTTP.) A model without
-``features`` (no :class:`RewardModel`) is scored in one ``score`` call.
+``tests/test_service_load.py`` checks the equality over HTTP.) A model whose
+``needs.row_features`` is false (no :class:`RewardModel`) is scored in one ``score`` call.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class ScoreGroup:
         model, t0 = members[0].model, time.perf_counter()
         with members[0].lock or contextlib.nullcontext():
             bounds = np.cumsum([0] + [len(m.pool) for m in members])  # member i's rows: bounds[i]:bounds[i + 1]
-            if hasattr(model, "features") and hasattr(model, "score_features"):
+            if model.needs.row_features:
                 x = model.features(pool, by_id, encoder=members[0].encoder)  # (R, F), one encoder pass
                 for i, m in enumerate(members):
                     m.scores = model.score_features(x[bounds[i] : bounds[i + 1]])

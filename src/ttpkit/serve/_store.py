@@ -25,8 +25,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -36,10 +34,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from ttpkit import __version__, jsonio
+from ttpkit import __version__
 from ttpkit.errors import TtpkitError
+from ttpkit.feedback import LoggedRequest
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "LoggedRequest", "ProfileStore", "StoreError", "export_pool", "hash_key"]
+__all__ = ["SCHEMA_VERSION", "TABLES", "LoggedRequest", "ProfileStore", "StoreError", "hash_key"]
 
 SCHEMA_VERSION = 1
 KEY_PREFIX = "ttpk_"  # per-user keys look like ttpk_<43 url-safe characters>
@@ -92,21 +91,6 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class LoggedRequest:
-    """One logged personalize request with its scored candidates and, once given, the feedback text."""
-
-    id: str
-    user_id: str
-    task: str
-    input: str
-    profile: tuple[dict, ...]
-    candidates: tuple[dict, ...]
-    chosen: int
-    seed: int
-    feedback: str | None = None
-
-
 def _engine_url(url: str) -> Any:
     try:
         parsed = make_url(url)
@@ -157,6 +141,11 @@ class ProfileStore:
             self._check_schema()
         except OperationalError as e:
             raise StoreError(f"--db {url!r}: cannot open it ({str(e.orig).strip()})") from None
+
+    @property
+    def shown_url(self) -> str:
+        """The URL with any password hidden, as manifests record it."""
+        return make_url(self.url).render_as_string()
 
     def _check_schema(self) -> None:
         metadata.create_all(self.engine)  # creates only what is missing
@@ -271,7 +260,10 @@ class ProfileStore:
         return True
 
     def logged(self, with_feedback: bool = True) -> Iterator[LoggedRequest]:
-        """Logged requests in order, each with its feedback text (only those that have one, by default)."""
+        """Logged requests in order, each with its feedback text (only those that have one, by default).
+
+        :func:`ttpkit.feedback.export_feedback` turns them into a labelled pool (``ttpkit export-pool``).
+        """
         q = (select(requests, feedback.c.text.label("feedback"))
              .join(feedback, feedback.c.request_id == requests.c.id, isouter=not with_feedback)
              .order_by(requests.c.created, requests.c.id))
@@ -279,47 +271,6 @@ class ProfileStore:
             for r in c.execute(q):
                 yield LoggedRequest(r.id, r.user_id, r.task, r.input, tuple(_json(r.profile)), tuple(_json(r.candidates)),
                                     r.chosen, r.seed, r.feedback)
-
-
-def export_pool(store: ProfileStore, out: str | Path, data_dir: str | Path, task: str | None = None) -> tuple[int, int]:
-    """Logged requests with feedback as a labelled pool (utility: ROUGE against the feedback text) and its data split.
-
-    Writes ``data_dir/train_questions.json`` and ``train_outputs.json`` (each
-    request a query: its input, its user and the profile it was answered
-    with; the feedback text its gold) and the pool ``out``, ready for
-    ``ttpkit train-rm --pool out --data data_dir`` and ``ttpkit diagnose``.
-    Returns ``(queries, candidates)``.
-
-    Raises:
-        StoreError: If no logged request has feedback, or requests of several tasks are logged and ``task`` is None.
-    """
-    import pandas as pd
-
-    from ttpkit.data import get_task, load_split
-    from ttpkit.manifest import stamp
-    from ttpkit.pool import POOL_COLUMNS, write_pool
-    from ttpkit.utility import add_labels
-
-    logged = list(store.logged())
-    tasks = sorted({r.task for r in logged})
-    if task is None and len(tasks) > 1:
-        raise StoreError(f"{store.url}: requests of several tasks are logged ({', '.join(tasks)}); pick one with --task")
-    logged = [r for r in logged if r.task == (task or (tasks[0] if tasks else None))]
-    if not logged:
-        raise StoreError(f"{store.url}: no logged request{' of task ' + task if task else ''} has feedback to learn from "
-                         "(serve with --log-requests, then POST /v1/feedback)")
-    spec = get_task(logged[0].task)
-    full = lambda text: f"{spec.instruction} {text}".strip() if spec.instruction else text  # noqa: E731 - as online._query
-    questions = [{"id": r.id, "user_id": r.user_id, "input": full(r.input), "profile": list(r.profile)} for r in logged]
-    golds = {"task": spec.name, "golds": [{"id": r.id, "output": r.feedback} for r in logged]}
-    directory = Path(data_dir)
-    jsonio.write_json(questions, directory / "train_questions.json", indent=None, ensure_ascii=False)
-    jsonio.write_json(golds, directory / "train_outputs.json", indent=None, ensure_ascii=False)
-    rows = [(r.id, r.user_id, int(c["idx"]), c["text"], "served", r.seed) for r in logged for c in r.candidates]
-    pool = add_labels(pd.DataFrame(rows, columns=list(POOL_COLUMNS)), load_split(directory, "train", spec).by_id())
-    write_pool(pool, out, stamp("pool", {"source": "export-pool", "task": spec.name, "split": "train",
-                                         "data": str(directory), "db": make_url(store.url).render_as_string()}))
-    return len(logged), len(pool)
 
 
 def _user_col(table: Table) -> Any:

@@ -88,8 +88,8 @@ class Profiles:
     Args:
         store: The profile store.
         encoders: The service's sentence encoders (a list the RMs add to as they
-            load); forgetting a user drops the embeddings of their texts that no
-            other user's profile holds.
+            load); forgetting a user drops, by :meth:`~ttpkit.reward.Encoder.forget`,
+            the embeddings of their texts that no other user's profile holds.
     """
 
     def __init__(self, store: ProfileStore, encoders: list | None = None) -> None:
@@ -136,7 +136,7 @@ class Profiles:
         theirs = self._texts(user_id)
         deleted = self.store.forget(user_id)
         self.invalidate(user_id)
-        retrieval._index.cache_clear()  # BM25 indexes are keyed by content; drop them all rather than keep theirs
+        retrieval.drop_indexes()
         self._drop_embeddings(theirs)
         return deleted
 
@@ -148,15 +148,11 @@ class Profiles:
         return texts
 
     def _drop_embeddings(self, texts: set[str]) -> None:
-        live = [e for e in self.encoders if isinstance(getattr(e, "cache", None), dict) and hasattr(e, "_cache_key")]
-        if not live or not texts:
+        if not self.encoders or not texts:
             return
         others = {str(v) for uid in self.store.user_ids() for item in self.store.profile(uid) for v in item.values()}
-        for enc in live:
-            for t in texts - others:
-                enc.cache.pop(enc._cache_key(t), None)
-            if getattr(enc, "cache_file", None):
-                enc.save_cache()  # the persisted cache forgets them too
+        for enc in self.encoders:
+            enc.forget(texts - others)
 
 
 def users_router(profiles: Profiles, limits: Limits) -> APIRouter:

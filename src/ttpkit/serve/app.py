@@ -1,4 +1,5 @@
-"""The FastAPI app: OpenAI-compatible routes over a batched local policy, metrics, and part A's routers.
+"""The FastAPI apps: :func:`create_app` (OpenAI-compatible routes over a batched local policy, metrics) and
+:func:`create_service`, the whole service's composition root (the app with the profile store, keys and personalize).
 
 ``ttpkit serve`` runs it with uvicorn; the ``openai`` policy backend (and any
 OpenAI client) can then sample from it, so one machine can serve many workers.
@@ -6,22 +7,29 @@ OpenAI client) can then sample from it, so one machine can serve many workers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from ttpkit import __version__, jsonio
 from ttpkit.errors import StorageError
 from ttpkit.policy.base import Completer
+from ttpkit.reward.models import RewardModel
+from ttpkit.serve._auth import key_check
 from ttpkit.serve._batch import Batcher
 from ttpkit.serve._metrics import Metrics, MetricsMiddleware
 from ttpkit.serve._openai import openai_router
+from ttpkit.serve._personalize import Personalizer, personalize_router
+from ttpkit.serve._store import ProfileStore
+from ttpkit.serve._users import Limits, Profiles, users_router
 
-__all__ = ["MAX_BODY_BYTES", "create_app", "on_storage_error"]
+__all__ = ["MAX_BODY_BYTES", "create_app", "create_service", "on_storage_error"]
 
 MAX_BODY_BYTES = 4 << 20  # a larger request body is a 413
 
@@ -144,4 +152,31 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
         app.include_router(router, dependencies=list(dependencies))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+    return app
+
+
+def create_service(
+    policy: Completer, store: ProfileStore | str = "sqlite:///profiles.db", *, rm: str | Path | RewardModel = "default",
+    encoder: Any = None, admin_key: str | None = None, log_requests: bool = False, limits: Limits = Limits(),
+    model_name: str = "ttpkit", batch_window_ms: float = 5.0, max_batch: int = 16,
+) -> FastAPI:
+    """The whole service: the OpenAI routes of :func:`~ttpkit.serve.create_app`, the profile store, keys, personalize.
+
+    Args:
+        policy: The served local policy (a :class:`~ttpkit.policy.Completer`).
+        store: A :class:`ProfileStore` or its database URL.
+        rm: The reward model (see :class:`Personalizer`).
+        encoder: Sentence encoder for the RM (default: the RM's own, cached on disk).
+        admin_key: The admin key (default: the ``TTPKIT_API_KEY`` environment variable; unset or empty: no keys).
+        log_requests: Keep each personalize answer for ``/v1/feedback`` and ``ttpkit export-pool``.
+        limits: Request limits.
+        model_name, batch_window_ms, max_batch: Passed to :func:`~ttpkit.serve.create_app`.
+    """
+    store = ProfileStore(store) if isinstance(store, str) else store
+    profiles = Profiles(store, [encoder] if encoder is not None else [])
+    service = Personalizer(profiles, rm, encoder, limits, log_requests)
+    app = create_app(policy, model_name, extra_routers=[users_router(profiles, limits), personalize_router(service)],
+                     dependencies=[Depends(key_check(store, admin_key))], batch_window_ms=batch_window_ms, max_batch=max_batch)
+    app.state.store, app.state.personalizer = store, service
+    app.add_exception_handler(OperationalError, on_storage_error)  # the store's disk is full or read-only: 507
     return app

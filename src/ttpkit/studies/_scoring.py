@@ -85,9 +85,7 @@ class RegimeModels:
         path = self.out / "cache" / f"cross-{cache_key(repr(self.train_ref), repr(cfg))}"
 
         def train() -> CrossEncoderRM:
-            rm = CrossEncoderRM(cfg).fit(self._labelled(self.train_ref), load_ref(self.train_ref).by_id())
-            rm.save(path)
-            return rm
+            return stages.train_rm(CrossEncoderRM(cfg), self._labelled(self.train_ref), load_ref(self.train_ref), out=path)
 
         return self._once(("cross", head), lambda: cached_rm(path, train))
 
@@ -99,12 +97,9 @@ class RegimeModels:
         cfg = RMConfig(variant=variant, seed=s.seed, long_form=train_d.task.multiline)
 
         def train() -> Any:
-            train, dev = self._labelled(self.train_ref), self._labelled(self.dev_ref)
-            if not ensemble:
-                return stages.train_rm(cfg, train, train_d, dev, dev_d, encoder=self.encoder, out=path)
-            rm = EnsembleRM(cfg, members=s.members).fit(train, train_d.by_id(), dev, dev_d.by_id(), encoder=self.encoder)
-            rm.save(path)
-            return rm
+            model = EnsembleRM(cfg, members=s.members) if ensemble else cfg
+            return stages.train_rm(model, self._labelled(self.train_ref), train_d, self._labelled(self.dev_ref), dev_d,
+                                   encoder=self.encoder, out=path)
 
         return self._once((variant, ensemble), lambda: cached_rm(path, train))
 
