@@ -237,3 +237,84 @@ def test_diagnose_writes_the_comparison_with_greedy_beside_the_report(tmp_path):
     body = json.loads((tmp_path / "r" / "against_greedy.json").read_text())
     assert set(body) == {"oracle", "rm"} and body["rm"]["greedy"] == pytest.approx(0.3)
     assert "| rm | 8 |" in (tmp_path / "r" / "against_greedy.md").read_text()
+
+
+class GreedyEcho:
+    """A policy with the greedy row: candidate i is word i of the source; the greedy row is its first three words."""
+
+    name, batch_queries = "greedy-echo", 1
+
+    def __init__(self) -> None:
+        self.config = SamplingConfig(greedy=True)
+        self.asked: list[int] = []
+
+    def sample(self, queries, m):
+        self.asked.append(m)
+        out = []
+        for q in queries:
+            words = q.source.split() or ["x"]
+            rows = [Candidate(q.id, q.user_id, i, " ".join(words[i + 1 : i + 5]), self.name, 0) for i in range(m)]
+            out.append([*rows, Candidate(q.id, q.user_id, m, " ".join(words[:3]), self.name, 0, True, -2.0, 4)])
+        return out
+
+
+def test_personalize_returns_the_greedy_answer_beside_the_chosen_one(sample):
+    import json
+
+    from ttpkit import personalize
+    from ttpkit.report import personalized_notes, personalized_table
+
+    from conftest import FakeEncoder
+
+    q = sample.queries[0]
+    profile = [{"id": p.id, "text": p.source, "title": p.target} for p in q.profile]
+    pol = GreedyEcho()
+    res = personalize(profile, q.source, task=sample.task, n=6, policy=pol, encoder=FakeEncoder())
+    assert res.n == 6 and pol.asked == [5]  # N counts the greedy row: 5 samples and the greedy answer
+    assert res.greedy == 5 and res.greedy_text == " ".join(q.source.split()[:3])
+    assert res.chosen_is_greedy == (res.chosen == 5)
+    record = json.loads(json.dumps(res.as_dict()))
+    assert record["greedy"] == 5 and record["greedy_text"] == res.greedy_text and "chosen_is_greedy" in record
+    notes = personalized_notes(res)
+    assert any("greedy answer" in line for line in notes)
+    adaptive = personalize(profile, q.source, task=sample.task, policy=GreedyEcho(), encoder=FakeEncoder(),
+                           adaptive=True, max_n=12, min_round_gain=0.0)
+    assert adaptive.n == 12 and sum(c.text == res.greedy_text for c in adaptive.candidates) >= 1
+    assert adaptive.greedy == 3  # the first round's: later rounds add samples only
+    assert personalized_table(res) is not None
+
+
+def test_the_service_answers_with_the_greedy_row_as_the_library_does(tmp_path, sample):
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from ttpkit import personalize
+    from ttpkit.policy.base import Completion
+    from ttpkit.serve import create_service
+
+    from conftest import FakeEncoder, FakeLM, items_of
+
+    class ScoredLM(FakeLM):
+        """FakeLM with log-probabilities and a greedy row (the words of the prompt's last line)."""
+
+        def complete_scored(self, prompts, n, seeds, greedy=False):
+            out = [[Completion(t, -1.0 * len(t), len(t.split())) for t in ts] for ts in self.complete_many(prompts, n, seeds)]
+            if greedy:
+                for cs, p in zip(out, prompts):
+                    cs.append(Completion(" ".join(p.split()[-3:]), -0.5, 3, True))
+            return out
+
+    client = TestClient(create_service(ScoredLM(), f"sqlite:///{tmp_path / 'p.db'}", batch_window_ms=1.0,
+                                       encoder=FakeEncoder(), admin_key=""))
+    q = sample.queries[1]
+    client.post("/v1/users/alice/items", json={"items": items_of(q)})
+    got = client.post("/v1/personalize", json={"user_id": "alice", "input": q.source, "n": 6, "seed": 2})
+    assert got.status_code == 200, got.text
+    got = got.json()
+    lib = ScoredLM(2)
+    lib.config = dataclasses.replace(lib.config, greedy=True)
+    want = personalize(items_of(q), q.source, n=6, seed=2, policy=lib, user_id="alice", encoder=FakeEncoder())
+    assert got["greedy"] == want.greedy == 5 and got["greedy_text"] == want.greedy_text
+    assert [c["text"] for c in got["candidates"]] == [c.text for c in want.candidates]
+    assert got["chosen"] == want.chosen and got["chosen_is_greedy"] == want.chosen_is_greedy

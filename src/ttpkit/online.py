@@ -35,7 +35,8 @@ from ttpkit import stages
 from ttpkit.data import ProfileItem, Query, TaskSpec, get_task, make_profile
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.policy import Policy, PolicySpec
-from ttpkit.pool import IDX, QUERY_ID, TEXT, USER_ID, Rule
+from ttpkit.policy.base import SHIPPED
+from ttpkit.pool import GREEDY, IDX, LOGP, N_TOKENS, QUERY_ID, TEXT, USER_ID, Rule
 from ttpkit.reward.bundled import AGNOSTIC, ModelCard, load_card, resolve_rm
 from ttpkit.reward.config import read_rm_config
 from ttpkit.reward.encoder import Encoder
@@ -82,7 +83,12 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Personalized:
-    """The answer of :func:`personalize` and how it was chosen."""
+    """The answer of :func:`personalize` and how it was chosen.
+
+    ``greedy`` is the index of the greedy decode among the candidates (the
+    answer the user would get without best-of-N; None when the policy did not
+    add it), and ``chosen_is_greedy`` says whether best-of-N returned that same text.
+    """
 
     text: str
     chosen: int
@@ -95,6 +101,17 @@ class Personalized:
     expected: Expectation | None
     seconds: float
     warnings: tuple[str, ...]
+    greedy: int | None = None
+
+    @property
+    def greedy_text(self) -> str | None:
+        """The greedy answer, if it was decoded."""
+        return None if self.greedy is None else self.candidates[self.greedy].text
+
+    @property
+    def chosen_is_greedy(self) -> bool:
+        """Whether the chosen text is the greedy answer's."""
+        return self.greedy is not None and self.text == self.greedy_text
 
     @property
     def n(self) -> int:
@@ -103,7 +120,7 @@ class Personalized:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready record (``ttpkit personalize --json``)."""
-        return {**asdict(self), "n": self.n}
+        return {**asdict(self), "n": self.n, "greedy_text": self.greedy_text, "chosen_is_greedy": self.chosen_is_greedy}
 
 
 MAX_N = 256  # most candidates one personalization draws (serve's n too); 10**8 would try to allocate terabytes
@@ -260,7 +277,9 @@ def _warnings(items: tuple[ProfileItem, ...], input: str) -> tuple[str, ...]:
 def _policy(policy: Policy | PolicySpec | None, task: TaskSpec, seed: int) -> Policy:
     if policy is not None and not isinstance(policy, PolicySpec):
         return policy
-    return (policy or PolicySpec("gemma3-270m", max_new_tokens=task.max_new_tokens or 32)).build(task, seed)
+    spec = policy or PolicySpec("gemma3-270m", temperature=SHIPPED.temperature, top_p=SHIPPED.top_p,
+                                max_new_tokens=task.max_new_tokens or 32, greedy=SHIPPED.greedy)
+    return spec.build(task, seed)
 
 
 def _draw(
@@ -269,11 +288,14 @@ def _draw(
     """Sample, score and select round by round until the schedule stops: ``(rows, scores, values, rounds)``."""
     rows: list[dict] = []
     rounds, target, scale = 0, schedule.first, rm.card.score_std if rm.card else None
+    greedy = bool(getattr(getattr(pol, "config", None), "greedy", False))  # the greedy row is one of the first round's N
     while True:
         rq = Query(id=f"{query.id}#{rounds}", user_id=query.user_id, input=query.input, source=query.source,
                    profile=query.profile)
-        cands = pol.sample([rq], target - len(rows))[0]
-        rows += [{QUERY_ID: query.id, USER_ID: query.user_id, IDX: len(rows) + i, TEXT: c.text} for i, c in enumerate(cands)]
+        cands = pol.sample([rq], max(target - len(rows) - (greedy and not rounds), 1))[0]
+        cands = [c for c in cands if not (c.greedy and rounds)]  # a later round's greedy row repeats the first's
+        rows += [{QUERY_ID: query.id, USER_ID: query.user_id, IDX: len(rows) + i, TEXT: c.text, GREEDY: c.greedy,
+                  LOGP: c.logp, N_TOKENS: c.n_tokens} for i, c in enumerate(cands)]
         rounds += 1
         s = rm.model.score(pd.DataFrame(rows), {query.id: query}, encoder=rm.encoder)
         values = apply_rule(s.mean, s.std if rm.model.probabilistic else None, rule, seed)
@@ -297,11 +319,12 @@ def answer(query: Query, task: TaskSpec, policy: Policy, rm: OnlineRM, rule: str
     t0 = time.time()
     rows, s, values, rounds = _draw(policy, rm, query, Rule.parse(rule), seed, schedule)
     best = int(np.argmax(values))
+    greedy = next((i for i, r in enumerate(rows) if r[GREEDY]), None)
     return Personalized(
         text=rows[best][TEXT], chosen=best, candidates=_scored(rows, s, values, rm.model.probabilistic), rule=str(rule),
         rm=rm.path, task=task.name, user_id=query.user_id, rounds=rounds,
         expected=_expectation(rm.card, np.asarray(s.mean), len(rows)), seconds=time.time() - t0,
-        warnings=_warnings(query.profile, query.source),
+        warnings=_warnings(query.profile, query.source), greedy=greedy,
     )
 
 

@@ -12,12 +12,14 @@ from ttpkit.errors import ConfigError
 __all__ = [
     "GREEDY",
     "MAX_SEED",
+    "SHIPPED",
     "MAX_TEMPERATURE",
     "MIN_TEMPERATURE",
     "Candidate",
     "Completer",
     "Completion",
     "Policy",
+    "SamplerDefaults",
     "SamplingConfig",
     "check_seed",
     "query_seed",
@@ -125,6 +127,28 @@ class SamplingConfig:
     def is_greedy(self) -> bool:
         """Whether every row is the greedy decode (temperature 0)."""
         return self.temperature == GREEDY
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    """The sampler settings ttpkit ships: what ``ttpkit sample``, ``personalize`` and ``serve`` use unless told otherwise.
+
+    One record, so that a pool sampled with the defaults holds what users get.
+    Chosen with the default scorer by cross-validation over dev users, against
+    greedy (docs/results.md, "Against greedy").
+
+    Attributes:
+        temperature: Softmax temperature of the samples.
+        top_p: Nucleus mass.
+        greedy: Whether the greedy decode is one of the N candidates.
+    """
+
+    temperature: float
+    top_p: float
+    greedy: bool
+
+
+SHIPPED = SamplerDefaults(temperature=1.0, top_p=0.95, greedy=True)
 
 
 def query_seed(seed: int, query_id: str) -> int:

@@ -13,12 +13,13 @@ from ttpkit.report._draw import _finish, _pyplot, _table
 
 
 def personalized_table(res: Any) -> Any:
-    """The candidates of a :class:`ttpkit.online.Personalized` record: score (± std), the chosen one marked."""
+    """The candidates of a :class:`ttpkit.online.Personalized` record: score (± std), the chosen one marked, the greedy one named."""
     table = _table(f"{res.n} candidates, rule {res.rule}", "#", [str(c.idx) for c in res.candidates], ["score", "", "candidate"])
     table.columns[-1].justify = "left"
-    for c in res.candidates:
+    greedy = getattr(res, "greedy", None)
+    for i, c in enumerate(res.candidates):
         score = f"{c.score:.3f}" + ("" if c.std is None else f" ± {c.std:.3f}")
-        table.add_row(str(c.idx), score, "◀" if c.idx == res.chosen else "", c.text)
+        table.add_row(str(c.idx) + (" greedy" if i == greedy else ""), score, "◀" if c.idx == res.chosen else "", c.text)
     return table
 
 
@@ -27,6 +28,10 @@ def personalized_notes(res: Any) -> list[str]:
     from ttpkit.reward.bundled import MODELS_DIR  # lazily: importing ttpkit.reward loads the model libraries
 
     lines = []
+    if getattr(res, "greedy", None) is not None:
+        g = res.candidates[res.greedy]
+        lines.append("best-of-N chose the greedy answer" if res.chosen_is_greedy else
+                     f"the greedy answer (#{g.idx}, score {g.score:.3f}) was: {g.text}")
     e = res.expected
     if e is not None:
         lines.append("this user's scores barely vary (collapsed): expect about what one sample gives" if e.collapsed else

@@ -24,24 +24,32 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ttpkit.errors import ConfigError
-from ttpkit.policy.base import Completer
+from ttpkit.policy.base import Completer, Completion
 from ttpkit.serve._scoring import ScoreGroup
 
 __all__ = ["Batcher", "decode"]
 
 
 def _key(n: int, cfg: Any) -> tuple:
-    """Requests batch together only under the same n and decoding settings."""
-    return (n, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+    """Requests batch together only under the same n and decoding settings (the greedy row included)."""
+    return (n, cfg.temperature, cfg.top_p, cfg.max_new_tokens, bool(getattr(cfg, "greedy", False)))
 
 
-def decode(policy: Completer, cfg: Any, prompts: list[str], n: int, seeds: list[int]) -> list[list[str]]:
-    """``n`` completions of each prompt under ``cfg``, one list per prompt (the caller serializes calls)."""
+def decode(policy: Completer, cfg: Any, prompts: list[str], n: int, seeds: list[int]) -> list[list[Completion]]:
+    """``n`` completions of each prompt under ``cfg`` (then its greedy decode if ``cfg.greedy``), one list per prompt.
+
+    The caller serializes calls. A completer without ``complete_scored`` gives texts only, and no greedy row.
+    """
+    greedy = bool(getattr(cfg, "greedy", False))
     saved, policy.config = policy.config, cfg
     try:
+        if hasattr(policy, "complete_scored"):  # one decode batch, log-probabilities and the greedy row included
+            return [list(cs) for cs in policy.complete_scored(prompts, n, seeds, greedy)]
+        if greedy:
+            raise ConfigError("the served policy cannot decode the greedy row (it has no complete_scored)")
         if hasattr(policy, "complete_many"):  # one decode batch for all prompts
-            return [list(ts) for ts in policy.complete_many(prompts, n, seeds)]
-        return [list(policy.complete(p, n, s)) for p, s in zip(prompts, seeds)]
+            return [[Completion(t) for t in ts] for ts in policy.complete_many(prompts, n, seeds)]
+        return [[Completion(t) for t in policy.complete(p, n, s)] for p, s in zip(prompts, seeds)]
     finally:
         policy.config = saved
 
@@ -187,9 +195,9 @@ class Batcher:
         for job in batch:
             if not job.future.done():
                 mine = texts[at : at + len(job.prompts)]
-                job.future.set_result((mine, group) if job.grouped else mine)
+                job.future.set_result((mine, group) if job.grouped else [[c.text for c in cs] for cs in mine])
             at += len(job.prompts)
 
-    def _locked(self, cfg: Any, prompts: list[str], n: int, seeds: list[int]) -> list[list[str]]:
+    def _locked(self, cfg: Any, prompts: list[str], n: int, seeds: list[int]) -> list[list[Completion]]:
         with self.lock:
             return decode(self.policy, cfg, prompts, n, seeds)

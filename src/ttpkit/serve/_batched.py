@@ -21,7 +21,7 @@ import anyio.from_thread
 import pandas as pd
 
 from ttpkit.data import Query, TaskSpec
-from ttpkit.policy.base import Candidate, query_seed
+from ttpkit.policy.base import SHIPPED, Candidate, Completion, sample_queries
 from ttpkit.policy.prompt import PromptBuilder
 from ttpkit.reward.models import Scores
 from ttpkit.serve._scoring import ScoreGroup
@@ -44,24 +44,34 @@ class BatchedPolicy:
     def __init__(self, state: Any, task: TaskSpec, seed: int, timings: dict[str, float]) -> None:
         base = state.policy.config
         self.batcher, self.metrics, self.timings = state.batcher, getattr(state, "metrics", None), timings
-        self.config = dataclasses.replace(base, seed=seed, max_new_tokens=task.max_new_tokens or base.max_new_tokens)
-        self.prompt = PromptBuilder(task, k=self.config.k)
+        greedy = SHIPPED.greedy and hasattr(state.policy, "complete_scored")  # the greedy answer is one of the N
+        self.config = dataclasses.replace(base, seed=seed, max_new_tokens=task.max_new_tokens or base.max_new_tokens,
+                                          greedy=greedy)
+        self._prompt = PromptBuilder(task, k=self.config.k)
         self.name = str(getattr(state.policy, "name", "served"))
         self.group: ScoreGroup | None = None
 
-    def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
-        """``m`` candidates per query, decoded in the batcher's next batch."""
+    def prompt(self, query: Query) -> str:
+        """The query's prompt (BM25 over the user's items), timed as retrieval."""
         t0 = time.perf_counter()
-        prompts = [self.prompt(q) for q in queries]  # BM25 over the user's items
-        t1 = time.perf_counter()
-        seeds = [query_seed(self.config.seed, q.id) for q in queries]
-        texts, self.group = anyio.from_thread.run(self.batcher.complete_grouped, prompts, m, seeds, self.config)
-        self.timings["retrieval"] += t1 - t0
-        self.timings["sampling"] += time.perf_counter() - t1
+        try:
+            return self._prompt(query)
+        finally:
+            self.timings["retrieval"] += time.perf_counter() - t0
+
+    def complete_scored(self, prompts: list[str], n: int, seeds: list[int], greedy: bool = False) -> list[list[Completion]]:
+        """The completions of the batcher's next batch (with the request's seed and settings); its score group is kept."""
+        t0 = time.perf_counter()
+        cfg = dataclasses.replace(self.config, greedy=greedy)
+        done, self.group = anyio.from_thread.run(self.batcher.complete_grouped, prompts, n, seeds, cfg)
+        self.timings["sampling"] += time.perf_counter() - t0
         if self.metrics is not None:
-            self.metrics.samples.inc(m * len(queries))
-        return [[Candidate(q.id, q.user_id, j, t, self.name, self.config.seed) for j, t in enumerate(ts)]
-                for q, ts in zip(queries, texts)]
+            self.metrics.samples.inc(sum(len(cs) for cs in done))
+        return done
+
+    def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
+        """``m`` candidates per query (and the greedy one), decoded in the batcher's next batch (:func:`sample_queries`)."""
+        return sample_queries(self, queries, m)
 
 
 class BatchedRM:

@@ -112,6 +112,7 @@ class Personalizer:
         timings["total"] = time.perf_counter() - t0
         return {"request_id": request_id, "user_id": out.user_id, "task": spec.name, "text": out.text,
                 "chosen": out.chosen, "n": out.n, "rounds": out.rounds, "rule": body.rule, "rm": rm.path, "candidates": candidates,
+                "greedy": out.greedy, "greedy_text": out.greedy_text, "chosen_is_greedy": out.chosen_is_greedy,
                 "expected": dataclasses.asdict(out.expected) if out.expected else None, "warnings": list(out.warnings),
                 "logged": self.log_requests, "timings": {k: round(v, 6) for k, v in timings.items()}}
 
