@@ -318,3 +318,31 @@ def test_the_service_answers_with_the_greedy_row_as_the_library_does(tmp_path, s
     assert got["greedy"] == want.greedy == 5 and got["greedy_text"] == want.greedy_text
     assert [c["text"] for c in got["candidates"]] == [c.text for c in want.candidates]
     assert got["chosen"] == want.chosen and got["chosen_is_greedy"] == want.chosen_is_greedy
+
+
+def test_score_takes_a_saved_stacked_ranker_and_names_the_implicit_forms(tmp_path, sample):
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app as cli
+    from ttpkit.pool import write_pool
+    from ttpkit.reward import resolve_scorer
+    from ttpkit.reward.implicit import ImplicitScorer
+    from ttpkit.reward.stack import StackedScorer
+
+    rows = []
+    for i, q in enumerate(sample.queries[:4]):
+        for j in range(4):
+            rows.append(dict(query_id=q.id, user_id=q.user_id, idx=j, text=f"{q.source.split()[j]} fix {j}", policy="p",
+                             seed=0, greedy=j == 3, rougeL=0.1 * j, score_rm=0.1 * j + 0.01 * i, logp=-1.0 - j, n_tokens=3))
+    pool = pd.DataFrame(rows)
+    StackedScorer(rm="rm", signals=("rm", "greedy")).fit([pool]).save(tmp_path / "stacked")
+    path = tmp_path / "p.parquet"
+    write_pool(pool, path)
+    res = CliRunner().invoke(cli, ["score", "--rm", str(tmp_path / "stacked"), "--pool", str(path),
+                                   "--data", str(sample.path), "--split", "dev"])
+    assert res.exit_code == 0, res.output
+    scored = read_pool(path)
+    assert np.allclose(scored.groupby("query_id")["score_stacked"].apply(lambda s: s.to_numpy().argmax()), 3)
+    assert isinstance(resolve_scorer("implicit:loglik-tok", "git-commits"), ImplicitScorer)
+    with pytest.raises(ConfigError, match="unknown form 'vibes'"):
+        resolve_scorer("implicit:vibes", "git-commits")

@@ -334,6 +334,11 @@ def score_pool(
     """
     needs = rm.needs
     enc = encoder or (default_encoder(needs.encoder_dtype, needs.encoder_layers) if needs.encoder else None)
+    if needs.policy and getattr(rm, "policy", None) is None:  # the implicit reward reads the embedded policy's likelihood
+        from ttpkit.policy.local import LocalPolicy
+
+        (progress or NullProgress()).note("loading the embedded policy for its likelihoods")
+        rm.policy = LocalPolicy.embedded(data.task)
     scores = (engine or LOCAL).score(pool, rm, data.by_id(), enc, (progress or NullProgress()).note)
     bad = int((~np.isfinite(scores.mean)).sum() + (~np.isfinite(scores.std)).sum())
     if bad:

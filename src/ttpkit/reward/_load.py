@@ -20,8 +20,11 @@ from ttpkit.reward.base import Scorer, ScorerKind
 from ttpkit.reward.bundled import bundled_path
 from ttpkit.reward.cross import CrossEncoderRM
 from ttpkit.reward.ensemble import EnsembleRM
+from ttpkit.reward.implicit import FORMS as IMPLICIT_FORMS
+from ttpkit.reward.implicit import ImplicitScorer
 from ttpkit.reward.mbr import MBRScorer, RegScorer
 from ttpkit.reward.models import RewardModel
+from ttpkit.reward.stack import StackedScorer
 
 __all__ = ["KINDS", "SCORER_FORMS", "Scorer", "load_rm", "register_kind", "resolve_scorer"]
 
@@ -37,6 +40,16 @@ def _reg(text: str, task: str) -> RegScorer | None:
     return RegScorer(parts[1], beta)
 
 
+def _implicit(text: str, task: str) -> ImplicitScorer | None:
+    """``implicit`` or ``implicit:<form>`` (``loglik``, ``loglik-tok`` and the contrasts; the policy is set where it scores)."""
+    head, _, form = text.partition(":")
+    if head != "implicit":
+        return None
+    if form and form not in IMPLICIT_FORMS:
+        raise ConfigError(f"--rm {text}: unknown form {form!r}; forms: {', '.join(IMPLICIT_FORMS)}")
+    return ImplicitScorer(form or "implicit")
+
+
 def _is_cross(d: Path) -> bool:
     return (d / CONFIG).is_file() and "cross_encoder" in read_json(d / CONFIG, "a 'config' key")
 
@@ -44,6 +57,8 @@ def _is_cross(d: Path) -> bool:
 KINDS: dict[str, ScorerKind] = {kind.name: kind for kind in (
     ScorerKind("mbr", forms=("mbr",), parse=lambda text, task: MBRScorer() if text == "mbr" else None),
     ScorerKind("reg", forms=("reg:<base>:<beta>",), parse=_reg),
+    ScorerKind("implicit", forms=("implicit[:<form>]",), parse=_implicit),
+    ScorerKind("stacked", holds=lambda d: (d / "stacked.json").is_file(), load=StackedScorer.load),
     ScorerKind("ensemble", holds=lambda d: (d / ENSEMBLE).is_file() or (d / "member-0").is_dir(), load=EnsembleRM.load),
     ScorerKind("cross", holds=_is_cross, load=CrossEncoderRM.load),
     ScorerKind("feature", holds=lambda d: (d / CONFIG).is_file() or (d / WEIGHTS).is_file(), load=RewardModel.load),

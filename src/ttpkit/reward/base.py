@@ -19,6 +19,8 @@ that table.
 | ``cross``  | :class:`CrossEncoderRM` | yes | ``config.json`` with ``cross_encoder``    | nothing          |
 | ``mbr``    | :class:`MBRScorer`   | no     |                                           | nothing          |
 | ``reg``    | :class:`RegScorer`   | no     |                                           | two score columns|
+| ``implicit``| :class:`ImplicitScorer` | no  |                                           | the policy       |
+| ``stacked``| :class:`StackedScorer` | yes  | ``stacked.json``                          | its RM's column, or an encoder |
 """
 
 from __future__ import annotations

@@ -25,21 +25,31 @@ its best-of-N curve is estimated by Monte Carlo over draws
 The weights are a ridge regression of the within-query centred utility on the
 standardized signals, fitted on labelled pools (every query's full set of
 candidates as one draw). The model is a handful of numbers, saved as JSON.
+
+As a scorer of a pool (``ttpkit score --rm <directory>``, the ``stacked`` kind of
+:mod:`ttpkit.reward._load`) each query's candidates in the pool are one draw;
+the ``rm`` signal is read from ``score_<rm>``, or computed with the reward model
+``rm_model`` names (a ``--rm`` form, the bundled ``default:user-prob`` say) when
+the pool lacks the column.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ttpkit.data import Query
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.pool import GREEDY, LOGP, N_TOKENS, QUERY_ID, TEXT, greedy_mask, score_col
+from ttpkit.reward.base import Needs
 from ttpkit.reward.mbr import mbr_matrix
+from ttpkit.reward.models import Scores
 
 __all__ = ["SIGNALS", "StackedScorer", "base_signals", "draw_signals", "query_draws"]
 
@@ -106,14 +116,23 @@ class StackedScorer:
         rm: The score column (without ``score_``) of the ``rm`` signal, or None.
         signals: Which :data:`SIGNALS` it uses (the others get weight 0).
         alpha: Ridge penalty.
+        rm_model: The ``--rm`` form of the reward model behind ``rm`` (used when a pool lacks its column).
+        task: The task ``rm_model`` is resolved for.
         weights_: (7,) fitted weights in :data:`SIGNALS` order.
     """
 
     rm: str | None = None
     signals: tuple[str, ...] = SIGNALS
     alpha: float = 1.0
+    rm_model: str | None = None
+    task: str | None = None
     weights_: np.ndarray | None = field(default=None, repr=False)
     probabilistic = False
+
+    @property
+    def needs(self) -> Needs:
+        """An encoder when the RM behind the ``rm`` signal must score (it is the full-depth MiniLM of the bundled models)."""
+        return Needs(encoder=self.rm_model is not None and "rm" in self.signals)
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.signals if s not in SIGNALS]
@@ -154,6 +173,21 @@ class StackedScorer:
             raise ConfigError("stacked: fit it (or load a fitted one) before scoring")
         return draw_signals(base, sim) @ self.weights_
 
+    def score(self, pool: pd.DataFrame, by_id: Mapping[str, Query] | None = None, encoder: Any = None) -> Scores:
+        """Scores of ``pool``'s rows, each query's candidates taken as one draw (what a personalize request has)."""
+        if "rm" in self.signals and self.rm is not None and score_col(self.rm) not in pool.columns:
+            if self.rm_model is None:
+                raise DataError(f"stacked: the pool has no column {score_col(self.rm)!r} and the model names no RM to compute it")
+            from ttpkit.reward._load import resolve_scorer
+
+            base = resolve_scorer(self.rm_model, self.task or "")
+            pool = pool.assign(**{score_col(self.rm): base.score(pool, by_id or {}, encoder).mean})
+        out = np.zeros(len(pool))
+        positions = pd.Series(np.arange(len(pool)), index=pool.index)
+        for rows, base_sig, sim in query_draws(pool, self.rm if "rm" in self.signals else None).values():
+            out[positions[rows.index].to_numpy()] = self.score_draw(base_sig, sim)
+        return Scores(out, np.zeros(len(pool)))
+
     def save(self, path: str | Path) -> None:
         """Write ``stacked.json`` (format, settings, weights) into the directory ``path``."""
         from ttpkit.paths import write_atomic
@@ -163,7 +197,7 @@ class StackedScorer:
         d = Path(path)
         d.mkdir(parents=True, exist_ok=True)
         body = {"format": FORMAT, "rm": self.rm, "signals": list(self.signals), "alpha": self.alpha,
-                "weights": {s: float(w) for s, w in zip(SIGNALS, self.weights_)}}
+                "rm_model": self.rm_model, "task": self.task, "weights": {s: float(w) for s, w in zip(SIGNALS, self.weights_)}}
         write_atomic(d / "stacked.json", lambda tmp: Path(tmp).write_text(json.dumps(body, indent=1) + "\n"), "stacked scorer")
 
     @classmethod
@@ -174,7 +208,8 @@ class StackedScorer:
             body = json.loads(f.read_text())
             if body.get("format") != FORMAT:
                 raise DataError(f"{f}: not a {FORMAT} file (format {body.get('format')!r})")
-            model = cls(rm=body["rm"], signals=tuple(body["signals"]), alpha=float(body["alpha"]))
+            model = cls(rm=body["rm"], signals=tuple(body["signals"]), alpha=float(body["alpha"]),
+                        rm_model=body.get("rm_model"), task=body.get("task"))
             model.weights_ = np.array([float(body["weights"][s]) for s in SIGNALS])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DataError(f"{f}: not a readable stacked scorer ({type(e).__name__}: {e})") from None
