@@ -346,3 +346,33 @@ def test_score_takes_a_saved_stacked_ranker_and_names_the_implicit_forms(tmp_pat
     assert isinstance(resolve_scorer("implicit:loglik-tok", "git-commits"), ImplicitScorer)
     with pytest.raises(ConfigError, match="unknown form 'vibes'"):
         resolve_scorer("implicit:vibes", "git-commits")
+
+
+def test_ttpkits_own_server_decodes_temperature_0_as_greedy_and_the_openai_backend_uses_it(sample):
+    """The openai backend's greedy request against ``ttpkit serve`` (its completer sees temperature 0)."""
+    from ttpkit.policy.openai import OpenAIPolicy
+    from ttpkit.serve import create_app
+
+    from conftest import live
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.config, self.temperatures = SamplingConfig(), []
+
+        def complete(self, prompt, n, seed):
+            self.temperatures.append(self.config.temperature)
+            word = "argmax" if self.config.temperature == 0 else f"s{seed}"
+            return [f"{word} {i}" for i in range(n)]
+
+    served = Recorder()
+    with live(create_app(served)) as root:
+        pol = OpenAIPolicy(f"{root}/v1", "m", sample.task, SamplingConfig(seed=1, greedy=True))
+        (rows,) = pol.sample(sample.queries[:1], 2)
+        import httpx
+
+        tiny = httpx.post(f"{root}/v1/completions", json={"prompt": "x", "temperature": 1e-5})
+        hot = httpx.post(f"{root}/v1/completions", content=b'{"prompt": "x", "temperature": 1e999}',
+                         headers={"content-type": "application/json"})
+    assert rows[-1].greedy and rows[-1].text == "argmax 0" and 0.0 in served.temperatures
+    assert tiny.status_code == 422 and "temperature must be 0 (greedy)" in tiny.text
+    assert hot.status_code == 422

@@ -23,7 +23,7 @@ from typing import Any, Literal, Optional, Union
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ttpkit.policy.base import MAX_SEED, MIN_TEMPERATURE, Completer
+from ttpkit.policy.base import MAX_SEED, MAX_TEMPERATURE, Completer
 from ttpkit.serve._batch import Batcher
 from ttpkit.serve._text import TextRequest
 
@@ -46,7 +46,8 @@ class _Decoding(TextRequest):
 
     model: str = "default"
     n: int = Field(1, ge=1, le=256, description="Completions per prompt.")
-    temperature: Optional[float] = Field(None, ge=MIN_TEMPERATURE, description="Softmax temperature (smaller overflows).")
+    temperature: Optional[float] = Field(None, ge=0, le=MAX_TEMPERATURE,
+                                         description="Softmax temperature; 0 is greedy decoding (argmax).")
     top_p: Optional[float] = Field(None, gt=0, le=1)
     max_tokens: Optional[int] = Field(None, ge=1, le=1024)
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of each prompt's generator; same seed, same samples.")
