@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -79,32 +79,57 @@ def sample(
     from ttpkit import stages
     from ttpkit.data import load_split, resolve_task
     from ttpkit.device import resolve_device
-    from ttpkit.manifest import check_resume
-    from ttpkit.policy import PolicySpec, lazy_policy
-    from ttpkit.pool import existing_pool, pool_manifest, pool_writer
+    from ttpkit.policy import PolicySpec
+    from ttpkit.task import DEFAULT_MAX_NEW_TOKENS
 
     t0 = time.time()
     m = deprecated(m, n_old, "--n", "--m")
     eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
     remote = eng.kind == "ray" and device == "cuda"  # GPU actors: CUDA is checked where the model loads, not on this driver
     decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device), "dtype": dtype}
-    PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check(device_here=not remote)
+    PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, **decoding).check(device_here=not remote)
     quiet_libraries(backend)
     ds = load_split(data, split, resolve_task(task, task_file))
-    spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or ds.task.max_new_tokens or 32, **decoding)
+    tokens = max_new_tokens or ds.task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=tokens, **decoding)
+    queries = _query_range(ds, split, offset, limit)
+    manifest = stages.sampling_manifest(spec, ds, m, seed)
+    _check_out(out_path, manifest, force_new)
+    n_path = _sample_with_progress(queries, out_path, m, spec, ds.task, seed, manifest, force_new, eng)
+    console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
+
+
+def _sample_with_progress(queries: list, out_path: Path, m: int, spec: Any, task: Any, seed: int, manifest: dict,
+                          force_new: bool, eng: Any) -> str | None:
+    """Sample into ``out_path`` under progress bars (the model loads, if a query needs it, with a note on the bars);
+    returns the n_path recorded in the pool's manifest."""
+    from ttpkit import stages
+    from ttpkit.policy import lazy_policy
+
+    with progress() as bar:
+        policy = lazy_policy(spec, task, seed, on_load=bar.note)
+        sampled = stages.sample_pool(queries, out_path, m, policy, bar, manifest=manifest, force_new=force_new, engine=eng)
+    # the local engine built the policy already; under Ray the actors did, and their n_path stays with them
+    return stages.record_n_path(out_path, policy()) if sampled and eng.kind == "local" else None
+
+
+def _query_range(ds: Any, split: str, offset: int, limit: int | None) -> list:
+    """The queries of ``--offset``/``--limit``; none left is an error naming the split's size."""
     queries = ds.queries[offset:][:limit] if limit else ds.queries[offset:]
     if not queries:
         raise ConfigError(f"--offset {offset}: the {split} split has only {len(ds.queries)} queries")
-    manifest = stages.sampling_manifest(spec, ds, m, seed)
-    pool_writer(out_path)  # refuse a directory that is no pool, or an unwritable place, before any model loads
-    if not force_new:  # refuse a mismatched pool before the progress display starts
+    return queries
+
+
+def _check_out(out_path: Path, manifest: dict, force_new: bool) -> None:
+    """Refuse a directory that is no pool or an unwritable place, and (unless ``--force-new``) a pool made with
+    other settings: before any model loads and before the progress display starts."""
+    from ttpkit.manifest import check_resume
+    from ttpkit.pool import existing_pool, pool_manifest, pool_writer
+
+    pool_writer(out_path)
+    if not force_new:
         check_resume(out_path, pool_manifest(existing_pool(out_path)), manifest)
-    with progress() as bar:
-        policy = lazy_policy(spec, ds.task, seed, on_load=bar.note)
-        sampled = stages.sample_pool(queries, out_path, m, policy, bar, manifest=manifest, force_new=force_new, engine=eng)
-    # the local engine built the policy already; under Ray the actors did, and their n_path stays with them
-    n_path = stages.record_n_path(out_path, policy()) if sampled and eng.kind == "local" else None
-    console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
 
 
 @app.command()

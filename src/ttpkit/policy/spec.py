@@ -21,6 +21,7 @@ from ttpkit.policy._checks import check_base_url
 from ttpkit.policy.backends import Backend, get_backend, names
 from ttpkit.policy.base import Policy, SamplingConfig
 from ttpkit.policy.local import LocalPolicy
+from ttpkit.task import DEFAULT_MAX_NEW_TOKENS
 
 __all__ = ["LazyPolicy", "PolicySpec", "check_backend_options", "lazy_policy", "make_policy"]
 
@@ -153,7 +154,7 @@ class PolicySpec:
     model: str | None = None
     temperature: float = 1.0
     top_p: float = 0.95
-    max_new_tokens: int = 32
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     k: int = 4
     int8: bool = False
     base_url: str | None = None
@@ -170,7 +171,7 @@ class PolicySpec:
         name: str | None = None,
         temperature: float = 1.0,
         top_p: float = 0.95,
-        max_new_tokens: int = 32,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         k: int = 4,
         int8: bool = False,
         device: str = "cpu",
