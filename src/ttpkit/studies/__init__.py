@@ -9,6 +9,7 @@ the same cache.
 - :mod:`ttpkit.studies._cache`: cache keys and the train-or-load step of reward models.
 - :mod:`ttpkit.studies.paper`: ``kind: paper``, data sets x policies x RM variants x rules x N; the CI smoke study.
 - :mod:`ttpkit.studies.failures`: ``kind: failures``, failure regimes x the :data:`~ttpkit.studies.failures.METHODS` table.
+- :mod:`ttpkit.studies._failure_config`: the failure study's config classes (re-exported by ``failures``).
 - :mod:`ttpkit.studies._scoring`, :mod:`ttpkit.studies._measure`: the failure study's scoring and measurements.
 - :mod:`ttpkit.studies.demo`: ``ttpkit demo``, the whole loop on the bundled sample.
 
