@@ -17,7 +17,7 @@ from ttpkit.data import bundled_sample_dir
 from ttpkit.errors import ConfigError
 from ttpkit.policy import BACKENDS, Backend, PolicySpec, make_policy
 from ttpkit.policy.backends import get_backend
-from ttpkit.pool import read_pool
+from ttpkit.pool import existing_pool, pool_manifest, read_pool
 
 runner = CliRunner()
 
@@ -79,6 +79,8 @@ def test_sample_and_score_run_through_the_cli_with_a_registered_backend(fake_bac
     df = read_pool(pool)
     assert len(df) == 12 and df.groupby("query_id").size().eq(4).all()
     assert set(df["policy"]) == {"seeded"} and set(df["seed"]) == {7}
+    policy = pool_manifest(existing_pool(pool))["policy"]
+    assert (policy["name"], policy["backend"], policy["model"]) == ("fake", "fake", "seeded-words")  # the row's identity
     res = runner.invoke(app, ["score", "--rm", "mbr", "--pool", str(pool), "--data", data, "--split", "dev"])
     assert res.exit_code == 0, res.output
     scored = read_pool(pool)
