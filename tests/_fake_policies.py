@@ -55,3 +55,16 @@ class DyingPolicy(SeededPolicy):
             else:
                 os._exit(1)
         return super().sample(queries, m)
+
+
+class GreedySeededPolicy(SeededPolicy):
+    """A :class:`SeededPolicy` that also returns each query's greedy row (``idx == m``), the same whatever the seed."""
+
+    name = "seeded-greedy"
+
+    def sample(self, queries, m):
+        rows = super().sample(queries, m)
+        for q, cands in zip(queries, rows):
+            text = " ".join(WORDS[(len(q.id) + i) % len(WORDS)] for i in range(3))
+            cands.append(Candidate(q.id, q.user_id, m, text, self.name, self.seed, True, -3.0, 4))
+        return rows

@@ -25,7 +25,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray engine tests need Ray (pip install 'ttpkit[ray]', part of the test extra)")
 
 import _fake_policies  # noqa: E402
-from _fake_policies import DyingPolicy, SeededPolicy  # noqa: E402
+from _fake_policies import DyingPolicy, GreedySeededPolicy, SeededPolicy  # noqa: E402
 
 from ttpkit import stages  # noqa: E402
 from ttpkit.data import bundled_sample_dir, load_split  # noqa: E402
@@ -79,6 +79,16 @@ def test_a_ray_pool_equals_the_local_pool_for_the_same_seed(tmp_path, sample):
     pd.testing.assert_frame_equal(remote, local)
     assert len(remote) == 4 * len(sample.queries)
     assert list((tmp_path / "ray").glob("part-*.parquet"))  # written by the driver's part writer
+
+
+def test_the_greedy_row_travels_through_ray_like_any_candidate(tmp_path, sample):
+    from ttpkit.pool import GREEDY, greedy_rows
+
+    stages.sample_pool(sample.queries, tmp_path / "local", 3, GreedySeededPolicy(seed=1))
+    stages.sample_pool(sample.queries, tmp_path / "ray", 3, GreedySeededPolicy(seed=1), engine=RAY)
+    local, remote = _sorted(tmp_path / "local"), _sorted(tmp_path / "ray")
+    pd.testing.assert_frame_equal(remote, local)
+    assert remote[GREEDY].sum() == len(sample.queries) and (greedy_rows(remote)[IDX] == 3).all()
 
 
 def test_an_actor_killed_mid_job_loses_and_duplicates_no_row(tmp_path, sample):

@@ -167,15 +167,17 @@ def test_local_policy_decodes_each_batch_the_sampling_stage_hands_it_once(tmp_pa
     from ttpkit.stages import sample_pool
 
     calls = []
-    policy = object.__new__(LocalPolicy)  # no model: complete_many is replaced
+    from ttpkit.policy.base import Completion
+
+    policy = object.__new__(LocalPolicy)  # no model: complete_scored is replaced
     policy.config, policy.name, policy.batch_queries = SamplingConfig(seed=7), "tiny", 2
     policy.prompt = lambda q: f"prompt of {q.id}"
 
-    def complete_many(prompts, m, seeds):
+    def complete_scored(prompts, m, seeds, greedy=False):
         calls.append((prompts, m, seeds))
-        return [[f"{p} #{j}" for j in range(m)] for p in prompts]
+        return [[Completion(f"{p} #{j}") for j in range(m)] for p in prompts]
 
-    policy.complete_many = complete_many
+    policy.complete_scored = complete_scored
     queries = sample.queries[:5]
     assert sample_pool(queries, tmp_path / "p.parquet", 3, policy) == 5
     assert [len(p) for p, _, _ in calls] == [2, 2, 1] and {m for _, m, _ in calls} == {3}

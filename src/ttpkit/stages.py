@@ -112,6 +112,8 @@ def sampling_manifest(spec: PolicySpec, data: Dataset, m: int, seed: int) -> dic
     decoding = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("name", "backend", "model", "base_url")}
     if decoding.get("device") == "cpu":
         del decoding["device"]  # recorded only off the CPU, so pools from before --device still resume
+    if not decoding.get("greedy"):
+        decoding.pop("greedy", None)  # recorded only when the greedy row is sampled, so older pools still resume
     del decoding["dtype"]
     if (dtype := spec.manifest_dtype()) is not None:  # resolved; only off the device's default, as the device
         decoding["dtype"] = dtype

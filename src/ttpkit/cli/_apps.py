@@ -153,10 +153,11 @@ def demo(
 
     Samples M candidates for each of the 16 bundled git-commits queries, labels
     them with ROUGE, scores them with the bundled default reward model, and
-    prints best-of-N for random / style / the RM / oracle selection.
+    prints best-of-N for random / style / the RM / oracle selection, and each
+    against the greedy answer.
     """
     from ttpkit.paths import check_writable
-    from ttpkit.report import curves_table, demo_example_lines
+    from ttpkit.report import curves_table, demo_example_lines, greedy_table
     from ttpkit.studies.demo import demo_data, run_demo
 
     t0 = time.time()
@@ -167,6 +168,7 @@ def demo(
     with progress() as bar:
         res = run_demo(out_dir, m, seed, bar)
     out.print(curves_table(res.curves, "rougeL"))
+    out.print(greedy_table(res.greedy, "rougeL"))
     for line in demo_example_lines(res.example, res.data.by_id()):
         console.print(line, soft_wrap=True, highlight=False)
     console.print(f"wrote {out_dir}/pool.parquet, curves.json, curves.png in {time.time() - t0:.0f} s")

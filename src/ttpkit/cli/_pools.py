@@ -1,4 +1,4 @@
-"""The pool commands: ``sample``, ``label``, ``curves``, ``train-rm``, ``score``, ``diagnose``.
+"""The commands on a sampled pool: ``label``, ``curves``, ``train-rm``, ``score``, ``diagnose`` (``sample`` is :mod:`ttpkit.cli._sample`).
 
 Each parses its options, makes one call into :mod:`ttpkit.stages` or
 :mod:`ttpkit.scaling`, and prints. Heavy libraries load inside the commands.
@@ -19,15 +19,10 @@ from ttpkit.cli._common import (
     ActorGpus,
     Actors,
     Address,
-    BaseUrl,
-    Backend,
     DataDir,
     Device,
     EngineKind,
-    Dtype,
-    Model,
     PoolSplit,
-    ProfileK,
     Seed,
     TaskFile,
     TaskName,
@@ -39,97 +34,9 @@ from ttpkit.cli._common import (
     friendly,
     ints,
     out,
-    progress,
     quiet_libraries,
 )
 from ttpkit.errors import ConfigError
-
-
-@app.command()
-@friendly
-def sample(
-    data: DataDir,
-    out_path: Annotated[Path, typer.Option("--out", help="Pool to write, resumed if it exists: a name ending in .parquet is one file; any other name is a directory of append-only part files (pool/).")],
-    split: Annotated[str, typer.Option(help="Split to sample.")] = "test",
-    m: Annotated[int, typer.Option("--m", help="Candidates per query (M).", min=1)] = 16,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first Q queries (after --offset).", min=1)] = None,
-    offset: Annotated[int, typer.Option(help="Skip the first queries of the split (to add a range to a pool).", min=0)] = 0,
-    backend: Backend = "embedded",
-    model: Model = None,
-    base_url: BaseUrl = None,
-    task: TaskName = None,
-    task_file: TaskFile = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 0.95,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per candidate (default: the task's, 32 for one-line tasks, 192 for multi-line ones).", min=1)] = None,
-    k: ProfileK = 4,
-    seed: Seed = 0,
-    int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
-    force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
-    device: Device = "cpu",
-    engine: EngineKind = "local",
-    address: Address = "auto",
-    actors: Actors = 2,
-    actor_cpus: ActorCpus = 1.0,
-    actor_gpus: ActorGpus = None,
-    dtype: Dtype = None,
-    n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
-) -> None:
-    """Sample M candidates per query from a personalized policy into a pool file (or directory), here or on Ray."""
-    from ttpkit import stages
-    from ttpkit.data import load_split, resolve_task
-    from ttpkit.device import resolve_device
-    from ttpkit.policy import PolicySpec
-    from ttpkit.task import DEFAULT_MAX_NEW_TOKENS
-
-    t0 = time.time()
-    m = deprecated(m, n_old, "--n", "--m")
-    eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
-    remote = eng.kind == "ray" and device == "cuda"  # GPU actors: CUDA is checked where the model loads, not on this driver
-    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device), "dtype": dtype}
-    PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, **decoding).check(device_here=not remote)
-    quiet_libraries(backend)
-    ds = load_split(data, split, resolve_task(task, task_file))
-    tokens = max_new_tokens or ds.task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-    spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=tokens, **decoding)
-    queries = _query_range(ds, split, offset, limit)
-    manifest = stages.sampling_manifest(spec, ds, m, seed)
-    _check_out(out_path, manifest, force_new)
-    n_path = _sample_with_progress(queries, out_path, m, spec, ds.task, seed, manifest, force_new, eng)
-    console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
-
-
-def _sample_with_progress(queries: list, out_path: Path, m: int, spec: Any, task: Any, seed: int, manifest: dict,
-                          force_new: bool, eng: Any) -> str | None:
-    """Sample into ``out_path`` under progress bars (the model loads, if a query needs it, with a note on the bars);
-    returns the n_path recorded in the pool's manifest."""
-    from ttpkit import stages
-    from ttpkit.policy import lazy_policy
-
-    with progress() as bar:
-        policy = lazy_policy(spec, task, seed, on_load=bar.note)
-        sampled = stages.sample_pool(queries, out_path, m, policy, bar, manifest=manifest, force_new=force_new, engine=eng)
-    # the local engine built the policy already; under Ray the actors did, and their n_path stays with them
-    return stages.record_n_path(out_path, policy()) if sampled and eng.kind == "local" else None
-
-
-def _query_range(ds: Any, split: str, offset: int, limit: int | None) -> list:
-    """The queries of ``--offset``/``--limit``; none left is an error naming the split's size."""
-    queries = ds.queries[offset:][:limit] if limit else ds.queries[offset:]
-    if not queries:
-        raise ConfigError(f"--offset {offset}: the {split} split has only {len(ds.queries)} queries")
-    return queries
-
-
-def _check_out(out_path: Path, manifest: dict, force_new: bool) -> None:
-    """Refuse a directory that is no pool or an unwritable place, and (unless ``--force-new``) a pool made with
-    other settings: before any model loads and before the progress display starts."""
-    from ttpkit.manifest import check_resume
-    from ttpkit.pool import existing_pool, pool_manifest, pool_writer
-
-    pool_writer(out_path)
-    if not force_new:
-        check_resume(out_path, pool_manifest(existing_pool(out_path)), manifest)
 
 
 @app.command()
@@ -166,12 +73,13 @@ def curves(
     fmt: Annotated[str, typer.Option("--format", help="table | json | markdown.")] = "table",
     plot: Annotated[Optional[Path], typer.Option(help="PNG to write (default: <pool>.curves.png for tables).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the thompson rule (0 to 2**63-1).", min=0, max=2**63 - 1)] = 0,
+    greedy_pool: Annotated[Optional[Path], typer.Option("--greedy", help="Labelled pool of greedy decodes (ttpkit sample --temperature 0 --m 1) to compare with, for a pool sampled without --greedy.")] = None,
+    with_greedy: Annotated[bool, typer.Option("--with-greedy", help="Against greedy, count the pool's own greedy row as one of the N candidates (greedy + N-1 samples), as personalize does.")] = False,
     n_old: Annotated[Optional[str], typer.Option("--n", hidden=True)] = None,
 ) -> None:
-    """Exact expected utility of best-of-N for each scorer, with bootstrap intervals."""
+    """Exact expected utility of best-of-N for each scorer, with bootstrap intervals, and against the greedy answer where there is one."""
     from ttpkit.paths import check_writable
     from ttpkit.pool import Scorer, candidates_per_query, n_grid, read_pool
-    from ttpkit.report import curves_json, curves_markdown, curves_table, plot_curves
     from ttpkit.scaling import curves as compute
 
     if fmt not in ("table", "json", "markdown"):
@@ -183,16 +91,44 @@ def curves(
     if png is not None:
         check_writable(png, "--plot")
     df = read_pool(pool, require=[utility])
-    result = compute(df, names, utility, grid or n_grid(candidates_per_query(df)), seed=seed)
+    grid = grid or n_grid(candidates_per_query(df))
+    result = compute(df, names, utility, grid, seed=seed)
+    versus = _versus_greedy(df, names, utility, grid, seed, greedy_pool, with_greedy)
+    _print_curves(result, versus, fmt, utility, png)
+
+
+def _print_curves(result: dict, versus: dict, fmt: str, utility: str, png: Optional[Path]) -> None:
+    """Print the curves (and against greedy, if any) as ``fmt``; draw them into ``png``."""
+    from ttpkit.report import curves_json, curves_markdown, curves_table, greedy_json, greedy_markdown, greedy_table
+    from ttpkit.report import plot_curves, plot_versus_greedy
+
     if fmt == "json":
-        print(jsonio.dumps(curves_json(result), indent=2))
+        print(jsonio.dumps({**curves_json(result), **({"against_greedy": greedy_json(versus)} if versus else {})}, indent=2))
     elif fmt == "markdown":
-        print(curves_markdown(result))
+        print(curves_markdown(result) + ("\n\n" + greedy_markdown(versus) if versus else ""))
     else:
         out.print(curves_table(result, utility))
+        if versus:
+            out.print(greedy_table(versus, utility))
     if png is not None:
         plot_curves(result, png, utility)
         console.print(f"plot: {png}")
+        if versus:
+            console.print(f"plot: {plot_versus_greedy(versus, png.with_suffix('.greedy.png'), utility)}")
+
+
+def _versus_greedy(df: Any, names: list, utility: str, grid: Any, seed: int, greedy_pool: Optional[Path],
+                   with_greedy: bool) -> dict:
+    """Best-of-N against greedy when the pool has greedy rows or ``--greedy`` names a pool of them; {} otherwise."""
+    from ttpkit.pool import greedy_rows, read_pool
+    from ttpkit.scaling import versus_greedy
+
+    greedy = read_pool(greedy_pool, require=[utility]) if greedy_pool is not None else None
+    if greedy is None and not len(greedy_rows(df)):
+        if with_greedy:
+            raise ConfigError("--with-greedy: the pool has no greedy rows (sample it with --greedy)")
+        return {}
+    return versus_greedy(df, names, utility, list(grid), "with-greedy" if with_greedy else "samples", greedy, seed=seed)
 
 
 @app.command("train-rm")
@@ -300,6 +236,7 @@ def diagnose(
     task: TaskName = None,
     task_file: TaskFile = None,
     seed: Seed = 0,
+    greedy_pool: Annotated[Optional[Path], typer.Option("--greedy", help="Labelled pool of greedy decodes to compare with, for a pool sampled without --greedy.")] = None,
     n_max_old: Annotated[Optional[int], typer.Option("--n-max", hidden=True, min=2)] = None,
     min_gain_old: Annotated[Optional[float], typer.Option("--min-gain", hidden=True)] = None,
 ) -> None:
@@ -327,4 +264,17 @@ def diagnose(
     for name in diag.scorers:
         if name not in ("oracle", "random"):
             out.print(f"{name}: {peak_sentence(diag, name)}", highlight=False)
+    _diagnose_greedy(df, list(diag.scorers), utility, seed, greedy_pool, out_dir)
     console.print(f"wrote {out_dir}/report.md, law.json and plots")
+
+
+def _diagnose_greedy(df: Any, names: list, utility: str, seed: int, greedy_pool: Optional[Path], out_dir: Path) -> None:
+    """Against greedy, where the pool has greedy rows or ``--greedy`` names a pool of them: printed, and written beside the report."""
+    from ttpkit.pool import candidates_per_query, n_grid
+    from ttpkit.report import greedy_json, greedy_markdown, greedy_table, write_json
+
+    versus = _versus_greedy(df, names, utility, n_grid(candidates_per_query(df)), seed, greedy_pool, False)
+    if versus:
+        out.print(greedy_table(versus, utility))
+        (out_dir / "against_greedy.md").write_text(greedy_markdown(versus))
+        write_json(greedy_json(versus), out_dir / "against_greedy.json")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["draw_tokens", "nucleus_threshold"]
+__all__ = ["draw_tokens", "greedy_tokens", "nucleus_threshold"]
 
 # top-k widths tried, in order, before a full sort
 TOPK_TIERS = (512, 16384)
@@ -56,6 +56,16 @@ def nucleus_threshold(probs: Any, top_p: float) -> Any:
     return thr
 
 
+def greedy_tokens(logits: Any, ban: Any | None = None) -> Any:
+    """(B,) argmax of each row of (B, V) ``logits``, ``ban`` excluded: greedy decoding (temperature 0).
+
+    Ties go to the lowest token id (``torch.argmax``), so it draws nothing and needs no generator.
+    """
+    if ban is not None:
+        logits = logits.masked_fill(ban, float("-inf"))
+    return logits.argmax(dim=-1)
+
+
 def draw_tokens(logits: Any, generator: Any, temperature: float, top_p: float, ban: Any | None = None) -> Any:
     """Draw one token per row from ``softmax(logits / temperature)`` restricted to the top-p nucleus.
 
@@ -72,6 +82,8 @@ def draw_tokens(logits: Any, generator: Any, temperature: float, top_p: float, b
     """
     import torch
 
+    if temperature == 0:
+        return greedy_tokens(logits, ban)
     logits = logits.float() / temperature
     if ban is not None:
         logits = logits.masked_fill(ban, float("-inf"))

@@ -27,8 +27,8 @@ from ttpkit.data import Query, TaskSpec
 from ttpkit.errors import ConfigError, TtpkitError
 from ttpkit.policy import _cache
 from ttpkit.policy._load import converted_dir, embedded_gguf_path, load_gguf_model, load_hf_model, release_memory
-from ttpkit.policy._sampling import draw_tokens
-from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
+from ttpkit.policy._sampling import draw_tokens, greedy_tokens
+from ttpkit.policy.base import Candidate, Completion, SamplingConfig, sample_queries
 from ttpkit.policy.prompt import PromptBuilder, cut_completion, starts_new_example
 
 __all__ = ["LocalPolicy", "converted_dir", "embedded_gguf_path", "load_gguf_model", "load_hf_model"]
@@ -142,17 +142,26 @@ class LocalPolicy:
         return self.complete_many([prompt], n, [seed])[0]
 
     def complete_many(self, prompts: list[str], n: int, seeds: list[int]) -> list[list[str]]:
-        """Sample ``n`` one-line completions of each prompt, decoding all prompts in one batch.
+        """Sample ``n`` completions of each prompt, decoding all prompts in one batch (texts only; see :meth:`complete_scored`)."""
+        return [[c.text for c in cs] for cs in self.complete_scored(prompts, n, seeds)]
 
-        Each prompt is prefilled once; its ``n`` rows attend to that one copy.
+    def complete_scored(self, prompts: list[str], n: int, seeds: list[int], greedy: bool = False) -> list[list[Completion]]:
+        """Sample ``n`` completions of each prompt (then its greedy decode, if ``greedy``), all in one batch.
+
+        Each prompt is prefilled once; its rows attend to that one copy.
         Prompt g's draws come from its own generator seeded with ``seeds[g]``,
         so its samples do not depend on which prompts share its batch (up to
-        float rounding of the batched matrix products).
+        float rounding of the batched matrix products). The greedy row takes
+        the argmax at every step and draws no random number, so the samples
+        are the same with or without it. Every completion carries its
+        log-probability under the untempered model, read off the logits the
+        decode computes anyway (one log-sum-exp per step).
 
         Args:
             prompts: Full prompt texts.
-            n: Completions per prompt.
+            n: Sampled completions per prompt.
             seeds: One generator seed per prompt.
+            greedy: Also decode each prompt greedily, as its last completion.
         """
         import torch
 
@@ -160,17 +169,18 @@ class LocalPolicy:
             raise ValueError("complete_many: one seed per prompt")
         if not prompts:
             return []
+        rows = n + bool(greedy)  # rows per prompt
         with torch.inference_mode():
             caches, first, lengths = self._prefill(prompts)
             gens = [torch.Generator().manual_seed(s) for s in seeds]  # on the CPU by design: the same draws on any device
             capacity = max(self.config.max_new_tokens - 1, 1)
-            layers = _cache.share_prefix(caches, [n] * len(prompts), capacity) if self._shared_prefix else None
+            layers = _cache.share_prefix(caches, [rows] * len(prompts), capacity) if self._shared_prefix else None
             if layers is not None:  # all prompts in one decode batch
-                return self._decode(caches[0], first, lengths, n, gens, layers)
-            out = []  # a cache layout share_prefix does not handle: each prompt's cache repeated n times
+                return self._decode(caches[0], first, lengths, n, greedy, gens, layers)
+            out = []  # a cache layout share_prefix does not handle: each prompt's cache repeated for its rows
             for g, cache in enumerate(caches):
-                cache.batch_repeat_interleave(n)
-                out += self._decode(cache, first[g : g + 1], lengths[g : g + 1], n, gens[g : g + 1], None)
+                cache.batch_repeat_interleave(rows)
+                out += self._decode(cache, first[g : g + 1], lengths[g : g + 1], n, greedy, gens[g : g + 1], None)
             return out
 
     def _prefill(self, prompts: list[str]) -> tuple[list[Any], list[Any], list[int]]:
@@ -187,30 +197,36 @@ class LocalPolicy:
             lengths.append(ids.shape[1])
         return caches, first, lengths
 
-    def _decode(self, cache: Any, first: list[Any], lengths: list[int], n: int, gens: list[Any],
-                layers: list[Any] | None) -> list[list[str]]:
-        """Decode ``n`` rows per prompt from a prefilled cache; ``layers`` are its shared-prefix layers, if any."""
+    def _decode(self, cache: Any, first: list[Any], lengths: list[int], n: int, greedy: bool, gens: list[Any],
+                layers: list[Any] | None) -> list[list[Completion]]:
+        """Decode ``n`` sampled rows (and one greedy row if ``greedy``) per prompt from a prefilled cache.
+
+        ``layers`` are the cache's shared-prefix layers, if any. At temperature
+        0 every row takes the argmax.
+        """
         import torch
 
         cfg, task, kw = self.config, self.prompt.task, self._cache_kw
         dev = self.model.device  # the CPU or a GPU (ttpkit.device); the bookkeeping below stays on the CPU
         stop_on_dev = self._stop_mask.to(dev)  # the ban of the first draw, next to the logits
-        g_count = len(first)
-        rows = g_count * n
-        logits = torch.cat(first).repeat_interleave(n, dim=0)  # (rows, V)
-        group = torch.arange(g_count).repeat_interleave(n)  # row -> prompt
-        base = torch.tensor(lengths).repeat_interleave(n)  # row -> position of its first generated token
+        g_count, per = len(first), n + bool(greedy)
+        rows = g_count * per
+        logits = torch.cat(first).repeat_interleave(per, dim=0)  # (rows, V)
+        group = torch.arange(g_count).repeat_interleave(per)  # row -> prompt
+        argmax = torch.full((rows,), cfg.is_greedy, dtype=torch.bool)  # rows that take the argmax
+        if greedy:
+            argmax[per - 1 :: per] = True
+        base = torch.tensor(lengths).repeat_interleave(per)  # row -> position of its first generated token
         tokens: list[list[int]] = [[] for _ in range(rows)]
+        logp = torch.zeros(rows, dtype=torch.float64)  # sample index -> log-probability under the untempered model
         origin = torch.arange(rows)  # cache row -> sample index
         alive = torch.ones(rows, dtype=torch.bool)  # cache rows still writing their line
         for step in range(cfg.max_new_tokens):
-            nxt = torch.zeros(len(alive), dtype=torch.long)  # finished rows decode a dummy token, ignored
-            for g in range(g_count):  # each prompt draws from its own generator
-                live = (alive & (group == g)).nonzero().squeeze(1)
-                if len(live):
-                    nxt[live] = draw_tokens(logits[live.to(dev)], gens[g], cfg.temperature, cfg.top_p,
-                                            ban=stop_on_dev if step == 0 else None).cpu()  # >= 1 token per candidate
+            nxt = self._next_tokens(logits, alive, group, argmax, gens, stop_on_dev if step == 0 else None)
             live = alive.nonzero().squeeze(1)
+            on_dev = live.to(dev)
+            picked = logits[on_dev].gather(1, nxt[live].to(dev).unsqueeze(1)).squeeze(1)
+            logp[origin[live]] += (picked - torch.logsumexp(logits[on_dev], dim=-1)).double().cpu()
             for row, t in zip(origin[live].tolist(), nxt[live].tolist()):
                 tokens[row].append(t)
             alive[live[self._stop_mask[nxt[live]]]] = False
@@ -223,7 +239,7 @@ class LocalPolicy:
             if 2 * int(alive.sum()) <= len(alive):  # compact once half the rows have finished
                 keep = alive.nonzero().squeeze(1)
                 cache.batch_select_indices(keep.to(dev))
-                origin, alive, nxt, group, base = origin[keep], alive[keep], nxt[keep], group[keep], base[keep]
+                origin, alive, nxt, group, base, argmax = (x[keep] for x in (origin, alive, nxt, group, base, argmax))
             pos = (base + step).unsqueeze(1)  # prompts differ in length
             out = self.model(input_ids=nxt.unsqueeze(1).to(dev), position_ids=pos.to(dev), use_cache=True, **{kw: cache})
             cache = getattr(out, kw)
@@ -231,17 +247,35 @@ class LocalPolicy:
             if step == 0 and layers is not None and not all(layer.calls for layer in layers):
                 raise TtpkitError(f"{self.name}: the model bypassed ttpkit's shared-prefix attention")
         texts = [cut_completion(self.tokenizer.decode(toks, skip_special_tokens=True), task) for toks in tokens]
-        return [texts[g * n : (g + 1) * n] for g in range(g_count)]
+        done = [Completion(t, float(lp), len(toks), greedy and (i % per == per - 1))
+                for i, (t, lp, toks) in enumerate(zip(texts, logp.tolist(), tokens))]
+        return [done[g * per : (g + 1) * per] for g in range(g_count)]
+
+    def _next_tokens(self, logits: Any, alive: Any, group: Any, argmax: Any, gens: list[Any], ban: Any | None) -> Any:
+        """(rows,) next token of each cache row: a draw from its prompt's generator, or the argmax; dummies for finished rows.
+
+        Only the drawn rows consume random numbers, so adding argmax rows leaves the samples as they were.
+        """
+        import torch
+
+        cfg, dev = self.config, logits.device
+        nxt = torch.zeros(len(alive), dtype=torch.long)  # finished rows decode a dummy token, ignored
+        if not cfg.is_greedy:
+            for g in range(len(gens)):  # each prompt draws from its own generator
+                live = (alive & (group == g) & ~argmax).nonzero().squeeze(1)
+                if len(live):
+                    nxt[live] = draw_tokens(logits[live.to(dev)], gens[g], cfg.temperature, cfg.top_p, ban=ban).cpu()
+        top = (alive & argmax).nonzero().squeeze(1)
+        if len(top):
+            nxt[top] = greedy_tokens(logits[top.to(dev)], ban=ban).cpu()
+        return nxt
 
     def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
-        """Return ``m`` candidates per query, decoding all ``queries`` in one batch (see :class:`ttpkit.policy.Policy`).
+        """Return ``m`` candidates per query (and the greedy one, if configured), all ``queries`` in one batch.
 
-        The sampling stage hands at most :attr:`batch_queries` queries per call.
+        See :class:`ttpkit.policy.Policy`; the sampling stage hands at most
+        :attr:`batch_queries` queries per call.
         """
-        if m < 1:
-            raise ConfigError(f"m (candidates per query) must be >= 1, got {m}")
-        seeds = [query_seed(self.config.seed, q.id) for q in queries]
-        texts = self.complete_many([self.prompt(q) for q in queries], m, seeds)
+        out = sample_queries(self, queries, m)
         release_memory(collect=False)  # a batch's caches and logits leave 180 MB of free heap that the next would add to
-        return [[Candidate(q.id, q.user_id, j, t, self.name, self.config.seed) for j, t in enumerate(ts)]
-                for q, ts in zip(queries, texts)]
+        return out

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ttpkit.data import Query, TaskSpec
 from ttpkit.errors import TtpkitError
-from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
+from ttpkit.policy.base import GREEDY, Candidate, Completion, SamplingConfig, sample_queries
 from ttpkit.policy.prompt import PromptBuilder, cut_completion
 
 __all__ = ["OpenAIPolicy", "parse_choices"]
@@ -124,7 +124,23 @@ class OpenAIPolicy:
             raise TtpkitError(f"{self.base_url}/completions: asked for 1 choice, got {len(texts)}")
         return texts[0]
 
-    def _request(self, prompt: str, n: int, seed: int) -> list[str]:
+    def complete_scored(self, prompts: list[str], n: int, seeds: list[int], greedy: bool = False) -> list[list[Completion]]:
+        """``n`` completions of each prompt, then its greedy decode if ``greedy`` (a separate ``n=1``, ``temperature=0`` request).
+
+        Servers do not report the untempered log-probability, so ``logp`` is NaN.
+        """
+        out = []
+        for prompt, seed in zip(prompts, seeds):
+            done = [Completion(t) for t in self.complete(prompt, n, seed % (2**31))]
+            if greedy:
+                texts = self._request(prompt, 1, 0, temperature=GREEDY)
+                if len(texts) != 1:
+                    raise TtpkitError(f"{self.base_url}/completions: asked for 1 greedy choice, got {len(texts)}")
+                done.append(Completion(texts[0], greedy=True))
+            out.append(done)
+        return out
+
+    def _request(self, prompt: str, n: int, seed: int, temperature: float | None = None) -> list[str]:
         """The choices of one completions request, in index order, cut to one completion each."""
         import httpx
 
@@ -133,7 +149,7 @@ class OpenAIPolicy:
             "model": self.model,
             "prompt": prompt,
             "n": n,
-            "temperature": cfg.temperature,
+            "temperature": cfg.temperature if temperature is None else temperature,
             "top_p": cfg.top_p,
             "max_tokens": cfg.max_new_tokens,
             "stop": self._stop,
@@ -148,9 +164,5 @@ class OpenAIPolicy:
         return [cut_completion(t, self.prompt.task) for t in parse_choices(resp, f"{self.base_url}/completions")]
 
     def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
-        """``m`` candidates per query (see :class:`ttpkit.policy.Policy`)."""
-        out = []
-        for q in queries:
-            texts = self.complete(self.prompt(q), m, query_seed(self.config.seed, q.id) % (2**31))
-            out.append([Candidate(q.id, q.user_id, i, t, self.name, self.config.seed) for i, t in enumerate(texts)])
-        return out
+        """``m`` candidates per query, and the greedy one if configured (see :class:`ttpkit.policy.Policy`)."""
+        return sample_queries(self, queries, m)

@@ -132,7 +132,7 @@ class PolicySpec:
         model: GGUF file (``gguf``, ``pkg://`` paths allowed), model directory
             (``hf``) or served model name (``openai``); for ``vllm`` either of
             the first two, or None/``embedded`` for Gemma 3 270M.
-        temperature: Softmax temperature.
+        temperature: Softmax temperature (0: greedy decoding).
         top_p: Nucleus mass.
         max_new_tokens: Token limit per candidate.
         k: Retrieved profile items per prompt (0: zero-shot).
@@ -160,6 +160,7 @@ class PolicySpec:
     base_url: str | None = None
     device: str = "cpu"
     dtype: str | None = None
+    greedy: bool = False  # also decode each query greedily, as one more candidate (SamplingConfig.greedy)
 
     @classmethod
     def from_options(
@@ -176,6 +177,7 @@ class PolicySpec:
         int8: bool = False,
         device: str = "cpu",
         dtype: str | None = None,
+        greedy: bool = False,
     ) -> PolicySpec:
         """A setting from command-line options, named by its backend's ``default_name`` (``gemma3-270m`` for ``embedded``).
 
@@ -185,7 +187,8 @@ class PolicySpec:
         if name is None:
             name = get_backend(backend).default_name
         return cls(name=name, backend=backend, model=model, temperature=temperature, top_p=top_p,
-                   max_new_tokens=max_new_tokens, k=k, int8=int8, base_url=base_url, device=device, dtype=dtype)
+                   max_new_tokens=max_new_tokens, k=k, int8=int8, base_url=base_url, device=device, dtype=dtype,
+                   greedy=greedy)
 
     def __post_init__(self) -> None:
         check_backend_options(self.backend, self.model, self.base_url)  # an unknown backend too
@@ -200,7 +203,7 @@ class PolicySpec:
 
     def sampling(self, seed: int) -> SamplingConfig:
         """The decoding settings with a run seed."""
-        return SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, seed, self.k)
+        return SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, seed, self.k, greedy=self.greedy)
 
     def check(self, device_here: bool = True) -> None:
         """Check that the policy can be built, without loading it (model files, server URL; :mod:`ttpkit.policy._checks`).

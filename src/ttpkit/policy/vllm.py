@@ -51,7 +51,7 @@ from typing import Any
 
 from ttpkit.data import Query, TaskSpec
 from ttpkit.errors import ConfigError
-from ttpkit.policy.base import Candidate, SamplingConfig, query_seed
+from ttpkit.policy.base import GREEDY, Candidate, Completion, SamplingConfig, sample_queries
 from ttpkit.policy._load import converted_model, embedded_gguf_path
 from ttpkit.policy.prompt import PromptBuilder, cut_completion
 
@@ -180,18 +180,26 @@ class VLLMPolicy:
         name = EMBEDDED_NAME if model in (None, "embedded") else Path(model).stem
         return cls(llm, vllm.SamplingParams, task, config, name, settings["max_model_len"])
 
-    def _params(self, n: int, seed: int) -> Any:
+    def _params(self, n: int, seed: int, temperature: float | None = None) -> Any:
         cfg, task = self.config, self.prompt.task
         stop = ["\n"] if not task.multiline else [f"\n{task.source_label}:", f"\n{task.target_label}:"]
-        return self.sampling_params(n=n, seed=seed, temperature=cfg.temperature, top_p=cfg.top_p,
-                                    max_tokens=cfg.max_new_tokens, min_tokens=1, stop=stop)
+        t = cfg.temperature if temperature is None else temperature
+        return self.sampling_params(n=n, seed=seed, temperature=t, top_p=cfg.top_p if t != GREEDY else 1.0,
+                                    max_tokens=cfg.max_new_tokens, min_tokens=1, stop=stop, logprobs=0)
 
     def complete(self, prompt: str, n: int, seed: int) -> list[str]:
         """``n`` completions of one raw prompt, from a request seeded with ``seed``."""
         return self.complete_many([prompt], n, [seed])[0]
 
     def complete_many(self, prompts: list[str], n: int, seeds: list[int]) -> list[list[str]]:
-        """``n`` completions of each prompt, all prompts' requests in one ``generate`` call.
+        """``n`` completions of each prompt, all prompts' requests in one ``generate`` call (texts only)."""
+        return [[c.text for c in cs] for cs in self.complete_scored(prompts, n, seeds)]
+
+    def complete_scored(self, prompts: list[str], n: int, seeds: list[int], greedy: bool = False) -> list[list[Completion]]:
+        """``n`` completions of each prompt, then its greedy decode if ``greedy`` (``SamplingParams(temperature=0)``).
+
+        Every request is in one ``generate`` call; ``logp`` is vLLM's
+        ``cumulative_logprob`` of the generated tokens.
 
         Raises:
             ConfigError: For a prompt that, with ``max_new_tokens``, exceeds
@@ -207,18 +215,30 @@ class VLLMPolicy:
             if length + self.config.max_new_tokens > self.max_model_len:
                 raise ConfigError(f"{self.name}: a prompt of {length} tokens plus max_new_tokens={self.config.max_new_tokens} "
                                   f"exceeds max_model_len={self.max_model_len} (raise max_model_len)")
-        outs = self.llm.generate(prompts, [self._params(n, s) for s in seeds], use_tqdm=False)
+        params = [self._params(n, s) for s in seeds]
+        requests = list(prompts)
+        if greedy:  # one more request per prompt, after all the sampled ones
+            params += [self._params(1, 0, temperature=GREEDY) for _ in prompts]
+            requests += list(prompts)
+        outs = self.llm.generate(requests, params, use_tqdm=False)
         task = self.prompt.task
-        return [[cut_completion(o.text, task) for o in sorted(out.outputs, key=lambda o: o.index)] for out in outs]
+
+        def completions(out: Any, is_greedy: bool) -> list[Completion]:
+            return [Completion(cut_completion(o.text, task), _float(getattr(o, "cumulative_logprob", None)),
+                               len(getattr(o, "token_ids", ()) or ()), is_greedy)
+                    for o in sorted(out.outputs, key=lambda o: o.index)]
+
+        done = [completions(out, False) for out in outs[: len(prompts)]]
+        if greedy:
+            for cs, out in zip(done, outs[len(prompts):]):
+                cs += completions(out, True)
+        return done
 
     def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
         """``m`` candidates per query (see :class:`ttpkit.policy.Policy`), each query seeded from (seed, query id)."""
-        if m < 1:
-            raise ConfigError(f"m (candidates per query) must be >= 1, got {m}")
-        seeds = [query_seed(self.config.seed, q.id) for q in queries]
-        texts = self.complete_many([self.prompt(q) for q in queries], m, seeds)
-        for q, ts in zip(queries, texts):
-            if len(ts) != m:
-                raise ConfigError(f"{self.name}: vLLM returned {len(ts)} completions for query {q.id}, asked for {m}")
-        return [[Candidate(q.id, q.user_id, j, t, self.name, self.config.seed) for j, t in enumerate(ts)]
-                for q, ts in zip(queries, texts)]
+        return sample_queries(self, queries, m)
+
+
+def _float(x: Any) -> float:
+    """A reported log-probability as a float; NaN when the engine reported none."""
+    return float(x) if isinstance(x, (int, float)) else float("nan")

@@ -7,7 +7,7 @@ sampling stage, :func:`ttpkit.stages.sample_pool`.
 |-------------|-----------------------------------------------------------------------------------|
 | ``_schema`` | the column names (:data:`POOL_COLUMNS`, the utilities), :func:`score_col` and     |
 |             | :func:`std_col`, the :class:`Scorer` and :class:`Rule` grammar, :func:`n_grid`,   |
-|             | :func:`candidates_per_query`                                                      |
+|             | :func:`candidates_per_query`; the greedy row: :func:`sampled`, :func:`greedy_rows` |
 | ``_files``  | atomic Parquet I/O (:func:`write_pool`, :func:`read_pool`, :func:`pool_manifest`,|
 |             | :func:`amend_manifest`),                                                          |
 |             | the per-query journal and :class:`PoolWriter`, :func:`complete_queries`,          |
@@ -37,7 +37,10 @@ from ttpkit.pool._files import (
 from ttpkit.pool._parts import PartWriter, amend_parts_manifest, is_partitioned, read_parts, write_parts
 from ttpkit.pool._schema import (
     BUILTIN_SCORERS,
+    GREEDY,
     IDX,
+    LOGP,
+    N_TOKENS,
     POLICY,
     POOL_COLUMNS,
     QUERY_ID,
@@ -45,6 +48,7 @@ from ttpkit.pool._schema import (
     ROUGEL,
     ROUGELSUM,
     RULES,
+    SAMPLING_COLUMNS,
     SEED,
     TEXT,
     USER_ID,
@@ -54,7 +58,10 @@ from ttpkit.pool._schema import (
     candidates_per_query,
     check_scorer_name,
     check_utility,
+    greedy_mask,
+    greedy_rows,
     n_grid,
+    sampled,
     score_col,
     scorer_names,
     std_col,

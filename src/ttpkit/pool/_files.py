@@ -32,7 +32,7 @@ from ttpkit.paths import check_writable, write_atomic, writing
 from ttpkit.policy.base import Candidate
 from ttpkit.pool._parts import (PartWriter, amend_parts_manifest, check_utf8, is_partitioned, pool_path, read_parts,
                                write_parts)
-from ttpkit.pool._schema import IDX, POOL_COLUMNS, QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM, USER_ID
+from ttpkit.pool._schema import GREEDY, IDX, LOGP, N_TOKENS, POOL_COLUMNS, QUERY_ID, ROUGE1, ROUGEL, ROUGELSUM, SAMPLING_COLUMNS, USER_ID
 from ttpkit.text import check_text, find_bad_text
 
 __all__ = ["PoolWriter", "amend_manifest", "complete_queries", "existing_pool", "pool_manifest", "pool_writer", "read_pool",
@@ -117,8 +117,19 @@ def read_pool(path: str | Path, include_journal: bool = True, require: Sequence[
             raise DataError(f"{path}: column {col!r} has {int(nulls.sum())} null value(s), first at row {row} "
                             f"(query_id {df[QUERY_ID].iloc[row]!r}); every candidate needs a query_id, user_id and idx")
     df = df.drop_duplicates([QUERY_ID, IDX], keep="first").reset_index(drop=True)
+    _sampling_dtypes(df)
     df.attrs = {MANIFEST_KEY: manifest} if manifest else {}
     return df
+
+
+def _sampling_dtypes(df: pd.DataFrame) -> None:
+    """Give :data:`SAMPLING_COLUMNS` one dtype whatever the rows came from (journal nulls, older rows without them)."""
+    if GREEDY in df.columns:
+        df[GREEDY] = df[GREEDY].astype(object).where(df[GREEDY].notna(), False).astype(bool)
+    if LOGP in df.columns:
+        df[LOGP] = pd.to_numeric(df[LOGP], errors="coerce").astype("float64")
+    if N_TOKENS in df.columns:
+        df[N_TOKENS] = pd.to_numeric(df[N_TOKENS], errors="coerce").fillna(0).astype("int64")
 
 
 def _journal_rows(journal: Path) -> list[dict]:
@@ -199,7 +210,10 @@ def complete_queries(df: pd.DataFrame, m: int) -> set[str]:
 
 def _record(c: Candidate) -> bytes:
     """One journal line; a candidate whose text is not valid Unicode is a :class:`DataError` naming it."""
-    line = jsonio.dumps({k: getattr(c, k) for k in POOL_COLUMNS}, ensure_ascii=False) + "\n"
+    record = {k: getattr(c, k) for k in (*POOL_COLUMNS, *SAMPLING_COLUMNS)}
+    if record[LOGP] != record[LOGP]:  # NaN: the backend reports no log-probability
+        record[LOGP] = None
+    line = jsonio.dumps(record, ensure_ascii=False) + "\n"
     try:
         return line.encode("utf-8")
     except UnicodeEncodeError:

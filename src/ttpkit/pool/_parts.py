@@ -50,13 +50,14 @@ from ttpkit.errors import ConfigError, DataError, StorageError
 from ttpkit.paths import write_atomic
 from ttpkit.text import check_text
 from ttpkit.policy.base import Candidate
-from ttpkit.pool._schema import IDX, POLICY, POOL_COLUMNS, QUERY_ID, SEED, TEXT, USER_ID
+from ttpkit.pool._schema import GREEDY, IDX, LOGP, N_TOKENS, POLICY, POOL_COLUMNS, QUERY_ID, SAMPLING_COLUMNS, SEED, TEXT, USER_ID
 
 __all__ = ["PartWriter", "amend_parts_manifest", "check_utf8", "is_partitioned", "pool_path", "read_parts", "write_parts"]
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA = pa.schema([(QUERY_ID, pa.string()), (USER_ID, pa.string()), (IDX, pa.int64()), (TEXT, pa.string()),
-                    (POLICY, pa.string()), (SEED, pa.int64())])
+                    (POLICY, pa.string()), (SEED, pa.int64()), (GREEDY, pa.bool_()), (LOGP, pa.float64()),
+                    (N_TOKENS, pa.int64())])
 REWRITE_ROWS = 250_000  # rows per part when a pool is rewritten (whole queries; keeps parts well under 100 MB)
 
 
@@ -289,7 +290,7 @@ class PartWriter:
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"pool {self.path}: exists and is a file, not a pool directory")
         _check_dir(self.path)
-        self._rows: dict[str, list] = {c: [] for c in POOL_COLUMNS}
+        self._rows: dict[str, list] = {c: [] for c in (*POOL_COLUMNS, *SAMPLING_COLUMNS)}
         self._pending = 0
         self._seq = 0
 
@@ -312,7 +313,7 @@ class PartWriter:
     def add(self, candidates: Iterable[Candidate]) -> None:
         """Buffer one query's candidates; every ``flush_every`` queries they are written as one part."""
         for c in candidates:
-            for k in POOL_COLUMNS:
+            for k in (*POOL_COLUMNS, *SAMPLING_COLUMNS):
                 self._rows[k].append(getattr(c, k))
         self._pending += 1
         if self._pending >= self.flush_every:
@@ -329,5 +330,5 @@ class PartWriter:
         _publish(table, self.path / f"part-g{gen}-{self.writer}-{self._seq:05d}.parquet",
                  "every part written before is kept; make room and rerun to resume")
         self._seq += 1
-        self._rows = {c: [] for c in POOL_COLUMNS}
+        self._rows = {c: [] for c in (*POOL_COLUMNS, *SAMPLING_COLUMNS)}
         self._pending = 0

@@ -4,7 +4,11 @@ A pool has one row per candidate. Sampling writes the columns of
 :data:`POOL_COLUMNS` (``query_id, user_id, idx, text, policy, seed``), labelling
 adds the utilities ``rouge1, rougeL``, and scoring adds :func:`score_col`
 (``score_<name>``) and, for probabilistic scorers, :func:`std_col`
-(``std_<name>``). A query has M candidates (``idx`` 0..M-1); best-of-N curves
+(``std_<name>``). Sampling also writes :data:`SAMPLING_COLUMNS` (``greedy,
+logp, n_tokens``; pools from before them lack them): a query sampled with its
+greedy decode has it as one more row marked ``greedy``, which is the baseline
+a best-of-N answer is compared with and never one of the M exchangeable
+samples that best-of-N curves draw from (:func:`sampled`, :func:`greedy_rows`). A query has M candidates (``idx`` 0..M-1); best-of-N curves
 are computed on a grid ``ns`` of N values up to M (:func:`n_grid`). A scorer is
 named by the grammar ``oracle | random | <name>[@<rule>]`` (:class:`Scorer`).
 """
@@ -23,7 +27,10 @@ from ttpkit.errors import ConfigError, DataError
 
 __all__ = [
     "BUILTIN_SCORERS",
+    "GREEDY",
     "IDX",
+    "LOGP",
+    "N_TOKENS",
     "POLICY",
     "POOL_COLUMNS",
     "QUERY_ID",
@@ -31,6 +38,7 @@ __all__ = [
     "ROUGELSUM",
     "ROUGEL",
     "RULES",
+    "SAMPLING_COLUMNS",
     "SEED",
     "TEXT",
     "USER_ID",
@@ -40,7 +48,10 @@ __all__ = [
     "candidates_per_query",
     "check_scorer_name",
     "check_utility",
+    "greedy_mask",
+    "greedy_rows",
     "n_grid",
+    "sampled",
     "score_col",
     "scorer_names",
     "std_col",
@@ -50,6 +61,8 @@ log = logging.getLogger(__name__)
 
 QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED = "query_id", "user_id", "idx", "text", "policy", "seed"
 POOL_COLUMNS = (QUERY_ID, USER_ID, IDX, TEXT, POLICY, SEED)
+GREEDY, LOGP, N_TOKENS = "greedy", "logp", "n_tokens"
+SAMPLING_COLUMNS = (GREEDY, LOGP, N_TOKENS)  # written by sampling (optional on read: older pools lack them)
 ROUGE1, ROUGEL, ROUGELSUM = "rouge1", "rougeL", "rougeLsum"  # utilities added by labelling (see ttpkit.utility)
 _SCORE, _STD = "score_", "std_"
 BUILTIN_SCORERS = ("oracle", "random")
@@ -91,7 +104,7 @@ def check_utility(pool: pd.DataFrame, column: str) -> None:
     """
     if column not in pool.columns:
         raise DataError(f"pool has no utility column {column!r}; run `ttpkit label` first (utilities: {', '.join(UTILITIES)})")
-    if column in POOL_COLUMNS or column.startswith((_SCORE, _STD)):
+    if column in POOL_COLUMNS or column in SAMPLING_COLUMNS or column.startswith((_SCORE, _STD)):
         raise DataError(f"--utility {column!r} is a pool or score column, not a utility; utilities: {', '.join(UTILITIES)} "
                         "or a column of values in [0, 1]")
     try:
@@ -216,8 +229,36 @@ _warned_uneven: set[tuple[int, int, int]] = set()
 _warned_mixed: set[tuple[str, ...]] = set()
 
 
+def greedy_mask(pool: pd.DataFrame) -> np.ndarray:
+    """(rows,) bool: which rows are greedy decodes (none in a pool without the ``greedy`` column)."""
+    if GREEDY not in pool.columns:
+        return np.zeros(len(pool), dtype=bool)
+    return pool[GREEDY].fillna(False).to_numpy(dtype=bool)
+
+
+def sampled(pool: pd.DataFrame) -> pd.DataFrame:
+    """The pool's sampled candidates: every row but the greedy decodes (the pool itself when it has none).
+
+    Best-of-N draws N of these M exchangeable samples; the greedy row is the baseline it is compared with.
+    """
+    mask = greedy_mask(pool)
+    if not mask.any():
+        return pool
+    out = pool[~mask].reset_index(drop=True)
+    out.attrs = pool.attrs
+    return out
+
+
+def greedy_rows(pool: pd.DataFrame) -> pd.DataFrame:
+    """The greedy decode of each query that has one, one row per query (first if repeated), in pool order."""
+    rows = pool[greedy_mask(pool)]
+    return rows.drop_duplicates(QUERY_ID, keep="first").reset_index(drop=True)
+
+
 def candidates_per_query(pool: pd.DataFrame) -> int:
-    """M: candidates per query (the smallest query's count; uneven counts are logged as a warning).
+    """M: sampled candidates per query (the smallest query's count; uneven counts are logged as a warning).
+
+    Greedy rows (:func:`greedy_rows`) are not counted: M is what best-of-N draws from.
 
     A query whose candidates come from more than one policy is logged as a warning too: its best-of-N
     mixes two policies' samples into one curve (sample each policy into its own pool).
@@ -225,6 +266,7 @@ def candidates_per_query(pool: pd.DataFrame) -> int:
     Raises:
         DataError: If the pool has no rows.
     """
+    pool = sampled(pool)
     if len(pool) == 0:
         raise DataError("the pool has no candidates")
     if POLICY in pool.columns:

@@ -9,6 +9,8 @@ plot is drawn.
   (NaN and inf written as ``null``), re-exported.
 - :mod:`ttpkit.report._curves`: best-of-N curves (table, JSON, Markdown,
   plot) and adaptive stopping against fixed N.
+- :mod:`ttpkit.report._greedy`: best-of-N against the greedy answer (table,
+  Markdown, JSON, plot of the gain over greedy).
 - :mod:`ttpkit.report._runs`: one run's output: a personalization's
   candidates and notes, the demo's example query, and a reward model's
   training losses.
@@ -33,6 +35,7 @@ from ttpkit.report._diagnosis import (
     plot_law_grid,
     write_diagnosis,
 )
+from ttpkit.report._greedy import greedy_json, greedy_markdown, greedy_table, plot_versus_greedy
 from ttpkit.report._forecast import forecast_markdown, plot_forecast_errors
 from ttpkit.report._runs import demo_example_lines, personalized_notes, personalized_table, plot_training
 from ttpkit.report._studies import plot_law_scatter, plot_reliability, regime_tables, study_markdown, study_tables
@@ -46,6 +49,10 @@ __all__ = [
     "diagnosis_tables",
     "law_forms_markdown",
     "forecast_markdown",
+    "greedy_json",
+    "greedy_markdown",
+    "greedy_table",
+    "plot_versus_greedy",
     "plot_forecast_errors",
     "law_summary_markdown",
     "peak_sentence",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, score_col
+from ttpkit.pool import GREEDY, QUERY_ID, ROUGEL, TEXT, score_col
 from ttpkit.report._draw import _finish, _pyplot, _table
 
 
@@ -49,7 +49,7 @@ def demo_example_lines(example: pd.DataFrame, by_id: Mapping[str, Any]) -> list[
     pick, best = example[score_col("rm")].idxmax(), example[ROUGEL].idxmax()
     lines = [f"\nquery {qid}: reference [italic]{by_id[qid].reference}[/]"]
     for i, row in example.iterrows():
-        mark = ("RM pick " if i == pick else "") + ("oracle pick" if i == best else "")
+        mark = ("greedy " if bool(row.get(GREEDY, False)) else "") + ("RM pick " if i == pick else "") + ("oracle pick" if i == best else "")
         lines.append(f"  {row[score_col('rm')]:+.2f}  {row[ROUGEL]:.2f}  {row[TEXT][:60]}  [bold]{mark}[/]")
     return [*lines, "  (RM score, then rougeL)"]
 

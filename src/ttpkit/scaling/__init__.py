@@ -5,6 +5,10 @@ The face of the package; each private module holds one concern:
 - :mod:`ttpkit.scaling._bon`: the exact best-of-N estimator, the scorers'
   values on a pool and the curves of any scorer (with bootstrap bands).
 - :mod:`ttpkit.scaling._soft`: the exact estimator of the ``soft:τ`` rule.
+- :mod:`ttpkit.scaling._greedy`: best-of-N against the greedy answer of the
+  same prompt (:func:`versus_greedy`: paired gains with CIs, win rates);
+  :mod:`ttpkit.scaling._draws` the same by Monte Carlo over draws for scorers
+  whose scores depend on the draw (:func:`draw_versus_greedy`).
 - :mod:`ttpkit.scaling._bootstrap`: the one bootstrap over queries and the
   intervals built on it (peak drop, whether a curve moves, a paired share difference).
 - :mod:`ttpkit.scaling._normal`: e_N and v_N, the moments of the maximum of N normals.
@@ -41,8 +45,10 @@ from ttpkit.scaling._bootstrap import bootstrap_means, curve_moves, paired_share
 from ttpkit.scaling._detect import collapsed_users, hacked_queries
 from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, diagnose
 from ttpkit.scaling._dist import DistFit, fit_dist
+from ttpkit.scaling._draws import draw_versus_greedy
 from ttpkit.scaling._fixes import backoff_scores, capped_curve, capped_scorer_curve, failure_measures, hack_suspects, within_query_share
 from ttpkit.scaling._forecast import forecast, forecast_summary, gain_error
+from ttpkit.scaling._greedy import VersusGreedy, selection_probabilities, versus_greedy
 from ttpkit.scaling._law import FORMS, LawFit, Peak, find_peak, fit_law, is_monotone, oracle_share, recommend_n, tail_gain
 from ttpkit.scaling._normal import expected_max_normal, expected_sq_max_normal
 from ttpkit.scaling._soft import soft_best_of_n
@@ -52,7 +58,7 @@ from ttpkit.scaling._synthetic import KINDS, synthetic_pool, true_curve
 
 __all__ = [
     # the types the functions below return: Diagnosis holds a ScorerDiagnosis per scorer, fit_law a LawFit,
-    # fit_dist a DistFit, find_peak a Peak, query_stats a QueryStats, curves a Curve per scorer
+    # fit_dist a DistFit, find_peak a Peak, query_stats a QueryStats, curves a Curve per scorer, versus_greedy a VersusGreedy
     "Curve",
     "Diagnosis",
     "DistFit",
@@ -60,6 +66,7 @@ __all__ = [
     "Peak",
     "QueryStats",
     "ScorerDiagnosis",
+    "VersusGreedy",
     # used in src/ (cli, studies, report, stages), tests, scripts, benchmarks or docs
     "FORMS",
     "HACK_THRESHOLD",
@@ -77,6 +84,7 @@ __all__ = [
     "curve_moves",
     "curves",
     "diagnose",
+    "draw_versus_greedy",
     "expected_max_normal",
     "expected_sq_max_normal",
     "failure_measures",
@@ -101,10 +109,12 @@ __all__ = [
     "query_stats",
     "recommend_n",
     "scorer_values",
+    "selection_probabilities",
     "soft_best_of_n",
     "summarised",
     "synthetic_pool",
     "tail_gain",
     "true_curve",
+    "versus_greedy",
     "within_query_share",
 ]

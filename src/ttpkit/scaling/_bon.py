@@ -26,6 +26,7 @@ from ttpkit.pool import (
     Scorer,
     candidates_per_query,
     check_utility,
+    sampled,
     score_col,
     scorer_names,
     std_col,
@@ -220,6 +221,7 @@ def per_query_curve(
     Args:
         m: Use only the first ``m`` candidates (by idx) of each query; by default all.
     """
+    pool = sampled(pool)  # the greedy rows are the baseline, not samples best-of-N draws from
     check_utility(pool, utility)
     _check_finite(pool, utility)
     if m is not None:

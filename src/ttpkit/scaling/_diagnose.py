@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit.errors import ConfigError
-from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, Scorer, candidates_per_query, n_grid
+from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, Scorer, candidates_per_query, n_grid, sampled
 from ttpkit.scaling._bon import Curve, best_of_n, curves, scorer_values
 from ttpkit.scaling._bootstrap import peak_drop_ci
 from ttpkit.scaling._detect import collapsed_users, hacked_queries
@@ -298,6 +298,7 @@ def diagnose(
     if n_max is not None:
         warnings.warn("diagnose(n_max=...) is deprecated; use max_n=...", DeprecationWarning, stacklevel=2)
         max_n = n_max
+    pool = sampled(pool)  # greedy rows are the baseline (ttpkit.scaling.versus_greedy), not samples
     m = candidates_per_query(pool)
     if not 2 <= m_fit <= m:
         raise ConfigError(f"m_fit must be in [2, {m}] for pools of {m} candidates per query, got {m_fit}")

@@ -1,9 +1,11 @@
 """``ttpkit demo``: the whole loop on the bundled sample with the embedded Gemma 3 270M.
 
-It samples M candidates for each of the 16 bundled git-commits queries, labels
+It samples M candidates for each of the 16 bundled git-commits queries, and
+each query's greedy decode (the answer a user gets without best-of-N), labels
 them with ROUGE, scores them with the bundled default reward model
 (column ``score_rm``), and computes best-of-N for random, style, the RM and
-oracle selection. The output folder is scratch: a pool made with another M or
+oracle selection, then the same against the greedy answer (greedy + N-1
+samples, paired gains and win rates). The output folder is scratch: a pool made with another M or
 seed is started over.
 """
 
@@ -21,9 +23,9 @@ from ttpkit.manifest import check_resume
 from ttpkit.paths import check_writable
 from ttpkit.policy import PolicySpec, lazy_policy
 from ttpkit.pool import QUERY_ID, ROUGEL, n_grid, pool_manifest, read_pool, write_pool
-from ttpkit.report import curves_json, plot_curves, write_json
+from ttpkit.report import curves_json, greedy_json, plot_curves, write_json
 from ttpkit.reward import bundled_path, load_rm
-from ttpkit.scaling import Curve, curves
+from ttpkit.scaling import Curve, VersusGreedy, curves, versus_greedy
 
 __all__ = ["SCORERS", "DemoResult", "demo_data", "run_demo"]
 
@@ -40,6 +42,7 @@ class DemoResult:
         curves: Best-of-N curve per scorer of :data:`SCORERS`.
         example: The candidates of the query whose candidates differ most.
         rm_name: The bundled reward model's name.
+        greedy: Best-of-N of each scorer against the greedy answer, the greedy row one of the N.
     """
 
     data: Dataset
@@ -47,6 +50,7 @@ class DemoResult:
     curves: dict[str, Curve]
     example: pd.DataFrame
     rm_name: str
+    greedy: dict[str, VersusGreedy]
 
 
 def demo_data() -> Dataset:
@@ -67,7 +71,7 @@ def run_demo(out: Path, m: int = 8, seed: int = 0, progress: stages.Progress | N
     """Run the demo into ``out`` (``pool.parquet``, ``curves.json``, ``curves.png``)."""
     check_writable(out, "--out", directory=True)
     progress = progress or stages.NullProgress()
-    data, spec, path = demo_data(), PolicySpec.from_options("embedded"), out / "pool.parquet"
+    data, spec, path = demo_data(), PolicySpec.from_options("embedded", greedy=True), out / "pool.parquet"
     manifest = stages.sampling_manifest(spec, data, m, seed)
     stages.sample_pool(data.queries, path, m, lazy_policy(spec, data.task, seed, progress.note), progress,
                        manifest=manifest, force_new=_fresh(path, manifest))
@@ -77,7 +81,8 @@ def run_demo(out: Path, m: int = 8, seed: int = 0, progress: stages.Progress | N
     df = stages.score_pool(df, rm, data, name="rm")
     write_pool(df, path)
     result = curves(df, list(SCORERS), ROUGEL, n_grid(m), seed=seed)
-    write_json(curves_json(result), out / "curves.json")
+    against = versus_greedy(df, list(SCORERS), ROUGEL, n_grid(m), "with-greedy", seed=seed)
+    write_json({**curves_json(result), "against_greedy": greedy_json(against)}, out / "curves.json")
     plot_curves(result, out / "curves.png", ROUGEL, title=f"ttpkit demo: best-of-N, {result['oracle'].n_queries} queries")
     qid = df.groupby(QUERY_ID)[ROUGEL].std().idxmax()  # the query whose candidates differ most
-    return DemoResult(data, df, result, df[df[QUERY_ID] == qid].reset_index(drop=True), rm.name)
+    return DemoResult(data, df, result, df[df[QUERY_ID] == qid].reset_index(drop=True), rm.name, against)
