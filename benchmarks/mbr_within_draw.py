@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ttpkit.pool import ROUGEL, n_grid, read_pool
+from ttpkit.pool import ROUGEL, candidates_per_query, n_grid, read_pool
 from ttpkit.reward.mbr import mbr_scores, within_draw_mbr_curve
 from ttpkit.scaling import curves
 
@@ -23,7 +23,7 @@ def main() -> None:
     for path in args.pools:
         pool = read_pool(path, require=[ROUGEL])
         pool["score_mbr"] = mbr_scores(pool)
-        ns = n_grid(int(pool.groupby("query_id").size().min()))
+        ns = n_grid(candidates_per_query(pool))
         exact = curves(pool, ["mbr", "oracle"], ROUGEL, ns)
         mc, half = within_draw_mbr_curve(pool, ROUGEL, ns, draws=args.draws)
         gain = exact["oracle"].mean[-1] - exact["oracle"].mean[0]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ttpkit.pool import scorer_names
+from ttpkit.pool import candidates_per_query, scorer_names
 from ttpkit.report import forecast_markdown, plot_forecast_errors
 from ttpkit.scaling import KINDS, forecast, synthetic_pool
 
@@ -62,7 +62,7 @@ def main() -> None:
             print(f"synthetic {kind} M_fit={m_fit}: dist err {t['err_dist'].iloc[0]:.3f}", flush=True)
     for name, pool in _real_pools(args.m64).items():
         scorers = [s for s in scorer_names(pool) if s != "random"]
-        m = int(pool.groupby("query_id").size().min())
+        m = candidates_per_query(pool)
         for m_fit in (4, 8):
             if m_fit >= m:
                 continue

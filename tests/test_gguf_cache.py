@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ttpkit.errors import ConfigError, TtpkitError
-from ttpkit.policy import _embedded, _gguf, _load
+from ttpkit.policy import _checks, _embedded, _gguf, _load
 
 H, FF, V, HEADS, KV = 32, 64, 48, 2, 1  # tiny: rows are whole Q8_0/Q5_0 blocks of 32
 
@@ -111,7 +111,7 @@ def test_write_safetensors_streams_blocks_and_refuses_a_short_tensor(tmp_path):
 
 def test_check_gguf_file_names_a_text_file_a_folder_and_torn_or_empty_ggufs(tmp_path):
     good = _tiny_gguf(tmp_path / "good.gguf")
-    assert _load.check_gguf_file(good) == good
+    assert _checks.check_gguf_file(good) == good
     (tmp_path / "notes.gguf").write_text("not a model\n")
     raw = good.read_bytes()
     (tmp_path / "torn-header.gguf").write_bytes(raw[:200])
@@ -119,9 +119,9 @@ def test_check_gguf_file_names_a_text_file_a_folder_and_torn_or_empty_ggufs(tmp_
     _tiny_gguf(tmp_path / "vocab.gguf", tensors=False)
     for name, says in [("notes.gguf", "magic"), ("torn-header.gguf", "runs past the end"),
                        ("torn-data.gguf", "after the end of the file"), ("vocab.gguf", "without tensors"),
-                       ("nowhere.gguf", "not found"), (".", "not a regular file")]:
+                       ("nowhere.gguf", "not found"), (".", "is a directory")]:
         with pytest.raises(ConfigError, match=says) as e:
-            _load.check_gguf_file(tmp_path / name)
+            _checks.check_gguf_file(tmp_path / name)
         assert str(tmp_path / name) in str(e.value)
 
 

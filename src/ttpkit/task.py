@@ -15,7 +15,10 @@ from ttpkit import yamlio
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.text import check_text
 
-__all__ = ["TASKS", "TASK_FILE_KEYS", "TaskSpec", "get_task", "load_task_file", "resolve_task"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "TASKS", "TASK_FILE_KEYS", "TaskSpec", "get_task", "load_task_file", "resolve_task"]
+
+
+DEFAULT_MAX_NEW_TOKENS = 32  # tokens per candidate of a one-line task (a subject line, a headline) without its own limit
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class TaskSpec:
             a line that starts a new example (``<label>:``) or at the token limit,
             and few-shot prompts show past targets with their line breaks.
         max_new_tokens: The task's default token limit per candidate (``None``:
-            the sampler's default, 32, enough for one line).
+            :data:`DEFAULT_MAX_NEW_TOKENS`, enough for one line).
     """
 
     name: str

@@ -1,7 +1,8 @@
 """The ``ttpkit`` command line. Heavy libraries are imported inside commands so ``--help`` is instant.
 
 - :mod:`ttpkit.cli._common`: the app, consoles, one-line errors, progress bars, shared options.
-- :mod:`ttpkit.cli._pools`: ``sample``, ``label``, ``curves``, ``train-rm``, ``score``, ``diagnose``.
+- :mod:`ttpkit.cli._sample`: ``sample``.
+- :mod:`ttpkit.cli._pools`: ``label``, ``curves``, ``train-rm``, ``score``, ``diagnose``.
 - :mod:`ttpkit.cli._apps`: ``bench``, ``personalize``, ``demo``.
 - :mod:`ttpkit.cli._service`: ``serve`` (the HTTP service) and ``export-pool`` (its feedback loop).
 """
@@ -12,7 +13,7 @@ import sys
 
 import typer
 
-from ttpkit.cli import _apps, _pools, _service  # noqa: F401  (they register the commands, in the order --help lists them)
+from ttpkit.cli import _apps, _sample, _pools, _service  # noqa: F401  (they register the commands, in the order --help lists them)
 from ttpkit.cli._common import app, console, setup_streams
 
 __all__ = ["app", "main"]

@@ -108,13 +108,14 @@ def personalize(
     from ttpkit.online import personalize as run
     from ttpkit.policy import PolicySpec
     from ttpkit.pool import Rule
+    from ttpkit.task import DEFAULT_MAX_NEW_TOKENS
 
     min_round_gain = deprecated(min_round_gain, min_gain_old, "--min-gain", "--min-round-gain")
     Rule.parse(rule)  # fail before any model loads
     Schedule(n, adaptive, max_n).check()
     spec = resolve_task(task if task_file is None else None, task_file)
-    pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or 32, device=resolve_device(device),
-                                  dtype=dtype)
+    pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+                                  device=resolve_device(device), dtype=dtype)
     pol.check()
     items = read_profile(profile, user)
     check_rm(rm, spec)  # its config and card, before the status display and any model load

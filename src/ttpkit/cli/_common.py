@@ -98,8 +98,11 @@ def _disk_message(e: OSError) -> str:
 
 
 def check_model_cache(backend: str) -> None:
-    """For a backend that caches converted models (embedded, gguf, vllm), refuse a cache root that cannot be a directory."""
-    if backend in ("embedded", "gguf", "vllm"):
+    """For a backend that caches converted models (``caches_models`` in its table row), refuse a cache root that cannot be a directory."""
+    from ttpkit.policy.backends import BACKENDS  # the backends' modules stay out of ``ttpkit --help``
+
+    row = BACKENDS.get(backend)
+    if row is not None and row.caches_models:
         check_cache_dir()
 
 

@@ -1,4 +1,4 @@
-"""The pool commands: ``sample``, ``label``, ``curves``, ``train-rm``, ``score``, ``diagnose``.
+"""The commands on a sampled pool: ``label``, ``curves``, ``train-rm``, ``score``, ``diagnose`` (``sample`` is :mod:`ttpkit.cli._sample`).
 
 Each parses its options, makes one call into :mod:`ttpkit.stages` or
 :mod:`ttpkit.scaling`, and prints. Heavy libraries load inside the commands.
@@ -19,15 +19,10 @@ from ttpkit.cli._common import (
     ActorGpus,
     Actors,
     Address,
-    BaseUrl,
-    Backend,
     DataDir,
     Device,
     EngineKind,
-    Dtype,
-    Model,
     PoolSplit,
-    ProfileK,
     Seed,
     TaskFile,
     TaskName,
@@ -39,73 +34,9 @@ from ttpkit.cli._common import (
     friendly,
     ints,
     out,
-    progress,
     quiet_libraries,
 )
 from ttpkit.errors import ConfigError
-
-
-@app.command()
-@friendly
-def sample(
-    data: DataDir,
-    out_path: Annotated[Path, typer.Option("--out", help="Pool to write, resumed if it exists: a name ending in .parquet is one file; any other name is a directory of append-only part files (pool/).")],
-    split: Annotated[str, typer.Option(help="Split to sample.")] = "test",
-    m: Annotated[int, typer.Option("--m", help="Candidates per query (M).", min=1)] = 16,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first Q queries (after --offset).", min=1)] = None,
-    offset: Annotated[int, typer.Option(help="Skip the first queries of the split (to add a range to a pool).", min=0)] = 0,
-    backend: Backend = "embedded",
-    model: Model = None,
-    base_url: BaseUrl = None,
-    task: TaskName = None,
-    task_file: TaskFile = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy decoding (argmax).")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 0.95,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per candidate (default: the task's, 32 for one-line tasks, 192 for multi-line ones).", min=1)] = None,
-    k: ProfileK = 4,
-    seed: Seed = 0,
-    greedy: Annotated[bool, typer.Option("--greedy/--no-greedy", help="Also decode each query greedily (temperature 0), as one more candidate marked in the pool's 'greedy' column: the baseline best-of-N is compared with.")] = False,
-    int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
-    force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
-    device: Device = "cpu",
-    engine: EngineKind = "local",
-    address: Address = "auto",
-    actors: Actors = 2,
-    actor_cpus: ActorCpus = 1.0,
-    actor_gpus: ActorGpus = None,
-    dtype: Dtype = None,
-    n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
-) -> None:
-    """Sample M candidates per query from a personalized policy into a pool file (or directory), here or on Ray."""
-    from ttpkit import stages
-    from ttpkit.data import load_split, resolve_task
-    from ttpkit.device import resolve_device
-    from ttpkit.manifest import check_resume
-    from ttpkit.policy import PolicySpec, lazy_policy
-    from ttpkit.pool import existing_pool, pool_manifest, pool_writer
-
-    t0 = time.time()
-    m = deprecated(m, n_old, "--n", "--m")
-    eng = engine_option(engine, address, actors, actor_cpus, actor_gpus)
-    remote = eng.kind == "ray" and device == "cuda"  # GPU actors: CUDA is checked where the model loads, not on this driver
-    decoding = {"temperature": temperature, "top_p": top_p, "k": k, "int8": int8, "device": "cuda" if remote else resolve_device(device), "dtype": dtype, "greedy": greedy}
-    PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or 32, **decoding).check(device_here=not remote)
-    quiet_libraries(backend)
-    ds = load_split(data, split, resolve_task(task, task_file))
-    spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or ds.task.max_new_tokens or 32, **decoding)
-    queries = ds.queries[offset:][:limit] if limit else ds.queries[offset:]
-    if not queries:
-        raise ConfigError(f"--offset {offset}: the {split} split has only {len(ds.queries)} queries")
-    manifest = stages.sampling_manifest(spec, ds, m, seed)
-    pool_writer(out_path)  # refuse a directory that is no pool, or an unwritable place, before any model loads
-    if not force_new:  # refuse a mismatched pool before the progress display starts
-        check_resume(out_path, pool_manifest(existing_pool(out_path)), manifest)
-    with progress() as bar:
-        policy = lazy_policy(spec, ds.task, seed, on_load=bar.note)
-        sampled = stages.sample_pool(queries, out_path, m, policy, bar, manifest=manifest, force_new=force_new, engine=eng)
-    # the local engine built the policy already; under Ray the actors did, and their n_path stays with them
-    n_path = stages.record_n_path(out_path, policy()) if sampled and eng.kind == "local" else None
-    console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
 
 
 @app.command()
@@ -149,16 +80,6 @@ def curves(
     """Exact expected utility of best-of-N for each scorer, with bootstrap intervals, and against the greedy answer where there is one."""
     from ttpkit.paths import check_writable
     from ttpkit.pool import ScorerRef, candidates_per_query, n_grid, read_pool
-    from ttpkit.report import (
-        curves_json,
-        curves_markdown,
-        curves_table,
-        greedy_json,
-        greedy_markdown,
-        greedy_table,
-        plot_curves,
-        plot_versus_greedy,
-    )
     from ttpkit.scaling import curves as compute
 
     if fmt not in ("table", "json", "markdown"):
@@ -173,6 +94,14 @@ def curves(
     grid = grid or n_grid(candidates_per_query(df))
     result = compute(df, names, utility, grid, seed=seed)
     versus = _versus_greedy(df, names, utility, grid, seed, greedy_pool, with_greedy)
+    _print_curves(result, versus, fmt, utility, png)
+
+
+def _print_curves(result: dict, versus: dict, fmt: str, utility: str, png: Optional[Path]) -> None:
+    """Print the curves (and against greedy, if any) as ``fmt``; draw them into ``png``."""
+    from ttpkit.report import curves_json, curves_markdown, curves_table, greedy_json, greedy_markdown, greedy_table
+    from ttpkit.report import plot_curves, plot_versus_greedy
+
     if fmt == "json":
         print(jsonio.dumps({**curves_json(result), **({"against_greedy": greedy_json(versus)} if versus else {})}, indent=2))
     elif fmt == "markdown":

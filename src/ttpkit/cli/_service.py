@@ -40,13 +40,14 @@ def serve(
     from ttpkit.device import check_dtype, resolve_device
     from ttpkit.online import check_rm
     from ttpkit.policy import PolicySpec, make_policy
+    from ttpkit.policy.backends import get_backend, names
     from ttpkit.policy.spec import check_backend_options
     from ttpkit.serve._auth import read_admin_key
     from ttpkit.serve import create_service
     from ttpkit.serve._store import ProfileStore
 
-    if backend in ("openai", "vllm"):
-        raise ConfigError(f"serve needs a local backend: embedded, gguf or hf, got {backend!r}")
+    if not get_backend(backend).torch:  # the service runs the model in its own process, one decode batch per window
+        raise ConfigError(f"serve needs a local torch backend: {names(lambda b: b.torch)}; got {backend!r}")
     read_admin_key()  # a TTPKIT_API_KEY that is not UTF-8 fails now, in one line
     check_backend_options(backend, model, None)
     spec = get_task(task)

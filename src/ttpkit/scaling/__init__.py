@@ -32,124 +32,89 @@ The face of the package; each private module holds one concern:
 - :mod:`ttpkit.scaling._summary`: every law form against many curves (:func:`law_table`), their targets
   (shares that fit, peaks found) and adaptive N at matched cost, as tables
   that :mod:`ttpkit.report` formats.
+
+The face holds what the rest of ttpkit, its tests, scripts, benchmarks and docs
+use, and the types those functions return; everything else stays in its module.
 """
 
 from __future__ import annotations
 
 from ttpkit.scaling._adaptive import adaptive_curve
-from ttpkit.scaling._bon import (
-    BUILTIN_SCORERS,
-    Curve,
-    best_of_n,
-    bon_weights,
-    bootstrap_ci,
-    curves,
-    per_query_curve,
-    pool_matrix,
-    scorer_values,
-)
-from ttpkit.scaling._bootstrap import bootstrap_means, bootstrap_stat, curve_moves, paired_share_diff, peak_drop_ci
+from ttpkit.scaling._bon import Curve, best_of_n, bon_weights, bootstrap_ci, curves, per_query_curve, pool_matrix, scorer_values
+from ttpkit.scaling._bootstrap import bootstrap_means, curve_moves, paired_share_diff, peak_drop_ci
 from ttpkit.scaling._detect import collapsed_users, hacked_queries
-from ttpkit.scaling._dist import DistFit, dist_band, fit_dist
-from ttpkit.scaling._forecast import forecast, forecast_summary, gain_error, holdout_errors
-from ttpkit.scaling._synthetic import KINDS, synthetic_pool, true_curve
-from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, bend_drivers, diagnose, per_user_n
-from ttpkit.scaling._fixes import (
-    COLLAPSED_SHARE,
-    backoff_scores,
-    capped_curve,
-    capped_scorer_curve,
-    failure_measures,
-    hack_suspects,
-    within_query_share,
-)
-from ttpkit.scaling._law import (
-    FORMS,
-    LawFit,
-    Peak,
-    bend_coefficients,
-    find_peak,
-    fit_law,
-    is_monotone,
-    oracle_share,
-    predict,
-    recommend_n,
-    tail_gain,
-)
+from ttpkit.scaling._diagnose import Diagnosis, ScorerDiagnosis, diagnose
+from ttpkit.scaling._dist import DistFit, fit_dist
+from ttpkit.scaling._draws import draw_versus_greedy
+from ttpkit.scaling._fixes import backoff_scores, capped_curve, capped_scorer_curve, failure_measures, hack_suspects, within_query_share
+from ttpkit.scaling._forecast import forecast, forecast_summary, gain_error
+from ttpkit.scaling._greedy import VersusGreedy, selection_probabilities, versus_greedy
+from ttpkit.scaling._law import FORMS, LawFit, Peak, find_peak, fit_law, is_monotone, oracle_share, recommend_n, tail_gain
 from ttpkit.scaling._normal import expected_max_normal, expected_sq_max_normal
 from ttpkit.scaling._soft import soft_best_of_n
+from ttpkit.scaling._stats import HACK_THRESHOLD, QueryStats, fit_log_curve, query_stats
 from ttpkit.scaling._summary import cost_matched, law_table, law_targets, peak_targets, summarised
-from ttpkit.scaling._draws import draw_versus_greedy
-from ttpkit.scaling._greedy import VersusGreedy, selection_probabilities, versus_greedy
-from ttpkit.scaling._stats import HACK_THRESHOLD, QueryStats, fit_log_curve, query_stats, r_squared, user_spread
+from ttpkit.scaling._synthetic import KINDS, synthetic_pool, true_curve
 
 __all__ = [
-    "cost_matched",
-    "law_targets",
-    "peak_targets",
-    "summarised",
-    "BUILTIN_SCORERS",
-    "COLLAPSED_SHARE",
-    "FORMS",
-    "HACK_THRESHOLD",
+    # the types the functions below return: Diagnosis holds a ScorerDiagnosis per scorer, fit_law a LawFit,
+    # fit_dist a DistFit, find_peak a Peak, query_stats a QueryStats, curves a Curve per scorer, versus_greedy a VersusGreedy
     "Curve",
     "Diagnosis",
     "DistFit",
-    "KINDS",
     "LawFit",
     "Peak",
     "QueryStats",
     "ScorerDiagnosis",
+    "VersusGreedy",
+    # used in src/ (cli, studies, report, stages), tests, scripts, benchmarks or docs
+    "FORMS",
+    "HACK_THRESHOLD",
+    "KINDS",
     "adaptive_curve",
     "backoff_scores",
-    "bend_coefficients",
-    "bend_drivers",
     "best_of_n",
     "bon_weights",
     "bootstrap_ci",
     "bootstrap_means",
-    "bootstrap_stat",
     "capped_curve",
     "capped_scorer_curve",
     "collapsed_users",
+    "cost_matched",
     "curve_moves",
     "curves",
     "diagnose",
-    "dist_band",
-    "fit_dist",
-    "forecast",
-    "forecast_summary",
-    "gain_error",
-    "holdout_errors",
-    "synthetic_pool",
-    "true_curve",
+    "draw_versus_greedy",
     "expected_max_normal",
     "expected_sq_max_normal",
     "failure_measures",
     "find_peak",
-    "is_monotone",
-    "oracle_share",
+    "fit_dist",
     "fit_law",
     "fit_log_curve",
+    "forecast",
+    "forecast_summary",
+    "gain_error",
     "hack_suspects",
     "hacked_queries",
+    "is_monotone",
     "law_table",
+    "law_targets",
+    "oracle_share",
     "paired_share_diff",
     "peak_drop_ci",
+    "peak_targets",
     "per_query_curve",
-    "per_user_n",
     "pool_matrix",
-    "predict",
     "query_stats",
-    "r_squared",
     "recommend_n",
     "scorer_values",
-    "soft_best_of_n",
-    "tail_gain",
-    "user_spread",
-    "within_query_share",
-    "VersusGreedy",
-    "draw_versus_greedy",
     "selection_probabilities",
+    "soft_best_of_n",
+    "summarised",
+    "synthetic_pool",
+    "tail_gain",
+    "true_curve",
     "versus_greedy",
+    "within_query_share",
 ]

@@ -6,9 +6,10 @@ the one typed loader, and a ``run`` function that caches every artefact through
 the same cache.
 
 - :mod:`ttpkit.studies.config`: the typed YAML loader (keys, types, key paths in errors).
-- :mod:`ttpkit.studies._cache`: cache keys and the train-or-load / make-or-read steps.
+- :mod:`ttpkit.studies._cache`: cache keys and the train-or-load step of reward models.
 - :mod:`ttpkit.studies.paper`: ``kind: paper``, data sets x policies x RM variants x rules x N; the CI smoke study.
 - :mod:`ttpkit.studies.failures`: ``kind: failures``, failure regimes x the :data:`~ttpkit.studies.failures.METHODS` table.
+- :mod:`ttpkit.studies._failure_config`: the failure study's config classes (re-exported by ``failures``).
 - :mod:`ttpkit.studies._scoring`, :mod:`ttpkit.studies._measure`: the failure study's scoring and measurements.
 - :mod:`ttpkit.studies.demo`: ``ttpkit demo``, the whole loop on the bundled sample.
 
@@ -25,7 +26,7 @@ from typing import Any
 from ttpkit.errors import ConfigError
 from ttpkit.studies.config import read_yaml
 
-__all__ = ["KINDS", "StudyKind", "load_study", "run_study", "study_kind"]
+__all__ = ["KINDS", "StudyKind", "load_study", "study_kind"]
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,3 @@ def load_study(path: str | Path) -> tuple[StudyKind, Any]:
     p = Path(path)
     kind = study_kind(read_yaml(p))
     return kind, kind.load("config").from_yaml(p)
-
-
-def run_study(config: Any, out: str | Path, progress: Any = None, engine: Any = None) -> Any:
-    """Run (or resume) a study of any kind into ``out`` (on ``engine``, a :class:`ttpkit.engine.Engine`; default here); returns its results table."""
-    for kind in KINDS.values():
-        if type(config).__name__ == kind.config and type(config).__module__ == kind.module:
-            return kind.load("run")(config, out, progress, engine=engine)
-    raise ConfigError(f"not a study config: {type(config).__name__}")

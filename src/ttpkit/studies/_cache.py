@@ -1,7 +1,7 @@
 """The study cache: every artefact under ``<out>/cache``, named by a hash of what made it, made once.
 
 Both study kinds key their pools, reward models and scored pools with
-:func:`cache_key` and go through :func:`cached_rm` and :func:`cached_pool`, so an
+:func:`cache_key`, and train reward models through :func:`cached_rm`, so an
 interrupted or extended study redoes only what is missing.
 """
 
@@ -15,13 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from ttpkit.errors import TtpkitError
-from ttpkit.pool import read_pool, write_pool
 from ttpkit.reward import load_rm
 
-__all__ = ["cache_key", "cached_pool", "cached_rm"]
+__all__ = ["cache_key", "cached_rm"]
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +49,3 @@ def cached_rm(path: Path, train: Callable[[], Any]) -> Any:
         except TtpkitError as e:
             log.warning("%s: cached reward model unusable (%s); training it again", path, e)
     return train()
-
-
-def cached_pool(path: Path, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """The pool cached at ``path``, or ``make()`` written there."""
-    if path.exists():
-        return read_pool(path)
-    pool = make()
-    write_pool(pool, path)
-    return pool

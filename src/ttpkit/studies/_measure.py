@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, USER_ID, score_col, std_col
+from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, USER_ID, candidates_per_query, score_col, std_col
 from ttpkit.reward import RegScorer, calibration
 from ttpkit.scaling import Curve, capped_scorer_curve, curves, failure_measures, find_peak, hack_suspects, is_monotone, oracle_share, paired_share_diff
 from ttpkit.studies._scoring import DET
@@ -90,7 +90,7 @@ def tuners(ens: str) -> tuple[Tuner, ...]:
 
 def tune(dev: pd.DataFrame, ens: str, keys: Sequence[str] | None = None) -> dict[str, float]:
     """Every setting (or those in ``keys``) whose tuner's column ``dev`` has, maximizing best-of-M on dev."""
-    m = int(dev.groupby(QUERY_ID).size().min())
+    m = candidates_per_query(dev)
     out = {}
     for t in tuners(ens):
         if (keys is None or t.key in keys) and (t.needs is None or t.needs in dev.columns):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -24,9 +24,7 @@ from ttpkit.pool import QUERY_ID, ROUGEL, check_pool_data, read_pool, score_col,
 from ttpkit.reward import VARIANTS, CrossConfig, CrossEncoderRM, EnsembleRM, JudgeRM, MBRScorer, RegScorer, RMConfig, style_scores
 from ttpkit.scaling import backoff_scores
 from ttpkit.studies._cache import cache_key, cached_rm
-
-if TYPE_CHECKING:
-    from ttpkit.studies.failures import FailureStudy, PoolRef, RegimeSpec
+from ttpkit.studies._failure_config import FailureStudy, PoolRef, RegimeSpec
 
 __all__ = ["DET", "JudgeModel", "RegimeModels", "check_refs", "load_ref", "judged_columns", "scored_pool"]
 

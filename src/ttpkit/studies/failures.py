@@ -27,7 +27,7 @@ keeps the regimes it finished.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,14 @@ import pandas as pd
 
 from ttpkit import jsonio, stages
 from ttpkit.engine import Engine
-from ttpkit.errors import ConfigError
 from ttpkit.manifest import record_study
 from ttpkit.paths import check_writable, writing
-from ttpkit.policy import PolicySpec
-from ttpkit.pool import QUERY_ID, ROUGEL, n_grid
+from ttpkit.pool import ROUGEL, candidates_per_query, n_grid
 from ttpkit.report import forecast_markdown, law_forms_markdown, plot_curves, plot_law_grid, plot_reliability
 from ttpkit.scaling import curves, forecast, law_table
 from ttpkit.studies import _measure
+from ttpkit.studies._failure_config import FailureStudy, PoolRef, RegimeSpec  # the config classes, re-exported: KINDS names them here
 from ttpkit.studies._scoring import DET, JudgeModel, RegimeModels, check_refs, judged_columns, load_ref, scored_pool
-from ttpkit.studies.config import as_list, build, check_names, load_yaml, mapping, rename_deprecated
 
 __all__ = ["METHODS", "FailureStudy", "Method", "PoolRef", "RegimeSpec", "run_failures"]
 
@@ -109,106 +107,6 @@ METHODS: tuple[Method, ...] = (  # the row order of regimes.csv
 )
 
 
-@dataclass(frozen=True)
-class PoolRef:
-    """A labelled pool file and the data split its queries come from (paths resolved against the study file)."""
-
-    path: str  # the Parquet pool
-    data: str  # the LaMP-layout data directory
-    split: str  # the split of ``data`` holding the pool's queries
-
-
-@dataclass(frozen=True)
-class RegimeSpec:
-    """One regime: RMs trained on ``train`` (early stopping and tuning on ``dev``), scoring ``test``.
-
-    Attributes:
-        name: Regime name.
-        train, dev, test: Names of entries of the study's ``pools``.
-        profile_items: Cold start: the scorers see only the user's last ``profile_items`` profile items.
-        judge: Also score with the study's LLM judge (``judge``, ``judge-prob``).
-        cross: Also score with the cross-encoders (``cross``, ``cross-prob``; minutes per pool on CPU).
-    """
-
-    name: str
-    train: str
-    dev: str
-    test: str
-    profile_items: int | None = None
-    judge: bool = False
-    cross: bool = False
-
-
-@dataclass(frozen=True)
-class FailureStudy:
-    """A failures study: named pools and the regimes built from them."""
-
-    name: str
-    pools: dict[str, PoolRef]
-    regimes: tuple[RegimeSpec, ...]
-    seed: int = 0
-    members: int = 5  # seeds in the ensemble of user-pairwise (YAML: ``members``; ``ensemble`` is its old name)
-    judge: dict | None = field(default=None)  # {backend, model} of the LLM judge (see ttpkit.reward.judge)
-    cross_epochs: int = 1  # cross-encoder fine-tuning epochs; 0 leaves the cross-encoder out
-    forecast_boot: int = 0  # bootstrap resamples of the forecasting protocol's band; 0 leaves the protocol out
-
-    def __post_init__(self) -> None:
-        if self.members < 1 or self.cross_epochs < 0 or self.forecast_boot < 0:
-            raise ConfigError(f"members must be >= 1, cross_epochs and forecast_boot >= 0, got {self.members}, "
-                              f"{self.cross_epochs} and {self.forecast_boot}")
-        check_names([self.name], "name")
-        check_names([r.name for r in self.regimes], "regimes[].name")
-
-    @property
-    def ensemble_label(self) -> str:
-        """The ensemble's label in the tables: ``ens<members>``."""
-        return f"ens{self.members}"
-
-    @classmethod
-    def from_dict(cls, raw: Any, base: Path) -> FailureStudy:
-        """Build from parsed YAML; pool and data paths are relative to ``base``.
-
-        Raises:
-            ConfigError: Naming the key path of a missing, unknown or mistyped entry.
-        """
-        raw = rename_deprecated(dict(mapping(raw, "top level")), "ensemble", "members", "top level")
-        raw.pop("kind", None)
-        data = {str(k): str((base / str(v)).resolve()) for k, v in mapping(raw.pop("data", {}), "data").items()}
-        pools = {str(name): _pool(p, f"pools.{name}", data, base) for name, p in mapping(raw.pop("pools", {}), "pools").items()}
-        regimes = tuple(build(RegimeSpec, r, f"regimes[{i}]") for i, r in enumerate(as_list(raw.pop("regimes", []), "regimes")))
-        for i, spec in enumerate(regimes):
-            for key in ("train", "dev", "test"):
-                if getattr(spec, key) not in pools:
-                    raise ConfigError(f"study regimes[{i}].{key}: {getattr(spec, key)!r} is not one of pools: {sorted(pools)}")
-        if raw.get("judge") is not None:
-            try:
-                PolicySpec(name="judge", **mapping(raw["judge"], "judge")).check()
-            except (TypeError, ConfigError) as e:
-                raise ConfigError(f"study judge: {e}") from None
-        return build(cls, {**raw, "pools": pools, "regimes": regimes}, "top level")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> FailureStudy:
-        """Load a ``kind: failures`` study file."""
-        return load_yaml(cls, path)
-
-    def check_models(self) -> None:
-        """Check that every pool and data path exists, without loading anything."""
-        missing = sorted({p for ref in self.pools.values() for p in (ref.path, ref.data) if not Path(p).exists()})
-        if missing:
-            raise ConfigError(f"study: {len(missing)} pool or data path(s) do not exist, first {missing[0]}")
-
-
-def _pool(obj: Any, where: str, data: dict[str, str], base: Path) -> PoolRef:
-    p = dict(mapping(obj, where))
-    if p.get("data") not in data:
-        raise ConfigError(f"study {where}.data: {p.get('data')!r} is not one of data: {sorted(data)}")
-    p["data"] = data[p["data"]]
-    if isinstance(p.get("path"), str):
-        p["path"] = str((base / p["path"]).resolve())
-    return build(PoolRef, p, where)
-
-
 def _methods(study: FailureStudy, spec: RegimeSpec, tuned: dict[str, float]) -> dict[str, Method]:
     """The regime's methods by label, resolved for its tuned settings (cross and judge only where it scores them)."""
     has = {"cross": "kappa_cross" in tuned, "judge": "kappa_judge" in tuned}
@@ -239,7 +137,7 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
         dev = dev.join(judged_columns(out, study, dev_ref, None, progress, judge))
         test = test.join(judged_columns(out, study, test_ref, spec.profile_items, progress, judge))
         tuned.update(_measure.tune(dev, ens, keys=["kappa_judge"]))
-    ns = n_grid(int(test.groupby(QUERY_ID).size().min()))
+    ns = n_grid(candidates_per_query(test))
     methods = _methods(study, spec, tuned)
     res = _test_curves(test, methods, ns, int(tuned["cap"]), study.seed)
     rows, paired = _measure.method_rows(spec.name, methods, res, test, ns, study.seed)
@@ -258,7 +156,7 @@ def _regime(study: FailureStudy, spec: RegimeSpec, out: Path, encoder: Any, prog
 def _forecast(study: FailureStudy, spec: RegimeSpec, test: pd.DataFrame, law: pd.DataFrame, progress: stages.Progress) -> pd.DataFrame:
     """The forecasting protocol on the regime's moving curves at each M_fit below M (empty without ``forecast_boot``)."""
     moving = law[law["moves"] & ~law["method"].isin(["oracle", "random"])]
-    m = int(test.groupby(QUERY_ID).size().min())
+    m = candidates_per_query(test)
     if not study.forecast_boot or moving.empty:
         return pd.DataFrame()
     progress.note(f"{spec.name}: forecasting {moving['scorer'].nunique()} curves")
