@@ -55,7 +55,7 @@ def test_every_built_in_kind_meets_the_interface_and_declares_what_it_needs():
     assert RewardModel().needs.encoder and RewardModel().needs.row_features and EnsembleRM().needs.encoder
     assert not CrossEncoderRM().needs.encoder and not MBRScorer().needs.encoder
     assert RegScorer("user-pairwise", 0.5).needs.columns == ("score_user-pairwise",)
-    assert list(KINDS) == ["mbr", "reg", "ensemble", "cross", "feature"]
+    assert list(KINDS) == ["mbr", "reg", "implicit", "stacked", "ensemble", "cross", "feature"]
 
 
 def test_a_registered_kind_scores_a_pool_through_the_cli(tmp_path, sample, length_kind):

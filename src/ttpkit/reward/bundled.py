@@ -10,7 +10,7 @@ or ``any`` for the task-agnostic models trained on every task's pools.
 :data:`DEFAULT_VARIANTS`, the one that held up best on training users it never
 saw (``scripts/select_default_rm.py``, at the Ns of :data:`CV_NS`; docs/performance.md).
 A card is a measurement of the law on the test pool, so this one module reads
-:mod:`ttpkit.scaling`.
+:mod:`ttpkit.scaling` (inside :func:`measure_card`, so that importing reward never imports scaling).
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from ttpkit.errors import ConfigError, DataError
 from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, candidates_per_query, n_grid
 from ttpkit.reward._io import check_is_file, read_json
 from ttpkit.reward.config import check_number
-from ttpkit.scaling import curves, fit_law, scorer_values
-from ttpkit.scaling._bootstrap import user_share_boot
 
 __all__ = ["AGNOSTIC", "CARD_BOOT", "CARD_TAU", "CV_NS", "DEFAULT_VARIANTS", "MODELS_DIR", "ModelCard", "agnostic_dataset",
            "bundled_path", "load_card", "measure_card", "resolve_rm"]
@@ -168,6 +166,9 @@ def measure_card(pool: pd.DataFrame, name: str, task: str, variant: str, tau: fl
         ``last`` (expected ROUGE-L at N=1 and N=M), ``oracle`` (the oracle's at M) and
         ``lo``, ``hi`` (the share's interval over test users).
     """
+    from ttpkit.scaling import curves, fit_law, scorer_values  # lazily: scaling comes after reward in the pipeline
+    from ttpkit.scaling._bootstrap import user_share_boot
+
     m = candidates_per_query(pool)
     res = curves(pool, ["oracle", name], ROUGEL, n_grid(m))
     o, c = res["oracle"].mean, res[name].mean
