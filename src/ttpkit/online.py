@@ -40,7 +40,9 @@ from ttpkit.pool import GREEDY, IDX, LOGP, N_TOKENS, QUERY_ID, TEXT, USER_ID, Ru
 from ttpkit.reward.bundled import AGNOSTIC, ModelCard, load_card, resolve_rm
 from ttpkit.reward.config import read_rm_config
 from ttpkit.reward.encoder import Encoder
+from ttpkit.reward._load import load_rm
 from ttpkit.reward.models import RewardModel, Scores
+from ttpkit.reward.stack import StackedScorer
 from ttpkit.scaling import tail_gain
 from ttpkit.selection import apply_rule, next_round
 from ttpkit.text import check_text
@@ -178,7 +180,7 @@ def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) ->
 
 
 def check_rm(rm: str | Path, task: TaskSpec) -> Path:
-    """The model directory ``--rm`` names for ``task``, its ``config.json`` and ``card.json`` checked, no weights read.
+    """The model directory ``--rm`` names for ``task``, its config (or ``stacked.json``) and ``card.json`` checked, no weights read.
 
     What ``ttpkit personalize`` and ``ttpkit serve`` run before any model loads.
 
@@ -187,8 +189,14 @@ def check_rm(rm: str | Path, task: TaskSpec) -> Path:
         DataError: For a damaged or malformed config or card (naming the file and the key).
     """
     path = resolve_rm(rm, task.name)
-    meta, _ = read_rm_config(path)
-    tasks = meta.get("tasks", [])
+    if (path / "stacked.json").is_file():  # a stacked ranker: its task, and the RM behind it, checked the same way
+        stacked = StackedScorer.load(path)
+        tasks = [stacked.task] if stacked.task else []
+        if stacked.rm_model:
+            check_rm(stacked.rm_model, task)
+    else:
+        meta, _ = read_rm_config(path)
+        tasks = meta.get("tasks", [])
     if tasks and task.name not in tasks and AGNOSTIC not in tasks:
         raise ConfigError(f"--rm {rm}: the model was trained on {', '.join(tasks)}, not on {task.name}; "
                           "use --rm default (the task's bundled model, or the task-agnostic one)")
@@ -216,18 +224,20 @@ class OnlineRM:
     def load(cls, rm: str | Path | RewardModel, task: TaskSpec, encoder: Encoder | None = None,
              device: str = "cpu") -> OnlineRM:
         """The model ``rm`` names for ``task`` (see :func:`check_rm`), its card and encoder (default: the RM's depth and dtype)."""
-        if isinstance(rm, RewardModel):
-            model, path, card = rm, "(in memory)", None
-        else:
+        if isinstance(rm, (str, Path)):
             path = str(check_rm(rm, task))
-            model, card = RewardModel.load(path), load_card(path)
-        enc = encoder or stages.default_encoder(model.config.encoder_dtype, model.config.encoder_layers, device)
+            model, card = load_rm(path), load_card(path)
+        else:
+            model, path, card = rm, "(in memory)", None
+        needs = model.needs
+        enc = encoder or stages.default_encoder(needs.encoder_dtype, needs.encoder_layers, device)
         return cls(model, path, card, enc)
 
     def check_rule(self, rule: Rule, text: str) -> None:
         """Raise :class:`ConfigError` when ``rule`` needs a probabilistic RM and this one is not."""
         if rule.name != "mean" and not self.model.probabilistic:
-            raise ConfigError(f"rule {text!r} needs a probabilistic RM (user-prob); {self.path} is {self.model.config.variant}")
+            kind = getattr(getattr(self.model, "config", None), "variant", None) or type(self.model).__name__
+            raise ConfigError(f"rule {text!r} needs a probabilistic RM (user-prob); {self.path} is {kind}")
 
 
 def make_query(items: tuple[ProfileItem, ...], text: str, task: TaskSpec, user_id: str | None) -> Query:
