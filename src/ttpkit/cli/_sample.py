@@ -93,7 +93,8 @@ def sample(
     spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or ds.task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, **decoding)
     queries = _query_range(ds, split, offset, limit)
     manifest = stages.sampling_manifest(spec, ds, m, seed)
-    _check_out(out_path, manifest, force_new)
+    if _check_out(out_path, manifest, force_new, queries, m):
+        spec.probe(ds.task, seed)  # a server's answer to one request: HTML, no choices list, a max_tokens it refuses
     n_path = _sample_with_progress(queries, out_path, m, spec, ds.task, seed, manifest, force_new, eng)
     console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
 
@@ -120,12 +121,16 @@ def _query_range(ds: Any, split: str, offset: int, limit: int | None) -> list:
     return queries
 
 
-def _check_out(out_path: Path, manifest: dict, force_new: bool) -> None:
+def _check_out(out_path: Path, manifest: dict, force_new: bool, queries: list, m: int) -> bool:
     """Refuse a directory that is no pool or an unwritable place, and (unless ``--force-new``) a pool made with
-    other settings: before any model loads and before the progress display starts."""
+    other settings: before any model loads and before the progress display starts. Returns whether any of
+    ``queries`` is left to sample (a finished pool asks nothing of the policy, nor of its server)."""
     from ttpkit.manifest import check_resume
-    from ttpkit.pool import existing_pool, pool_manifest, pool_writer
+    from ttpkit.pool import complete_queries, existing_pool, pool_manifest, pool_writer
 
     pool_writer(out_path)
-    if not force_new:
-        check_resume(out_path, pool_manifest(existing_pool(out_path)), manifest)
+    if force_new:
+        return True
+    existing = existing_pool(out_path)
+    check_resume(out_path, pool_manifest(existing), manifest)
+    return existing is None or not {q.id for q in queries} <= complete_queries(existing, m)

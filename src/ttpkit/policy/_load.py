@@ -55,7 +55,12 @@ def load_hf_model(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
     p = Path(path)
     if not (p / "config.json").exists():
         raise ConfigError(f"{p}: not a Hugging Face model directory (no config.json)")
-    tok = _slim(AutoTokenizer.from_pretrained(p, local_files_only=True))
+    try:
+        tok = _slim(AutoTokenizer.from_pretrained(p, local_files_only=True))
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError) as e:  # a tokenizer file parses but is no tokenizer
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        files = ", ".join(sorted(f.name for f in p.glob("*token*"))) or "no tokenizer file"
+        raise ConfigError(f"model {p}: transformers cannot build its tokenizer ({files}): {first[:200]}") from None
     release_memory()  # the parse of tokenizer.json, freed but still held by the heap
     model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
     model.eval()
