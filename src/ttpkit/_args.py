@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ttpkit.errors import ArgumentError
+from ttpkit.text import find_bad_text
 
-__all__ = ["Allowed", "BOOL", "INT", "PATH", "REAL", "STR", "checked", "has", "instance", "list_of", "optional"]
+__all__ = ["Allowed", "BOOL", "INT", "PATH", "REAL", "STR", "TEXT", "checked", "has", "instance", "list_of", "optional"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,8 +47,11 @@ def instance(*types: type, says: str) -> Allowed:
 
 
 def has(method: str, says: str) -> Allowed:
-    """Any object with a callable ``method`` (a policy's ``sample``, an encoder's ``encode``): fakes and new kinds pass."""
-    return Allowed(lambda v: callable(getattr(v, method, None)), says)
+    """Any object with a callable ``method`` (a policy's ``sample``, an encoder's ``encode``): fakes and new kinds pass.
+
+    Text is never one (``str.encode`` is no encoder).
+    """
+    return Allowed(lambda v: callable(getattr(v, method, None)) and not isinstance(v, (str, bytes)), says)
 
 
 def optional(allowed: Allowed) -> Allowed:
@@ -61,6 +65,7 @@ def list_of(item: Allowed, says: str) -> Allowed:
 
 
 STR = instance(str, says="a str")
+TEXT = Allowed(lambda v: isinstance(v, str) and find_bad_text(v) is None, "a str of valid Unicode (no lone surrogate)")
 BOOL = Allowed(lambda v: isinstance(v, bool) or type(v).__name__ == "bool_", "a bool")
 INT = Allowed(lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool), "an int")  # True is no count
 REAL = Allowed(lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), "a number")
