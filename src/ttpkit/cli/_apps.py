@@ -106,21 +106,20 @@ def personalize(
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
     from ttpkit.data import read_profile, resolve_task
     from ttpkit.device import resolve_device
-    from ttpkit.online import Schedule, check_rm
+    from ttpkit.online import Schedule, check_request, check_rm
     from ttpkit.online import personalize as run
     from ttpkit.policy import PolicySpec
-    from ttpkit.pool import Rule
     from ttpkit.task import DEFAULT_MAX_NEW_TOKENS
 
     min_round_gain = deprecated(min_round_gain, min_gain_old, "--min-gain", "--min-round-gain")
-    Rule.parse(rule)  # fail before any model loads
-    Schedule(n, adaptive, max_n).check()
+    check_request(rule, Schedule(n, adaptive, max_n), text, user)  # the rule, N, the input: before any model loads
     spec = resolve_task(task if task_file is None else None, task_file)
     pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
                                   device=resolve_device(device), dtype=dtype)
     pol.check()
     items = read_profile(profile, user)
     check_rm(rm, spec)  # its config and card, before the status display and any model load
+    pol.probe(spec, seed)  # a server's answer to one request (HTML, no choices list, a max_tokens it refuses)
     quiet_libraries(backend)
     with console.status(f"sampling and scoring {'adaptively, up to ' + str(max_n) if adaptive else n} candidates ..."):
         res = run(items, text, task=spec, rm=rm, n=n, rule=rule, policy=pol, seed=seed, adaptive=adaptive, max_n=max_n,

@@ -76,7 +76,6 @@ def sample(
     n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1, max=MAX_M)] = None,
 ) -> None:
     """Sample M candidates per query from a personalized policy into a pool file (or directory), here or on Ray."""
-    from ttpkit import stages
     from ttpkit.data import load_split, resolve_task
     from ttpkit.device import resolve_device
     from ttpkit.policy import PolicySpec
@@ -92,9 +91,7 @@ def sample(
     ds = load_split(data, split, resolve_task(task, task_file))
     spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or ds.task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, **decoding)
     queries = _query_range(ds, split, offset, limit)
-    manifest = stages.sampling_manifest(spec, ds, m, seed)
-    if _check_out(out_path, manifest, force_new, queries, m):
-        spec.probe(ds.task, seed)  # a server's answer to one request: HTML, no choices list, a max_tokens it refuses
+    manifest = _check_out(out_path, spec, ds, queries, m, seed, force_new)
     n_path = _sample_with_progress(queries, out_path, m, spec, ds.task, seed, manifest, force_new, eng)
     console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
 
@@ -121,16 +118,23 @@ def _query_range(ds: Any, split: str, offset: int, limit: int | None) -> list:
     return queries
 
 
-def _check_out(out_path: Path, manifest: dict, force_new: bool, queries: list, m: int) -> bool:
-    """Refuse a directory that is no pool or an unwritable place, and (unless ``--force-new``) a pool made with
-    other settings: before any model loads and before the progress display starts. Returns whether any of
-    ``queries`` is left to sample (a finished pool asks nothing of the policy, nor of its server)."""
+def _check_out(out_path: Path, spec: Any, ds: Any, queries: list, m: int, seed: int, force_new: bool) -> dict:
+    """The run's manifest, once all that needs no model is checked, before it loads and before any progress is drawn.
+
+    Refused here: a directory that is no pool or an unwritable place; (unless ``--force-new``) a pool made with
+    other settings (another seed, M, model or ``--data``); and what a server answers to one probe request with
+    the run's token limit (HTML, ``choices`` that is no list, a ``max_tokens`` it refuses;
+    :meth:`~ttpkit.policy.PolicySpec.probe`), unless the pool holds every query already.
+    """
+    from ttpkit import stages
     from ttpkit.manifest import check_resume
     from ttpkit.pool import complete_queries, existing_pool, pool_manifest, pool_writer
 
+    manifest = stages.sampling_manifest(spec, ds, m, seed)
     pool_writer(out_path)
-    if force_new:
-        return True
-    existing = existing_pool(out_path)
-    check_resume(out_path, pool_manifest(existing), manifest)
-    return existing is None or not {q.id for q in queries} <= complete_queries(existing, m)
+    existing = None if force_new else existing_pool(out_path)
+    if not force_new:
+        check_resume(out_path, pool_manifest(existing), manifest)
+    if existing is None or not {q.id for q in queries} <= complete_queries(existing, m):
+        spec.probe(ds.task, seed)
+    return manifest
