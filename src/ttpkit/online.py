@@ -175,8 +175,6 @@ def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) ->
             for field in ("id", "source", "target"):
                 check_text(getattr(p, field), f"profile item #{j} field {field!r}")
         return tuple(profile)  # type: ignore[arg-type]
-    if not isinstance(profile, (list, tuple)):
-        raise DataError(f"the profile must be a list of items, got {type(profile).__name__}")
     return make_profile(list(profile), task, f"profile for task {task.name}")
 
 
