@@ -91,8 +91,10 @@ def test_a_finished_pool_asks_nothing_of_its_server(tmp_path):
     with live(_server(_short_context)) as root:
         first = _sample(root, tmp_path / "p.parquet")
     assert first.exit_code == 0, first.output
-    again = _sample("http://127.0.0.1:9", tmp_path / "p.parquet")  # the server is gone: nothing is left to ask it
-    assert again.exit_code == 2 and "base_url" in again.output  # the manifest names the other URL, before any probe
+    again = _sample(root, tmp_path / "p.parquet")  # the server is gone, and nothing is left to ask it
+    assert again.exit_code == 0 and "error" not in again.output, again.output
+    other = _sample("http://127.0.0.1:9", tmp_path / "p.parquet")
+    assert other.exit_code == 2 and "base_url" in other.output  # the manifest names the other URL, before any probe
 
 
 def _hf_dir(root: Path, name: str, files: dict[str, str]) -> Path:
