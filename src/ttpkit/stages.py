@@ -46,7 +46,7 @@ from ttpkit.reward.models import RewardModel
 from ttpkit.reward.style import style_scores
 from ttpkit.utility import add_labels
 
-_POOL, _DATA = instance(pd.DataFrame, says="a pool (a pandas DataFrame)"), instance(Dataset, says="a Dataset (ttpkit.load_split)")
+_POOL, _DATA = instance(pd.DataFrame, says="a pool (a pandas DataFrame)"), has("by_id", "a Dataset (ttpkit.load_split)")
 _ENCODER = optional(has("encode", "an encoder"))
 
 __all__ = [
