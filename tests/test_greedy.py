@@ -376,3 +376,20 @@ def test_ttpkits_own_server_decodes_temperature_0_as_greedy_and_the_openai_backe
     assert rows[-1].greedy and rows[-1].text == "argmax 0" and 0.0 in served.temperatures
     assert tiny.status_code == 422 and "temperature must be 0 (greedy)" in tiny.text
     assert hot.status_code == 422
+
+
+def test_a_study_row_gains_the_greedy_columns_where_its_pool_has_greedy_rows():
+    from ttpkit.studies._measure import against_greedy_columns
+
+    rows = [{"scorer": "oracle"}, {"scorer": "rm"}]
+    out = against_greedy_columns(rows, _pool(), ["oracle", "rm"], 8)
+    assert out[0]["greedy"] == pytest.approx(0.3) and out[0]["vs_greedy N=8"] > 0 and out[0]["loss_vs_greedy"] == 0
+    assert out[1]["vs_greedy_lo"] <= out[1]["vs_greedy N=8"] <= out[1]["vs_greedy_hi"]
+    assert against_greedy_columns(rows, sampled(_pool()), ["oracle", "rm"], 8) == rows  # no greedy rows: unchanged
+
+
+def test_a_study_pools_cache_key_names_greedy_only_when_it_is_on():
+    from ttpkit.policy import PolicySpec
+    from ttpkit.studies.paper import _policy_key
+
+    assert "greedy" not in _policy_key(PolicySpec()) and _policy_key(PolicySpec(greedy=True))["greedy"] is True

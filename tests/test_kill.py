@@ -100,7 +100,7 @@ def _rows(path: Path) -> pd.DataFrame:
 
 def _sample_args(server: str, out: Path) -> list[str]:
     return ["sample", "--data", str(SAMPLE), "--split", "dev", "--m", "4", "--backend", "openai",
-            "--base-url", server, "--out", str(out)]
+            "--base-url", server, "--no-greedy", "--out", str(out)]  # the kill points, not the greedy row
 
 
 def test_sample_killed_anywhere_resumes_without_lost_or_duplicate_rows(server: str, tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ def test_sample_records_n_path_in_the_pool_manifest_and_resumes_across_it(tmp_pa
 
     def sample(root: str, out, limit: int):
         args = ["sample", "--data", str(bundled_sample_dir()), "--split", "dev", "--m", "3", "--limit", str(limit),
-                "--backend", "openai", "--base-url", f"{root}/v1", "--out", str(out)]
+                "--backend", "openai", "--base-url", f"{root}/v1", "--no-greedy", "--out", str(out)]
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 0, res.output
         pool = read_pool(out)

@@ -40,6 +40,7 @@ from ttpkit.cli._common import (
     quiet_libraries,
 )
 from ttpkit.errors import ConfigError
+from ttpkit.policy.base import SHIPPED
 
 __all__ = ["sample"]
 
@@ -58,12 +59,12 @@ def sample(
     base_url: BaseUrl = None,
     task: TaskName = None,
     task_file: TaskFile = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy decoding (argmax).")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = 0.95,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy decoding (argmax). Default: ttpkit's shipped sampler (policy.base.SHIPPED).")] = SHIPPED.temperature,
+    top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = SHIPPED.top_p,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per candidate (default: the task's, 32 for one-line tasks, 192 for multi-line ones).", min=1, max=MAX_NEW_TOKENS)] = None,
     k: ProfileK = 4,
     seed: Seed = 0,
-    greedy: Annotated[bool, typer.Option("--greedy/--no-greedy", help="Also decode each query greedily (temperature 0), as one more candidate marked in the pool's 'greedy' column: the baseline best-of-N is compared with.")] = False,
+    greedy: Annotated[bool, typer.Option("--greedy/--no-greedy", help="Also decode each query greedily (temperature 0), as one more candidate marked in the pool's 'greedy' column: the baseline best-of-N is compared with, and one of the N candidates personalize chooses from. Default: the shipped sampler's.")] = SHIPPED.greedy,
     int8: Annotated[bool, typer.Option(help="Opt-in int8 dynamic quantization of a local model (faster; changes samples).")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Start --out over instead of resuming it (a pool made with other settings is otherwise refused).")] = False,
     device: Device = "cpu",

@@ -16,12 +16,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, USER_ID, candidates_per_query, score_col, std_col
+from ttpkit.pool import QUERY_ID, ROUGEL, TEXT, USER_ID, candidates_per_query, greedy_rows, score_col, std_col
 from ttpkit.reward import RegScorer, calibration
-from ttpkit.scaling import Curve, capped_scorer_curve, curves, failure_measures, find_peak, hack_suspects, is_monotone, oracle_share, paired_share_diff
+from ttpkit.scaling import (
+    Curve,
+    capped_scorer_curve,
+    curves,
+    failure_measures,
+    find_peak,
+    hack_suspects,
+    is_monotone,
+    oracle_share,
+    paired_share_diff,
+    versus_greedy,
+)
 from ttpkit.studies._scoring import DET
 
-__all__ = ["BETAS", "CAPS", "KAPPAS", "TAUS", "Tuner", "calibration_rows", "capped", "examples", "method_rows", "tune", "tuners"]
+__all__ = ["BETAS", "CAPS", "KAPPAS", "TAUS", "Tuner", "against_greedy_columns", "calibration_rows", "capped", "examples", "method_rows", "tune", "tuners"]
 
 KAPPAS, TAUS, BETAS = (0.5, 1.0, 2.0), (0.03, 0.1, 0.3, 1.0), (0.25, 0.5, 1.0, 2.0)
 CAPS = (1, 2, 4)  # the N a query that looks hacked may use (chosen on dev)
@@ -159,3 +170,14 @@ def examples(test: pd.DataFrame, regime: str, references: Mapping[str, str | Non
                      "best": best[TEXT], "best_score": float(best[score_col(DET)]), "best_utility": float(best[ROUGEL]),
                      "reference": references.get(qid)})
     return sorted(rows, key=lambda r: -r["loss"])[:count]
+
+
+def against_greedy_columns(rows: list[dict], scored: pd.DataFrame, scorers: list[str], n: int, seed: int = 0) -> list[dict]:
+    """Each scorer's row gains the greedy answer's utility and best-of-N's paired gain over it at the largest N
+    (greedy + N-1 samples), where the policy decoded the greedy row (``greedy: true``); rows are unchanged otherwise."""
+    if not len(greedy_rows(scored)):
+        return rows
+    vs = versus_greedy(scored, scorers, ROUGEL, [n], "with-greedy", seed=seed)
+    return [{**r, "greedy": vs[r["scorer"]].greedy, f"vs_greedy N={n}": vs[r["scorer"]].gain[0],
+             "vs_greedy_lo": vs[r["scorer"]].lo[0], "vs_greedy_hi": vs[r["scorer"]].hi[0],
+             "win_vs_greedy": vs[r["scorer"]].win[0], "loss_vs_greedy": vs[r["scorer"]].loss[0]} for r in rows]

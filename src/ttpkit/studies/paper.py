@@ -34,6 +34,7 @@ from ttpkit.reward import VARIANTS, RMConfig
 from ttpkit.reward.encoder import check_layers
 from ttpkit.scaling import Diagnosis, diagnose
 from ttpkit.studies._cache import cache_key, cached_rm
+from ttpkit.studies._measure import against_greedy_columns
 from ttpkit.studies.config import as_list, build, check_names, load_yaml, mapping
 
 __all__ = ["DatasetSpec", "SplitSpec", "StudyConfig", "quick_study", "run_paper"]
@@ -202,8 +203,10 @@ def quick_study() -> StudyConfig:
 
 def _policy_key(pol: PolicySpec) -> dict[str, Any]:
     """The policy's part of a pool's cache key (``base_url`` only when set, ``device`` only off the CPU, ``dtype``
-    resolved and only off the device's default, as the pool manifest records it: older caches stay valid)."""
+    resolved and only off the device's default, ``greedy`` only when on, as the pool manifest records it: older caches stay valid)."""
     key = dataclasses.asdict(pol)
+    if not key.get("greedy"):
+        key.pop("greedy", None)
     if key["base_url"] is None:
         del key["base_url"]
     if key["device"] == "cpu":
@@ -271,7 +274,8 @@ class _Cell:
         diag = diagnose(scored, cfg.scorers, m_fit=cfg.m_fit, max_n=max(cfg.ns), seed=cfg.seed, ns=cfg.ns)
         plot_curves({n: d.observed for n, d in diag.scorers.items()}, self.out / f"curves_{self.spec.name}_{self.pol.name}.png",
                     diag.utility, title=f"{self.spec.name}, {self.pol.name}")
-        return _result_rows(diag, {"dataset": self.spec.name, "policy": self.pol.name}, cfg.ns)
+        rows, points = _result_rows(diag, {"dataset": self.spec.name, "policy": self.pol.name}, cfg.ns)
+        return against_greedy_columns(rows, scored, list(diag.scorers), max(cfg.ns), cfg.seed), points
 
 
 def _result_rows(diag: Diagnosis, where: dict[str, str], ns: tuple[int, ...]) -> tuple[list[dict], list[dict]]:
