@@ -127,3 +127,19 @@ def test_a_tokenizer_that_parses_but_builds_nothing_is_one_line_at_load(tmp_path
     with pytest.raises(ConfigError, match="cannot build its tokenizer") as e:
         load_hf_model(d)
     assert len(str(e.value).splitlines()) == 1 and "tokenizer.json" in str(e.value)
+
+
+def test_weights_transformers_cannot_load_are_one_line_naming_them(tmp_path):
+    from tokenizers import Tokenizer, models
+
+    from ttpkit.policy._load import load_hf_model
+
+    d = _hf_dir(tmp_path, "m", {"config.json": json.dumps({"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2,
+                                                           "vocab_size": 4, "n_positions": 16}),
+                                "tokenizer_config.json": '{"tokenizer_class": "PreTrainedTokenizerFast"}'})
+    Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(d / "tokenizer.json"))
+    (d / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    check_hf_dir(d)
+    with pytest.raises(ConfigError, match=r"cannot load its weights \(model.safetensors\)") as e:
+        load_hf_model(d)
+    assert len(str(e.value).splitlines()) == 1

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from ttpkit.errors import ConfigError
 from ttpkit.policy._gguf_header import GgufFormatError, read_header
 
-__all__ = ["GGUF_MAGIC", "check_base_url", "check_gguf_file", "check_hf_dir"]
+__all__ = ["GGUF_MAGIC", "HF_JSON_FILES", "check_base_url", "check_gguf_file", "check_hf_dir", "first_line"]
 
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (any version)
 # the JSON files of a Hugging Face directory that transformers parses before the weights: each must be an object
@@ -124,8 +124,12 @@ def _transformers_reads(p: Path, config: Path) -> None:
     try:
         AutoConfig.from_pretrained(p, local_files_only=True)
     except (ValueError, TypeError, KeyError, AttributeError, OSError) as e:
-        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise ConfigError(f"{config}: transformers cannot read it ({first[:200]})") from None
+        raise ConfigError(f"{config}: transformers cannot read it ({first_line(e)})") from None
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of a library's error, at most 200 characters (transformers' run to a hundred lines)."""
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)[:200]
 
 
 def check_base_url(url: str) -> str:
