@@ -283,4 +283,4 @@ def test_sample_against_a_server_answering_html_exits_2_naming_the_url(tmp_path)
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     last = res.output.strip().splitlines()[-1]
     assert last.startswith("error: ") and f"{root}/v1/completions answered 200 with a body that is not JSON" in last
-    assert len(read_pool(tmp_path / "p.parquet")) == 0  # the manifest only: nothing sampled, the pool resumes
+    assert not (tmp_path / "p.parquet").exists()  # issue 31: the probe request refuses it before the pool is begun

@@ -94,3 +94,25 @@ def test_an_error_message_is_printed_as_text_not_markup(tmp_path):
     assert res.exit_code == 2 and "'lcb:x:': kappa must be a number" in res.output
     res = runner.invoke(app, ["curves", "--pool", str(path), "--scorers", "[bold]x"])
     assert res.exit_code == 2 and "[bold]x" in res.output
+
+
+def test_every_integer_option_states_an_upper_bound():
+    """Issue 31: an integer option without a bound let ``diagnose --max-n 10**30`` reach numpy as an object int."""
+    import typing
+
+    import typer.main
+
+    from ttpkit.cli._common import MAX_PERSONALIZE_N
+    from ttpkit.online import MAX_N
+
+    assert MAX_PERSONALIZE_N == MAX_N  # the CLI's copy (its module stays light) of personalize's limit
+    unbounded, seen = [], 0
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in command.params:
+            annotation = param.type_descriptor.annotation
+            if annotation is int or int in typing.get_args(annotation):
+                seen += 1
+                if getattr(param, "max", None) is None:
+                    unbounded.append(f"{name} {param.opts[0]}")
+    assert seen >= 20  # the walk sees the integer options (sample's --m, diagnose's --max-n, serve's --port, …)
+    assert not unbounded, unbounded

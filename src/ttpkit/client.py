@@ -12,12 +12,23 @@ A 4xx or 5xx answer raises :class:`ServiceError` with the status and the server'
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from ttpkit.errors import TtpkitError
+from ttpkit._args import INT, REAL, STR, TEXT, Allowed, checked, list_of, optional
+from ttpkit.errors import ConfigError, TtpkitError
+from ttpkit.text import find_bad_text
 
 __all__ = ["Client", "ServiceError"]
+
+_ITEMS = Allowed(lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, dict) for x in v) and find_bad_text(v) is None,
+                 "a list of dicts of valid Unicode text")  # sent as JSON, which no lone surrogate survives
+
+
+def _seg(text: str) -> str:
+    """``text`` as one path segment (a user id may hold ``/``, ``?`` or a control character)."""
+    return quote(text, safe="")
 
 
 class ServiceError(TtpkitError):
@@ -38,8 +49,11 @@ class Client:
         transport: An ``httpx`` transport (tests pass an ASGI one).
     """
 
+    @checked(base_url=STR, api_key=optional(STR), timeout=REAL)
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
                  transport: httpx.BaseTransport | None = None) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"Client(): base_url {base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
 
@@ -54,7 +68,10 @@ class Client:
         self.http.close()
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        r = self.http.request(method, path, **kw)
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.HTTPError as e:  # unreachable, a timeout, a URL httpx refuses: one ttpkit error naming the place
+            raise TtpkitError(f"{self.http.base_url}{path}: the request failed ({type(e).__name__}: {e})") from None
         if r.status_code >= 400:
             try:
                 reason = r.json().get("detail", r.text)
@@ -76,46 +93,56 @@ class Client:
         """``GET /v1/models``."""
         return self._call("GET", "/v1/models")
 
+    @checked(prompt=TEXT | list_of(TEXT, "a list of str"), n=INT, seed=INT)
     def complete(self, prompt: str | list[str], n: int = 1, seed: int = 0, **options: Any) -> dict[str, Any]:
         """``POST /v1/completions`` (``options``: temperature, top_p, max_tokens, stop)."""
         return self._call("POST", "/v1/completions", json={"prompt": prompt, "n": n, "seed": seed, **options})
 
+    @checked(messages=_ITEMS, n=INT, seed=INT)
     def chat(self, messages: list[dict[str, str]], n: int = 1, seed: int = 0, **options: Any) -> dict[str, Any]:
         """``POST /v1/chat/completions``."""
         return self._call("POST", "/v1/chat/completions", json={"messages": messages, "n": n, "seed": seed, **options})
 
     # -- profiles and keys --------------------------------------------------------------
+    @checked(user_id=TEXT, items=_ITEMS, task=TEXT)
     def add_items(self, user_id: str, items: list[dict[str, Any]], task: str = "git-commits") -> dict[str, Any]:
         """``POST /v1/users/{user_id}/items``: append items; returns ``{user_id, added, size}``."""
-        return self._call("POST", f"/v1/users/{user_id}/items", json={"task": task, "items": items})
+        return self._call("POST", f"/v1/users/{_seg(user_id)}/items", json={"task": task, "items": items})
 
+    @checked(user_id=TEXT, offset=INT, limit=INT)
     def profile(self, user_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
         """``GET /v1/users/{user_id}``: one page of the profile."""
-        return self._call("GET", f"/v1/users/{user_id}", params={"offset": offset, "limit": limit})
+        return self._call("GET", f"/v1/users/{_seg(user_id)}", params={"offset": offset, "limit": limit})
 
+    @checked(user_id=TEXT)
     def forget(self, user_id: str) -> dict[str, Any]:
         """``DELETE /v1/users/{user_id}``: rows deleted per table."""
-        return self._call("DELETE", f"/v1/users/{user_id}")
+        return self._call("DELETE", f"/v1/users/{_seg(user_id)}")
 
+    @checked(user_id=TEXT)
     def issue_key(self, user_id: str) -> dict[str, str]:
         """``POST /v1/users/{user_id}/keys`` (admin): ``{user_id, key_id, key}``; the key is shown only now."""
-        return self._call("POST", f"/v1/users/{user_id}/keys")
+        return self._call("POST", f"/v1/users/{_seg(user_id)}/keys")
 
+    @checked(user_id=TEXT)
     def keys(self, user_id: str) -> list[dict[str, Any]]:
         """``GET /v1/users/{user_id}/keys``: ids and dates, no secrets."""
-        return self._call("GET", f"/v1/users/{user_id}/keys")["keys"]
+        return self._call("GET", f"/v1/users/{_seg(user_id)}/keys")["keys"]
 
+    @checked(user_id=TEXT, key_id=TEXT)
     def revoke_key(self, user_id: str, key_id: str) -> dict[str, Any]:
         """``DELETE /v1/users/{user_id}/keys/{key_id}``."""
-        return self._call("DELETE", f"/v1/users/{user_id}/keys/{key_id}")
+        return self._call("DELETE", f"/v1/users/{_seg(user_id)}/keys/{_seg(key_id)}")
 
     # -- personalization and feedback --------------------------------------------------
+    @checked(input=TEXT, user_id=optional(TEXT), profile=optional(_ITEMS), task=TEXT, n=INT, rule=TEXT, seed=INT)
     def personalize(self, input: str, user_id: str | None = None, profile: list[dict[str, Any]] | None = None,
                     task: str = "git-commits", n: int = 8, rule: str = "mean", seed: int = 0, **options: Any) -> dict[str, Any]:
         """``POST /v1/personalize`` (``options``: adaptive, max_n, round_size, min_round_gain)."""
         body = {"input": input, "user_id": user_id, "profile": profile, "task": task, "n": n, "rule": rule, "seed": seed}
         return self._call("POST", "/v1/personalize", json={**body, **options})
 
+    @checked(request_id=TEXT, text=TEXT)
     def feedback(self, request_id: str, text: str) -> dict[str, Any]:
         """``POST /v1/feedback``: the text the user finally kept for a logged request."""
         return self._call("POST", "/v1/feedback", json={"request_id": request_id, "text": text})

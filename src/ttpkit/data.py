@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttpkit._args import PATH, STR, checked, instance, optional
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.task import TASK_FILE_KEYS, TASKS, TaskSpec, get_task, load_task_file, resolve_task
 from ttpkit.text import check_text, find_bad_text
@@ -167,6 +168,7 @@ def _detect_task(directory: Path, outputs: Any) -> str | None:
     return None
 
 
+@checked(data_dir=PATH, split=STR, task=optional(STR | instance(TaskSpec, says="a TaskSpec")))
 def load_split(data_dir: str | Path, split: str, task: str | TaskSpec | None = None) -> Dataset:
     """Load one split of a LaMP-layout data directory.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "NotFittedError", "StorageError", "TtpkitError"]
+__all__ = ["ArgumentError", "ConfigError", "DataError", "NotFittedError", "StorageError", "TtpkitError"]
 
 
 class TtpkitError(Exception):
@@ -25,4 +25,12 @@ class StorageError(TtpkitError, OSError):
     """A file could not be written (a full disk, a read-only place, no permission); the message names the path.
 
     Also an :class:`OSError`, so code that treats a failed write as optional (the embedding cache) still catches it.
+    """
+
+
+class ArgumentError(ConfigError, TypeError):
+    """An argument of the public API of a type it does not take; the message names the function, the argument,
+    the type given and what is allowed (:func:`ttpkit._args.checked`).
+
+    Also a :class:`TypeError`, as Python's own for a wrong type, so code that catches either keeps working.
     """

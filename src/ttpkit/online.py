@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ttpkit import stages
+from ttpkit._args import BOOL, INT, PATH, REAL, STR, checked, has, instance, list_of, optional
 from ttpkit.data import ProfileItem, Query, TaskSpec, get_task, make_profile
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.policy import Policy, PolicySpec
@@ -174,8 +175,6 @@ def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) ->
             for field in ("id", "source", "target"):
                 check_text(getattr(p, field), f"profile item #{j} field {field!r}")
         return tuple(profile)  # type: ignore[arg-type]
-    if not isinstance(profile, (list, tuple)):
-        raise DataError(f"the profile must be a list of items, got {type(profile).__name__}")
     return make_profile(list(profile), task, f"profile for task {task.name}")
 
 
@@ -338,6 +337,11 @@ def answer(query: Query, task: TaskSpec, policy: Policy, rm: OnlineRM, rule: str
     )
 
 
+@checked(profile=list_of(instance(dict, ProfileItem, says=""), "a list of profile items (dicts or ProfileItem)"),
+         input=STR, task=STR | instance(TaskSpec, says="a TaskSpec"), rm=PATH | has("score", "a reward model"),
+         n=INT, rule=STR, policy=optional(has("sample", "a Policy") | instance(PolicySpec, says="a PolicySpec")),
+         seed=INT, adaptive=BOOL, max_n=INT, round_size=INT, min_round_gain=REAL, user_id=optional(STR),
+         encoder=optional(has("encode", "an encoder")), min_gain=optional(REAL))
 def personalize(
     profile: Sequence[dict] | Sequence[ProfileItem], input: str, task: str | TaskSpec = "git-commits",
     rm: str | Path | RewardModel = "default", n: int = 16, rule: str = "mean", policy: Policy | PolicySpec | None = None,
@@ -365,6 +369,7 @@ def personalize(
     Raises:
         DataError: For a profile item that lacks the task's fields, an empty input, or text that is not valid Unicode.
         ConfigError: For an unknown rule, a rule the RM cannot apply, bad N settings, or an RM trained on another task.
+        ArgumentError: For an argument of a type it does not take (a ``ConfigError``), naming it.
     """
     if min_gain is not None:
         warnings.warn("personalize(min_gain=...) is deprecated; use min_round_gain=...", DeprecationWarning, stacklevel=2)

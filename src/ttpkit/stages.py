@@ -29,36 +29,25 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from ttpkit._args import BOOL, INT, PATH, STR, checked, has, instance, list_of, optional
 from ttpkit.data import Dataset, Query
 from ttpkit.engine import LOCAL, Engine
 from ttpkit.errors import DataError
 from ttpkit.manifest import ADOPTED, DATA_DIR, DATA_SHA256, N_PATH, check_resume, split_digest, stamp
 from ttpkit.paths import check_writable, embeddings_cache_file
 from ttpkit.policy import Policy, PolicySpec
-from ttpkit.pool import (
-    QUERY_ID,
-    ROUGEL,
-    amend_manifest,
-    check_pool_data,
-    check_scorer_name,
-    check_utility,
-    complete_queries,
-    dataset_for_pool,
-    existing_pool,
-    is_partitioned,
-    pool_manifest,
-    pool_writer,
-    read_pool,
-    score_col,
-    std_col,
-    write_pool,
-)
+from ttpkit.pool import (QUERY_ID, ROUGEL, amend_manifest, check_pool_data, check_scorer_name, check_utility, complete_queries,
+                         dataset_for_pool, existing_pool, is_partitioned, pool_manifest, pool_writer, read_pool, score_col,
+                         std_col, write_pool)
 from ttpkit.reward.base import Scorer, Trainable
 from ttpkit.reward.config import RMConfig
 from ttpkit.reward.encoder import Encoder
 from ttpkit.reward.models import RewardModel
 from ttpkit.reward.style import style_scores
 from ttpkit.utility import add_labels
+
+_POOL, _DATA = instance(pd.DataFrame, says="a pool (a pandas DataFrame)"), has("by_id", "a Dataset (ttpkit.load_split)")
+_ENCODER = optional(has("encode", "an encoder"))
 
 __all__ = [
     "NullProgress",
@@ -101,6 +90,7 @@ class NullProgress:
         pass
 
 
+@checked(spec=instance(PolicySpec, says="a PolicySpec"), data=_DATA, m=INT, seed=INT)
 def sampling_manifest(spec: PolicySpec, data: Dataset, m: int, seed: int) -> dict:
     """The manifest of a pool sampled from ``data`` by ``spec``: task, split, data, M, seed, decoding and model identity.
 
@@ -122,6 +112,8 @@ def sampling_manifest(spec: PolicySpec, data: Dataset, m: int, seed: int) -> dic
                           "policy": {"name": spec.name, **spec.identity(), **decoding}})
 
 
+@checked(queries=list_of(instance(Query, says=""), "a list of Query"), out=PATH, m=INT, label=STR, manifest=optional(instance(dict, says="a dict")),
+         policy=has("sample", "a Policy") | instance(Callable, says="a function returning one"), force_new=BOOL, start_over=optional(STR))
 def sample_pool(
     queries: Sequence[Query],
     out: str | Path,
@@ -234,6 +226,7 @@ def record_n_path(out: str | Path, policy: Policy) -> str | None:
     return None if new is None else new[N_PATH]
 
 
+@checked(path=PATH, data=_DATA, overwrite=BOOL)
 def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.DataFrame:
     """Label a pool file in place with the utilities and the ``style`` baseline.
 
@@ -263,11 +256,14 @@ def label_pool(path: str | Path, data: Dataset, overwrite: bool = True) -> pd.Da
     return pool
 
 
+@checked(dtype=STR, layers=optional(INT), device=STR)
 def default_encoder(dtype: str = "float32", layers: int | None = None, device: str = "cpu") -> Encoder:
     """all-MiniLM-L6-v2 with its embedding cache persisted under :func:`ttpkit.paths.cache_dir`, on ``device``."""
     return Encoder(cache_file=embeddings_cache_file(), dtype=dtype, layers=layers, device=device)
 
 
+@checked(config=instance(RMConfig, says="an RMConfig") | has("fit", "a trainable scorer"), train=_POOL, train_data=_DATA,
+         dev=optional(_POOL), dev_data=optional(_DATA), encoder=_ENCODER, out=optional(PATH), utility=STR)
 def train_rm(
     config: RMConfig | Trainable,
     train: pd.DataFrame,
@@ -314,6 +310,7 @@ def train_rm(
     return rm
 
 
+@checked(pool=_POOL, rm=has("score", "a scorer"), data=_DATA, name=optional(STR), encoder=_ENCODER)
 def score_pool(
     pool: pd.DataFrame, rm: Scorer, data: Dataset, name: str | None = None, encoder: Encoder | None = None,
     engine: Engine | None = None, progress: Progress | None = None,

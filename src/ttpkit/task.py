@@ -15,9 +15,10 @@ from ttpkit import yamlio
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.text import check_text
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "TASKS", "TASK_FILE_KEYS", "TaskSpec", "get_task", "load_task_file", "resolve_task"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "MAX_NEW_TOKENS", "TASKS", "TASK_FILE_KEYS", "TaskSpec", "get_task", "load_task_file", "resolve_task"]
 
 
+MAX_NEW_TOKENS = 32_768  # the most tokens per candidate a task file or --max-new-tokens may ask: the longest context of the models run
 DEFAULT_MAX_NEW_TOKENS = 32  # tokens per candidate of a one-line task (a subject line, a headline) without its own limit
 
 
@@ -124,8 +125,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
             if not isinstance(value, bool):
                 raise DataError(f"{path}: task file key 'multiline' must be true or false, got {value!r}")
         elif key == "max_new_tokens":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DataError(f"{path}: task file key 'max_new_tokens' must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NEW_TOKENS:
+                raise DataError(f"{path}: task file key 'max_new_tokens' must be an integer in 1..{MAX_NEW_TOKENS}, got {value!r}")
         elif not isinstance(value, str) or (key != "instruction" and not value.strip()):
             raise DataError(f"{path}: task file key {key!r} must be a non-empty string, got {value!r}")
         else:

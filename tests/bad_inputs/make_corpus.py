@@ -279,6 +279,7 @@ def main() -> None:
     texts_and_disks(questions, golds)
     artifacts(questions, golds)
     gguf_files()
+    round_three()
     print(f"wrote {sum(1 for _ in FILES.iterdir())} entries under {FILES}")
 
 
@@ -330,6 +331,19 @@ def artifacts(questions: list[dict], golds: list[dict]) -> None:
     base = json.loads((FILES / "study-ns-scalar.yaml").read_text())
     _json(FILES / "study-url-no-v1.yaml", {**base, "ns": [1, 2, 4], "policies": [{"name": "p", "backend": "openai",
                                                                                 "base_url": "http://127.0.0.1:9"}]})
+
+
+def round_three() -> None:
+    """Issue 31: Hugging Face directories whose tokenizer or config files are garbage, a task file's huge token limit."""
+    config = '{"model_type": "gpt2"}\n'
+    for name, files in {"hf-garbage-tokenizer": {"config.json": config, "tokenizer.json": "\x89PNG\r\n garbage, not JSON"},
+                        "hf-tokenizer-config-list": {"config.json": config, "tokenizer_config.json": "[1, 2, 3]\n"},
+                        "hf-unknown-model-type": {"config.json": '{"model_type": "no-such-model"}\n'}}.items():
+        (FILES / name).mkdir()
+        for fname, text in files.items():
+            (FILES / name / fname).write_text(text)
+    good = {"name": "mine", "source_field": "text", "target_field": "title", "source_label": "Message", "target_label": "Title"}
+    (FILES / "task-max-new-tokens-huge.yaml").write_text(json.dumps({**good, "max_new_tokens": 10**30}))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import typer
 
 from ttpkit import jsonio
 from ttpkit.cli._common import (
+    MAX_M,
+    MAX_PERSONALIZE_N,
     ActorCpus,
     ActorGpus,
     Actors,
@@ -86,9 +88,9 @@ def personalize(
     task: Annotated[str, typer.Option("--task", help="Task name.")] = "git-commits",
     task_file: TaskFile = None,
     rm: Annotated[str, typer.Option(help="'default' (the task's bundled model chosen by cross-validation: user-prob for git-commits and debian-synopsis, the task-agnostic user-pairwise for other tasks), 'default:<variant>', or a model directory.")] = "default",
-    n: Annotated[int, typer.Option("--n", help="Candidates to draw (N of best-of-N).", min=1)] = 16,
+    n: Annotated[int, typer.Option("--n", help="Candidates to draw (N of best-of-N).", min=1, max=MAX_PERSONALIZE_N)] = 16,
     adaptive: Annotated[bool, typer.Option(help="Sample in rounds of 4 and stop when the next round's expected gain is small.")] = False,
-    max_n: Annotated[int, typer.Option(help="Most candidates --adaptive may draw.", min=1)] = 32,
+    max_n: Annotated[int, typer.Option(help="Most candidates --adaptive may draw.", min=1, max=MAX_PERSONALIZE_N)] = 32,
     min_round_gain: Annotated[float, typer.Option("--min-round-gain", help="--adaptive stops below this expected gain per round (in RM score stds).")] = 0.05,
     rule: Annotated[str, typer.Option(help="mean | lcb:κ | ucb:κ | thompson (all but mean need a user-prob RM).")] = "mean",
     backend: Backend = "embedded",
@@ -104,21 +106,20 @@ def personalize(
     """Personalize one new input: sample N candidates, score them with a personalized RM, print the best."""
     from ttpkit.data import read_profile, resolve_task
     from ttpkit.device import resolve_device
-    from ttpkit.online import Schedule, check_rm
+    from ttpkit.online import Schedule, check_request, check_rm
     from ttpkit.online import personalize as run
     from ttpkit.policy import PolicySpec
-    from ttpkit.pool import Rule
     from ttpkit.task import DEFAULT_MAX_NEW_TOKENS
 
     min_round_gain = deprecated(min_round_gain, min_gain_old, "--min-gain", "--min-round-gain")
-    Rule.parse(rule)  # fail before any model loads
-    Schedule(n, adaptive, max_n).check()
+    check_request(rule, Schedule(n, adaptive, max_n), text, user)  # the rule, N, the input: before any model loads
     spec = resolve_task(task if task_file is None else None, task_file)
     pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
                                   device=resolve_device(device), dtype=dtype)
     pol.check()
     items = read_profile(profile, user)
     check_rm(rm, spec)  # its config and card, before the status display and any model load
+    pol.probe(spec, seed)  # a server's answer to one request (HTML, no choices list, a max_tokens it refuses)
     quiet_libraries(backend)
     with console.status(f"sampling and scoring {'adaptively, up to ' + str(max_n) if adaptive else n} candidates ..."):
         res = run(items, text, task=spec, rm=rm, n=n, rule=rule, policy=pol, seed=seed, adaptive=adaptive, max_n=max_n,
@@ -145,9 +146,9 @@ def _print_personalized(res: Any) -> None:
 @friendly
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("ttpkit-demo"),
-    m: Annotated[int, typer.Option("--m", help="Candidates per query (M).", min=1)] = 8,
+    m: Annotated[int, typer.Option("--m", help="Candidates per query (M).", min=1, max=MAX_M)] = 8,
     seed: Seed = 0,
-    n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
+    n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1, max=MAX_M)] = None,
 ) -> None:
     """Run the whole loop on the bundled sample with the embedded Gemma 3 270M.
 

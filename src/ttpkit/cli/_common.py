@@ -21,6 +21,7 @@ from rich.console import Console
 
 from ttpkit.errors import ConfigError, TtpkitError
 from ttpkit.paths import cache_dir, check_cache_dir, describe_os_error, is_disk_error
+from ttpkit.task import MAX_NEW_TOKENS
 from ttpkit.text import check_text
 
 __all__ = ["app", "check_model_cache", "console", "deprecated", "engine_option", "friendly", "ints", "out", "progress",
@@ -185,14 +186,17 @@ def progress() -> Iterator[RichProgress]:
         yield RichProgress(bar)
 
 
-def ints(text: str, what: str) -> list[int]:
-    """Comma-separated positive integers (``--ns 1,2,4``)."""
+def ints(text: str, what: str, most: int | None = None) -> list[int]:
+    """Comma-separated positive integers of at most ``most`` (default :data:`MAX_CURVE_N`; ``--ns 1,2,4``)."""
+    most = most or MAX_CURVE_N
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
         raise ConfigError(f"{what} must be positive integers, got {text!r}")
+    if max(values) > most:
+        raise ConfigError(f"{what} must be integers in 1..{most}, got {max(values)}")
     return values
 
 
@@ -217,16 +221,24 @@ TaskName = Annotated[Optional[str], typer.Option("--task", help="Task name; defa
 TaskFile = Annotated[Optional[Path], typer.Option("--task-file", help="YAML/JSON task declaration (name, source_field, target_field, source_label, target_label, instruction).")]
 PoolSplit = Annotated[Optional[str], typer.Option("--split", help="Split of the pool (default: detected).")]
 MAX_SEED = 2**63 - 1  # ttpkit.policy.base.MAX_SEED (not imported: this module stays light)
+# Every integer option has an upper bound the CLI states ("… is not in the range 1<=x<=100000"), far above any real
+# run: a larger value would reach numpy or torch as an integer no C type holds (issue 31; tests/test_cli.py checks
+# that no integer option lacks one).
+MAX_M = 100_000  # candidates per query (sample and bench --m)
+MAX_QUERIES = 10**9  # --limit, --offset
+MAX_K = 1_000  # retrieved profile items per prompt
+MAX_PERSONALIZE_N = 256  # ttpkit.online.MAX_N: candidates one personalization draws
+MAX_CURVE_N = 2**20  # the largest N of a curve or a law's prediction (--ns, diagnose --max-n and --m-fit)
 Seed = Annotated[int, typer.Option("--seed", help="Seed (0 to 2**63-1).", min=0, max=MAX_SEED)]
 Utility = Annotated[str, typer.Option("--utility", help="Utility column: rougeL | rouge1 | rougeLsum (multi-line outputs).")]
 Backend = Annotated[str, typer.Option(help="embedded | gguf | hf | openai | vllm (pip install 'ttpkit[vllm]').")]
 Model = Annotated[Optional[str], typer.Option(help="GGUF file (gguf), model dir (hf), served name (openai); for vllm a model dir, a GGUF file or 'embedded'.")]
 BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
-ProfileK = Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0)]
+ProfileK = Annotated[int, typer.Option(help="Retrieved profile items per prompt (0 = zero-shot).", min=0, max=MAX_K)]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda: where local models run (auto: CUDA when torch sees one; bf16 there).")]
 EngineKind = Annotated[str, typer.Option("--engine", help="local | ray: run here, or on Ray actors that each load the model once (pip install 'ttpkit[ray]').")]
 Address = Annotated[str, typer.Option("--address", help="Ray cluster for --engine ray: auto (RAY_ADDRESS, or a cluster `ray start` began on this machine, else a new local one), host:port or ray://host:port.")]
-Actors = Annotated[int, typer.Option("--actors", help="Ray actors for --engine ray (each loads the model once).", min=1)]
+Actors = Annotated[int, typer.Option("--actors", help="Ray actors for --engine ray (each loads the model once).", min=1, max=10_000)]
 ActorCpus = Annotated[float, typer.Option("--actor-cpus", help="CPUs each Ray actor reserves; also its torch threads.", min=0.01)]
 ActorGpus = Annotated[Optional[float], typer.Option("--actor-gpus", help="GPUs each Ray actor reserves (default: 1 with --device cuda, else 0).", min=0)]
 Dtype = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | auto: precision of a local (or vllm) policy; bfloat16 changes samples (auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX; default: float32 on the CPU, bf16 on CUDA).")]

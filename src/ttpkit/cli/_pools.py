@@ -15,6 +15,7 @@ import typer
 
 from ttpkit import jsonio
 from ttpkit.cli._common import (
+    MAX_CURVE_N,
     ActorCpus,
     ActorGpus,
     Actors,
@@ -141,11 +142,11 @@ def train_rm(
     variant: Annotated[str, typer.Option(help="global-mse | user-mse | user-pairwise | user-prob.")] = "user-prob",
     utility: Utility = "rougeL",
     beta: Annotated[float, typer.Option(help="β of β-NLL for user-prob (0 = plain NLL).")] = 0.0,
-    hidden: Annotated[int, typer.Option(help="Hidden width.", min=1)] = 32,
+    hidden: Annotated[int, typer.Option(help="Hidden width.", min=1, max=65_536)] = 32,
     seed: Seed = 0,
     split: Annotated[Optional[str], typer.Option(help="Split of --pool (default: detected).")] = None,
     dev_split: Annotated[Optional[str], typer.Option(help="Split of --dev-pool (default: detected).")] = None,
-    encoder_layers: Annotated[Optional[int], typer.Option(help="Use the first L of MiniLM's 6 layers for the embedding features (default: all); 2 encodes 2-2.5x as fast with no measurable loss on the two real data sets; `ttpkit score` then uses 2 too.")] = None,
+    encoder_layers: Annotated[Optional[int], typer.Option(help="Use the first L of MiniLM's 6 layers for the embedding features (default: all); 2 encodes 2-2.5x as fast with no measurable loss on the two real data sets; `ttpkit score` then uses 2 too.", max=1_000)] = None,
     encoder_dtype: Annotated[str, typer.Option(help="Encoder dtype of training and later scoring: float32 | bfloat16 | auto (bf16 on CPUs with native bf16).")] = "float32",
     long_form: Annotated[Optional[bool], typer.Option("--long-form/--no-long-form", help="Add the multi-line features (repetition, vocabulary, coverage, line structure); default: on for multi-line tasks.")] = None,
     task: TaskName = None,
@@ -226,8 +227,8 @@ def diagnose(
     out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")],
     scorers: Annotated[str, typer.Option(help="Comma-separated scorers (oracle, random, style, RM columns, name@rule).")] = "oracle,random,style",
     utility: Utility = "rougeL",
-    m_fit: Annotated[int, typer.Option(help="Candidates per query the law is measured on (at most M).", min=2)] = 4,
-    max_n: Annotated[int, typer.Option("--max-n", help="Predict the curve up to this N.", min=2)] = 32,
+    m_fit: Annotated[int, typer.Option(help="Candidates per query the law is measured on (at most M).", min=2, max=MAX_CURVE_N)] = 4,
+    max_n: Annotated[int, typer.Option("--max-n", help="Predict the curve up to this N.", min=2, max=MAX_CURVE_N)] = 32,
     tau: Annotated[float, typer.Option(help="Collapse threshold (fraction of the global score spread).")] = 0.05,
     cost: Annotated[float, typer.Option(help="Cost of one sample (any unit).")] = 1.0,
     min_gain_per_cost: Annotated[float, typer.Option("--min-gain-per-cost", help="Stop doubling N when the gain per unit of cost falls below this.")] = 1e-3,
@@ -237,7 +238,7 @@ def diagnose(
     task_file: TaskFile = None,
     seed: Seed = 0,
     greedy_pool: Annotated[Optional[Path], typer.Option("--greedy", help="Labelled pool of greedy decodes to compare with, for a pool sampled without --greedy.")] = None,
-    n_max_old: Annotated[Optional[int], typer.Option("--n-max", hidden=True, min=2)] = None,
+    n_max_old: Annotated[Optional[int], typer.Option("--n-max", hidden=True, min=2, max=MAX_CURVE_N)] = None,
     min_gain_old: Annotated[Optional[float], typer.Option("--min-gain", hidden=True)] = None,
 ) -> None:
     """Fit the law per scorer (five forms); find where more samples stop paying, collapsed users and hacked queries; recommend N."""

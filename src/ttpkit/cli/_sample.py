@@ -22,6 +22,9 @@ from ttpkit.cli._common import (
     DataDir,
     Device,
     Dtype,
+    MAX_M,
+    MAX_NEW_TOKENS,
+    MAX_QUERIES,
     EngineKind,
     Model,
     ProfileK,
@@ -48,9 +51,9 @@ def sample(
     data: DataDir,
     out_path: Annotated[Path, typer.Option("--out", help="Pool to write, resumed if it exists: a name ending in .parquet is one file; any other name is a directory of append-only part files (pool/).")],
     split: Annotated[str, typer.Option(help="Split to sample.")] = "test",
-    m: Annotated[int, typer.Option("--m", help="Candidates per query (M).", min=1)] = 16,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first Q queries (after --offset).", min=1)] = None,
-    offset: Annotated[int, typer.Option(help="Skip the first queries of the split (to add a range to a pool).", min=0)] = 0,
+    m: Annotated[int, typer.Option("--m", help="Candidates per query (M).", min=1, max=MAX_M)] = 16,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first Q queries (after --offset).", min=1, max=MAX_QUERIES)] = None,
+    offset: Annotated[int, typer.Option(help="Skip the first queries of the split (to add a range to a pool).", min=0, max=MAX_QUERIES)] = 0,
     backend: Backend = "embedded",
     model: Model = None,
     base_url: BaseUrl = None,
@@ -58,7 +61,7 @@ def sample(
     task_file: TaskFile = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy decoding (argmax). Default: ttpkit's shipped sampler (policy.base.SHIPPED).")] = SHIPPED.temperature,
     top_p: Annotated[float, typer.Option(help="Nucleus mass.")] = SHIPPED.top_p,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per candidate (default: the task's, 32 for one-line tasks, 192 for multi-line ones).", min=1)] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per candidate (default: the task's, 32 for one-line tasks, 192 for multi-line ones).", min=1, max=MAX_NEW_TOKENS)] = None,
     k: ProfileK = 4,
     seed: Seed = 0,
     greedy: Annotated[bool, typer.Option("--greedy/--no-greedy", help="Also decode each query greedily (temperature 0), as one more candidate marked in the pool's 'greedy' column: the baseline best-of-N is compared with, and one of the N candidates personalize chooses from. Default: the shipped sampler's.")] = SHIPPED.greedy,
@@ -71,10 +74,9 @@ def sample(
     actor_cpus: ActorCpus = 1.0,
     actor_gpus: ActorGpus = None,
     dtype: Dtype = None,
-    n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1)] = None,
+    n_old: Annotated[Optional[int], typer.Option("--n", hidden=True, min=1, max=MAX_M)] = None,
 ) -> None:
     """Sample M candidates per query from a personalized policy into a pool file (or directory), here or on Ray."""
-    from ttpkit import stages
     from ttpkit.data import load_split, resolve_task
     from ttpkit.device import resolve_device
     from ttpkit.policy import PolicySpec
@@ -90,8 +92,7 @@ def sample(
     ds = load_split(data, split, resolve_task(task, task_file))
     spec = PolicySpec.from_options(backend, model, base_url, max_new_tokens=max_new_tokens or ds.task.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, **decoding)
     queries = _query_range(ds, split, offset, limit)
-    manifest = stages.sampling_manifest(spec, ds, m, seed)
-    _check_out(out_path, manifest, force_new)
+    manifest = _check_out(out_path, spec, ds, queries, m, seed, force_new)
     n_path = _sample_with_progress(queries, out_path, m, spec, ds.task, seed, manifest, force_new, eng)
     console.print(f"wrote {out_path} in {time.time() - t0:.0f} s" + (f" (n_path {n_path})" if n_path else ""))
 
@@ -118,12 +119,23 @@ def _query_range(ds: Any, split: str, offset: int, limit: int | None) -> list:
     return queries
 
 
-def _check_out(out_path: Path, manifest: dict, force_new: bool) -> None:
-    """Refuse a directory that is no pool or an unwritable place, and (unless ``--force-new``) a pool made with
-    other settings: before any model loads and before the progress display starts."""
-    from ttpkit.manifest import check_resume
-    from ttpkit.pool import existing_pool, pool_manifest, pool_writer
+def _check_out(out_path: Path, spec: Any, ds: Any, queries: list, m: int, seed: int, force_new: bool) -> dict:
+    """The run's manifest, once all that needs no model is checked, before it loads and before any progress is drawn.
 
+    Refused here: a directory that is no pool or an unwritable place; (unless ``--force-new``) a pool made with
+    other settings (another seed, M, model or ``--data``); and what a server answers to one probe request with
+    the run's token limit (HTML, ``choices`` that is no list, a ``max_tokens`` it refuses;
+    :meth:`~ttpkit.policy.PolicySpec.probe`), unless the pool holds every query already.
+    """
+    from ttpkit import stages
+    from ttpkit.manifest import check_resume
+    from ttpkit.pool import complete_queries, existing_pool, pool_manifest, pool_writer
+
+    manifest = stages.sampling_manifest(spec, ds, m, seed)
     pool_writer(out_path)
+    existing = None if force_new else existing_pool(out_path)
     if not force_new:
-        check_resume(out_path, pool_manifest(existing_pool(out_path)), manifest)
+        check_resume(out_path, pool_manifest(existing), manifest)
+    if existing is None or not {q.id for q in queries} <= complete_queries(existing, m):
+        spec.probe(ds.task, seed)
+    return manifest

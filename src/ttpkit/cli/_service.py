@@ -21,7 +21,7 @@ DEFAULT_DB = "sqlite:///profiles.db"
 @friendly
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (keep 127.0.0.1 behind a reverse proxy).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65_535)] = 8000,
     backend: Annotated[str, typer.Option(help="embedded | gguf | hf.")] = "embedded",
     model: Annotated[Optional[str], typer.Option(help="GGUF file (gguf) or model dir (hf).")] = None,
     task: Annotated[str, typer.Option(help="Task whose labels raw prompts use (/v1/personalize takes its own).")] = "git-commits",
@@ -29,7 +29,7 @@ def serve(
     db: Annotated[str, typer.Option(help="Profile store URL: sqlite:///profiles.db or postgresql://user@host/db.")] = DEFAULT_DB,
     log_requests: Annotated[bool, typer.Option("--log-requests", help="Keep each personalize answer for /v1/feedback and export-pool.")] = False,
     batch_window_ms: Annotated[float, typer.Option(help="How long a request waits for batch-mates (ms).", min=0)] = 5.0,
-    max_batch: Annotated[int, typer.Option(help="Most prompts per decode batch.", min=1)] = 16,
+    max_batch: Annotated[int, typer.Option(help="Most prompts per decode batch.", min=1, max=4_096)] = 16,
     device: Device = "cpu",
     dtype: Dtype = None,
 ) -> None:

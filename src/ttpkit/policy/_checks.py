@@ -9,7 +9,8 @@ of "loading policy":
 | ``gguf``         | a GGUF file                    | a regular file that starts with the magic ``GGUF``, whose  |
 |                  |                                | header and tensor data are whole                           |
 | ``hf``           | a model directory              | a directory whose ``config.json`` is a JSON object naming  |
-|                  |                                | ``model_type`` or ``architectures``                        |
+|                  |                                | ``model_type`` or ``architectures`` that transformers can  |
+|                  |                                | build, and whose tokenizer and other JSON files are objects|
 | ``vllm``         | either of the two              | as above, by what the path is                              |
 | ``openai``       | the server's root              | ``http://`` or ``https://``, a host, and a path ending in ``/v1`` |
 
@@ -21,15 +22,19 @@ backend runs which check is :data:`ttpkit.policy.backends.BACKENDS`.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ttpkit.errors import ConfigError
 from ttpkit.policy._gguf_header import GgufFormatError, read_header
 
-__all__ = ["GGUF_MAGIC", "check_base_url", "check_gguf_file", "check_hf_dir"]
+__all__ = ["GGUF_MAGIC", "HF_JSON_FILES", "check_base_url", "check_gguf_file", "check_hf_dir", "first_line"]
 
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (any version)
+# the JSON files of a Hugging Face directory that transformers parses before the weights: each must be an object
+HF_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                 "added_tokens.json", "model.safetensors.index.json")
 
 
 def check_gguf_file(path: str | Path) -> Path:
@@ -73,7 +78,9 @@ def check_hf_dir(path: str | Path) -> Path:
 
     Raises:
         ConfigError: For a missing path, a file, no or a directory ``config.json``, JSON that is
-            not an object, or an object with neither ``model_type`` nor ``architectures``.
+            not an object, an object with neither ``model_type`` nor ``architectures``, a config
+            transformers cannot build (an unknown ``model_type``), or a tokenizer or other JSON file
+            (:data:`HF_JSON_FILES`) that is no JSON object; each names the file.
     """
     p = Path(path)
     if not p.exists():
@@ -83,15 +90,46 @@ def check_hf_dir(path: str | Path) -> Path:
     config = p / "config.json"
     if not config.is_file():
         raise ConfigError(f"model {p}: not a Hugging Face model directory (no config.json file)")
-    try:
-        raw = json.loads(config.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ConfigError(f"{config}: not valid JSON ({str(e).splitlines()[0][:120]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{config}: not a model config (a JSON object), got a {type(raw).__name__}")
+    raw = _json_object(config, "a model config (a JSON object)")
     if not isinstance(raw.get("model_type"), str) and not raw.get("architectures"):
         raise ConfigError(f"{config}: names neither \"model_type\" nor \"architectures\"; transformers cannot tell the model")
+    for name in HF_JSON_FILES:
+        if (p / name).exists():
+            _json_object(p / name, "a JSON object")
+    _transformers_reads(p, config)
     return p
+
+
+def _json_object(path: Path, what: str) -> dict:
+    """The JSON object in ``path``, or one line naming the file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({str(e).splitlines()[0][:120]})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: not {what}, got a {type(raw).__name__}")
+    return raw
+
+
+def _transformers_reads(p: Path, config: Path) -> None:
+    """transformers can build the directory's config (a known ``model_type``, fields of their types), without weights.
+
+    Its errors run to a hundred lines (the list of every model type it knows); the first line is kept.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"  # never the hub: a local directory only
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(p, local_files_only=True)
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as e:
+        raise ConfigError(f"{config}: transformers cannot read it ({first_line(e)})") from None
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of a library's error, at most 200 characters (transformers' run to a hundred lines)."""
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)[:200]
 
 
 def check_base_url(url: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 from ttpkit import jsonio
 from ttpkit.errors import ConfigError, TtpkitError
 from ttpkit.paths import cache_dir
-from ttpkit.policy._checks import check_gguf_file
+from ttpkit.policy._checks import check_gguf_file, first_line
 from ttpkit.policy._embedded import embedded_gguf_path
 
 __all__ = ["converted_dir", "converted_model", "embedded_gguf_path", "load_gguf_model", "load_hf_model",
@@ -55,9 +55,19 @@ def load_hf_model(path: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
     p = Path(path)
     if not (p / "config.json").exists():
         raise ConfigError(f"{p}: not a Hugging Face model directory (no config.json)")
-    tok = _slim(AutoTokenizer.from_pretrained(p, local_files_only=True))
+    try:
+        tok = _slim(AutoTokenizer.from_pretrained(p, local_files_only=True))
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, RuntimeError) as e:  # a tokenizer file parses but is no tokenizer
+        files = ", ".join(sorted(f.name for f in p.glob("*token*"))) or "no tokenizer file"
+        raise ConfigError(f"model {p}: transformers cannot build its tokenizer ({files}): {first_line(e)}") from None
     release_memory()  # the parse of tokenizer.json, freed but still held by the heap
-    model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
+    from safetensors import SafetensorError
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
+    except (ValueError, KeyError, OSError, SafetensorError) as e:  # no weights, a torn or foreign weights file (never OOM)
+        files = ", ".join(sorted(f.name for f in p.iterdir() if f.suffix in (".safetensors", ".bin"))) or "no weights file"
+        raise ConfigError(f"model {p}: transformers cannot load its weights ({files}): {first_line(e)}") from None
     model.eval()
     return model, tok
 

@@ -12,6 +12,9 @@ and the CLI read the record's fields and never compare the name:
 | openai     | the served name             | no    | no                            | no          | no                      |
 | vllm       | either file, or embedded    | yes   | no                            | yes, always recorded | yes            |
 
+A server (``openai``) has a ``probe`` too: one request with the run's token limit, which ``sample`` sends
+once the pool's manifest is checked and before any progress display starts.
+
 Adding a backend is one module (a :class:`~ttpkit.policy.base.Policy`) and one
 row here (``tests/test_backends.py`` registers a fake one and runs the CLI on it).
 """
@@ -41,6 +44,7 @@ EMBEDDED_NAME = "gemma3-270m"  # the embedded policy's one name: PolicySpec.from
 Check = Callable[[str | None, str | None], None]  # (model, base_url) -> None, or a ConfigError naming what is wrong
 Build = Callable[[str | None, str | None, TaskSpec, SamplingConfig, str], Policy]  # (model, base_url, task, config, dtype)
 Identity = Callable[[str | None, str | None], dict[str, Any]]  # (model, base_url) -> model, sha256 (and base_url)
+Probe = Callable[[str | None, str | None, TaskSpec, SamplingConfig], None]  # (model, base_url, task, config) -> None, or an error
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class Backend:
         records_dtype: The manifest records the dtype even where it is the device's default (a backend
             without pools from before ``--dtype``).
         caches_models: Converts models into ttpkit's cache, whose root the CLI checks before loading.
+        probe: What can be asked of a server without a model here, once the run's settings are known: one
+            request with the run's token limit (:meth:`~ttpkit.policy.spec.PolicySpec.probe`, run by ``sample``
+            before any progress display starts); None for a backend whose model loads in this process.
         label: The setting's name when none is given (default: the backend's name).
         about: What the backend runs, for messages.
     """
@@ -74,6 +81,7 @@ class Backend:
     torch: bool = False
     records_dtype: bool = False
     caches_models: bool = False
+    probe: Probe | None = None
     label: str | None = None
     about: str = ""
 
@@ -139,6 +147,11 @@ def _check_server(model: str | None, base_url: str | None) -> None:
     check_base_url(base_url)
 
 
+def _probe_server(model: str | None, base_url: str | None, task: TaskSpec, config: SamplingConfig) -> None:
+    _check_server(model, base_url)
+    OpenAIPolicy(str(base_url), str(model or "default"), task, config, timeout=60.0).probe()
+
+
 def _embedded_identity(model: str | None, base_url: str | None) -> dict[str, Any]:
     path = embedded_gguf_path()
     return {"model": path.name, "sha256": file_digest(path)}
@@ -186,7 +199,8 @@ BACKENDS: dict[str, Backend] = {
     "gguf": Backend("gguf", _check_gguf, _build_gguf, partial(_file_identity, _check_gguf), torch=True, caches_models=True,
                     about="a GGUF file"),
     "hf": Backend("hf", _check_hf, _build_hf, partial(_file_identity, _check_hf), torch=True, about="a Hugging Face model directory"),
-    "openai": Backend("openai", _check_server, _build_server, _server_identity, local=False, about="an OpenAI-compatible server"),
+    "openai": Backend("openai", _check_server, _build_server, _server_identity, local=False, probe=_probe_server,
+                      about="an OpenAI-compatible server"),
     "vllm": Backend("vllm", _check_vllm, _build_vllm, _vllm_identity, records_dtype=True, caches_models=True,
                     about="vLLM in this process (pip install 'ttpkit[vllm]')"),
 }

@@ -160,8 +160,24 @@ class OpenAIPolicy:
         except httpx.HTTPError as e:
             raise TtpkitError(f"{self.base_url}: request failed ({e})") from None
         if resp.status_code != 200:
-            raise TtpkitError(f"{self.base_url}/completions answered {resp.status_code}: {resp.text[:300]}")
+            shown = " ".join(resp.text[:300].split())  # a server's JSON error spans lines; the message is one
+            raise TtpkitError(f"{self.base_url}/completions answered {resp.status_code}: {shown}")
         return [cut_completion(t, self.prompt.task) for t in parse_choices(resp, f"{self.base_url}/completions")]
+
+    def probe(self) -> None:
+        """One request (``n=1``, the run's ``max_tokens``, temperature and top-p) before any progress display starts.
+
+        What only the server can say is said here, in one line naming the URL, rather than after "sampling":
+        it is unreachable, it answers HTML (a proxy's login page) or ``choices`` that is no list, or it
+        refuses the request (a ``max_tokens`` above its context, a model name it does not serve).
+
+        Raises:
+            TtpkitError: Naming the URL, what it answered, and the request's ``max_tokens``.
+        """
+        try:
+            self._request("Say hello.", 1, 0)
+        except TtpkitError as e:
+            raise TtpkitError(f"{e} (a probe request before sampling: n=1, max_tokens={self.config.max_new_tokens})") from None
 
     def sample(self, queries: list[Query], m: int) -> list[list[Candidate]]:
         """``m`` candidates per query, and the greedy one if configured (see :class:`ttpkit.policy.Policy`)."""

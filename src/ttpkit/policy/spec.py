@@ -225,6 +225,17 @@ class PolicySpec:
             _check_device(b, device, self.int8)
             _check_dtype(b, resolve_dtype(self.dtype, device), self.int8)
 
+    def probe(self, task: TaskSpec, seed: int = 0) -> None:
+        """Ask what only the policy's server can say (its backend's ``probe``: one request with this setting's
+        token limit) before any model loads and any progress display starts; nothing for a local backend.
+
+        Raises:
+            TtpkitError: Naming the server and what it answered (HTML, ``choices`` that is no list, a refusal).
+        """
+        probe = get_backend(self.backend).probe
+        if probe is not None:
+            probe(self.model, self.base_url, task, self.sampling(seed))
+
     def manifest_dtype(self) -> str | None:
         """The dtype a pool manifest records: the resolved dtype where it differs from the device's default, else None.
 
