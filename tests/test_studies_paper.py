@@ -144,7 +144,7 @@ def _study(**top):
         (_study(m_fit=16), "m_fit: must be in [2, 8]"),
         (_study(policies=[{"name": "p", "temperature": "hot"}]), "policies[0].temperature: 'hot' is not a valid float"),
         (_study(policies=[{"name": "p", "backend": "tpu"}]), "policies[0]: unknown policy backend 'tpu'"),
-        (_study(policies=[{"name": "p", "temperature": -1}]), "policies[0]: temperature must be 0 \\(greedy\\) or in"),
+        (_study(policies=[{"name": "p", "temperature": -1}]), "policies[0]: temperature must be 0 (greedy) or in"),
         (_study(seed="zero"), "top level.seed: 'zero' is not a valid int"),
         ({**_study(), "datasets": [{"name": "d", "path": "p", "train": {"split": "train", "n": 0}, "test": {"split": "t"}}]},
          "datasets[0].train: m must be >= 1"),

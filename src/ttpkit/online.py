@@ -24,7 +24,7 @@ import hashlib
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,142 +32,43 @@ import numpy as np
 import pandas as pd
 
 from ttpkit import stages
-from ttpkit._args import BOOL, INT, PATH, REAL, STR, checked, has, instance, list_of, optional
+from ttpkit._answer import (
+    MAX_INPUT_WORDS,
+    MAX_N,
+    Expectation,
+    Personalized,
+    Schedule,
+    ScoredCandidate,
+)
+from ttpkit._args import (
+    BOOL,
+    INT,
+    PATH,
+    REAL,
+    STR,
+    checked,
+    has,
+    instance,
+    list_of,
+    optional,
+)
 from ttpkit.data import ProfileItem, Query, TaskSpec, get_task, make_profile
 from ttpkit.errors import ConfigError, DataError
 from ttpkit.policy import Policy, PolicySpec
 from ttpkit.policy.base import SHIPPED
 from ttpkit.pool import GREEDY, IDX, LOGP, N_TOKENS, QUERY_ID, TEXT, USER_ID, Rule
+from ttpkit.reward._load import load_rm
 from ttpkit.reward.bundled import AGNOSTIC, ModelCard, load_card, resolve_rm
 from ttpkit.reward.config import read_rm_config
 from ttpkit.reward.encoder import Encoder
-from ttpkit.reward._load import load_rm
 from ttpkit.reward.models import RewardModel, Scores
 from ttpkit.reward.stack import StackedScorer
 from ttpkit.scaling import tail_gain
-from ttpkit.selection import apply_rule, next_round
+from ttpkit.selection import apply_rule
 from ttpkit.text import check_text
 
 __all__ = ["MAX_N", "Expectation", "OnlineRM", "Personalized", "ScoredCandidate", "Schedule", "answer", "check_request", "check_rm",
            "make_query", "personalize"]
-
-MAX_INPUT_WORDS = 200  # what the prompt keeps of an input (ttpkit.policy.prompt.PromptBuilder.max_query_words)
-
-
-@dataclass(frozen=True)
-class ScoredCandidate:
-    """One sampled candidate with its reward (``std`` for a probabilistic RM)."""
-
-    idx: int
-    text: str
-    score: float
-    std: float | None
-    selection: float  # the value the rule maximizes
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What the law expects from best-of-``n`` for this user, with the RM's card quantities.
-
-    Attributes:
-        n: Candidates drawn.
-        collapsed: The user's scores barely vary (below ``tau`` times the RM's
-            score spread on its test users): selection is then close to random.
-        gain: Expected ROUGE-L gain of best-of-``n`` over one sample,
-            ρ_eff σ_eff e_n (0 when collapsed).
-        share: The RM's share of the oracle gain on its test users.
-    """
-
-    n: int
-    collapsed: bool
-    gain: float
-    share: float
-
-
-@dataclass(frozen=True)
-class Personalized:
-    """The answer of :func:`personalize` and how it was chosen.
-
-    ``greedy`` is the index of the greedy decode among the candidates (the
-    answer the user would get without best-of-N; None when the policy did not
-    add it), and ``chosen_is_greedy`` says whether best-of-N returned that same text.
-    """
-
-    text: str
-    chosen: int
-    candidates: tuple[ScoredCandidate, ...]
-    rule: str
-    rm: str
-    task: str
-    user_id: str
-    rounds: int
-    expected: Expectation | None
-    seconds: float
-    warnings: tuple[str, ...]
-    greedy: int | None = None
-
-    @property
-    def greedy_text(self) -> str | None:
-        """The greedy answer, if it was decoded."""
-        return None if self.greedy is None else self.candidates[self.greedy].text
-
-    @property
-    def chosen_is_greedy(self) -> bool:
-        """Whether the chosen text is the greedy answer's."""
-        return self.greedy is not None and self.text == self.greedy_text
-
-    @property
-    def n(self) -> int:
-        """Candidates drawn."""
-        return len(self.candidates)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready record (``ttpkit personalize --json``)."""
-        return {**asdict(self), "n": self.n, "greedy_text": self.greedy_text, "chosen_is_greedy": self.chosen_is_greedy}
-
-
-MAX_N = 256  # most candidates one personalization draws (serve's n too); 10**8 would try to allocate terabytes
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """How many candidates :func:`personalize` draws: ``n`` at once, or adaptive rounds.
-
-    Attributes:
-        n: Candidates to draw without ``adaptive``.
-        adaptive: Sample in rounds of ``round_size`` up to ``max_n``, and stop
-            when the next round's expected gain, in units of the RM's score
-            spread on its test users, falls below ``min_round_gain``
-            (:func:`ttpkit.selection.next_round`).
-        max_n: Most candidates ``adaptive`` draws.
-        round_size: Candidates per round.
-        min_round_gain: The adaptive threshold.
-    """
-
-    n: int = 16
-    adaptive: bool = False
-    max_n: int = 32
-    round_size: int = 4
-    min_round_gain: float = 0.05
-
-    def check(self) -> None:
-        """Raise :class:`ConfigError` for settings that cannot draw a candidate."""
-        if not self.adaptive and not 1 <= self.n <= MAX_N:
-            raise ConfigError(f"n must be in 1..{MAX_N}, got {self.n}")
-        if self.adaptive and self.max_n > MAX_N:
-            raise ConfigError(f"max_n must be at most {MAX_N}, got {self.max_n}")
-        if self.adaptive and not (1 <= self.round_size <= self.max_n):
-            raise ConfigError(f"adaptive sampling needs 1 <= round_size <= max_n, got {self.round_size} and {self.max_n}")
-
-    @property
-    def first(self) -> int:
-        """Candidates of the first round."""
-        return self.round_size if self.adaptive else self.n
-
-    def next(self, values: np.ndarray, scale: float | None) -> int:
-        """Candidates of the next round after the selection scores ``values`` (0: stop)."""
-        return next_round(values, self.max_n, self.round_size, self.min_round_gain, scale) if self.adaptive else 0
-
 
 def _profile(profile: Sequence[dict] | Sequence[ProfileItem], task: TaskSpec) -> tuple[ProfileItem, ...]:
     if all(isinstance(p, ProfileItem) for p in profile):
