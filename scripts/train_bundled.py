@@ -32,7 +32,7 @@ import pandas as pd
 
 from ttpkit import stages
 from ttpkit.pool import ROUGEL, read_pool, score_col, std_col, write_pool
-from ttpkit.reward.bundled import AGNOSTIC, CV_NS, DEFAULT_VARIANTS, MODELS_DIR, ModelCard, agnostic_dataset, measure_card
+from ttpkit.reward.bundled import AGNOSTIC, CV_NS, DEFAULT_VARIANTS, MODELS_DIR, RM_VARIANTS, ModelCard, agnostic_dataset, measure_card
 from ttpkit.reward.encoder import Encoder
 from ttpkit.reward.models import RMConfig
 
@@ -80,7 +80,8 @@ def _cv_sentence(cv: dict, group: str, variant: str) -> str:
     if not cv.get("cross_validated"):
         return f"no cross-validation: `{cv['candidate']}` is not in `results/bundled/cv/cv.csv`."
     if cv["chosen"]:
-        verdict = f"the best of the configurations tried, so `--rm default` is this model for `{group}`"
+        verdict = (f"the best of the configurations tried, so it is the reward model of `{group}`'s `--rm default`"
+                   + (" (the stacked ranker over it, `models/<task>/stacked`)" if DEFAULT_VARIANTS.get(group) == "stacked" else ""))
     else:
         verdict = (f"`--rm default` for `{group}` is the CV's choice, `{cv['best']}`; this model is "
                    f"`--rm default:{variant}`")
@@ -133,9 +134,9 @@ def main() -> None:
     cv_table = pd.read_csv(cv_csv) if cv_csv.exists() else None
     if cv_table is not None:
         for group, name in cv_table.loc[cv_table["chosen"], ["group", "candidate"]].itertuples(index=False):
-            if not name.startswith(DEFAULT_VARIANTS[group] + "-L"):
-                print(f"warning: the CV chose {name} for {group}, but --rm default there is {DEFAULT_VARIANTS[group]} "
-                      "(ttpkit.reward.bundled.DEFAULT_VARIANTS)", flush=True)
+            if not name.startswith(RM_VARIANTS[group] + "-L"):
+                print(f"warning: the CV chose {name} for {group}, but the RM default there is {RM_VARIANTS[group]} "
+                      "(ttpkit.reward.bundled.RM_VARIANTS)", flush=True)
     t0 = time.time()
     pools, data = {}, {}
     for task in TASKS:

@@ -41,9 +41,26 @@ def test_the_shipped_cards_are_what_measure_card_gives_on_the_committed_test_poo
 
 
 @pytest.mark.parametrize("task", ["git-commits", "debian-synopsis"])
-def test_default_rm_is_the_tasks_bundled_model_with_a_card(task):
+def test_default_is_the_stacked_ranker_chosen_against_greedy_with_its_card(task):
+    from ttpkit.reward import load_rm
+    from ttpkit.reward.stack import StackedScorer
+
     path = resolve_rm("default", task)
-    assert path == MODELS_DIR / task / DEFAULT_VARIANTS[task]
+    assert path == MODELS_DIR / task / DEFAULT_VARIANTS[task] == MODELS_DIR / task / "stacked"
+    model = load_rm(path)
+    assert isinstance(model, StackedScorer) and model.task == task and model.rm_model == "default:user-prob"
+    card = load_card(path)
+    assert card.task == task and card.n == 16
+    cv = json.loads((path / "card.json").read_text())["cv"]  # the CV against greedy that chose it, on dev users
+    assert cv["chosen"] and cv["split"] == "dev" and cv["lo"] <= cv["gain"] <= cv["hi"] and cv["gain_n4"] >= 0
+    readme = (path / "README.md").read_text()
+    assert f"{cv['gain']:+.3f}" in readme and f"{cv['test']['gain']:+.3f}" in readme  # both gains over greedy stated
+    assert cv["test"]["lo"] <= cv["test"]["gain"] <= cv["test"]["hi"]
+
+
+@pytest.mark.parametrize("task", ["git-commits", "debian-synopsis"])
+def test_the_rm_behind_the_default_is_the_tasks_bundled_model_with_a_card(task):
+    path = resolve_rm("default:user-prob", task)
     card = load_card(path)
     assert card.task == task and 0 < card.share < 1 and card.n == 16
     readme = (path / "README.md").read_text()

@@ -30,7 +30,7 @@ from ttpkit.pool import QUERY_ID, ROUGEL, USER_ID, candidates_per_query, n_grid
 from ttpkit.reward._io import check_is_file, read_json
 from ttpkit.reward.config import check_number
 
-__all__ = ["AGNOSTIC", "CARD_BOOT", "CARD_TAU", "CV_NS", "DEFAULT_VARIANTS", "MODELS_DIR", "ModelCard", "agnostic_dataset",
+__all__ = ["AGNOSTIC", "CARD_BOOT", "CARD_TAU", "CV_NS", "DEFAULT_VARIANTS", "MODELS_DIR", "RM_VARIANTS", "ModelCard", "agnostic_dataset",
            "bundled_path", "load_card", "measure_card", "resolve_rm"]
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -38,9 +38,12 @@ AGNOSTIC = "any"  # the directory of the task-agnostic models
 # each number of a card: (integer, low, high); ``None`` is unbounded. score_std is the unit of collapse, so > 0.
 _CARD_RANGES = {"mu": (False, None, None), "c": (False, 0.0, 1.0), "sigma_eff": (False, 0.0, None), "rho_eff": (False, -1.0, 1.0),
                 "score_std": (False, 0.0, None), "tau": (False, 0.0, None), "share": (False, None, None), "n": (True, 1, None)}
-# What ``--rm default`` means per model directory: the cross-validation's choice (results/bundled/cv/cv.md;
-# user-prob and user-pairwise are within 0.001-0.015 of each other there, the 2-layer encoder 0.016-0.043 below).
-DEFAULT_VARIANTS = {"git-commits": "user-prob", "debian-synopsis": "user-prob", AGNOSTIC: "user-pairwise"}
+# What ``--rm default`` means per model directory. For the two one-line tasks: the stacked ranker over the bundled
+# user-prob and the draw's own signals, chosen against greedy by a CV over dev users with the shipped sampler
+# (results/greedy/<task>/dev.md; scripts/against_greedy.py); its rm signal is user-prob, itself the CV's choice among
+# the RMs (results/bundled/cv/cv.md). Elsewhere the task-agnostic user-pairwise.
+DEFAULT_VARIANTS = {"git-commits": "stacked", "debian-synopsis": "stacked", AGNOSTIC: "user-pairwise"}
+RM_VARIANTS = {"git-commits": "user-prob", "debian-synopsis": "user-prob", AGNOSTIC: "user-pairwise"}  # the RM defaults
 CV_NS = (1, 2, 4, 8)  # the Ns of the default RM's cross-validation: up to the train pools' M
 CARD_TAU = 0.05  # a card's collapse threshold
 CARD_BOOT = 2000  # bootstrap draws over test users for a card's interval (seed 0)
@@ -87,14 +90,14 @@ def bundled_path(task: str, variant: str | None = None) -> Path:
     """
     for name in (task, AGNOSTIC):
         d = MODELS_DIR / name / (DEFAULT_VARIANTS.get(name, "user-pairwise") if variant is None else variant)
-        if (d / "config.json").exists():
+        if (d / "config.json").exists() or (d / "stacked.json").exists():
             return d
     raise ConfigError(f"no bundled {'default' if variant is None else variant} model for task {task!r} "
                       f"(shipped: {', '.join(sorted(_shipped())) or 'none'})")
 
 
 def _shipped() -> list[str]:
-    return [f"{d.parent.name}/{d.name}" for d in MODELS_DIR.glob("*/*") if (d / "config.json").exists()]
+    return [f"{d.parent.name}/{d.name}" for d in MODELS_DIR.glob("*/*") if (d / "config.json").exists() or (d / "stacked.json").exists()]
 
 
 def resolve_rm(rm: str | Path, task: str, variant: str | None = None) -> Path:
