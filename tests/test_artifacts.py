@@ -104,7 +104,7 @@ def test_label_and_score_refuse_another_split_or_task_and_warn_on_changed_data(t
 def _rm_copy(tmp_path: Path, edit=None, card=None) -> Path:
     """The bundled git-commits user-pairwise model copied, its config.json changed by ``edit`` and card.json by ``card``."""
     d = tmp_path / "rm"
-    shutil.copytree(bundled_path("git-commits"), d)
+    shutil.copytree(bundled_path("git-commits", "user-prob"), d)
     if edit is not None:
         meta = json.loads((d / "config.json").read_text())
         (d / "config.json").write_text(json.dumps(edit(meta)))
@@ -142,7 +142,7 @@ def test_weights_and_their_record_are_checked_before_they_are_believed(tmp_path)
     with pytest.raises(DataError, match="weights_sha256 is malformed") as e:
         RewardModel.load(d)
     assert "interrupted" not in str(e.value)
-    meta = json.loads((bundled_path("git-commits") / "config.json").read_text())
+    meta = json.loads((bundled_path("git-commits", "user-prob") / "config.json").read_text())
     meta.pop("weights_sha256", None)  # the weights are edited below: their hash would refuse them first
     (d / "config.json").write_text(json.dumps(meta))
     weights = load_file(str(d / "model.safetensors"))
@@ -182,7 +182,7 @@ def test_ensemble_and_cross_encoder_records_are_typed(tmp_path):
     from ttpkit.reward.cross import CrossConfig
     from ttpkit.reward.ensemble import EnsembleRM
 
-    meta = json.loads((bundled_path("git-commits") / "config.json").read_text())
+    meta = json.loads((bundled_path("git-commits", "user-prob") / "config.json").read_text())
     (tmp_path / "ens").mkdir()
     (tmp_path / "ens" / "ensemble.json").write_text(json.dumps({"members": 1, "config": meta["config"],
                                                                  "member_weights_sha256": [None]}))

@@ -139,7 +139,7 @@ def server():
 
 def _sample_cli(server: str, out: Path, *engine: str) -> subprocess.Popen:
     args = ["sample", "--data", str(SAMPLE), "--split", "dev", "--m", "4", "--backend", "openai", "--base-url", server,
-            "--out", str(out), *engine]
+            "--no-greedy", "--out", str(out), *engine]
     return subprocess.Popen([sys.executable, "-m", "ttpkit.cli", *args], env={**os.environ, "PYTHONWARNINGS": "ignore"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -176,7 +176,7 @@ def test_scoring_on_ray_equals_local_scoring_and_fills_the_drivers_cache(tmp_pat
     pool_path = tmp_path / "pool.parquet"
     stages.sample_pool(sample.queries[:8], pool_path, 4, SeededPolicy(seed=1))  # 8 queries: the encoder loads three times
     pool = read_pool(pool_path)
-    rm = load_rm(bundled_path(sample.task.name))
+    rm = load_rm(bundled_path(sample.task.name, "user-prob"))
     cache, layers = tmp_path / "emb.safetensors", rm.config.encoder_layers
 
     enc = Encoder(cache_file=cache, layers=layers)

@@ -193,7 +193,9 @@ def test_mbr_and_reg_are_scorers_that_score_pool_takes():
 
 
 def test_resolve_scorer_reads_every_form(tmp_path):
-    assert isinstance(resolve_scorer("default", "git-commits"), RewardModel)
+    from ttpkit.reward.stack import StackedScorer
+
+    assert isinstance(resolve_scorer("default", "git-commits"), StackedScorer)  # the stacked ranker over user-prob
     assert resolve_scorer("default:user-prob", "git-commits").config.variant == "user-prob"
     assert isinstance(resolve_scorer("mbr", "git-commits"), MBRScorer)
     reg = resolve_scorer("reg:user-pairwise:0.25", "git-commits")

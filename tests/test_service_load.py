@@ -24,6 +24,7 @@ TASK = get_task("git-commits")
 
 def _service(tmp_path, name: str, **kw):
     kw.setdefault("admin_key", "")
+    kw.setdefault("rm", "default:user-prob")  # a feature RM: these tests count its encoder passes
     return create_service(FakeLM(), f"sqlite:///{tmp_path / name}", encoder=FakeEncoder(), **kw)
 
 
