@@ -393,3 +393,14 @@ def test_a_study_pools_cache_key_names_greedy_only_when_it_is_on():
     from ttpkit.studies.paper import _policy_key
 
     assert "greedy" not in _policy_key(PolicySpec()) and _policy_key(PolicySpec(greedy=True))["greedy"] is True
+
+
+def test_personalize_with_n_1_answers_the_greedy_decode(sample):
+    from ttpkit import personalize
+
+    from conftest import FakeEncoder
+
+    q = sample.queries[0]
+    profile = [{"id": p.id, "text": p.source, "title": p.target} for p in q.profile]
+    res = personalize(profile, q.source, task=sample.task, n=1, policy=GreedyEcho(), encoder=FakeEncoder())
+    assert res.n == 1 and res.greedy == 0 and res.chosen_is_greedy

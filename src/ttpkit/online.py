@@ -204,6 +204,8 @@ def _draw(
                    profile=query.profile)
         cands = pol.sample([rq], max(target - len(rows) - (greedy and not rounds), 1))[0]
         cands = [c for c in cands if not (c.greedy and rounds)]  # a later round's greedy row repeats the first's
+        if greedy and not rounds and len(cands) > target:  # n=1: the greedy answer alone (one sample was decoded beside it)
+            cands = [c for c in cands if c.greedy]
         rows += [{QUERY_ID: query.id, USER_ID: query.user_id, IDX: len(rows) + i, TEXT: c.text, GREEDY: c.greedy,
                   LOGP: c.logp, N_TOKENS: c.n_tokens} for i, c in enumerate(cands)]
         rounds += 1

@@ -39,7 +39,8 @@ def serve(
     from ttpkit.data import get_task
     from ttpkit.device import check_dtype, resolve_device
     from ttpkit.online import check_rm
-    from ttpkit.policy import PolicySpec, make_policy
+    from ttpkit.policy import PolicySpec, SamplingConfig, make_policy
+    from ttpkit.policy.base import SHIPPED
     from ttpkit.policy.backends import get_backend, names
     from ttpkit.policy.spec import check_backend_options
     from ttpkit.serve._auth import read_admin_key
@@ -60,7 +61,8 @@ def serve(
     check_model_cache(backend)
     store = ProfileStore(db)
     quiet_libraries()
-    policy = make_policy(backend, spec, model=model, device=device, dtype=dtype)
+    shipped = SamplingConfig(temperature=SHIPPED.temperature, top_p=SHIPPED.top_p)  # what personalize samples with
+    policy = make_policy(backend, spec, shipped, model=model, device=device, dtype=dtype)
     app_ = create_service(policy, store, rm=rm, log_requests=log_requests, model_name=policy.name,
                           batch_window_ms=batch_window_ms, max_batch=max_batch)
     uvicorn.run(app_, host=host, port=port)
