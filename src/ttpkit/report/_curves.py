@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ttpkit.report._draw import _finish, _pyplot, _table
+from ttpkit.report._draw import _finish, _plot_over_n, _pyplot, _table
 from ttpkit.scaling import Curve
 from ttpkit.scaling import cost_matched
 
@@ -58,17 +58,9 @@ def curves_markdown(curves: Mapping[str, Curve]) -> str:
 
 def plot_curves(curves: Mapping[str, Curve], path: str | Path, utility: str = "rougeL", title: str = "") -> Path:
     """Plot curves against N (log2 axis) with 95% bootstrap bands; write a PNG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, c in curves.items():
-        ax.plot(c.ns, c.mean, marker="o", label=name)
-        ax.fill_between(c.ns, c.lo, c.hi, alpha=0.2)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("N (candidates per query)")
-    ax.set_ylabel(f"expected {utility}")
     first = next(iter(curves.values()))
-    ax.set_title(title or f"best-of-N, {first.n_queries} queries")
-    return _finish(fig, ax, path)
+    series = [(name, c.ns, c.mean, c.lo, c.hi) for name, c in curves.items()]
+    return _plot_over_n(series, path, f"expected {utility}", title or f"best-of-N, {first.n_queries} queries")
 
 
 def plot_adaptive(fixed: Curve, table: pd.DataFrame, path: str | Path, title: str = "") -> Path:

@@ -35,6 +35,23 @@ def _pyplot() -> Any:
     return plt
 
 
+def _plot_over_n(series: list[tuple[str, Any, Any, Any, Any]], path: str | Path, ylabel: str, title: str,
+                 zero: bool = False) -> Path:
+    """Lines against N (log2 axis) with their 95% bands, one per ``(label, ns, values, lo, hi)``; ``zero`` draws y=0."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, ns, values, lo, hi in series:
+        ax.plot(ns, values, marker="o", label=label)
+        ax.fill_between(ns, lo, hi, alpha=0.2)
+    if zero:
+        ax.axhline(0, color="k", lw=0.8, ls="--")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N (candidates per query)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _finish(fig, ax, path)
+
+
 def _finish(fig: Any, ax: Any, path: str | Path) -> Path:
     """Grid, legend, tight layout; save the figure as PNG and close it."""
     ax.grid(alpha=0.3)

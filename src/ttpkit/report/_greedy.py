@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ttpkit.report._draw import _finish, _pyplot, _table
+from ttpkit.report._draw import _plot_over_n, _table
 from ttpkit.scaling import VersusGreedy
 
 
@@ -58,15 +58,7 @@ def greedy_json(results: Mapping[str, VersusGreedy]) -> dict[str, Any]:
 
 def plot_versus_greedy(results: Mapping[str, VersusGreedy], path: str | Path, utility: str = "rougeL", title: str = "") -> Path:
     """Gain over greedy against N (log2 axis), one line per scorer with its 95% band; zero is greedy."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, r in results.items():
-        ax.plot(r.ns, r.gain, marker="o", label=name)
-        ax.fill_between(r.ns, r.lo, r.hi, alpha=0.15)
-    ax.axhline(0, color="k", lw=0.8, ls="--")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("N (candidates per query)")
-    ax.set_ylabel(f"{utility} minus greedy's")
     first = next(iter(results.values()))
-    ax.set_title(title or f"best-of-N against greedy ({first.greedy:.3f}), {first.n_queries} queries")
-    return _finish(fig, ax, path)
+    series = [(name, r.ns, r.gain, r.lo, r.hi) for name, r in results.items()]
+    return _plot_over_n(series, path, f"{utility} minus greedy's",
+                        title or f"best-of-N against greedy ({first.greedy:.3f}), {first.n_queries} queries", zero=True)
