@@ -1,8 +1,11 @@
 """Best-of-N against greedy: the temperature table on dev, the default chosen by CV over dev users, the test table.
 
-Usage (after the pools are sampled with --greedy, labelled and scored with --rm default; scripts/make_greedy.sh):
+Usage (after the pools are sampled with --greedy, labelled, and scored with --rm default:user-prob; the whole
+pipeline is scripts/make_greedy.sh):
 
     python scripts/against_greedy.py dev  --task git-commits --pools results/greedy/git-commits/dev_T*.parquet
+    python scripts/against_greedy.py ship --task git-commits --pools results/greedy/git-commits/dev_T*.parquet \
+        --test-pool results/greedy/git-commits/test_T0.7.parquet
     python scripts/against_greedy.py test --task git-commits --pool results/greedy/git-commits/test_T0.7.parquet \
         --model src/ttpkit/models/git-commits/stacked
 
@@ -10,9 +13,10 @@ Usage (after the pools are sampled with --greedy, labelled and scored with --rm 
 texts per query, the oracle and the bundled RM against greedy at N = 2, 4, 8, 16 (N samples, and greedy +
 N-1 samples), within-draw MBR at 16, then a grouped 5-fold CV over the dev users of every candidate
 default (scorer and mode at each temperature), objective the gain over greedy at N=16 with greedy + 15
-samples, constraint not below greedy at N=4. The winner is refitted on all dev queries of its temperature
-and saved with --save. ``test`` evaluates every scorer on a test pool, never choosing anything there.
-Nothing here reads the test split unless asked to with ``test``.
+samples, constraint not below greedy at N=4. ``ship`` refits the winner on all dev queries of its temperature
+and writes it, its card and README into src/ttpkit/models/<task>/stacked (the test pool is read only for the
+card). ``test`` evaluates every scorer on a test pool, never choosing anything there. Only ``ship`` and
+``test`` read a test pool.
 """
 
 from __future__ import annotations
