@@ -404,3 +404,37 @@ def test_personalize_with_n_1_answers_the_greedy_decode(sample):
     profile = [{"id": p.id, "text": p.source, "title": p.target} for p in q.profile]
     res = personalize(profile, q.source, task=sample.task, n=1, policy=GreedyEcho(), encoder=FakeEncoder())
     assert res.n == 1 and res.greedy == 0 and res.chosen_is_greedy
+
+
+@pytest.mark.slow
+def test_the_personalize_command_samples_with_the_shipped_sampler_and_names_the_greedy_answer(tmp_path, sample):
+    """`ttpkit personalize` asks the server for samples at SHIPPED's temperature and for the greedy decode (the real encoder scores)."""
+    import json
+
+    from fastapi import FastAPI
+    from typer.testing import CliRunner
+
+    from ttpkit.cli import app as cli
+    from ttpkit.policy import SHIPPED
+
+    from conftest import live
+
+    seen = []
+    fake = FastAPI()
+
+    @fake.post("/v1/completions")
+    def completions(body: dict) -> dict:
+        seen.append((body["n"], body["temperature"]))
+        return {"choices": [{"index": i, "text": f" fix parser {body['seed'] % 97} {i}", "finish_reason": "stop"}
+                            for i in range(body["n"])]}
+
+    q = sample.queries[0]
+    profile = tmp_path / "user.json"
+    profile.write_text(json.dumps([{"text": p.source, "title": p.target} for p in q.profile]))
+    with live(fake) as root:
+        res = CliRunner().invoke(cli, ["personalize", "--profile", str(profile), "--input", q.source, "--n", "4", "--json",
+                                       "--backend", "openai", "--base-url", f"{root}/v1"])
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout[res.stdout.index("{"):])
+    assert record["n"] == 4 and record["greedy"] == 3 and record["greedy_text"].startswith("fix parser")
+    assert (3, SHIPPED.temperature) in seen and (1, 0) in seen

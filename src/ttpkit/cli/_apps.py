@@ -108,14 +108,15 @@ def personalize(
     from ttpkit.device import resolve_device
     from ttpkit.online import Schedule, check_request, check_rm
     from ttpkit.online import personalize as run
-    from ttpkit.policy import PolicySpec
+    from ttpkit.policy import SHIPPED, PolicySpec
     from ttpkit.task import DEFAULT_MAX_NEW_TOKENS
 
     min_round_gain = deprecated(min_round_gain, min_gain_old, "--min-gain", "--min-round-gain")
     check_request(rule, Schedule(n, adaptive, max_n), text, user)  # the rule, N, the input: before any model loads
     spec = resolve_task(task if task_file is None else None, task_file)
     pol = PolicySpec.from_options(backend, model, base_url, k=k, max_new_tokens=spec.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
-                                  device=resolve_device(device), dtype=dtype)
+                                  device=resolve_device(device), dtype=dtype, temperature=SHIPPED.temperature,
+                                  top_p=SHIPPED.top_p, greedy=SHIPPED.greedy)  # the shipped sampler, as ttpkit.personalize's
     pol.check()
     items = read_profile(profile, user)
     check_rm(rm, spec)  # its config and card, before the status display and any model load

@@ -24,12 +24,14 @@ Every backend implements :class:`Policy`: ``sample(queries, m)`` returns ``m``
 
 from __future__ import annotations
 
-from ttpkit.policy.base import Candidate, Completer, Policy, SamplingConfig, query_seed
+from ttpkit.policy.base import SHIPPED, Candidate, Completer, Policy, SamplerDefaults, SamplingConfig, query_seed
 from ttpkit.policy.prompt import PromptBuilder
 from ttpkit.policy.backends import BACKENDS, EMBEDDED_NAME, Backend, resolve_model
 from ttpkit.policy.spec import LazyPolicy, PolicySpec, lazy_policy, make_policy
 
 __all__ = [
+    "SHIPPED",
+    "SamplerDefaults",
     "BACKENDS",
     "EMBEDDED_NAME",
     "Backend",
