@@ -13,15 +13,18 @@ import random
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import create_engine, text
 
 from ttpkit.data import bundled_sample_dir, get_task, load_split
 from ttpkit.policy import PromptBuilder, SamplingConfig
 from ttpkit.policy.base import Candidate
 from ttpkit.policy.local import LocalPolicy
+from ttpkit.serve._store import _engine_url
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +140,33 @@ def live(app, start_s: float = 20.0):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A PostgreSQL server from the ``pgserver`` package, started for this session (skipped, with why, if it cannot)."""
+    try:
+        import pgserver
+        import psycopg  # noqa: F401  (SQLAlchemy's driver for postgresql:// URLs)
+    except ImportError as e:
+        pytest.skip(f"PostgreSQL store not tested: {e.name} is not installed (pip install pgserver 'psycopg[binary]')")
+    try:
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    except Exception as e:  # noqa: BLE001 - any failure to start is a reason to skip, stated
+        pytest.skip(f"PostgreSQL store not tested: pgserver could not start a server ({e})")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh store URL: SQLite in ``tmp_path``, then a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'profiles.db'}"
+    base = request.getfixturevalue("postgres_url")
+    name = "t" + uuid.uuid4().hex[:10]  # a fresh database per test
+    engine = create_engine(_engine_url(base), isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return base.replace("/postgres?", f"/{name}?")

@@ -3,41 +3,11 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from ttpkit.serve._store import SCHEMA_VERSION, LoggedRequest, ProfileStore, StoreError, _engine_url, hash_key
-
-
-@pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory):
-    """A PostgreSQL server from the ``pgserver`` package, started for this session (skipped, with why, if it cannot)."""
-    try:
-        import pgserver
-        import psycopg  # noqa: F401  (SQLAlchemy's driver for postgresql:// URLs)
-    except ImportError as e:
-        pytest.skip(f"PostgreSQL store not tested: {e.name} is not installed (pip install pgserver 'psycopg[binary]')")
-    try:
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    except Exception as e:  # noqa: BLE001 - any failure to start is a reason to skip, stated
-        pytest.skip(f"PostgreSQL store not tested: pgserver could not start a server ({e})")
-    yield server.get_uri()
-    server.cleanup()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'profiles.db'}"
-    base = request.getfixturevalue("postgres_url")
-    name = "t" + uuid.uuid4().hex[:10]  # a fresh database per test
-    engine = create_engine(_engine_url(base), isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return base.replace("/postgres?", f"/{name}?")
+from ttpkit.serve._store import SCHEMA_VERSION, LoggedRequest, ProfileStore, StoreError, hash_key
 
 
 def _item(i: int) -> dict:
