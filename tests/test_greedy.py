@@ -365,7 +365,7 @@ def test_ttpkits_own_server_decodes_temperature_0_as_greedy_and_the_openai_backe
             return [f"{word} {i}" for i in range(n)]
 
     served = Recorder()
-    with live(create_app(served)) as root:
+    with live(create_app(served, model_name="m")) as root:
         pol = OpenAIPolicy(f"{root}/v1", "m", sample.task, SamplingConfig(seed=1, greedy=True))
         (rows,) = pol.sample(sample.queries[:1], 2)
         import httpx

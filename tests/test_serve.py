@@ -34,7 +34,7 @@ def test_openai_backend_against_ttpkit_server(sample):
 
 
 def test_server_validates_and_client_reports_errors(sample):
-    client = TestClient(create_app(FakeLocal()))
+    client = TestClient(create_app(FakeLocal(), model_name="m"))
     assert client.post("/v1/completions", json={"prompt": "x", "n": 0}).status_code == 422
     too_long = OpenAIPolicy("http://testserver/v1", "m", sample.task, SamplingConfig(max_new_tokens=5000), client=client)
     with pytest.raises(TtpkitError, match="answered 422.*max_tokens"):  # the server's reason reaches the user

@@ -7,8 +7,9 @@
 - :mod:`ttpkit.serve._users`: profile and key routes.
 - :mod:`ttpkit.serve._auth`: the admin key and per-user keys.
 - :mod:`ttpkit.serve._store`: :class:`ProfileStore` (SQLAlchemy 2: SQLite with WAL, or PostgreSQL).
-- :mod:`ttpkit.serve._openai`: ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``,
-  their Pydantic requests, ``usage`` and ``finish_reason``.
+- :mod:`ttpkit.serve._openai`: ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``
+  (seeds, streaming, ``usage`` and ``finish_reason``); :mod:`ttpkit.serve._openai_requests` their
+  Pydantic requests and size limits.
 - :mod:`ttpkit.serve._batch`: :class:`Batcher`, concurrent requests in one ``complete_many`` batch.
 - :mod:`ttpkit.serve._scoring`: :class:`ScoreGroup`, a decode batch's personalize requests in one RM pass.
 - :mod:`ttpkit.serve._metrics`: :class:`Metrics`, Prometheus metrics in a per-app registry.
@@ -17,9 +18,12 @@
 from ttpkit.serve._batch import Batcher
 from ttpkit.serve._metrics import Metrics
 from ttpkit.serve._openai import (
+    MAX_N,
     MAX_PROMPT_CHARS,
     MAX_PROMPTS,
+    MAX_REQUEST_TOKENS,
     MAX_SAMPLES,
+    MAX_TOKENS,
     ChatCompletionRequest,
     ChatMessage,
     CompletionRequest,
@@ -31,9 +35,12 @@ from ttpkit.serve.app import MAX_BODY_BYTES, create_app
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_N",
     "MAX_PROMPTS",
     "MAX_PROMPT_CHARS",
+    "MAX_REQUEST_TOKENS",
     "MAX_SAMPLES",
+    "MAX_TOKENS",
     "Batcher",
     "ChatCompletionRequest",
     "ChatMessage",
