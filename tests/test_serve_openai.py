@@ -13,9 +13,17 @@ from fastapi import FastAPI
 
 from ttpkit.policy import SamplingConfig
 from ttpkit.policy.openai import OpenAIPolicy
-from ttpkit.serve import MAX_PROMPT_CHARS, create_app
+from ttpkit.serve import (
+    MAX_N,
+    MAX_PROMPT_CHARS,
+    MAX_PROMPTS,
+    MAX_REQUEST_TOKENS,
+    MAX_SAMPLES,
+    MAX_TOKENS,
+    create_app,
+)
 
-from conftest import live
+from conftest import FakeLM, live
 
 
 class Fake:
@@ -115,6 +123,124 @@ def test_unsupported_fields_and_limits_are_4xx_with_a_reason():
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         paths = httpx.get(f"{root}/openapi.json").json()["paths"]
         assert {"/v1/completions", "/v1/chat/completions", "/v1/models", "/metrics", "/health"} <= set(paths)
+
+
+WORDS = "fix the parser so that empty lines and trailing spaces no longer break the commit summary"
+
+
+def test_an_unseeded_request_draws_a_fresh_seed_returns_it_and_the_seed_reproduces_the_text():
+    with live(create_app(FakeLM(), model_name="fake")) as root:
+        client = _client(root)
+        one, two = (client.completions.create(model="fake", prompt=WORDS, n=3) for _ in range(2))
+        assert one.seed != two.seed and [c.text for c in one.choices] != [c.text for c in two.choices]
+        again = client.completions.create(model="fake", prompt=WORDS, n=3, seed=one.seed)
+        assert again.seed == one.seed and [c.text for c in again.choices] == [c.text for c in one.choices]
+        chat = [{"role": "user", "content": WORDS}]
+        first, second = (client.chat.completions.create(model="fake", messages=chat) for _ in range(2))
+        assert first.seed != second.seed and first.choices[0].message.content != second.choices[0].message.content
+        replay = client.chat.completions.create(model="fake", messages=chat, seed=second.seed)
+        assert replay.choices[0].message.content == second.choices[0].message.content
+        seeded = [client.completions.create(model="fake", prompt=WORDS, seed=7) for _ in range(2)]
+        assert {s.seed for s in seeded} == {7} and seeded[0].choices[0].text == seeded[1].choices[0].text
+
+
+def test_only_the_served_model_name_is_served_and_others_are_a_404_model_not_found():
+    with live(create_app(FakeLM(), model_name="fake")) as root:
+        client = _client(root)
+        served = client.models.list().data[0].id
+        assert client.completions.create(model=served, prompt="a b", seed=1).model == "fake"
+        assert client.completions.create(model="default", prompt="a b").model == "fake"  # the openai backend's name
+        assert httpx.post(f"{root}/v1/completions", json={"prompt": "a b"}).status_code == 200  # omitted, as vLLM
+        for call in (lambda m: client.completions.create(model=m, prompt="a b"),
+                     lambda m: client.chat.completions.create(model=m, messages=[{"role": "user", "content": "a"}])):
+            with pytest.raises(openai.NotFoundError) as e:
+                call("gpt-4o")
+            assert e.value.status_code == 404 and e.value.code == "model_not_found" and e.value.param == "model"
+            assert e.value.type == "invalid_request_error" and "'gpt-4o'" in e.value.message and "fake" in e.value.message
+        raw = httpx.post(f"{root}/v1/chat/completions", json={"model": "x" * 10_000, "messages": [{"role": "user", "content": "a"}]})
+        assert raw.status_code == 404 and len(raw.text) < 1000  # the name is quoted, cut short
+        assert set(raw.json()["error"]) == {"message", "type", "param", "code"}
+
+
+class Recorder(FakeLM):
+    """FakeLM that records each decode's prompts and decoding settings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = []
+
+    def complete_many(self, prompts, n, seeds):
+        self.seen.append((list(prompts), self.config))
+        return super().complete_many(prompts, n, seeds)
+
+
+def test_temperature_0_decodes_greedily_on_completions_and_chat():
+    policy = Recorder()
+    with live(create_app(policy, model_name="fake")) as root:
+        client = _client(root)
+        client.completions.create(model="fake", prompt="a b c", temperature=0)
+        client.chat.completions.create(model="fake", messages=[{"role": "user", "content": "a"}], temperature=0)
+        client.completions.create(model="fake", prompt="a b c", temperature=0.5)
+    assert [cfg.is_greedy for _, cfg in policy.seen] == [True, True, False]
+
+
+def test_chat_takes_max_completion_tokens_text_parts_and_the_developer_role():
+    policy = Recorder()
+    with live(create_app(policy, model_name="fake")) as root:
+        client = _client(root)
+        parts = [{"type": "text", "text": "first part"}, {"type": "text", "text": "second part"}]
+        client.chat.completions.create(model="fake", max_completion_tokens=2,
+                                       messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": parts}])
+        assert policy.seen[-1][0] == ["System: Be brief.\nUser: first part\nsecond part\nAssistant:"]
+        assert policy.seen[-1][1].max_new_tokens == 2
+        client.chat.completions.create(model="fake", max_tokens=3, max_completion_tokens=3,
+                                       messages=[{"role": "user", "content": "x"}])
+        assert policy.seen[-1][1].max_new_tokens == 3  # both, equal: fine
+        refused = [({"max_tokens": 3, "max_completion_tokens": 4}, "max_tokens (3) and max_completion_tokens (4) differ"),
+                   ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+                    "content[0] has type 'image_url'"),
+                   ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "extra": 1}]}]},
+                    "content[0]: a text part is"),
+                   ({"messages": [{"role": "tool", "content": "x"}]}, "role"),
+                   ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+                   ({"logprobs": True}, "logprobs is not supported"),
+                   ({"max_completion_tokens": MAX_TOKENS + 1}, f"max_tokens = {MAX_TOKENS + 1} is more than the {MAX_TOKENS}")]
+        for extra, reason in refused:
+            body = {"model": "fake", "messages": [{"role": "user", "content": "x"}], **extra}
+            with pytest.raises(openai.UnprocessableEntityError) as e:
+                client.chat.completions.create(**body)
+            assert reason in e.value.message, e.value.message
+    templated = Recorder()
+    templated.tokenizer = CharTokenizer()
+    with live(create_app(templated, model_name="fake")) as root:
+        _client(root).chat.completions.create(model="fake", messages=[{"role": "developer", "content": "d"},
+                                                                      {"role": "user", "content": parts}])
+    assert templated.seen[0][0] == ["<system>d<user>first part\nsecond part<assistant>"]
+
+
+def test_one_request_may_not_ask_for_more_than_the_stated_budget():
+    policy = Recorder()
+    per = policy.config.max_new_tokens  # max_tokens when a request gives none
+    with live(create_app(policy, model_name="fake")) as root:
+        client = _client(root)
+        over = [({"prompt": ["a"] * (MAX_PROMPTS + 1)}, "prompt", f"prompts = {MAX_PROMPTS + 1} is more than the {MAX_PROMPTS}"),
+                ({"prompt": "a", "n": MAX_N + 1}, "n", f"n = {MAX_N + 1} is more than the {MAX_N}"),
+                ({"prompt": "a", "max_tokens": MAX_TOKENS + 1}, "max_tokens", f"max_tokens = {MAX_TOKENS + 1} is more"),
+                ({"prompt": ["a"] * 3, "n": MAX_SAMPLES // 3 + 1, "max_tokens": 1}, "n",
+                 f"prompts x n = 3 x {MAX_SAMPLES // 3 + 1} = {3 * (MAX_SAMPLES // 3 + 1)} is more than the {MAX_SAMPLES}"),
+                ({"prompt": "a", "n": MAX_REQUEST_TOKENS // MAX_TOKENS + 1, "max_tokens": MAX_TOKENS}, "max_tokens",
+                 f"prompts x n x max_tokens = 1 x {MAX_REQUEST_TOKENS // MAX_TOKENS + 1} x {MAX_TOKENS} = ")]
+        for body, param, reason in over:
+            with pytest.raises(openai.UnprocessableEntityError) as e:
+                client.completions.create(model="fake", **body)
+            assert reason in e.value.message and e.value.param == param, e.value.message
+        assert policy.seen == []  # nothing was decoded
+        k = MAX_REQUEST_TOKENS // (per * 2)
+        at = client.completions.create(model="fake", prompt=["a b", "c d"], n=k)  # at the budget exactly: answered
+        assert len(at.choices) == 2 * k and 2 * k * per <= MAX_REQUEST_TOKENS
+        with pytest.raises(openai.UnprocessableEntityError, match="prompts x n x max_tokens"):
+            client.chat.completions.create(model="fake", messages=[{"role": "user", "content": "x"}], n=MAX_N,
+                                           max_completion_tokens=MAX_TOKENS)
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

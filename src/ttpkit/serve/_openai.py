@@ -156,10 +156,21 @@ def _events(head: dict[str, Any], choices: Iterator[dict[str, Any]], usage: Any)
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
+def _check_model(req: Any, model_name: str) -> None:
+    """Refuse (404 ``model_not_found``) a model name other than the served one or ``"default"``; none is fine."""
+    if req.model is not None and req.model not in (model_name, "default"):
+        raise Refusal(404, f"The model {req.model[:100]!r} does not exist: this server serves {model_name!r} "
+                           "(GET /v1/models)", "model", "model_not_found")
+
+
+def _usage_asked(req: Any, out: _Sampled) -> Any:
+    """The usage for a stream's last chunk if ``stream_options.include_usage`` asks for it, else None."""
+    return out.usage if req.stream_options is not None and req.stream_options.include_usage else None
+
+
 def openai_router(policy: Completer, batcher: Batcher, model_name: str, on_samples: Any = None) -> APIRouter:
     """The OpenAI-compatible routes over ``batcher``; ``on_samples(k)`` is told of each k completions made."""
     router = APIRouter(tags=["openai"])
-    served = {model_name, "default"}
 
     async def sample(prompts: list[str], req: Any) -> _Sampled:
         check_size(prompts, req.n, req.tokens() or policy.config.max_new_tokens)
@@ -170,17 +181,9 @@ def openai_router(policy: Completer, batcher: Batcher, model_name: str, on_sampl
             on_samples(sum(len(ts) for ts in texts))
         return _Sampled(policy, prompts, texts, req.stops(), cfg, seed)
 
-    def check_model(req: Any) -> None:
-        if req.model is not None and req.model not in served:
-            raise Refusal(404, f"The model {req.model[:100]!r} does not exist: this server serves {model_name!r} "
-                               "(GET /v1/models)", "model", "model_not_found")
-
     def head(kind: str, prefix: str, out: _Sampled) -> dict[str, Any]:
         return {"id": f"{prefix}-{uuid.uuid4().hex[:12]}", "object": kind, "created": int(time.time()),
                 "model": model_name, "seed": out.seed}
-
-    def usage_chunk(req: Any, out: _Sampled) -> Any:
-        return out.usage if req.stream_options is not None and req.stream_options.include_usage else None
 
     @router.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -189,23 +192,23 @@ def openai_router(policy: Completer, batcher: Batcher, model_name: str, on_sampl
     @router.post("/v1/completions", response_model=None)
     async def completions(req: CompletionRequest) -> _Reply:
         try:
-            check_model(req)
+            _check_model(req, model_name)
             out = await sample(req.prompts(), req)
         except Refusal as e:
             return e.response()
         if req.stream:
-            return _events(head("text_completion", "cmpl", out), iter(_completion_choices(out)), usage_chunk(req, out))
+            return _events(head("text_completion", "cmpl", out), iter(_completion_choices(out)), _usage_asked(req, out))
         return {**head("text_completion", "cmpl", out), "choices": _completion_choices(out), "usage": out.usage}
 
     @router.post("/v1/chat/completions", response_model=None)
     async def chat_completions(req: ChatCompletionRequest) -> _Reply:
         try:
-            check_model(req)
+            _check_model(req, model_name)
             out = await sample([chat_prompt(policy, req.messages)], req)
         except Refusal as e:
             return e.response()
         if req.stream:
-            return _events(head("chat.completion.chunk", "chatcmpl", out), _chat_deltas(out), usage_chunk(req, out))
+            return _events(head("chat.completion.chunk", "chatcmpl", out), _chat_deltas(out), _usage_asked(req, out))
         choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r, "logprobs": None}
                    for i, (t, r) in enumerate(zip(out.texts, out.reasons))]
         return {**head("chat.completion", "chatcmpl", out), "choices": choices, "usage": out.usage}

@@ -176,7 +176,7 @@ class ChatMessage(TextRequest):
                                  "so only {\"type\": \"text\", \"text\": ...} parts are accepted")
             if set(part) != {"type", "text"} or not isinstance(part["text"], str):
                 raise ValueError(f"content[{i}]: a text part is {{\"type\": \"text\", \"text\": <string>}}, "
-                                 f"got the keys {sorted(part)}")
+                                 f"got the keys {[k[:40] for k in sorted(part)][:6]}")
         return "\n".join(part["text"] for part in v)
 
     def template_role(self) -> str:
