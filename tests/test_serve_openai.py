@@ -151,6 +151,8 @@ def test_only_the_served_model_name_is_served_and_others_are_a_404_model_not_fou
         assert client.completions.create(model=served, prompt="a b", seed=1).model == "fake"
         assert client.completions.create(model="default", prompt="a b").model == "fake"  # the openai backend's name
         assert httpx.post(f"{root}/v1/completions", json={"prompt": "a b"}).status_code == 200  # omitted, as vLLM
+        nulls = {k: None for k in ("model", "n", "seed", "temperature", "top_p", "max_tokens", "stop", "stream", "user")}
+        assert len(httpx.post(f"{root}/v1/completions", json={"prompt": "a b", **nulls}).json()["choices"]) == 1
         for call in (lambda m: client.completions.create(model=m, prompt="a b"),
                      lambda m: client.chat.completions.create(model=m, messages=[{"role": "user", "content": "a"}])):
             with pytest.raises(openai.NotFoundError) as e:

@@ -100,6 +100,11 @@ class _Decoding(TextRequest):
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
 
+    @field_validator("n", mode="before")
+    @classmethod
+    def _n(cls, v: Any) -> Any:
+        return 1 if v is None else v  # null is OpenAI's default, as for every optional field
+
     @field_validator("stop")
     @classmethod
     def _stop(cls, v: Any) -> Any:
