@@ -72,12 +72,12 @@ def test_forget_leaves_nothing_of_the_user(store_url):
         store.add_feedback(f"r-{user}", "final")
     assert all(store.rows_of("alice").values())
     deleted = store.forget("alice")
-    assert deleted == {"feedback": 1, "requests": 1, "api_keys": 1, "items": 2, "users": 1}
+    assert deleted == {"feedback": 1, "profiles": 1, "requests": 1, "api_keys": 1, "items": 2, "users": 1}
     assert not any(store.rows_of("alice").values())
     with store.engine.connect() as c:  # nothing anywhere mentions alice
-        for table in ("users", "items", "api_keys", "requests", "feedback"):
+        for table in ("users", "items", "api_keys", "requests", "profiles", "feedback"):
             assert "alice" not in repr(list(c.execute(text(f"SELECT * FROM {table}"))))
-    assert store.rows_of("bob") == {"users": 1, "items": 2, "api_keys": 1, "requests": 1, "feedback": 1}
+    assert store.rows_of("bob") == {"users": 1, "items": 2, "api_keys": 1, "requests": 1, "profiles": 1, "feedback": 1}
 
 
 def test_a_store_from_a_newer_ttpkit_is_refused_with_both_versions(store_url):
