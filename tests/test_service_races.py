@@ -110,3 +110,19 @@ def test_a_cached_profile_is_never_served_after_a_delete_or_a_write(served, samp
         http.post("/v1/users/carol/items", json={"items": items_of(q)[:2]})  # appended: read on the next request
         got = http.post("/v1/personalize", json=ask).json()
         assert [c["text"] for c in got["candidates"]] == [c.text for c in want(items_of(other) + items_of(q)[:2]).candidates]
+
+
+def test_the_largest_seed_is_logged_and_concurrent_feedback_is_one_row(served, sample):
+    root, store = served
+    q = sample.queries[6]
+    with httpx.Client(base_url=root, headers=ADMIN, timeout=60) as http, ThreadPoolExecutor(6) as pool:
+        http.post("/v1/users/erin/items", json={"items": items_of(q)})
+        got = http.post("/v1/personalize", json={"user_id": "erin", "input": q.source, "n": 2, "seed": 2**63 - 1})
+        assert got.status_code == 200 and got.json()["logged"], got.text
+        rid = got.json()["request_id"]
+        texts = [f"kept {i}" for i in range(6)]
+        answers = list(pool.map(lambda t: http.post("/v1/feedback", json={"request_id": rid, "text": t}), texts))
+    _no_5xx(*answers)
+    assert all(a.status_code == 200 for a in answers)
+    (logged,) = store.logged()
+    assert logged.seed == 2**63 - 1 and logged.feedback in texts and logged.profile == tuple(items_of(q))

@@ -132,6 +132,7 @@ class Profiles:
         stamp, start, raw = read
         if hit is not None and hit.stamp == stamp:
             return hit
+        raw = [r if "id" in r else {"id": start + j, **r} for j, r in enumerate(raw)]  # an item's default id: its position
         try:
             new = make_profile(raw, spec, f"user {user_id}")
         except DataError as e:
