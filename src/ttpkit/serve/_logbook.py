@@ -21,7 +21,16 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from ttpkit.feedback import LoggedRequest
-from ttpkit.serve._schema import Stamp, api_keys, digest_of, feedback, items, profiles, read_stamp, requests
+from ttpkit.serve._schema import (
+    Stamp,
+    api_keys,
+    digest_of,
+    feedback,
+    items,
+    profiles,
+    read_stamp,
+    requests,
+)
 
 __all__ = ["Logbook"]
 

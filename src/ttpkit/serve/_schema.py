@@ -34,7 +34,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, inspect, select, text,
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+    text,
 )
 from sqlalchemy.engine import Connection
 

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
@@ -33,7 +33,15 @@ from ttpkit.feedback import LoggedRequest
 from ttpkit.serve._claim import claim_file
 from ttpkit.serve._logbook import Logbook
 from ttpkit.serve._schema import (
-    SCHEMA_VERSION, TABLES, Stamp, StoreError, api_keys, items, open_schema, read_stamp, users,
+    SCHEMA_VERSION,
+    TABLES,
+    Stamp,
+    StoreError,
+    api_keys,
+    items,
+    open_schema,
+    read_stamp,
+    users,
 )
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "LoggedRequest", "ProfileFull", "ProfileStore", "Stamp", "StoreError", "hash_key"]
