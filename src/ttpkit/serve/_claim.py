@@ -28,7 +28,11 @@ def claim_file(database: str) -> IO[bytes] | None:
     except ImportError:  # pragma: no cover - Windows: no flock; one process per file stays the operator's rule
         return None
     path = Path(database).resolve()
-    held = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held open for the process's lifetime
+    lock = path.with_name(path.name + ".lock")
+    try:
+        held = open(lock, "ab")  # noqa: SIM115 - held open for the process's lifetime
+    except OSError as e:
+        raise StoreError(f"{lock}: cannot create the server's lock file next to the store ({e.strerror})") from None
     try:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -53,7 +53,7 @@ from sqlalchemy.engine import Connection
 from ttpkit import __version__
 from ttpkit.errors import TtpkitError
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "Stamp", "StoreError", "digest_of", "open_schema", "read_stamp"]
+__all__ = ["SCHEMA_VERSION", "TABLES", "Stamp", "StoreError", "digest_of", "open_schema", "read_stamp", "schema_version"]
 
 SCHEMA_VERSION = 2
 _PG_SCHEMA_LOCK = 0x7770_6B69  # pg_advisory_xact_lock id: replicas that open one database create or migrate it in turn
@@ -142,6 +142,14 @@ def digest_of(profile: Any) -> str:
     return hashlib.sha256(json.dumps(profile, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def schema_version(c: Connection) -> int | None:
+    """The store's schema version (``None`` for an empty database)."""
+    if not inspect(c).has_table("meta"):
+        return None
+    found = c.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+    return None if found is None else int(found)
+
+
 def open_schema(c: Connection, url: str) -> None:
     """Create the tables of an empty store, migrate an older one in place, refuse one from a newer ttpkit.
 
@@ -150,10 +158,8 @@ def open_schema(c: Connection, url: str) -> None:
     """
     if c.dialect.name == "postgresql":
         c.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
-    found = None
-    if inspect(c).has_table("meta"):
-        found = c.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-    version = SCHEMA_VERSION if found is None else int(found)
+    found = schema_version(c)
+    version = SCHEMA_VERSION if found is None else found
     if version > SCHEMA_VERSION:
         raise StoreError(f"{url}: the store has schema version {version}, written by a newer ttpkit; "
                          f"this ttpkit ({__version__}) reads schema version {SCHEMA_VERSION}: upgrade ttpkit")

@@ -41,6 +41,7 @@ from ttpkit.serve._schema import (
     items,
     open_schema,
     read_stamp,
+    schema_version,
     users,
 )
 
@@ -123,8 +124,11 @@ class ProfileStore(Logbook):
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._claimed: Any = None
         try:
-            with self._write.begin() as c:
-                open_schema(c, url)
+            with self.engine.connect() as c:
+                current = schema_version(c) == SCHEMA_VERSION
+            if not current:  # create, migrate or refuse: in a write transaction (a current store opens read-only too)
+                with self._write.begin() as c:
+                    open_schema(c, url)
         except OperationalError as e:
             raise StoreError(f"--db {url!r}: cannot open it ({str(e.orig).strip()})") from None
 
