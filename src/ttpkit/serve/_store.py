@@ -32,15 +32,20 @@ from ttpkit.errors import TtpkitError
 from ttpkit.feedback import LoggedRequest
 from ttpkit.serve._claim import claim_file
 from ttpkit.serve._logbook import Logbook
-from ttpkit.serve._schema import (
+from ttpkit.serve._schema import (  # noqa: F401 - the tables, importable here as before
     SCHEMA_VERSION,
     TABLES,
     Stamp,
     StoreError,
     api_keys,
+    feedback,
     items,
+    meta,
+    metadata,
     open_schema,
+    profiles,
     read_stamp,
+    requests,
     schema_version,
     users,
 )
