@@ -60,6 +60,7 @@ def serve(
     _check_port(host, port)  # before the store opens and the model loads
     check_model_cache(backend)
     store = ProfileStore(db)
+    store.claim()  # one server per SQLite file: a second is refused here, naming the file (PostgreSQL: replicas share it)
     quiet_libraries()
     shipped = SamplingConfig(temperature=SHIPPED.temperature, top_p=SHIPPED.top_p)  # what personalize samples with
     policy = make_policy(backend, spec, shipped, model=model, device=device, dtype=dtype)

@@ -6,7 +6,9 @@
   :mod:`ttpkit.serve._requests` their bodies; :mod:`ttpkit.serve._batched` a request's policy and RM over the batcher.
 - :mod:`ttpkit.serve._users`: profile and key routes.
 - :mod:`ttpkit.serve._auth`: the admin key and per-user keys.
-- :mod:`ttpkit.serve._store`: :class:`ProfileStore` (SQLAlchemy 2: SQLite with WAL, or PostgreSQL).
+- :mod:`ttpkit.serve._store`: :class:`ProfileStore` (SQLAlchemy 2: SQLite with WAL, or PostgreSQL, shared by replicas);
+  :mod:`ttpkit.serve._schema` its tables and migrations, :mod:`ttpkit.serve._logbook` logged requests and feedback,
+  :mod:`ttpkit.serve._claim` one server per SQLite file, :mod:`ttpkit.serve._ready` ``GET /ready``.
 - :mod:`ttpkit.serve._openai`: ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``
   (seeds, streaming, ``usage`` and ``finish_reason``); :mod:`ttpkit.serve._openai_requests` their
   Pydantic requests and size limits.

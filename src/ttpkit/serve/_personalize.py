@@ -29,6 +29,7 @@ from ttpkit.reward.models import RewardModel
 from ttpkit.serve._auth import Caller, caller
 from ttpkit.serve._batched import BatchedPolicy, BatchedRM
 from ttpkit.serve._requests import FeedbackRequest, PersonalizeRequest
+from ttpkit.serve._store import Stamp
 from ttpkit.serve._users import Limits, Profiles, check_items, task_spec
 
 __all__ = ["Personalizer", "personalize_router"]
@@ -66,13 +67,15 @@ class Personalizer:
                 self._loaded[spec.name] = loaded
             return self._loaded[spec.name]
 
-    def _items(self, body: PersonalizeRequest, spec: TaskSpec, user_id: str | None) -> tuple[ProfileItem, ...]:
+    def _items(self, body: PersonalizeRequest, spec: TaskSpec, user_id: str | None) -> tuple[tuple[ProfileItem, ...], Stamp | None]:
+        """The request's profile, and the version of the stored one it is (``None``: sent inline)."""
         if body.profile is None:
             assert user_id is not None
-            return self.profiles.items(user_id, spec)
+            found = self.profiles.snapshot(user_id, spec)
+            return found.items, found.stamp
         if len(body.profile) > self.limits.max_profile_items:
             raise HTTPException(413, detail=f"the profile has {len(body.profile)} items; the limit is {self.limits.max_profile_items}")
-        return check_items(body.profile, spec, self.limits, "profile")
+        return check_items(body.profile, spec, self.limits, "profile"), None
 
     def _check(self, body: PersonalizeRequest, who: Caller) -> tuple[TaskSpec, Schedule, Any, str | None]:
         most = self.limits.max_n
@@ -95,7 +98,7 @@ class Personalizer:
         t0 = time.perf_counter()
         spec, schedule, parsed, user_id = self._check(body, who)
         timings = {"retrieval": 0.0, "sampling": 0.0, "scoring": 0.0}
-        items = self._items(body, spec, user_id)
+        items, stamp = self._items(body, spec, user_id)
         timings["retrieval"] += time.perf_counter() - t0
         rm = self.rm_for(spec)
         try:
@@ -107,20 +110,20 @@ class Personalizer:
         out = answer(make_query(items, body.input, spec, user_id), spec, policy, batched, body.rule, schedule, body.seed)
         request_id = "pers-" + uuid.uuid4().hex[:24]
         candidates = [dataclasses.asdict(c) for c in out.candidates]
-        if self.log_requests:
-            self._log(request_id, out, body, spec, items, candidates)
+        logged = self.log_requests and self._log(request_id, out, body, spec, items, candidates, stamp, keyed=not who.admin)
         timings["total"] = time.perf_counter() - t0
         return {"request_id": request_id, "user_id": out.user_id, "task": spec.name, "text": out.text,
                 "chosen": out.chosen, "n": out.n, "rounds": out.rounds, "rule": body.rule, "rm": rm.path, "candidates": candidates,
                 "greedy": out.greedy, "greedy_text": out.greedy_text, "chosen_is_greedy": out.chosen_is_greedy,
                 "expected": dataclasses.asdict(out.expected) if out.expected else None, "warnings": list(out.warnings),
-                "logged": self.log_requests, "timings": {k: round(v, 6) for k, v in timings.items()}}
+                "logged": logged, "timings": {k: round(v, 6) for k, v in timings.items()}}
 
     def _log(self, request_id: str, out: Personalized, body: PersonalizeRequest, spec: TaskSpec,
-             items: tuple[ProfileItem, ...], candidates: list[dict[str, Any]]) -> None:
+             items: tuple[ProfileItem, ...], candidates: list[dict[str, Any]], stamp: Stamp | None, keyed: bool) -> bool:
+        """Keep the answer; False when its user was deleted while it ran (a DELETE wins: nothing of it is kept)."""
         profile = tuple({"id": p.id, spec.source_field: p.source, spec.target_field: p.target} for p in items)
-        self.store.log_request(LoggedRequest(request_id, out.user_id, spec.name, body.input, profile,
-                                             tuple(candidates), out.chosen, body.seed))
+        return self.store.log_request(LoggedRequest(request_id, out.user_id, spec.name, body.input, profile,
+                                                    tuple(candidates), out.chosen, body.seed), stamp, keyed)
 
 
 def personalize_router(service: Personalizer) -> APIRouter:
@@ -139,7 +142,8 @@ def personalize_router(service: Personalizer) -> APIRouter:
         if owner is None:
             raise HTTPException(404, detail=f"no logged request {body.request_id!r} (the server logs requests with --log-requests)")
         who.may_act_for(owner)
-        service.store.add_feedback(body.request_id, body.text)
+        if not service.store.add_feedback(body.request_id, body.text):  # its user was deleted meanwhile
+            raise HTTPException(404, detail=f"no logged request {body.request_id!r} (its user was deleted)")
         return {"request_id": body.request_id, "recorded": True}
 
     return router

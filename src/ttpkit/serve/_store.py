@@ -2,88 +2,65 @@
 
 SQLite is the embedded default (``sqlite:///profiles.db``), with WAL on so that
 reads run beside a writer; a PostgreSQL URL (``postgresql://user@host/db``)
-works the same way. The schema is versioned: a ``meta`` table holds
-``schema_version``, checked when the store opens, and a store written by a
-newer ttpkit is refused with both versions named.
+works the same way, and several server processes (replicas) may share it. The
+tables and the schema's version are in :mod:`ttpkit.serve._schema`: a store
+written by a newer ttpkit is refused with both versions named, an older one is
+migrated in place when it opens.
 
-| table           | one row per                                   | keyed by                |
-|-----------------|-----------------------------------------------|-------------------------|
-| ``meta``        | setting (``schema_version``, ``written_by``)  | ``key``                 |
-| ``users``       | user                                          | ``id``                  |
-| ``items``       | profile item (JSON of the task's fields)      | ``user_id``, ``seq``    |
-| ``api_keys``    | per-user key: its sha256 only                 | ``id`` (the key id)     |
-| ``requests``    | logged ``/v1/personalize`` request            | ``id`` (the request id) |
-| ``feedback``    | final text for a logged request               | ``request_id``          |
+Every write runs in one transaction that holds its user's lock: on SQLite the
+database's write lock (``BEGIN IMMEDIATE``), on PostgreSQL a transaction-level
+advisory lock on the user id. A user's item numbering and profile version live
+in the ``users`` row, so processes that share the store never collide, and
+a DELETE and a write of one user run one after the other, never interleaved.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import (
-    JSON, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, create_engine, delete, event, func,
-    insert, select, update,
-)
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from ttpkit import __version__
 from ttpkit.errors import TtpkitError
 from ttpkit.feedback import LoggedRequest
+from ttpkit.serve._claim import claim_file
+from ttpkit.serve._logbook import Logbook
+from ttpkit.serve._schema import (  # noqa: F401 - the tables, importable here as before
+    SCHEMA_VERSION,
+    TABLES,
+    Stamp,
+    StoreError,
+    api_keys,
+    feedback,
+    items,
+    meta,
+    metadata,
+    open_schema,
+    profiles,
+    read_stamp,
+    requests,
+    schema_version,
+    users,
+)
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "LoggedRequest", "ProfileStore", "StoreError", "hash_key"]
+__all__ = ["SCHEMA_VERSION", "TABLES", "LoggedRequest", "ProfileFull", "ProfileStore", "Stamp", "StoreError", "hash_key"]
 
-SCHEMA_VERSION = 1
 KEY_PREFIX = "ttpk_"  # per-user keys look like ttpk_<43 url-safe characters>
 
-metadata = MetaData()
-meta = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
-users = Table("users", metadata, Column("id", String(200), primary_key=True), Column("created", Float, nullable=False))
-items = Table(
-    "items", metadata,
-    Column("user_id", String(200), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("seq", Integer, primary_key=True),  # order of the profile, 0-based
-    Column("fields", JSON, nullable=False),
-)
-api_keys = Table(
-    "api_keys", metadata,
-    Column("id", String(32), primary_key=True),
-    Column("user_id", String(200), nullable=False, index=True),
-    Column("hash", String(64), nullable=False, unique=True),  # sha256 hex of the key; the key itself is never stored
-    Column("created", Float, nullable=False),
-    Column("revoked", Float),
-)
-requests = Table(
-    "requests", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("user_id", String(200), nullable=False, index=True),
-    Column("task", String(100), nullable=False),
-    Column("input", Text, nullable=False),
-    Column("profile", JSON, nullable=False),  # the items the request was personalized with
-    Column("candidates", JSON, nullable=False),  # [{idx, text, score, std}]
-    Column("chosen", Integer, nullable=False),
-    Column("seed", Integer, nullable=False),
-    Column("created", Float, nullable=False),
-)
-feedback = Table(
-    "feedback", metadata,
-    Column("request_id", String(64), ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True),
-    Column("user_id", String(200), nullable=False, index=True),
-    Column("text", Text, nullable=False),
-    Column("created", Float, nullable=False),
-)
-TABLES = (users, items, api_keys, requests, feedback)  # the tables that hold a user's data
 
+class ProfileFull(TtpkitError):
+    """A write would take a profile past its item limit (nothing of it is kept)."""
 
-class StoreError(TtpkitError):
-    """The store cannot be opened (bad URL, unreachable server, schema from another ttpkit)."""
+    def __init__(self, user_id: str, size: int, limit: int) -> None:
+        super().__init__(f"user {user_id!r} would hold {size} profile items; the limit is {limit}")
+        self.size, self.limit = size, limit
 
 
 def hash_key(key: str) -> str:
@@ -108,15 +85,21 @@ def _engine_url(url: str) -> Any:
     return parsed
 
 
-def _wal(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the store emits BEGIN itself (the driver would defer it past reads)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers run beside the one writer
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
-class ProfileStore:
+def _sqlite_begin(conn: Connection) -> None:
+    # a write takes the database's write lock at BEGIN, so that what it reads stays true until it commits
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ttpkit_write") else "BEGIN")
+
+
+class ProfileStore(Logbook):
     """Users' profiles, keys, logged requests and feedback in one SQL database.
 
     Args:
@@ -134,11 +117,23 @@ class ProfileStore:
             self.engine: Engine = create_engine(parsed, pool_pre_ping=True)
         except (ArgumentError, ImportError) as e:
             raise StoreError(f"--db {url!r}: cannot open it ({e})") from None
-        if parsed.get_backend_name() == "sqlite":
-            event.listen(self.engine, "connect", _wal)
-        self._append = threading.Lock()  # one appender at a time per process keeps seq dense
+        self.dialect = parsed.get_backend_name()
+        self._file = parsed.database if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:") else None
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+            self._read = self.engine
+        else:  # a read of several statements sees one snapshot
+            self._read = self.engine.execution_options(isolation_level="REPEATABLE READ")
+        self._write = self.engine.execution_options(ttpkit_write=True)
+        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._claimed: Any = None
         try:
-            self._check_schema()
+            with self.engine.connect() as c:
+                current = schema_version(c) == SCHEMA_VERSION
+            if not current:  # create, migrate or refuse: in a write transaction (a current store opens read-only too)
+                with self._write.begin() as c:
+                    open_schema(c, url)
         except OperationalError as e:
             raise StoreError(f"--db {url!r}: cannot open it ({str(e.orig).strip()})") from None
 
@@ -147,42 +142,76 @@ class ProfileStore:
         """The URL with any password hidden, as manifests record it."""
         return make_url(self.url).render_as_string()
 
-    def _check_schema(self) -> None:
-        metadata.create_all(self.engine)  # creates only what is missing
-        with self.engine.begin() as c:
-            found = c.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-            if found is None:
-                c.execute(insert(meta), [{"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                                         {"key": "written_by", "value": __version__}])
-                return
-        version = int(found)
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{self.url}: the store has schema version {version}, written by a newer ttpkit; "
-                             f"this ttpkit ({__version__}) reads schema version {SCHEMA_VERSION}: upgrade ttpkit")
-        if version < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
-            raise StoreError(f"{self.url}: schema version {version} has no migration to {SCHEMA_VERSION}")
+    def claim(self) -> None:
+        """Hold a SQLite file for this process until :meth:`close` (``ttpkit serve``); nothing for PostgreSQL.
+
+        Raises:
+            StoreError: Naming the file, when another process holds it.
+        """
+        if self._file is not None and self._claimed is None:
+            self._claimed = claim_file(self._file)
+
+    def ping(self) -> None:
+        """Ask the database a trivial query (raises what the driver raises when it cannot answer)."""
+        with self.engine.connect() as c:
+            c.execute(select(1)).scalar_one()
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection pool (and the file this process claimed)."""
         self.engine.dispose()
+        if self._claimed is not None:
+            self._claimed.close()
+            self._claimed = None
+
+    def _lock(self, c: Connection, user_id: str) -> None:
+        """Hold ``user_id``'s lock until ``c``'s transaction ends (SQLite: BEGIN IMMEDIATE holds the whole file)."""
+        if self.dialect == "postgresql":
+            c.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:u, 0))"), {"u": user_id})
 
     # -- profiles ---------------------------------------------------------------------
-    def add_items(self, user_id: str, new: Sequence[dict]) -> int:
-        """Append ``new`` items to the user's profile (creating the user); returns the profile's size."""
-        with self._append, self.engine.begin() as c:
-            if c.execute(select(users.c.id).where(users.c.id == user_id)).first() is None:
-                c.execute(insert(users).values(id=user_id, created=time.time()))
-            start = c.execute(select(func.count()).select_from(items).where(items.c.user_id == user_id)).scalar_one()
+    def add_items(self, user_id: str, new: Sequence[dict], limit: int | None = None) -> int:
+        """Append ``new`` items to the user's profile (creating the user); returns the profile's size.
+
+        Raises:
+            ProfileFull: When the profile would hold more than ``limit`` items (nothing is appended).
+        """
+        n = len(new)
+        with self._write.begin() as c:
+            self._lock(c, user_id)
+            row = self._insert(users).values(id=user_id, created=time.time(), epoch=secrets.token_hex(8), version=1, size=n)
+            c.execute(row.on_conflict_do_update(index_elements=[users.c.id],
+                                                set_={"version": users.c.version + 1, "size": users.c.size + n}))
+            size = c.execute(select(users.c.size).where(users.c.id == user_id)).scalar_one()
+            if limit is not None and size > limit:
+                raise ProfileFull(user_id, size, limit)
             if new:
-                c.execute(insert(items), [{"user_id": user_id, "seq": start + i, "fields": dict(f)} for i, f in enumerate(new)])
-            return start + len(new)
+                c.execute(insert(items), [{"user_id": user_id, "seq": size - n + i, "fields": dict(f)} for i, f in enumerate(new)])
+            return size
+
+    def stamp(self, user_id: str) -> Stamp | None:
+        """The version of the user's profile (``None`` for an unknown user)."""
+        with self.engine.connect() as c:
+            return read_stamp(c, user_id)
+
+    def read_profile(self, user_id: str, since: Stamp | None = None) -> tuple[Stamp, int, list[dict]] | None:
+        """The user's profile as of now, in one snapshot: ``(stamp, start, items)`` (``None`` for an unknown user).
+
+        ``items`` are the profile's from position ``start``: 0, or ``since.size``
+        when ``since`` is an earlier version of the same profile (the caller holds those).
+        """
+        with self._read.connect() as c:
+            now = read_stamp(c, user_id)
+            if now is None:
+                return None
+            start = since.size if since is not None and since.epoch == now.epoch and since.size <= now.size else 0
+            q = (select(items.c.fields).where(items.c.user_id == user_id, items.c.seq >= start, items.c.seq < now.size)
+                 .order_by(items.c.seq))
+            return now, start, [dict(r) for r in c.execute(q).scalars()]
 
     def size(self, user_id: str) -> int | None:
         """Items in the user's profile (``None`` for an unknown user)."""
-        with self.engine.connect() as c:
-            if c.execute(select(users.c.id).where(users.c.id == user_id)).first() is None:
-                return None
-            return c.execute(select(func.count()).select_from(items).where(items.c.user_id == user_id)).scalar_one()
+        found = self.stamp(user_id)
+        return None if found is None else found.size
 
     def user_ids(self) -> list[str]:
         """Every user in the store."""
@@ -197,13 +226,13 @@ class ProfileStore:
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete everything of the user: items, keys, logged requests, feedback; rows deleted per table."""
-        with self.engine.begin() as c:
-            counts = {t.name: c.execute(delete(t).where(_user_col(t) == user_id)).rowcount for t in reversed(TABLES)}
-        return counts
+        with self._write.begin() as c:
+            self._lock(c, user_id)
+            return {t.name: c.execute(delete(t).where(_user_col(t) == user_id)).rowcount for t in reversed(TABLES)}
 
     def rows_of(self, user_id: str) -> dict[str, int]:
         """Rows that hold the user's data, per table (all zero after :meth:`forget`)."""
-        with self.engine.connect() as c:
+        with self._read.connect() as c:
             return {t.name: c.execute(select(func.count()).select_from(t).where(_user_col(t) == user_id)).scalar_one()
                     for t in TABLES}
 
@@ -211,13 +240,14 @@ class ProfileStore:
     def issue_key(self, user_id: str) -> tuple[str, str]:
         """A new key for the user: ``(key_id, key)``; only the key's hash is stored."""
         key_id, key = secrets.token_hex(8), KEY_PREFIX + secrets.token_urlsafe(32)
-        with self.engine.begin() as c:
+        with self._write.begin() as c:
+            self._lock(c, user_id)
             c.execute(insert(api_keys).values(id=key_id, user_id=user_id, hash=hash_key(key), created=time.time()))
         return key_id, key
 
     def revoke_key(self, user_id: str, key_id: str) -> bool:
         """Revoke one of the user's keys at once; False when the user has no such live key."""
-        with self.engine.begin() as c:
+        with self._write.begin() as c:
             done = c.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.user_id == user_id,
                                                     api_keys.c.revoked.is_(None)).values(revoked=time.time()))
             return done.rowcount == 1
@@ -229,53 +259,13 @@ class ProfileStore:
             return [dict(r._mapping) for r in c.execute(q.order_by(api_keys.c.created))]
 
     def key_user(self, key: str) -> str | None:
-        """The user a live key belongs to (``None`` for an unknown or revoked key)."""
+        """The user a live key belongs to (``None`` for an unknown or revoked key); read from the store every time."""
         digest = hash_key(key)
         with self.engine.connect() as c:
             row = c.execute(select(api_keys.c.user_id, api_keys.c.hash)
                             .where(api_keys.c.hash == digest, api_keys.c.revoked.is_(None))).first()
         return row.user_id if row is not None and hmac.compare_digest(row.hash, digest) else None
 
-    # -- logged requests and feedback -------------------------------------------------
-    def log_request(self, r: LoggedRequest) -> None:
-        """Keep one personalize request with its scored candidates."""
-        with self.engine.begin() as c:
-            c.execute(insert(requests).values(
-                id=r.id, user_id=r.user_id, task=r.task, input=r.input, profile=list(r.profile),
-                candidates=list(r.candidates), chosen=r.chosen, seed=r.seed, created=time.time()))
 
-    def request_user(self, request_id: str) -> str | None:
-        """The user of a logged request (``None`` when it was not logged)."""
-        with self.engine.connect() as c:
-            return c.execute(select(requests.c.user_id).where(requests.c.id == request_id)).scalar()
-
-    def add_feedback(self, request_id: str, text: str) -> bool:
-        """Record (or replace) the final text of a logged request; False when the request was not logged."""
-        user_id = self.request_user(request_id)
-        if user_id is None:
-            return False
-        with self.engine.begin() as c:
-            c.execute(delete(feedback).where(feedback.c.request_id == request_id))
-            c.execute(insert(feedback).values(request_id=request_id, user_id=user_id, text=text, created=time.time()))
-        return True
-
-    def logged(self, with_feedback: bool = True) -> Iterator[LoggedRequest]:
-        """Logged requests in order, each with its feedback text (only those that have one, by default).
-
-        :func:`ttpkit.feedback.export_feedback` turns them into a labelled pool (``ttpkit export-pool``).
-        """
-        q = (select(requests, feedback.c.text.label("feedback"))
-             .join(feedback, feedback.c.request_id == requests.c.id, isouter=not with_feedback)
-             .order_by(requests.c.created, requests.c.id))
-        with self.engine.connect() as c:
-            for r in c.execute(q):
-                yield LoggedRequest(r.id, r.user_id, r.task, r.input, tuple(_json(r.profile)), tuple(_json(r.candidates)),
-                                    r.chosen, r.seed, r.feedback)
-
-
-def _user_col(table: Table) -> Any:
+def _user_col(table: Any) -> Any:
     return table.c.id if table is users else table.c.user_id
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value

@@ -10,12 +10,15 @@
 | ``DELETE /v1/users/{user_id}/keys/{key_id}`` | admin, the user     | revoke one key at once                  |
 
 :class:`Profiles` reads profiles from the store for ``/v1/personalize`` and
-keeps each user's items (and so their BM25 index) until the user's next write.
+keeps each user's items (and so their BM25 index) while they are the stored
+version: every use checks the version in the store, so writes and DELETEs made
+through any process on the store are seen by the next request.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +29,10 @@ from ttpkit import retrieval
 from ttpkit.data import ProfileItem, TaskSpec, get_task, make_profile
 from ttpkit.errors import DataError
 from ttpkit.serve._auth import Caller, caller
-from ttpkit.serve._store import ProfileStore
+from ttpkit.serve._store import ProfileFull, ProfileStore, Stamp
 from ttpkit.serve._text import TextRequest
 
-__all__ = ["Limits", "Profiles", "ItemsRequest", "users_router"]
+__all__ = ["Limits", "Profiles", "ItemsRequest", "Snapshot", "users_router"]
 
 USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
 
@@ -82,46 +85,79 @@ def task_spec(name: str) -> TaskSpec:
         raise HTTPException(422, detail=str(e)) from None
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a user's stored profile, as a personalize request reads it.
+
+    Attributes:
+        stamp: The version (epoch, version, size) the items are.
+        items: The profile's items for one task.
+    """
+
+    stamp: Stamp
+    items: tuple[ProfileItem, ...]
+
+
 class Profiles:
-    """Users' profiles from the store, each cached as :class:`ProfileItem` until that user's next write.
+    """Users' profiles from the store, each cached as :class:`ProfileItem` and used while it is the stored version.
+
+    Every use reads the user's :class:`~ttpkit.serve._store.Stamp` from the
+    store (one primary-key lookup), so a write or DELETE made by any process on
+    the store is seen by the next request; a newer version of a cached profile
+    reads only the items appended since.
 
     Args:
         store: The profile store.
         encoders: The service's sentence encoders (a list the RMs add to as they
             load); forgetting a user drops, by :meth:`~ttpkit.reward.Encoder.forget`,
             the embeddings of their texts that no other user's profile holds.
+        cached: Profiles kept in memory (least recently used first out).
     """
 
-    def __init__(self, store: ProfileStore, encoders: list | None = None) -> None:
+    def __init__(self, store: ProfileStore, encoders: list | None = None, cached: int = 256) -> None:
         self.store = store
         self.encoders = encoders if encoders is not None else []
-        self._cache: dict[tuple[str, str], tuple[ProfileItem, ...]] = {}
+        self.cached = cached
+        self._cache: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
         self._lock = threading.Lock()
 
-    def items(self, user_id: str, spec: TaskSpec) -> tuple[ProfileItem, ...]:
-        """The user's profile for ``spec``: a 404 for an unknown user, a 422 for items without the task's fields."""
+    def snapshot(self, user_id: str, spec: TaskSpec) -> Snapshot:
+        """The user's stored profile for ``spec`` as of now: a 404 for an unknown user, a 422 for items without the task's fields."""
         key = (user_id, spec.name)
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        if self.store.size(user_id) is None:
+        read = self.store.read_profile(user_id, hit.stamp if hit is not None else None)
+        if read is None:
             raise HTTPException(404, detail=f"no user {user_id!r} in the store; POST /v1/users/{user_id}/items first")
+        stamp, start, raw = read
+        if hit is not None and hit.stamp == stamp:
+            return hit
+        raw = [r if "id" in r else {"id": start + j, **r} for j, r in enumerate(raw)]  # an item's default id: its position
         try:
-            found = make_profile(self.store.profile(user_id), spec, f"user {user_id}")
+            new = make_profile(raw, spec, f"user {user_id}")
         except DataError as e:
             raise HTTPException(422, detail=f"{e} (the stored items do not carry task {spec.name}'s fields)") from None
+        found = Snapshot(stamp, (hit.items[:start] if hit is not None else ()) + new)
         with self._lock:
-            self._cache[key] = found
+            held = self._cache.get(key)
+            if held is None or held.stamp.epoch != stamp.epoch or held.stamp.version < stamp.version:
+                self._cache[key] = found  # never replaces a newer version another request cached meanwhile
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cached:
+                self._cache.popitem(last=False)
         return found
 
+    def items(self, user_id: str, spec: TaskSpec) -> tuple[ProfileItem, ...]:
+        """The items of :meth:`snapshot`."""
+        return self.snapshot(user_id, spec).items
+
     def append(self, user_id: str, new: tuple[ProfileItem, ...], spec: TaskSpec, limit: int) -> int:
-        """Append items (a 413 past ``limit``), dropping the user's cached profile; returns the new size."""
-        size = self.store.size(user_id) or 0
-        if size + len(new) > limit:
-            raise HTTPException(413, detail=f"user {user_id!r} would hold {size + len(new)} profile items; the limit is {limit}")
+        """Append items (a 413 past ``limit``, checked in the write's transaction); returns the new size."""
         rows = [{"id": p.id, spec.source_field: p.source, spec.target_field: p.target} for p in new]
-        total = self.store.add_items(user_id, rows)
+        try:
+            total = self.store.add_items(user_id, rows, limit)
+        except ProfileFull as e:
+            raise HTTPException(413, detail=str(e)) from None
         self.invalidate(user_id)
         return total
 
@@ -133,19 +169,12 @@ class Profiles:
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete the user's rows, cached profiles, retrieval indexes and the embeddings only they use."""
-        theirs = self._texts(user_id)
+        theirs = self.store.user_texts(user_id)
         deleted = self.store.forget(user_id)
         self.invalidate(user_id)
         retrieval.drop_indexes()
         self._drop_embeddings(theirs)
         return deleted
-
-    def _texts(self, user_id: str) -> set[str]:
-        texts = {str(v) for item in self.store.profile(user_id) for v in item.values()}
-        for r in self.store.logged(with_feedback=False):
-            if r.user_id == user_id:
-                texts |= {r.input, *(c["text"] for c in r.candidates), *([r.feedback] if r.feedback else [])}
-        return texts
 
     def _drop_embeddings(self, texts: set[str]) -> None:
         if not self.encoders or not texts:

@@ -26,6 +26,7 @@ from ttpkit.serve._batch import Batcher
 from ttpkit.serve._metrics import Metrics, MetricsMiddleware
 from ttpkit.serve._openai import openai_router
 from ttpkit.serve._personalize import Personalizer, personalize_router
+from ttpkit.serve._ready import ready_router
 from ttpkit.serve._store import ProfileStore
 from ttpkit.serve._users import Limits, Profiles, users_router
 
@@ -177,6 +178,7 @@ def create_service(
     service = Personalizer(profiles, rm, encoder, limits, log_requests)
     app = create_app(policy, model_name, extra_routers=[users_router(profiles, limits), personalize_router(service)],
                      dependencies=[Depends(key_check(store, admin_key))], batch_window_ms=batch_window_ms, max_batch=max_batch)
+    app.include_router(ready_router(store))  # GET /ready: open, as /health is
     app.state.store, app.state.personalizer = store, service
     app.add_exception_handler(OperationalError, on_storage_error)  # the store's disk is full or read-only: 507
     return app
