@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, quote
 
 from ttpkit import jsonio
 
-__all__ = ["BodyLimit", "CREDENTIAL_PARAMS", "NoCredentialsInURL"]
+__all__ = ["CREDENTIAL_PARAMS", "BodyLimit", "NoCredentialsInURL"]
 
 CREDENTIAL_PARAMS = frozenset({"key", "api_key", "apikey", "api-key", "x-api-key", "access_token", "token", "auth",
                                "authorization", "bearer", "password", "secret", "client_secret"})

@@ -163,7 +163,7 @@ class RequestIds:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:  # noqa: BLE001 - the one place that turns any bug into a 500 with an id
+        except Exception:  # the one place that turns any bug into a 500 with an id
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             log.exception("request %s (%s): unexpected error; answered 500", rid, route)
             if not started:  # else the client sees the connection end, as with any broken response

@@ -25,7 +25,13 @@ from ttpkit.reward.models import RewardModel
 from ttpkit.serve._auth import check_open, key_check
 from ttpkit.serve._batch import Batcher
 from ttpkit.serve._edge import BodyLimit, NoCredentialsInURL
-from ttpkit.serve._errors import FiniteJSON, RequestIds, on_http_error, on_invalid, on_storage_error
+from ttpkit.serve._errors import (
+    FiniteJSON,
+    RequestIds,
+    on_http_error,
+    on_invalid,
+    on_storage_error,
+)
 from ttpkit.serve._metrics import Metrics, MetricsMiddleware
 from ttpkit.serve._openai import openai_router
 from ttpkit.serve._personalize import Personalizer, personalize_router
