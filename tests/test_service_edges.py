@@ -109,6 +109,7 @@ def test_values_no_store_can_hold_are_422_naming_the_field_before_any_work(store
             ("/v1/personalize", {"profile": [ITEM], "input": "fix it", "min_round_gain": 1e300}, "min_round_gain"),
             ("/v1/personalize", '{"profile": [], "input": "fix it", "min_round_gain": 1e999}', "min_round_gain"),
             ("/v1/personalize", {"profile": [ITEM], "input": "fix it", "seed": 2**63}, "seed"),
+            ("/v1/personalize", '{"profile": [], "input": "fix it", "seed": 1%s}' % ("0" * 5000), "body"),
             ("/v1/personalize", {"profile": [ITEM], "input": "fix it", "round_size": 10**30}, "round_size"),
             ("/v1/personalize", {"profile": [ITEM], "input": "fix it", "rule": "lcb:" + "1" * 100}, "rule"),
             ("/v1/feedback", {"request_id": "pers-1", "text": "kept\x00"}, "text"),
@@ -299,6 +300,7 @@ def test_serve_refuses_to_start_open_over_issued_keys_in_one_line(tmp_path, monk
         port = s.getsockname()[1]
     res = CliRunner().invoke(app, ["serve", "--db", db, "--port", str(port)])
     assert res.exit_code == 2 and "--open" in res.output and "1 issued API keys" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
 
 
 def test_the_answer_names_the_reward_model_not_its_path(tmp_path, server_log):

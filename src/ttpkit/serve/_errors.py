@@ -91,7 +91,7 @@ def error(status: int, detail: Any, message: str, headers: Any = None, rid: str 
 
 
 async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    """An ``HTTPException``: its status and reason (a body that is not UTF-8, or nested too deep to parse: a 422)."""
+    """An ``HTTPException``: its status and reason (a body that is not UTF-8, too deep or with too long a number: 422)."""
     cause = exc.__cause__
     if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's "error parsing the body"
         reason = (f"body: not valid UTF-8 text (byte 0x{cause.object[cause.start]:02x} at offset {cause.start}); "
@@ -99,6 +99,9 @@ async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return error(422, reason, reason)  # as for a body that is not JSON
     if exc.status_code == 400 and isinstance(cause, RecursionError):  # JSON nested past what the parser recurses to
         reason = "body: JSON nested too deeply to parse; a request body nests at most a few levels"
+        return error(422, reason, reason)
+    if exc.status_code == 400 and isinstance(cause, ValueError):  # an integer of more than 4,300 digits
+        reason = f"body: not JSON this server can read ({_cut(str(cause), 200)})"
         return error(422, reason, reason)
     return error(exc.status_code, exc.detail, str(exc.detail), getattr(exc, "headers", None))
 
