@@ -124,6 +124,9 @@ def test_values_no_store_can_hold_are_422_naming_the_field_before_any_work(store
             r = _post(root, path, body)
             assert r.status_code == 422 and field in r.json()["error"]["message"], (path, field, r.text[:500])
         assert policy.batches == []  # refused before any sampling
+        for path in ("/v1/users/al%00ice", "/v1/users/alice/keys/a%00b", "/v1/users/alice/keys/" + "a" * 33):
+            r = httpx.request("DELETE" if "keys" in path else "GET", root + path)
+            assert r.status_code == 422, (path, r.text)
         assert httpx.get(f"{root}/v1/users/alice").status_code == 404  # and nothing was written
         assert httpx.get(f"{root}/v1/users/alice", params={"offset": 2**63 - 1}).status_code == 404
     _no_traceback(server_log, capfd)
@@ -195,6 +198,7 @@ def test_a_422_never_echoes_the_whole_body(tmp_path, server_log, capfd):
         cases = [
             {"input": big + "\x00", "profile": [ITEM] * 500},  # a body-level error: its input is the whole body
             {"input": big, "profile": {"not": "a list", "big": big}},
+            {"input": "x", "profile": {f"k{i}": ["y" * 300] * 8 for i in range(8)}},  # wide, two levels
             {"input": "x", "profile": [ITEM], "y" * 100_000: 1},  # an unknown field with a long name
             {"prompt": [1] * 20_000},  # 20,000 errors
             {"prompt": "x", "stop": [big[:300_000]] * 9},

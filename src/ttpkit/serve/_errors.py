@@ -5,7 +5,8 @@
   handler maps becomes a JSON 500 that names the id, and the traceback goes to
   the server log (logger ``ttpkit.serve``) under that id, never to the client.
 - A 422 echoes at most :data:`MAX_ERRORS` errors, each ``input`` cut to
-  :data:`MAX_ECHO_CHARS` characters (with a marker saying how long it was), and
+  :data:`MAX_ECHO_CHARS` characters (with a marker saying how long it was; an
+  object or array to a few entries, two levels, and 1,000 characters of JSON), and
   every answer's reason is cut to :data:`MAX_REASON_CHARS`.
 - A store the server cannot reach or write is a 503 or 507 with a generic
   reason and the request id; the driver's message (socket paths, host names)
@@ -36,6 +37,7 @@ MAX_ERRORS = 10  # validation errors one 422 lists
 MAX_REASON_CHARS = 2_000  # of one answer's reason
 _MAX_ITEMS = 8  # entries of an echoed object or array
 _MAX_LOC = 8  # parts of an error's location
+_MAX_ECHO_JSON = 1_000  # characters of an echoed object's JSON; a longer one is echoed as its cut JSON text
 
 
 class FiniteJSON(JSONResponse):
@@ -110,7 +112,9 @@ def _bounded(e: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": e.get("type"), "loc": [_clip(p, 2) for p in list(e.get("loc", ()))[:_MAX_LOC]],
                            "msg": _cut(str(e.get("msg")), MAX_REASON_CHARS // MAX_ERRORS)}
     if "input" in e:
-        out["input"] = _clip(e["input"])
+        shown = _clip(e["input"])
+        text = jsonio.dumps(shown)
+        out["input"] = shown if len(text) <= _MAX_ECHO_JSON else _cut(text, MAX_ECHO_CHARS)
     if isinstance(e.get("ctx"), dict):
         out["ctx"] = {str(k): _clip(v if isinstance(v, (str, int, float, bool)) else str(v), 2) for k, v in e["ctx"].items()}
     return out
