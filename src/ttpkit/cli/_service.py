@@ -30,6 +30,7 @@ def serve(
     log_requests: Annotated[bool, typer.Option("--log-requests", help="Keep each personalize answer for /v1/feedback and export-pool.")] = False,
     batch_window_ms: Annotated[float, typer.Option(help="How long a request waits for batch-mates (ms).", min=0)] = 5.0,
     max_batch: Annotated[int, typer.Option(help="Most prompts per decode batch.", min=1, max=4_096)] = 16,
+    open_: Annotated[bool, typer.Option("--open", help="Serve without TTPKIT_API_KEY although the store holds issued keys (every route open).")] = False,
     device: Device = "cpu",
     dtype: Dtype = None,
 ) -> None:
@@ -43,7 +44,7 @@ def serve(
     from ttpkit.policy.base import SHIPPED
     from ttpkit.policy.backends import get_backend, names
     from ttpkit.policy.spec import check_backend_options
-    from ttpkit.serve._auth import read_admin_key
+    from ttpkit.serve._auth import check_open, read_admin_key
     from ttpkit.serve import create_service
     from ttpkit.serve._store import ProfileStore
 
@@ -61,11 +62,12 @@ def serve(
     check_model_cache(backend)
     store = ProfileStore(db)
     store.claim()  # one server per SQLite file: a second is refused here, naming the file (PostgreSQL: replicas share it)
+    check_open(store, None, open_)  # before the model loads: an open server over issued keys is refused at once
     quiet_libraries()
     shipped = SamplingConfig(temperature=SHIPPED.temperature, top_p=SHIPPED.top_p)  # what personalize samples with
     policy = make_policy(backend, spec, shipped, model=model, device=device, dtype=dtype)
     app_ = create_service(policy, store, rm=rm, log_requests=log_requests, model_name=policy.name,
-                          batch_window_ms=batch_window_ms, max_batch=max_batch)
+                          batch_window_ms=batch_window_ms, max_batch=max_batch, allow_open=open_)
     uvicorn.run(app_, host=host, port=port)
 
 

@@ -16,6 +16,7 @@ named by the grammar ``oracle | random | <name>[@<rule>]`` (:class:`ScorerRef`).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 
@@ -150,16 +151,16 @@ class Rule:
                 tau = float(arg)
             except ValueError:
                 raise ConfigError(f"selection rule {text!r}: soft needs a temperature, as in soft:0.1") from None
-            if not tau > 0:
-                raise ConfigError(f"selection rule {text!r}: the temperature must be > 0")
+            if not (math.isfinite(tau) and tau > 0):
+                raise ConfigError(f"selection rule {text!r}: the temperature must be > 0 and finite")
             return cls(name, tau=tau)
         if name in ("lcb", "ucb"):
             try:
                 kappa = float(arg) if arg else 1.0
             except ValueError:
                 raise ConfigError(f"selection rule {text!r}: kappa must be a number") from None
-            if not kappa >= 0:
-                raise ConfigError(f"selection rule {text!r}: kappa must be >= 0")
+            if not (math.isfinite(kappa) and kappa >= 0):
+                raise ConfigError(f"selection rule {text!r}: kappa must be >= 0 and finite")
             return cls(name, kappa)
         raise ConfigError(f"unknown selection rule {text!r}; known rules: {', '.join(RULES)}")
 

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
+from sqlalchemy import func, select
 
 from ttpkit.errors import ConfigError
-from ttpkit.serve._store import ProfileStore
+from ttpkit.serve._store import ProfileStore, api_keys
 from ttpkit.text import check_text
 
-__all__ = ["ADMIN_ENV", "Caller", "caller", "key_check", "read_admin_key"]
+__all__ = ["ADMIN_ENV", "Caller", "caller", "check_open", "key_check", "live_keys", "read_admin_key"]
 
 ADMIN_ENV = "TTPKIT_API_KEY"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -64,6 +65,32 @@ def read_admin_key(admin_key: str | None = None) -> str | None:
     """
     admin = os.environ.get(ADMIN_ENV) if admin_key is None else admin_key
     return check_text(admin, f"the admin key ({ADMIN_ENV})", ConfigError) if admin else admin
+
+
+def live_keys(store: ProfileStore) -> int:
+    """How many issued, unrevoked per-user keys the store holds."""
+    with store.engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(api_keys).where(api_keys.c.revoked.is_(None))).scalar_one())
+
+
+def check_open(store: ProfileStore, admin_key: str | None, allow_open: bool = False) -> str | None:
+    """With no admin key: the warning to log once (every route is open), or a :class:`ConfigError` when the store holds keys.
+
+    Returns:
+        The warning's text, or None with an admin key.
+
+    Raises:
+        ConfigError: Over a store with live per-user keys, unless ``allow_open``.
+    """
+    if read_admin_key(admin_key):
+        return None
+    held = live_keys(store)
+    if held and not allow_open:
+        raise ConfigError(f"{ADMIN_ENV} is not set, but the store {store.shown_url} holds {held} issued API keys: served "
+                          f"open, every route would answer anyone and those keys would be ignored. Set {ADMIN_ENV}, "
+                          "or pass --open (allow_open=True) to serve it open anyway")
+    ignored = f"; the store's {held} issued keys are ignored (--open)" if held else ""
+    return f"{ADMIN_ENV} is not set: every route of this server is open to anyone who can connect{ignored}"
 
 
 def key_check(store: ProfileStore, admin_key: str | None = None) -> Callable[[Request], None]:

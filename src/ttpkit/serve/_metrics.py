@@ -2,6 +2,8 @@
 
 - ``ttpkit_requests_total{route, method, status}``: requests answered; ``route``
   is the matched path template (``/v1/users/{user_id}``), ``unmatched`` for a 404;
+  ``method`` is one of :data:`METHODS` or ``other``. Every label comes from a
+  closed set, so no client can add series, whatever method or path it sends;
 - ``ttpkit_request_seconds{route}``: latency histogram;
 - ``ttpkit_samples_total``: completions generated;
 - ``ttpkit_batch_requests`` / ``ttpkit_batch_prompts``: histograms of decode batch sizes,
@@ -17,7 +19,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-__all__ = ["Metrics", "MetricsMiddleware"]
+__all__ = ["METHODS", "Metrics", "MetricsMiddleware"]
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # the method label's values, and "other"
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _SIZES = (1, 2, 4, 8, 16, 32, 64)
@@ -77,5 +81,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"  # the router sets scope["route"]
-            self.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(route, method, str(status[0])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)

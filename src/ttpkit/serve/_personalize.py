@@ -59,9 +59,9 @@ class Personalizer:
         with self._load_lock:
             if spec.name not in self._loaded:
                 try:
-                    loaded = OnlineRM.load(self.rm, spec, self.encoder)
+                    loaded = dataclasses.replace(OnlineRM.load(self.rm, spec, self.encoder), path=rm_name(self.rm))
                 except TtpkitError as e:  # a damaged model or card for this task: the request names it, never a 500
-                    raise HTTPException(422, detail=str(e)) from None
+                    raise HTTPException(422, detail=str(e).replace(str(self.rm), rm_name(self.rm))) from None
                 if loaded.encoder not in self.profiles.encoders:
                     self.profiles.encoders.append(loaded.encoder)
                 self._loaded[spec.name] = loaded
@@ -124,6 +124,13 @@ class Personalizer:
         profile = tuple({"id": p.id, spec.source_field: p.source, spec.target_field: p.target} for p in items)
         return self.store.log_request(LoggedRequest(request_id, out.user_id, spec.name, body.input, profile,
                                                     tuple(candidates), out.chosen, body.seed), stamp, keyed)
+
+
+def rm_name(rm: str | Path | RewardModel) -> str:
+    """What answers and errors call the reward model: ``default...`` or its directory's name, never the server's path."""
+    if isinstance(rm, (str, Path)):
+        return str(rm) if str(rm).startswith("default") else Path(rm).name
+    return "(in memory)"
 
 
 def personalize_router(service: Personalizer) -> APIRouter:

@@ -11,7 +11,9 @@ from ttpkit.policy.base import MAX_SEED
 from ttpkit.serve._text import TextRequest
 from ttpkit.serve._users import USER_ID
 
-__all__ = ["FeedbackRequest", "PersonalizeRequest"]
+__all__ = ["MAX_ROUND_GAIN", "FeedbackRequest", "PersonalizeRequest"]
+
+MAX_ROUND_GAIN = 100.0  # stds of the RM's score: a larger threshold stops every request after its first round
 
 
 class PersonalizeRequest(TextRequest):
@@ -26,9 +28,11 @@ class PersonalizeRequest(TextRequest):
     n: int = Field(8, ge=1, le=MAX_N, description=f"Candidates to draw (N of best-of-N), at most {MAX_N}.")
     adaptive: bool = Field(False, description="Sample in rounds and stop when the next round's expected gain is small.")
     max_n: int = Field(32, ge=1, le=MAX_N, description=f"Most candidates adaptive sampling draws, at most {MAX_N}.")
-    round_size: int = Field(4, ge=1, description="Candidates per adaptive round.")
-    min_round_gain: float = Field(0.05, ge=0, description="Adaptive threshold, in RM score stds.")
-    rule: str = Field("mean", description="mean | lcb:κ | ucb:κ | thompson (all but mean need a probabilistic RM).")
+    round_size: int = Field(4, ge=1, le=MAX_N, description=f"Candidates per adaptive round, at most {MAX_N}.")
+    min_round_gain: float = Field(0.05, ge=0, le=MAX_ROUND_GAIN,
+                                  description=f"Adaptive threshold, in RM score stds (0 to {MAX_ROUND_GAIN:g}).")
+    rule: str = Field("mean", max_length=64,
+                      description="mean | lcb:κ | ucb:κ | thompson (κ finite, >= 0; all but mean need a probabilistic RM).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Sampling seed (0 to 2**63-1).")
 
     @model_validator(mode="after")

@@ -30,11 +30,12 @@ from ttpkit.data import ProfileItem, TaskSpec, get_task, make_profile
 from ttpkit.errors import DataError
 from ttpkit.serve._auth import Caller, caller
 from ttpkit.serve._store import ProfileFull, ProfileStore, Stamp
-from ttpkit.serve._text import TextRequest
+from ttpkit.serve._text import MAX_INT, TextRequest
 
 __all__ = ["Limits", "Profiles", "ItemsRequest", "Snapshot", "users_router"]
 
 USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+KEY_ID = r"^[A-Za-z0-9_-]{1,32}$"  # the store's key ids (16 hex digits today) fit its 32-character column
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def users_router(profiles: Profiles, limits: Limits) -> APIRouter:
         return {"user_id": user_id, "added": len(new), "size": profiles.append(user_id, new, spec, limits.max_profile_items)}
 
     @router.get("/{user_id}")
-    def read_profile(user_id: str = uid, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1),
+    def read_profile(user_id: str = uid, offset: int = Query(0, ge=0, le=MAX_INT), limit: int = Query(100, ge=1, le=MAX_INT),
                      who: Caller = Depends(caller)) -> dict[str, Any]:
         who.may_act_for(user_id)
         if limit > limits.max_page:
@@ -237,7 +238,7 @@ def _key_routes(router: APIRouter, store: Any, uid: Any) -> None:
         return {"user_id": user_id, "keys": store.keys(user_id)}
 
     @router.delete("/{user_id}/keys/{key_id}")
-    def revoke_key(key_id: str, user_id: str = uid, who: Caller = Depends(caller)) -> dict[str, Any]:
+    def revoke_key(key_id: str = Path(..., pattern=KEY_ID), user_id: str = uid, who: Caller = Depends(caller)) -> dict[str, Any]:
         who.may_act_for(user_id)
         if not store.revoke_key(user_id, key_id):
             raise HTTPException(404, detail=f"user {user_id!r} has no live key {key_id!r}")

@@ -7,22 +7,31 @@ OpenAI client) can then sample from it, so one machine can serve many workers.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from ttpkit import __version__, jsonio
+from ttpkit import __version__
 from ttpkit.errors import StorageError
 from ttpkit.policy.base import Completer
 from ttpkit.reward.models import RewardModel
-from ttpkit.serve._auth import key_check
+from ttpkit.serve._auth import check_open, key_check
 from ttpkit.serve._batch import Batcher
+from ttpkit.serve._edge import BodyLimit, NoCredentialsInURL
+from ttpkit.serve._errors import (
+    FiniteJSON,
+    RequestIds,
+    on_http_error,
+    on_invalid,
+    on_storage_error,
+)
 from ttpkit.serve._metrics import Metrics, MetricsMiddleware
 from ttpkit.serve._openai import openai_router
 from ttpkit.serve._personalize import Personalizer, personalize_router
@@ -32,76 +41,9 @@ from ttpkit.serve._users import Limits, Profiles, users_router
 
 __all__ = ["MAX_BODY_BYTES", "create_app", "create_service", "on_storage_error"]
 
+log = logging.getLogger("ttpkit.serve")
+
 MAX_BODY_BYTES = 4 << 20  # a larger request body is a 413
-
-
-class _BodyLimit:
-    """ASGI middleware: a request whose declared ``Content-Length`` exceeds the limit gets a 413 with the reason."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-            if length.isdigit() and int(length) > self.limit:
-                reason = f"request body of {int(length)} bytes exceeds the {self.limit}-byte limit"
-                body = jsonio.dumps({"detail": reason, "error": {"message": reason, "type": "invalid_request_error",
-                                                               "param": None, "code": 413}})
-                await send({"type": "http.response.start", "status": 413,
-                            "headers": [(b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": body.encode()})
-                return
-        await self.app(scope, receive, send)
-
-
-class _FiniteJSON(JSONResponse):
-    """Every response body: NaN and inf become ``null`` (starlette's own ``allow_nan=False`` would make them a 500).
-
-    A string UTF-8 cannot encode (a 422 quoting a request's lone surrogate) is written as a JSON escape, not a 500.
-    """
-
-    def render(self, content: Any) -> bytes:
-        try:
-            return super().render(jsonio.finite(content))
-        except UnicodeEncodeError:
-            return jsonio.dumps(content, separators=(",", ":")).encode("ascii")
-
-
-def _error(status: int, detail: Any, message: str, headers: Any = None) -> JSONResponse:
-    """FastAPI's ``detail`` plus OpenAI's ``error`` object, so OpenAI clients show the reason too."""
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    body = {"detail": detail, "error": {"message": message, "type": kind, "param": None, "code": status}}
-    return _FiniteJSON(body, status_code=status, headers=headers)
-
-
-async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    cause = exc.__cause__
-    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's "error parsing the body"
-        reason = (f"body: not valid UTF-8 text (byte 0x{cause.object[cause.start]:02x} at offset {cause.start}); "
-                  "send UTF-8 JSON")
-        return _error(422, reason, reason)  # as for a body that is not JSON
-    return _error(exc.status_code, exc.detail, str(exc.detail), getattr(exc, "headers", None))
-
-
-async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = jsonable_encoder(exc.errors())
-    message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors)
-    return _error(422, errors, message)
-
-
-async def on_storage_error(request: Request, exc: Exception) -> JSONResponse:
-    """A write the server could not make (its disk full or read-only; a store it cannot reach): 507 or 503 with the reason.
-
-    Not the request's fault, so not a 4xx; never a bare 500. The store's transaction is rolled back: nothing of
-    the request is kept.
-    """
-    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-    full = isinstance(exc, OSError) or any(w in reason.lower() for w in ("full", "readonly", "read-only", "disk"))
-    status, what = (507, "the server cannot store it") if full else (503, "the profile store is unavailable")
-    message = f"{what} ({reason}); nothing of the request was kept"
-    return _error(status, message, message)
 
 
 def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: Sequence[APIRouter] = (),
@@ -128,11 +70,12 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
     metrics = Metrics()
     batcher = Batcher(policy, window_ms=batch_window_ms, max_batch=max_batch, on_batch=metrics.on_batch,
                       on_score=metrics.on_score)
-    app = FastAPI(title="ttpkit", version=__version__, default_response_class=_FiniteJSON,
+    app = FastAPI(title="ttpkit", version=__version__, default_response_class=FiniteJSON, openapi_url=None,
+                  docs_url=None, redoc_url=None,  # served below, behind the key like every route but /health
                   description="Test-time personalization: OpenAI-compatible sampling and personalized best-of-n.")
     app.state.batcher, app.state.metrics, app.state.policy = batcher, metrics, policy
-    app.add_exception_handler(HTTPException, _on_http_error)
-    app.add_exception_handler(RequestValidationError, _on_invalid)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(StorageError, on_storage_error)
 
     @app.get("/health", tags=["ops"])
@@ -146,20 +89,39 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
         body, kind = metrics.render()
         return Response(body, media_type=kind)
 
+    _docs_routes(app, guarded)
     app.include_router(guarded)
     app.include_router(openai_router(policy, batcher, model_name, on_samples=metrics.samples.inc),
                        dependencies=list(dependencies))
     for router in extra_routers:
         app.include_router(router, dependencies=list(dependencies))
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # the last added runs first
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(NoCredentialsInURL)
+    app.add_middleware(RequestIds)
     return app
+
+
+def _docs_routes(app: FastAPI, router: APIRouter) -> None:
+    """``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc`` on ``router`` (so behind its key check)."""
+
+    @router.get("/openapi.json", include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
+
+    @router.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
 
 def create_service(
     policy: Completer, store: ProfileStore | str = "sqlite:///profiles.db", *, rm: str | Path | RewardModel = "default",
     encoder: Any = None, admin_key: str | None = None, log_requests: bool = False, limits: Limits = Limits(),
-    model_name: str = "ttpkit", batch_window_ms: float = 5.0, max_batch: int = 16,
+    model_name: str = "ttpkit", batch_window_ms: float = 5.0, max_batch: int = 16, allow_open: bool = False,
 ) -> FastAPI:
     """The whole service: the OpenAI routes of :func:`~ttpkit.serve.create_app`, the profile store, keys, personalize.
 
@@ -172,8 +134,15 @@ def create_service(
         log_requests: Keep each personalize answer for ``/v1/feedback`` and ``ttpkit export-pool``.
         limits: Request limits.
         model_name, batch_window_ms, max_batch: Passed to :func:`~ttpkit.serve.create_app`.
+        allow_open: Serve without an admin key over a store that holds issued keys (``ttpkit serve --open``).
+
+    Raises:
+        ConfigError: Without an admin key over a store that holds issued keys, unless ``allow_open``
+            (without one over a store without keys, it logs once that every route is open).
     """
     store = ProfileStore(store) if isinstance(store, str) else store
+    if (open_warning := check_open(store, admin_key, allow_open)) is not None:
+        log.warning(open_warning)
     profiles = Profiles(store, [encoder] if encoder is not None else [])
     service = Personalizer(profiles, rm, encoder, limits, log_requests)
     app = create_app(policy, model_name, extra_routers=[users_router(profiles, limits), personalize_router(service)],
