@@ -248,7 +248,7 @@ def test_a_store_failure_answers_a_generic_reason_and_logs_the_drivers(store_url
 
     with serving(_service(store), server_log) as root:
         assert _post(root, "/v1/users/alice/items", {"items": [ITEM]}).status_code == 200
-        for method in ("size", "profile", "add_items"):
+        for method in ("size", "profile", "add_items", "read_profile"):
             monkeypatch.setattr(store, method, down)
         answers = [httpx.get(f"{root}/v1/users/alice"), _post(root, "/v1/users/alice/items", {"items": [ITEM]}),
                    _post(root, "/v1/personalize", {"user_id": "bob", "input": "fix it", "n": 2})]
