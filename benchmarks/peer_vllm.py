@@ -113,8 +113,7 @@ def ttpkit_half(args: argparse.Namespace, spec: dict, mem: PeakRSS) -> dict:
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
 
     def per_query(fn) -> tuple[float, object]:
-        t, out = timed(fn)
-        sync()
+        t, out = timed(lambda: (fn(), sync())[0])  # on CUDA the time includes the queued kernels
         return t / len(prompts), out
 
     res: dict = {"one": [], "batch": [], "batch_greedy": [], "prefill": []}
@@ -127,7 +126,8 @@ def ttpkit_half(args: argparse.Namespace, spec: dict, mem: PeakRSS) -> dict:
         res["one"].append(per_query(lambda: [policy.complete_scored([p], n, [s]) for p, s in zip(prompts, seeds)])[0])
         with torch.inference_mode():
             res["prefill"].append(per_query(lambda: [policy._prefill([p]) for p in prompts])[0])
-    return {**res, "engine": "ttpkit", "dtype": args.dtype, "device": args.device, "load_s": load_s,
+    gpu = {"gpu_peak_gb": torch.cuda.max_memory_allocated() / 1e9} if args.device == "cuda" else {}
+    return {**res, **gpu, "engine": "ttpkit", "dtype": args.dtype, "device": args.device, "load_s": load_s,
             "prompt_tokens": [len(x) for x in ids], "prompt_ids_sha": sha(ids), "mean_new_tokens": sum(new_tokens) / len(new_tokens),
             "threads": torch.get_num_threads(), "versions": {"torch": torch.__version__}}
 
@@ -162,7 +162,7 @@ def vllm_half(args: argparse.Namespace, spec: dict, mem: PeakRSS) -> dict:
         new_tokens += [len(c.token_ids) for o in outs for c in o.outputs]
         res["one"].append(sum(gen([p], [s])[0] for p, s in zip(prompts, seeds)) / len(prompts))
         res["prefill"].append(sum(gen([p], [s], n=1, max_tokens=1)[0] for p, s in zip(prompts, seeds)) / len(prompts))
-    return {**res, "engine": "vllm", "dtype": args.dtype, "device": "cpu", "load_s": load_s,
+    return {**res, "engine": "vllm", "dtype": args.dtype, "device": args.device, "load_s": load_s,
             "prompt_tokens": [len(x) for x in ids], "prompt_ids_sha": sha(ids), "mean_new_tokens": sum(new_tokens) / len(new_tokens),
             "threads": torch.get_num_threads(), "versions": {"vllm": vllm.__version__, "torch": torch.__version__},
             "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_") or k == "LD_PRELOAD"}}

