@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU benchmarks of issue 22, back to back, in under 10 minutes on one GPU:
-#   P1 sampling: ttpkit float32 vs bfloat16 on CUDA (p1_dtype.py), then ttpkit vs naive generate (p1_sampling.py);
+#   P1 sampling: ttpkit float32 vs bfloat16 on CUDA (p1_dtype.py), then ttpkit vs naive generate (p1_sampling.py),
+#     then ttpkit's half of the side-by-side with vLLM (peer_vllm.sh, issue 30: same prompts, batched and one prompt,
+#     both dtypes; vLLM's half only if this python imports a CUDA vllm, else skipped);
 #   P3 RM scoring: encoder + RM throughput on CUDA (p3_scoring.py, the 2-layer and full-encoder RMs);
 #   RM training: `ttpkit train-rm --device cuda` (the encoder on the GPU), wall time.
 #
@@ -40,8 +42,9 @@ else
   echo "no git-commits data under $data: P1 on the bundled sample ($gc), P3 and training skipped"
 fi
 
-step p1_dtype 150 python benchmarks/p1_dtype.py --data "$gc" --device cuda --queries 8 --n 16 --batch 4 --json "$out/p1_dtype.json"
-step p1_sampling 150 python benchmarks/p1_sampling.py --data "$gc" --device cuda --queries 4 --n 16 --batch 4
+step p1_dtype 120 python benchmarks/p1_dtype.py --data "$gc" --device cuda --queries 8 --n 16 --batch 4 --json "$out/p1_dtype.json"
+step p1_sampling 100 python benchmarks/p1_sampling.py --data "$gc" --device cuda --queries 4 --n 16 --batch 4
+step peer_vllm 80 env DEVICE=cuda DATA="$gc" REPS=1 bash benchmarks/peer_vllm.sh "$out/peer_vllm"
 if [ "$gc" = "$data/git-commits" ]; then
   for rm in user-prob-L2 user-prob; do
     step "p3_scoring_$rm" 60 python benchmarks/p3_scoring.py --rm "results/git-commits/rm/$rm" \

@@ -27,16 +27,28 @@ def native(monkeypatch):
     return set_native
 
 
-def test_auto_is_bf16_on_cuda_and_on_cpus_with_native_bf16_and_unset_is_the_devices_default(native):
+def test_auto_and_unset_are_bf16_on_cuda_and_on_cpus_with_native_bf16(native):
     native(True)
-    assert dev.resolve_dtype(None, "cpu") == "float32" and dev.resolve_dtype(None, "cuda") == "bfloat16"
+    assert dev.resolve_dtype(None, "cpu") == "bfloat16" and dev.resolve_dtype(None, "cuda") == "bfloat16"
     assert dev.resolve_dtype("auto", "cpu") == "bfloat16" and dev.resolve_dtype("auto", "cuda") == "bfloat16"
     native(False)
+    assert dev.resolve_dtype(None, "cpu") == "float32" and dev.resolve_dtype(None, "cuda") == "bfloat16"
     assert dev.resolve_dtype("auto", "cpu") == "float32" and dev.resolve_dtype("auto", "cuda") == "bfloat16"
     for explicit in ("float32", "bfloat16"):
         assert dev.resolve_dtype(explicit, "cpu") == explicit == dev.resolve_dtype(explicit, "cuda")
     with pytest.raises(ConfigError, match="auto, float32, bfloat16, got 'fp16'"):
         dev.resolve_dtype("fp16", "cpu")
+
+
+def test_the_unset_dtype_follows_the_cpu_for_ttpkits_sampler_only(native):
+    from ttpkit.policy.backends import get_backend
+    from ttpkit.policy.spec import _resolve_dtype
+
+    native(True)
+    assert _resolve_dtype(get_backend("embedded"), None, "cpu") == "bfloat16" == _resolve_dtype(get_backend("hf"), None, "cpu")
+    assert _resolve_dtype(get_backend("vllm"), None, "cpu") == "float32"  # vLLM's default was not part of the check
+    assert _resolve_dtype(get_backend("vllm"), "auto", "cpu") == "bfloat16" == _resolve_dtype(get_backend("vllm"), None, "cuda")
+    assert _resolve_dtype(get_backend("embedded"), "float32", "cpu") == "float32"  # pinned samples pin float32 explicitly
 
 
 def test_native_bf16_reads_the_cpu_flags():
@@ -46,6 +58,7 @@ def test_native_bf16_reads_the_cpu_flags():
 
 def test_the_manifest_names_a_resolved_dtype_only_off_the_devices_default(sample, native, monkeypatch):
     spec = PolicySpec.from_options("embedded")
+    native(False)
     default = sampling_manifest(spec, sample, 4, 0)
     assert "dtype" not in default["policy"]  # float32 pools from before --dtype still resume
     native(False)
@@ -57,6 +70,9 @@ def test_the_manifest_names_a_resolved_dtype_only_off_the_devices_default(sample
     check_resume("pool.parquet", default, sampling_manifest(dataclasses.replace(spec, dtype="float32"), sample, 4, 0))
     with pytest.raises(ConfigError, match="dtype"):
         check_resume("pool.parquet", default, bf16)  # a float32 pool is not resumed in bf16
+    assert sampling_manifest(spec, sample, 4, 0)["policy"] == bf16["policy"]  # unset: bf16 on a native-bf16 CPU ...
+    with pytest.raises(ConfigError, match="dtype"):
+        check_resume("pool.parquet", default, sampling_manifest(spec, sample, 4, 0))  # ... so an older pool needs --dtype float32
     monkeypatch.setattr(dev, "_cuda_available", lambda: True)
     on_cuda = dataclasses.replace(spec, device="cuda")
     assert "dtype" not in sampling_manifest(on_cuda, sample, 4, 0)["policy"]  # CUDA ran bf16 before --dtype
@@ -125,6 +141,7 @@ def test_a_study_keys_its_pools_by_the_resolved_dtype_so_older_caches_stay_valid
     from ttpkit.studies.paper import _policy_key
 
     spec = PolicySpec.from_options("embedded")
+    native(False)
     assert "dtype" not in _policy_key(spec) and _policy_key(spec) == _policy_key(dataclasses.replace(spec, dtype="float32"))
     native(True)
     assert _policy_key(dataclasses.replace(spec, dtype="auto"))["dtype"] == "bfloat16"

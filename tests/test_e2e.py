@@ -49,7 +49,7 @@ def test_hf_backend_reads_the_converted_directory(policy, sample):
     from ttpkit.policy import SamplingConfig, make_policy
     from ttpkit.policy.local import converted_dir, embedded_gguf_path
 
-    hf = make_policy("hf", sample.task, SamplingConfig(seed=0), model=converted_dir(embedded_gguf_path()))
+    hf = make_policy("hf", sample.task, SamplingConfig(seed=0), model=converted_dir(embedded_gguf_path()), dtype="float32")
     q = sample.queries[5]
     assert hf.complete(hf.prompt(q), 2, seed=3) == policy.complete(policy.prompt(q), 2, seed=3)
 

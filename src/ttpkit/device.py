@@ -9,16 +9,20 @@ turns ``auto`` into the device that will be used, refusing ``cuda`` on a
 machine without CUDA. Pool manifests record the device only when it is not
 ``cpu``, so pools sampled before the option still resume.
 
-``--dtype`` is the local policy's weight precision. Left unset it is the
-device's :func:`model_dtype`, as before the option: float32 on the CPU,
-bfloat16 on CUDA. ``bfloat16`` runs the matrix products in bf16 (about 2.5x as
-fast per product on CPUs with native bf16: AVX512-BF16 or AMX) while logits,
-softmax and the nucleus draw stay in float32; ``auto`` is bfloat16 on CUDA and
-on CPUs with :func:`native_bf16`, else float32. :func:`resolve_dtype` turns
-unset and ``auto`` into the dtype that will be used, before it enters a manifest. A pool
-manifest records the dtype only when it differs from the device's
-:func:`model_dtype` (float32 on the CPU, bfloat16 on CUDA: what each device ran
-before the option), so earlier pools still resume.
+``--dtype`` is the local policy's weight precision. ``bfloat16`` runs the
+matrix products in bf16 (about 2.5x as fast per product on CPUs with native
+bf16: AVX512-BF16 or AMX) while logits, softmax and the nucleus draw stay in
+float32; ``auto`` is bfloat16 on CUDA and on CPUs with :func:`native_bf16`,
+else float32. Left unset it is :func:`default_dtype`: bfloat16 on CUDA and,
+since issue 30, on a CPU with native bf16 (the sampler's distribution check,
+``benchmarks/p1_dtype.py --pool-queries 64``, found bf16 keeping it:
+:data:`BF16_KEEPS_DISTRIBUTION`); float32 on every other CPU, where bf16 is
+emulated and slower. :func:`resolve_dtype` turns unset and ``auto`` into the
+dtype that will be used, before it enters a manifest. A pool manifest records
+the dtype only when it differs from the device's :func:`model_dtype` (float32
+on the CPU, bfloat16 on CUDA: what each device ran before the option), so
+earlier pools still resume, and a float32 pool is not resumed in bf16 by the
+newer default on a native-bf16 CPU (``--dtype float32`` resumes it).
 """
 
 from __future__ import annotations
@@ -27,10 +31,14 @@ from pathlib import Path
 
 from ttpkit.errors import ConfigError
 
-__all__ = ["DEVICES", "DTYPES", "check_device", "check_dtype", "model_dtype", "native_bf16", "resolve_device", "resolve_dtype"]
+__all__ = ["BF16_KEEPS_DISTRIBUTION", "DEVICES", "DTYPES", "check_device", "check_dtype", "default_dtype", "model_dtype",
+           "native_bf16", "resolve_device", "resolve_dtype"]
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16")
+# The outcome of issue 30's check (docs/performance.md, P1b): bf16 sampling keeps the first-token distribution at
+# the noise floor and a 64-query pool's mean utility and oracle inside float32's intervals.
+BF16_KEEPS_DISTRIBUTION = True
 
 
 def check_device(device: str) -> str:
@@ -70,8 +78,23 @@ def resolve_device(device: str) -> str:
 
 
 def model_dtype(device: str) -> str:
-    """The default dtype of local models on a resolved device: float32 on the CPU, bfloat16 on CUDA."""
+    """What local models ran in on a resolved device before ``--dtype``: float32 on the CPU, bfloat16 on CUDA.
+
+    Manifests name a dtype only off this, so pools from before the option resume.
+    """
     return "bfloat16" if device == "cuda" else "float32"
+
+
+def default_dtype(device: str) -> str:
+    """The dtype of a local model when ``--dtype`` is unset, on a resolved device.
+
+    bfloat16 on CUDA, and on a CPU with :func:`native_bf16` while
+    :data:`BF16_KEEPS_DISTRIBUTION`; float32 on other CPUs (bf16 would be
+    emulated there, and slower).
+    """
+    if device == "cuda" or (BF16_KEEPS_DISTRIBUTION and native_bf16()):
+        return "bfloat16"
+    return "float32"
 
 
 def native_bf16() -> bool:
@@ -106,15 +129,15 @@ def check_dtype(dtype: str) -> str:
 def resolve_dtype(dtype: str | None, device: str) -> str:
     """``float32`` or ``bfloat16``: what ``dtype`` (one of :data:`DTYPES`, or None) means on a resolved ``device``.
 
-    None is the device's :func:`model_dtype`. ``auto`` is bfloat16 on CUDA and
-    on a CPU with :func:`native_bf16`, else float32 (bf16 without native
+    None is the device's :func:`default_dtype`. ``auto`` is bfloat16 on CUDA
+    and on a CPU with :func:`native_bf16`, else float32 (bf16 without native
     support is emulated, and slower than float32).
 
     Raises:
         ConfigError: For an unknown dtype.
     """
     if dtype is None:
-        return model_dtype(device)
+        return default_dtype(device)
     check_dtype(dtype)
     if dtype != "auto":
         return dtype

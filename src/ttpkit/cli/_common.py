@@ -241,7 +241,7 @@ Address = Annotated[str, typer.Option("--address", help="Ray cluster for --engin
 Actors = Annotated[int, typer.Option("--actors", help="Ray actors for --engine ray (each loads the model once).", min=1, max=10_000)]
 ActorCpus = Annotated[float, typer.Option("--actor-cpus", help="CPUs each Ray actor reserves; also its torch threads.", min=0.01)]
 ActorGpus = Annotated[Optional[float], typer.Option("--actor-gpus", help="GPUs each Ray actor reserves (default: 1 with --device cuda, else 0).", min=0)]
-Dtype = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | auto: precision of a local (or vllm) policy; bfloat16 changes samples (auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX; default: float32 on the CPU, bf16 on CUDA).")]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | auto: precision of a local (or vllm) policy; bfloat16 changes samples (auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX; default: bf16 on CUDA and, for ttpkit's sampler, on CPUs with native bf16; else float32).")]
 
 
 @app.callback()

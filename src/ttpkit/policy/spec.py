@@ -72,7 +72,7 @@ def make_policy(
     check_backend_options(backend, model, base_url)
     device = resolve_device(device)
     _check_device(b, device, int8)
-    dtype = _check_dtype(b, resolve_dtype(dtype, device) if b.local else dtype, int8)
+    dtype = _check_dtype(b, _resolve_dtype(b, dtype, device) if b.local else dtype, int8)
     _check_int8(b, int8)
     policy = b.build(None if model is None else str(model), base_url, task, config or SamplingConfig(), dtype)
     if b.torch:
@@ -90,6 +90,13 @@ def _check_int8(b: Backend, int8: bool) -> None:
     """Refuse int8 where the backend runs no torch model of its own."""
     if int8 and not b.torch:
         raise ConfigError(f"--int8 applies to the torch backends ({names(lambda x: x.torch)}), not to {b.name}")
+
+
+def _resolve_dtype(b: Backend, dtype: str | None, device: str) -> str:
+    """:func:`ttpkit.device.resolve_dtype` for ttpkit's own sampler; an unset dtype of another local backend (``vllm``)
+    stays the device's :func:`~ttpkit.device.model_dtype`, since bf16 by default (on native-bf16 CPUs) was checked
+    for ttpkit's sampler only."""
+    return model_dtype(device) if dtype is None and not b.torch else resolve_dtype(dtype, device)
 
 
 def _check_dtype(b: Backend, dtype: str | None, int8: bool) -> str | None:
@@ -141,8 +148,10 @@ class PolicySpec:
         device: Where a local model runs: ``cpu`` (default) or ``cuda``
             (resolve ``auto`` first with :func:`ttpkit.device.resolve_device`, so
             the manifest records the device used).
-        dtype: Precision of a local (or ``vllm``) model: None (default: the
-            device's, float32 on the CPU and bfloat16 on CUDA), ``float32``,
+        dtype: Precision of a local (or ``vllm``) model: None (default:
+            bfloat16 on CUDA and, for ttpkit's own sampler, on CPUs with
+            native bf16; float32 on other CPUs and for ``vllm`` on any CPU;
+            :func:`ttpkit.device.default_dtype`), ``float32``,
             ``bfloat16`` (matrix products in bf16, logits and sampling in
             float32; changes the samples) or ``auto`` (bfloat16 on CUDA and on
             CPUs with native bf16). :meth:`manifest_dtype` resolves it for the
@@ -223,7 +232,7 @@ class PolicySpec:
             # cuda without CUDA is refused here, before any model loads
             device = resolve_device(self.device) if device_here or self.device != "cuda" else "cuda"
             _check_device(b, device, self.int8)
-            _check_dtype(b, resolve_dtype(self.dtype, device), self.int8)
+            _check_dtype(b, _resolve_dtype(b, self.dtype, device), self.int8)
 
     def probe(self, task: TaskSpec, seed: int = 0) -> None:
         """Ask what only the policy's server can say (its backend's ``probe``: one request with this setting's
@@ -250,7 +259,7 @@ class PolicySpec:
         b = get_backend(self.backend)
         if not b.local:
             return None
-        dtype = resolve_dtype(self.dtype, resolve_device(self.device))
+        dtype = _resolve_dtype(b, self.dtype, resolve_device(self.device))
         if b.records_dtype:
             return dtype
         return None if dtype == model_dtype(resolve_device(self.device)) else dtype

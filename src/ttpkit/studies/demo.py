@@ -78,7 +78,8 @@ def run_demo(out: Path, m: int = 8, seed: int = 0, progress: stages.Progress | N
     check_writable(out, "--out", directory=True)
     progress = progress or stages.NullProgress()
     data, path = demo_data(), out / "pool.parquet"
-    spec = PolicySpec.from_options("embedded", temperature=SHIPPED.temperature, top_p=SHIPPED.top_p, greedy=SHIPPED.greedy)
+    spec = PolicySpec.from_options("embedded", temperature=SHIPPED.temperature, top_p=SHIPPED.top_p, greedy=SHIPPED.greedy,
+                                   dtype="float32")  # its printed numbers are pinned in the docs, on any CPU
     manifest = stages.sampling_manifest(spec, data, m, seed)
     stages.sample_pool(data.queries, path, m, lazy_policy(spec, data.task, seed, progress.note), progress,
                        manifest=manifest, force_new=_fresh(path, manifest))
