@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ttpkit.errors import ConfigError
 from ttpkit.policy.base import Completer, Completion
+from ttpkit.serve._gone import unless_gone
 from ttpkit.serve._scoring import ScoreGroup
 
 __all__ = ["Batcher", "decode"]
@@ -82,8 +84,8 @@ class Batcher:
     """
 
     def __init__(self, policy: Completer, window_ms: float = 5.0, max_batch: int = 16,
-                 on_batch: Optional[Callable[[int, int, float], None]] = None,
-                 on_score: Optional[Callable[[int, int, float], None]] = None) -> None:
+                 on_batch: Callable[[int, int, float], None] | None = None,
+                 on_score: Callable[[int, int, float], None] | None = None) -> None:
         if window_ms < 0:
             raise ConfigError(f"batch_window_ms must be >= 0, got {window_ms}")
         if max_batch < 1:
@@ -96,9 +98,9 @@ class Batcher:
         self.lock = threading.Lock()  # held while the model decodes (for callers outside the batcher)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ttpkit-model")
         self._pending: list[_Job] = []
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._wake: Optional[asyncio.Event] = None
-        self._worker: Optional[asyncio.Task] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
 
     async def complete(self, prompts: list[str], n: int, seeds: list[int], cfg: Any) -> list[list[str]]:
         """``n`` completions of each prompt (one list per prompt), decoded with concurrent requests.
@@ -131,7 +133,7 @@ class Batcher:
         job = _Job(list(prompts), n, list(seeds), cfg, self._loop.create_future(), grouped)
         self._pending.append(job)
         self._wake.set()
-        return await job.future
+        return await unless_gone(job.future)  # a request whose client went away is cancelled, never decoded
 
     def _ensure_worker(self) -> None:
         loop = asyncio.get_running_loop()

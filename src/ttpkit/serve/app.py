@@ -23,6 +23,7 @@ from ttpkit.policy.base import Completer
 from ttpkit.reward.models import RewardModel
 from ttpkit.serve._auth import key_check
 from ttpkit.serve._batch import Batcher
+from ttpkit.serve._gone import DisconnectWatch
 from ttpkit.serve._metrics import Metrics, MetricsMiddleware
 from ttpkit.serve._openai import openai_router
 from ttpkit.serve._personalize import Personalizer, personalize_router
@@ -151,6 +152,7 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
     for router in extra_routers:
         app.include_router(router, dependencies=list(dependencies))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(DisconnectWatch)  # a request whose client went away is dropped before its decode
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     return app
 
