@@ -15,6 +15,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 from conftest import FakeEncoder, FakeLM, items_of, live
 
 from ttpkit.serve import create_app, create_service
@@ -101,3 +102,64 @@ def test_a_personalize_client_that_hangs_up_while_waiting_is_not_decoded(tmp_pat
     assert first[0].status_code == 200 and after.status_code == 200, (first[0].text, after.text)
     decoded = [p for batch in policy.decoded for p in batch]
     assert len(decoded) == 2 and not any(gone in p for p in decoded)  # the first and the last, never the hung-up one
+
+
+# -- announced requests: those that arrive together decode together -----------------------------------
+def test_a_forming_batch_waits_for_announced_requests_and_not_for_one_that_failed():
+    import asyncio
+
+    from ttpkit.serve import Batcher
+
+    policy = FakeLM()
+    batcher = Batcher(policy, window_ms=1, max_batch=16, join_ms=20_000)
+    cfg = policy.config
+
+    async def announced(prompt: str, seed: int, fail: bool = False):
+        with batcher.expect():
+            await asyncio.sleep(0.1)  # its retrieval, far longer than the window
+            if fail:
+                raise ValueError("no such user")
+            return await batcher.complete([prompt], 2, [seed], cfg)
+
+    async def main():
+        jobs = [batcher.complete(["right away"], 2, [0], cfg), announced("later one", 1), announced("later two", 2)]
+        out = await asyncio.wait_for(asyncio.gather(*jobs), 10)
+        failed = asyncio.ensure_future(announced("never", 3, fail=True))
+        alone = await asyncio.wait_for(batcher.complete(["alone"], 2, [4], cfg), 10)  # not held for the failed one
+        with pytest.raises(ValueError):
+            await failed
+        return out, alone
+
+    out, alone = asyncio.run(main())
+    assert policy.batches == [3, 1]  # the three in one batch; then the lone request, never waiting 20 s
+    solo = FakeLM()
+    assert out == [solo.complete_many([p], 2, [s]) for p, s in [("right away", 0), ("later one", 1), ("later two", 2)]]
+    assert alone == solo.complete_many(["alone"], 2, [4])  # each prompt's samples are its own seed's
+
+
+def test_concurrent_personalize_requests_share_one_decode_batch(tmp_path, sample):
+    policy = FakeLM()
+    app = create_service(policy, f"sqlite:///{tmp_path / 'p.db'}", admin_key="", rm="default:user-prob",
+                         encoder=FakeEncoder())
+    app.state.batcher.join = 20.0  # generous: the test box is shared; they arrive well within it
+    queries = sample.queries[:6]
+    with live(app) as root:
+        for q in {q.user_id: q for q in queries}.values():
+            httpx.post(f"{root}/v1/users/{q.user_id}/items", json={"items": items_of(q)}, timeout=30).raise_for_status()
+        bodies = [{"user_id": q.user_id, "task": "git-commits", "n": 3, "input": q.input, "seed": i} for i, q in enumerate(queries)]
+        httpx.post(f"{root}/v1/personalize", json=bodies[0], timeout=60).raise_for_status()  # loads the RM
+        policy.batches.clear()
+        replies: list = [None] * len(bodies)
+
+        def ask(i: int) -> None:
+            replies[i] = httpx.post(f"{root}/v1/personalize", json=bodies[i], timeout=60)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        solo = [httpx.post(f"{root}/v1/personalize", json=b, timeout=60).json() for b in bodies]
+    assert all(r is not None and r.status_code == 200 for r in replies)
+    assert policy.batches[0] == len(bodies)  # one decode batch for the six (then the six solo requests)
+    assert [r.json()["candidates"] for r in replies] == [s["candidates"] for s in solo]  # batch-mates change nothing
