@@ -105,14 +105,16 @@ def prompts() -> list[str]:
     return [build(q) for q in data.queries]
 
 
-async def level(root: str, texts: list, clients: int, total: int, n: int) -> tuple[list[float], int, float]:
-    """``total`` requests from ``clients`` concurrent clients; (latencies, samples, wall seconds).
+async def level(root: str, texts: list, clients: int, total: int, n: int) -> tuple[list[float], int, float, dict]:
+    """``total`` requests from ``clients`` concurrent clients; (latencies, samples, wall seconds, mean timings).
 
-    ``texts`` are prompts (``/v1/completions``) or personalize bodies (``/v1/personalize``).
+    ``texts`` are prompts (``/v1/completions``) or personalize bodies (``/v1/personalize``,
+    whose answers' ``timings`` are averaged).
     """
     queue = list(range(total))
     latencies: list[float] = []
     samples = [0]
+    timings: dict[str, list[float]] = {}
 
     async def client(http: httpx.AsyncClient) -> None:
         while queue:
@@ -123,6 +125,8 @@ async def level(root: str, texts: list, clients: int, total: int, n: int) -> tup
                 r = await http.post(f"{root}/v1/personalize", json={**item, "seed": i})
                 r.raise_for_status()
                 samples[0] += len(r.json()["candidates"])
+                for k, v in r.json()["timings"].items():
+                    timings.setdefault(k, []).append(v)
             else:
                 r = await http.post(f"{root}/v1/completions", json={"prompt": item, "n": n, "seed": i})
                 r.raise_for_status()
@@ -133,7 +137,7 @@ async def level(root: str, texts: list, clients: int, total: int, n: int) -> tup
     async with httpx.AsyncClient(timeout=1800, limits=limits) as http:
         start = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
-        return latencies, samples[0], time.perf_counter() - start
+        return latencies, samples[0], time.perf_counter() - start, {k: statistics.mean(v) for k, v in timings.items()}
 
 
 def batch_metrics(root: str) -> dict[str, float]:
@@ -147,14 +151,17 @@ def batch_metrics(root: str) -> dict[str, float]:
     return out
 
 
-def report(route: str, clients: int, latencies: list[float], samples: int, wall: float, before: dict, after: dict) -> float:
+def report(route: str, clients: int, latencies: list[float], samples: int, wall: float, timings: dict, before: dict,
+           after: dict) -> float:
     q = statistics.quantiles(latencies, n=20, method="inclusive") if len(latencies) > 1 else latencies * 19
     sps = samples / wall
     batches = after["batches"] - before["batches"]
     busy = (after["seconds"] - before["seconds"]) / wall
     per_batch = (after["prompts"] - before["prompts"]) / batches if batches else 0.0
     print(f"| {route} | {clients} | {len(latencies)} | {statistics.median(latencies):.2f} s | {q[18]:.2f} s | "
-          f"{len(latencies) / wall:.3f} | {sps:.2f} | {busy:.0%} | {per_batch:.1f} | {wall:.1f} s |", flush=True)
+          f"{len(latencies) / wall:.3f} | {sps:.2f} | {busy:.0%} | {per_batch:.1f} | {wall:.1f} s | "
+          + (" / ".join(f"{timings[k]:.2f}" for k in ("retrieval", "sampling", "scoring")) if timings else "–") + " |",
+          flush=True)
     return sps
 
 
@@ -220,8 +227,9 @@ def main() -> None:
         wait_healthy(root, child)
         bodies = personalize_bodies(root, args.n)
         texts = {"completions": prompts(), "personalize": bodies}
-        print("\n| route | clients | requests | p50 | p95 | req/s | samples/s | decode busy | prompts/batch | wall |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+        print("\n| route | clients | requests | p50 | p95 | req/s | samples/s | decode busy | prompts/batch | wall "
+              "| retrieval / sampling / scoring s per request |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", flush=True)
         top: dict[str, float] = {}
         clients = 0
         for route in args.routes.split(","):
