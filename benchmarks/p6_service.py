@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import socket
 import statistics
@@ -79,11 +80,11 @@ def library(n: int) -> None:
     queries = load_split(bundled_sample_dir(), "dev").queries
     m = n - SHIPPED.greedy  # N candidates per query, the greedy one included, as personalize's N
     policy.sample(queries[:1], m)  # warm-up
-    b, samples, start = policy.batch_queries, 0, time.perf_counter()
+    b, samples, start, cpu = policy.batch_queries, 0, time.perf_counter(), time.process_time()
     for i in range(0, len(queries), b):
         samples += sum(len(c) for c in policy.sample(queries[i : i + b], m))
     print(json.dumps({"samples": samples, "seconds": time.perf_counter() - start, "queries": len(queries),
-                      "batch_queries": b}), flush=True)
+                      "batch_queries": b, "cpu": time.process_time() - cpu}), flush=True)
 
 
 def personalize_bodies(root: str, n: int) -> list[dict]:
@@ -140,10 +141,17 @@ async def level(root: str, texts: list, clients: int, total: int, n: int) -> tup
         return latencies, samples[0], time.perf_counter() - start, {k: statistics.mean(v) for k, v in timings.items()}
 
 
-def batch_metrics(root: str) -> dict[str, float]:
-    """The decode batches' counters: seconds, prompts and batches so far."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_metrics(root: str, pid: int) -> dict[str, float]:
+    """The decode batches' counters (seconds, prompts, batches) and the server's CPU seconds so far."""
     want = {"ttpkit_batch_seconds_sum": "seconds", "ttpkit_batch_prompts_sum": "prompts", "ttpkit_batch_prompts_count": "batches"}
-    out = {}
+    out = {"cpu": cpu_seconds(pid)}
     for line in httpx.get(f"{root}/metrics", timeout=60).text.splitlines():
         name, _, value = line.partition(" ")
         if name in want:
@@ -158,8 +166,9 @@ def report(route: str, clients: int, latencies: list[float], samples: int, wall:
     batches = after["batches"] - before["batches"]
     busy = (after["seconds"] - before["seconds"]) / wall
     per_batch = (after["prompts"] - before["prompts"]) / batches if batches else 0.0
+    cpu = (after["cpu"] - before["cpu"]) / wall
     print(f"| {route} | {clients} | {len(latencies)} | {statistics.median(latencies):.2f} s | {q[18]:.2f} s | "
-          f"{len(latencies) / wall:.3f} | {sps:.2f} | {busy:.0%} | {per_batch:.1f} | {wall:.1f} s | "
+          f"{len(latencies) / wall:.3f} | {sps:.2f} | {busy:.0%} | {per_batch:.1f} | {cpu:.0%} | {uptime()[13:]} | {wall:.1f} s | "
           + (" / ".join(f"{timings[k]:.2f}" for k in ("retrieval", "sampling", "scoring")) if timings else "–") + " |",
           flush=True)
     return sps
@@ -176,7 +185,8 @@ def run_library(n: int) -> dict:
     lib = json.loads(out.stdout.strip().splitlines()[-1])
     lib["sps"] = lib["samples"] / lib["seconds"]
     print(f"library (LocalPolicy.sample, {lib['batch_queries']} queries per call): {lib['samples']} samples of "
-          f"{lib['queries']} queries in {lib['seconds']:.1f} s = {lib['sps']:.2f} samples/s; {uptime()}", flush=True)
+          f"{lib['queries']} queries in {lib['seconds']:.1f} s = {lib['sps']:.2f} samples/s, CPU {lib['cpu'] / lib['seconds']:.0%}; "
+          f"{uptime()}", flush=True)
     return lib
 
 
@@ -227,17 +237,17 @@ def main() -> None:
         wait_healthy(root, child)
         bodies = personalize_bodies(root, args.n)
         texts = {"completions": prompts(), "personalize": bodies}
-        print("\n| route | clients | requests | p50 | p95 | req/s | samples/s | decode busy | prompts/batch | wall "
-              "| retrieval / sampling / scoring s per request |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|", flush=True)
+        print("\n| route | clients | requests | p50 | p95 | req/s | samples/s | decode busy | prompts/batch | server CPU "
+              "| load after | wall | retrieval / sampling / scoring s per request |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|", flush=True)
         top: dict[str, float] = {}
         clients = 0
         for route in args.routes.split(","):
             asyncio.run(level(root, texts[route], 1, 1, args.n))  # warm-up (the RM loads on its first personalize)
             for clients in [int(c) for c in args.clients.split(",")]:
-                before = batch_metrics(root)
+                before = batch_metrics(root, child.pid)
                 out = asyncio.run(level(root, texts[route], clients, max(args.requests, clients), args.n))
-                top[route] = report(route, clients, *out, before, batch_metrics(root))
+                top[route] = report(route, clients, *out, before, batch_metrics(root, child.pid))
         print(f"\nafter the service: {uptime()}")
     finally:
         child.terminate()

@@ -150,6 +150,14 @@ def test_concurrent_personalize_requests_share_one_decode_batch(tmp_path, sample
         httpx.post(f"{root}/v1/personalize", json=bodies[0], timeout=60).raise_for_status()  # loads the RM
         policy.batches.clear()
         replies: list = [None] * len(bodies)
+        service, answer = app.state.personalizer, app.state.personalizer.answer
+        arrived = threading.Barrier(len(bodies), timeout=30)  # all six are at the server before any retrieves
+
+        def gated(*args):
+            arrived.wait()
+            return answer(*args)
+
+        service.answer = gated
 
         def ask(i: int) -> None:
             replies[i] = httpx.post(f"{root}/v1/personalize", json=bodies[i], timeout=60)
@@ -159,7 +167,28 @@ def test_concurrent_personalize_requests_share_one_decode_batch(tmp_path, sample
             t.start()
         for t in threads:
             t.join(60)
+        service.answer = answer
         solo = [httpx.post(f"{root}/v1/personalize", json=b, timeout=60).json() for b in bodies]
     assert all(r is not None and r.status_code == 200 for r in replies)
     assert policy.batches[0] == len(bodies)  # one decode batch for the six (then the six solo requests)
     assert [r.json()["candidates"] for r in replies] == [s["candidates"] for s in solo]  # batch-mates change nothing
+
+
+def test_a_burst_of_arrivals_longer_than_the_window_decodes_as_one_batch():
+    import asyncio
+
+    from ttpkit.serve import Batcher
+
+    policy = FakeLM()
+    batcher = Batcher(policy, window_ms=300, max_batch=16, join_ms=20_000)  # each gap is far shorter than the window
+
+    async def main():
+        jobs = []
+        for i in range(8):  # 8 arrivals 50 ms apart: 350 ms from the first to the last, more than one window
+            jobs.append(asyncio.ensure_future(batcher.complete([f"prompt {i}"], 2, [i], policy.config)))
+            await asyncio.sleep(0.05)
+        return await asyncio.wait_for(asyncio.gather(*jobs), 20)
+
+    out = asyncio.run(main())
+    assert policy.batches == [8]
+    assert out == [FakeLM().complete_many([f"prompt {i}"], 2, [i]) for i in range(8)]  # each its own seed's

@@ -1,8 +1,9 @@
 """Cross-request batching: concurrent requests share one ``complete_many`` decode batch.
 
-Requests arriving within ``window_ms`` of the first waiting one, with the same
-``n`` and decoding settings, are decoded together (at most ``max_batch``
-prompts, a lone larger request goes alone). The model runs in one worker
+Requests arriving within ``window_ms`` of each other (a burst keeps the batch
+open, up to ``join_ms`` after its first request), with the same ``n`` and
+decoding settings, are decoded together (at most ``max_batch`` prompts, a lone
+larger request goes alone). The model runs in one worker
 thread, so the event loop keeps accepting requests while a batch decodes, and
 the next batch forms from whatever arrived meanwhile. Each prompt keeps its
 own seed's generator (``complete_many``'s guarantee), so its samples do not
@@ -103,10 +104,11 @@ class Batcher:
     Args:
         policy: The completer; its ``complete_many`` (or ``complete``, one
             prompt at a time) runs in a single worker thread.
-        window_ms: How long the first waiting request waits for batch-mates.
+        window_ms: How long a forming batch waits for the next request after the latest.
         max_batch: Most prompts per decode batch.
-        join_ms: How long, at most, a forming batch waits for announced
-            requests (:meth:`expect`) still on their way.
+        join_ms: How long, at most, a forming batch stays open after its first
+            request: for a burst of arrivals, or for announced requests
+            (:meth:`expect`) still on their way.
         on_batch: Called after each decode with (requests, prompts, seconds).
         on_score: Called after each shared RM pass with (requests, rows, seconds).
     """
@@ -202,8 +204,7 @@ class Batcher:
                 await self._wake.wait()
             first = self._pending[0]
             while self._queued(first.key) < self.max_batch:
-                wait = max(self.window, self.join) if self._coming > 0 else self.window
-                left = first.since + wait - time.monotonic()
+                left = self._until(first) - time.monotonic()
                 if left <= 0:
                     break
                 self._wake.clear()
@@ -214,6 +215,19 @@ class Batcher:
             batch = self._take(first.key)
             if batch:
                 await self._decode(batch)
+
+    def _until(self, first: _Job) -> float:
+        """When the batch that ``first`` opened starts, if it does not fill first.
+
+        One window after the latest arrival (a burst of arrivals, which the
+        event loop reads one by one, keeps it open), or up to ``join_ms`` after
+        ``first`` while announced requests are on their way; never later than
+        ``first`` plus the larger of the two.
+        """
+        cap = first.since + max(self.window, self.join)
+        if self._coming > 0:
+            return cap
+        return min(max(first.since, self._pending[-1].since) + self.window, cap)
 
     def _take(self, key: tuple) -> list[_Job]:
         """Remove and return the live jobs of ``key`` in arrival order, up to the cap (at least one)."""
