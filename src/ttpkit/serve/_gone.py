@@ -7,7 +7,7 @@ follows ``run_in_threadpool`` and ``anyio.from_thread.run``) all see it.
 :meth:`Client.unless_gone` awaits a batcher job and, if the connection closes
 first, cancels the job (the :class:`~ttpkit.serve.Batcher` never decodes a
 cancelled job) and raises :class:`ClientGone`, a 499 (nginx's "client closed
-request") that nobody receives but the metrics and the access log record.
+request") that nobody receives but ``ttpkit_requests_total`` counts.
 
 The connection is watched through ASGI ``receive``: once the request body has
 been read, the server's next message is ``http.disconnect``, sent when the
@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 __all__ = ["CLOSED_STATUS", "Client", "ClientGone", "DisconnectWatch", "current_client", "unless_gone"]
 
-CLOSED_STATUS = 499  # nginx's "client closed request": logged, never received
+CLOSED_STATUS = 499  # nginx's "client closed request": counted in the metrics, never received
 T = TypeVar("T")
 
 _CLIENT: contextvars.ContextVar[Client | None] = contextvars.ContextVar("ttpkit_client", default=None)
