@@ -139,7 +139,8 @@ def personalize_router(service: Personalizer) -> APIRouter:
 
     @router.post("/personalize")
     async def personalize(body: PersonalizeRequest, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
-        return await run_in_threadpool(service.answer, body, who, request.app.state)
+        with request.app.state.batcher.expect():  # its decode job follows the profile read and retrieval: batch-mates wait
+            return await run_in_threadpool(service.answer, body, who, request.app.state)
 
     @router.post("/feedback")
     def feedback(body: FeedbackRequest, who: Caller = Depends(caller)) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from ttpkit.serve._errors import (
     on_invalid,
     on_storage_error,
 )
+from ttpkit.serve._gone import DisconnectWatch
 from ttpkit.serve._metrics import Metrics, MetricsMiddleware
 from ttpkit.serve._openai import openai_router
 from ttpkit.serve._personalize import Personalizer, personalize_router
@@ -96,6 +97,7 @@ def create_app(policy: Completer, model_name: str = "ttpkit", *, extra_routers: 
     for router in extra_routers:
         app.include_router(router, dependencies=list(dependencies))
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # the last added runs first
+    app.add_middleware(DisconnectWatch)  # a request whose client went away is dropped before its decode
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(NoCredentialsInURL)
     app.add_middleware(RequestIds)
