@@ -273,12 +273,12 @@ def test_docs_need_the_key_and_an_open_server_warns_or_refuses(store_url, caplog
         assert "/v1/personalize" in paths and "/docs" not in paths
         key = httpx.post(root + "/v1/users/alice/keys", headers={"Authorization": "Bearer adm"}).json()["key"]
         assert httpx.get(root + "/docs", headers={"Authorization": f"Bearer {key}"}).status_code == 200  # any live key
-    with pytest.raises(ConfigError, match=r"holds 1 issued API keys.*--open \(allow_open=True\)"):
+    with pytest.raises(ConfigError, match=r"holds issued API keys \(1\).*--open \(allow_open=True\)"):
         _service(store_url)
     with caplog.at_level(logging.WARNING, logger="ttpkit.serve"):
         _service(store_url, allow_open=True)
     warned = [r.getMessage() for r in caplog.records if r.name == "ttpkit.serve"]
-    assert len(warned) == 1 and "every route" in warned[0] and "1 issued keys are ignored" in warned[0]
+    assert len(warned) == 1 and "every route" in warned[0] and "issued keys (1) are ignored" in warned[0]
     _no_traceback(server_log, capfd)
 
 
@@ -303,7 +303,7 @@ def test_serve_refuses_to_start_open_over_issued_keys_in_one_line(tmp_path, monk
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     res = CliRunner().invoke(app, ["serve", "--db", db, "--port", str(port)])
-    assert res.exit_code == 2 and "--open" in res.output and "1 issued API keys" in res.output, res.output
+    assert res.exit_code == 2 and "--open" in res.output and "issued API keys (1)" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1
 
 

@@ -86,10 +86,10 @@ def check_open(store: ProfileStore, admin_key: str | None, allow_open: bool = Fa
         return None
     held = live_keys(store)
     if held and not allow_open:
-        raise ConfigError(f"{ADMIN_ENV} is not set, but the store {store.shown_url} holds {held} issued API keys: served "
+        raise ConfigError(f"{ADMIN_ENV} is not set, but the store {store.shown_url} holds issued API keys ({held}): served "
                           f"open, every route would answer anyone and those keys would be ignored. Set {ADMIN_ENV}, "
                           "or pass --open (allow_open=True) to serve it open anyway")
-    ignored = f"; the store's {held} issued keys are ignored (--open)" if held else ""
+    ignored = f"; the store's issued keys ({held}) are ignored (--open)" if held else ""
     return f"{ADMIN_ENV} is not set: every route of this server is open to anyone who can connect{ignored}"
 
 
