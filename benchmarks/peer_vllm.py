@@ -207,7 +207,8 @@ def report(out: Path) -> dict:
              f"top-p {spec['top_p']}, at most {spec['max_new_tokens']} new tokens; {spec['reps']} reps (fastest–slowest); "
              f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"), "",
              (f"prompts byte-identical: {checks['prompts_identical']}; prompt token counts equal: {checks['token_counts_match']} "
-             f"({halves[0]['prompt_tokens'] if halves else []}); token ids equal: {checks['token_ids_match']}"), "",
+             f"({halves[0]['prompt_tokens'] if halves else []}); token ids equal: {checks['token_ids_match']}"
+              if peers else "no vLLM half in this run (SKIP_VLLM, or no vLLM for the device): nothing to compare with"), "",
              (f"| engine | dtype | {len(spec['prompts'])} prompts per batch, s/query | 1 prompt, s/query | prefill, s/prompt "
              f"| load, s | peak memory, GB | mean new tokens | greedy row: extra per query (1/N = {1 / spec['n']:.3f}) "
               "| load average (start → end) |"),
@@ -217,7 +218,8 @@ def report(out: Path) -> dict:
         lines.append(f"| {h['engine']} | {h['dtype']} | {_span(h['batch'])} | {_span(h['one'])} | {_span(h['prefill'], '{:.3f}')} "
                      f"| {h['load_s']:.1f} | {h['peak_mem_gb']:.2f} | {h['mean_new_tokens']:.1f} | {_greedy(h)} | {la} |")
     ratios = {}
-    lines += ["", "| ttpkit | vs vLLM | batched: vLLM time / ttpkit time | 1 prompt |", "|---|---|---:|---:|"]
+    if peers and ours:
+        lines += ["", "| ttpkit | vs vLLM | batched: vLLM time / ttpkit time | 1 prompt |", "|---|---|---:|---:|"]
     for h in ours:
         for p in peers.values():
             r = {"batch": min(p["batch"]) / min(h["batch"]), "one": min(p["one"]) / min(h["one"])}
